@@ -1,0 +1,86 @@
+"""The buffer contract and registry.
+
+Two objects per connection:
+
+ReadBuffer(capacity, limit) -- a ring buffer the loop reads into without copying
+    free_span() -> memoryview     the largest contiguous free span; the loop does
+                                  sock.recv_into(buf.free_span()) into it.  When the
+                                  buffer is full it grows (doubling) up to `limit`;
+                                  at the limit, the span is empty (len 0).
+    commit(n)                     n bytes were written into the last free span
+    spans() -> (mv1, mv2)         readable bytes as one or two contiguous spans
+                                  (mv2 is empty unless the data wraps)
+    contiguous() -> (obj, start, end)
+                                  the readable bytes as ONE contiguous region
+                                  obj[start:end] of a bytes-like object that
+                                  supports find/re (bytearray for the Python
+                                  variant).  If the data wraps, the buffer first
+                                  rotates it (one copy, rare: only when a request
+                                  straddles the wrap point).
+    consume(n)                    drop n bytes from the front
+    __len__()                     readable bytes
+    capacity, limit               current size / growth limit
+    reset()                       drop everything; shrink back to the initial capacity
+
+WriteBuffer(limit) -- gathers the responses to one read for one send
+    append(data: bytes)           queue bytes (never copies per append in the hot path
+                                  beyond what the variant documents)
+    view() -> memoryview          the pending bytes, contiguous, for sock.send()
+    consume(n)                    n bytes were sent
+    __len__()                     pending bytes
+    over_limit() -> bool          pending > limit: the loop stops reading (backpressure)
+
+Registry:  buffers.create_read(name, capacity, limit), buffers.create_write(name, limit),
+           buffers.names().  Each variant module registers a pair with
+           register(name, read_factory, write_factory).
+"""
+from typing import Callable, Dict, List, Tuple
+
+_REGISTRY: Dict[str, Tuple[Callable, Callable]] = {}
+_ERRORS: Dict[str, str] = {}
+
+DEFAULT_READ_CAPACITY = 16384
+DEFAULT_READ_LIMIT = 1 << 22
+DEFAULT_WRITE_LIMIT = 1 << 20
+
+
+def register(name: str, read_factory: Callable, write_factory: Callable) -> None:
+    _REGISTRY[name] = (read_factory, write_factory)
+
+
+def _load_builtin():
+    import importlib
+    for mod in ("python", "c", "numba"):
+        if mod in _REGISTRY or mod in _ERRORS:
+            continue
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ImportError as e:  # pragma: no cover - depends on the machine
+            _ERRORS[mod] = str(e)
+
+
+def names() -> List[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def unavailable() -> Dict[str, str]:
+    _load_builtin()
+    return dict(_ERRORS)
+
+
+def _get(name):
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        why = f" ({_ERRORS[name]})" if name in _ERRORS else ""
+        raise ValueError(f"unknown buffer {name!r}{why}; choose one of: {', '.join(names())}") from None
+
+
+def create_read(name: str, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
+    return _get(name)[0](capacity, limit)
+
+
+def create_write(name: str, limit: int = DEFAULT_WRITE_LIMIT):
+    return _get(name)[1](limit)

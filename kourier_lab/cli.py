@@ -1,0 +1,52 @@
+"""`kourier-lab serve | bench | micro | compliance | peers | report | soak`.
+
+Each component contributes its own subcommands through a `cli.py` module with
+`register(subparsers)`; this file only wires them together.
+"""
+import argparse
+import importlib
+import sys
+
+_COMPONENT_CLIS = ("kourier_lab.server.cli", "kourier_lab.bench.cli",
+                   "kourier_lab.compliance.cli", "kourier_lab.peers.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, exit 2
+        sys.stderr.write(f"kourier-lab: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kourier-lab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for mod in _COMPONENT_CLIS:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name == mod:      # that component has no CLI yet
+                continue
+            raise
+        m.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except UsageError as e:
+        sys.stderr.write(f"kourier-lab: error: {e}\n")
+        return 2
+    return int(rc or 0)
+
+
+class UsageError(Exception):
+    """Raised by a subcommand for a bad argument or input file: printed as one line, exit 2."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The parser contract and registry.
+
+A parser is a pure state machine in the h11 sense: bytes in, request table out,
+never a socket.  It is stateless between calls (the same bytes give the same
+answer whatever the split), so "resumable at any byte boundary" means: call it
+again on the longer span when more bytes arrive.
+
+    p = parsers.create("python", limits)
+    n = p.parse_head(buf, start, end)     # buf: bytes / bytearray / memoryview
+      n > 0   the head is complete and valid; n is its length (blank line included)
+              and p.head() gives the request table as a RequestHead
+      n == 0  need more bytes (nothing wrong so far)
+      n < 0   -status: 400, 413, 414, 431, 501 or 505; the connection must close
+    n, body = p.parse_chunked(buf, start, end)   # start = first byte after the head
+      n > 0   the whole chunked body (trailers and final CRLF included) is n bytes;
+              body is the decoded data (bytes)
+      n == 0 / n < 0  as above
+
+Semantics (every variant, checked by tests/test_parser_contract.py):
+  * request line: method = token; one SP; request-target; one SP; HTTP-version; CRLF.
+    targets: origin-form (absolute path + optional query), absolute-form
+    (scheme "://" authority path-abempty [? query]), authority-form (CONNECT
+    only), asterisk-form (OPTIONS only).  Every path/query byte is a RFC 3986
+    pchar (query: also "/" and "?"); every '%' starts %HEXDIG HEXDIG.
+    HTTP/1.1 and HTTP/1.0 are served; another well-formed HTTP/D.D -> 505;
+    anything else -> 400.
+  * leading CRLFs before the request line are skipped (RFC 9112 2.2 SHOULD).
+  * field lines: name = token, ':' right after it (whitespace before -> 400);
+    value trimmed of SP/HTAB, bytes VCHAR / obs-text / SP / HTAB only (CTL, NUL
+    -> 400); obs-fold -> 400.  Lines end with CRLF; a bare LF or bare CR is 400
+    (the strict choice; we decided not to be lenient).
+  * Host: exactly once in HTTP/1.1, at most once in HTTP/1.0, value a valid
+    uri-host [":" port] -> else 400.
+  * Content-Length: 1*DIGIT; repeated (or a list) only with one value; larger
+    than max_body -> 413.  Transfer-Encoding with Content-Length -> 400; in
+    HTTP/1.0 -> 400; chunked must be the final coding and appear once
+    (case-insensitive) -> else 400; other codings before chunked -> 501.
+  * limits: request line > max_request_line -> 414; head > max_header_bytes
+    or more than max_headers fields -> 431; body > max_body -> 413.
+  * keep_alive: HTTP/1.1 unless Connection has "close"; HTTP/1.0 only with
+    "keep-alive".  expect_continue: Expect is "100-continue"; any other Expect
+    value -> 417.
+  * chunked bodies: chunk-size hex (overflow past 15 hex digits or past
+    max_body -> 413 / 400), chunk extensions (token[=token|quoted-string])
+    accepted, the CRLF after each chunk's data checked, trailers validated as
+    field lines and discarded.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ..http.limits import DEFAULT_LIMITS, Limits
+
+NEED_MORE = 0
+
+FORM_ORIGIN, FORM_ABSOLUTE, FORM_AUTHORITY, FORM_ASTERISK = 0, 1, 2, 3
+BODY_NONE, BODY_LENGTH, BODY_CHUNKED = 0, 1, 2
+
+
+@dataclass
+class RequestHead:
+    """The request table as Python values; every variant's head() returns one.
+
+    Spans of the table are materialized here as bytes so tests and handlers can
+    compare variants field by field.
+    """
+    method: bytes
+    target: bytes
+    path: bytes
+    query: Optional[bytes]          # None when there is no '?'
+    version_minor: int
+    target_form: int
+    headers: List[Tuple[bytes, bytes]] = field(default_factory=list)
+    host: Optional[bytes] = None
+    keep_alive: bool = True
+    body_kind: int = BODY_NONE
+    content_length: int = -1
+    expect_continue: bool = False
+    head_len: int = 0
+
+    def header(self, name: bytes, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+
+_REGISTRY: Dict[str, Callable[[Limits], object]] = {}
+_ERRORS: Dict[str, str] = {}
+
+
+def register(name: str, factory: Callable[[Limits], object]) -> None:
+    _REGISTRY[name] = factory
+
+
+def _load_builtin():
+    # Import each variant; one that cannot load (no compiler, no numba) is
+    # recorded with the reason instead of breaking the others.
+    import importlib
+    for mod in ("python", "c", "numba"):
+        if mod in _REGISTRY or mod in _ERRORS:
+            continue
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ImportError as e:  # pragma: no cover - depends on the machine
+            _ERRORS[mod] = str(e)
+
+
+def names() -> List[str]:
+    """Registered parser variants that loaded on this machine."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def unavailable() -> Dict[str, str]:
+    _load_builtin()
+    return dict(_ERRORS)
+
+
+def create(name: str, limits: Limits = DEFAULT_LIMITS):
+    _load_builtin()
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        why = f" ({_ERRORS[name]})" if name in _ERRORS else ""
+        raise ValueError(f"unknown parser {name!r}{why}; choose one of: {', '.join(names())}") from None
+    return factory(limits)
