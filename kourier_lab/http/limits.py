@@ -18,6 +18,8 @@ class Limits:
                 raise ValueError(f"limit {name} must be a positive integer, got {v!r}")
         if self.max_headers > MAX_HEADERS_CAP:
             raise ValueError(f"max_headers must be <= {MAX_HEADERS_CAP} (the request table's size)")
+        if self.max_request_line > self.max_header_bytes:
+            raise ValueError("max_request_line must not exceed max_header_bytes")
         if self.max_header_bytes >= 1 << 31 or self.max_body >= 1 << 62:
             raise ValueError("limits too large")
 

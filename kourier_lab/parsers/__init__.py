@@ -11,12 +11,38 @@ again on the longer span when more bytes arrive.
               and p.head() gives the request table as a RequestHead
       n == 0  need more bytes (nothing wrong so far)
       n < 0   -status: 400, 413, 414, 431, 501 or 505; the connection must close
+    p.info   after n > 0: the hot-path summary every loop uses, a tuple
+             (method, path, query, version_minor, keep_alive, body_kind,
+              content_length, expect_continue) with method/path/query as bytes
+              (query None when there is no '?')
+    p.head() after n > 0: the whole request table as a RequestHead (spans
+             materialized as bytes; valid until the caller changes buf)
     n, body = p.parse_chunked(buf, start, end)   # start = first byte after the head
       n > 0   the whole chunked body (trailers and final CRLF included) is n bytes;
               body is the decoded data (bytes)
       n == 0 / n < 0  as above
 
-Semantics (every variant, checked by tests/test_parser_contract.py):
+Semantics (every variant, checked by tests/test_parser_contract.py).  The order
+of the checks is part of the contract, so that a prefix of the input never
+reports a different error than the whole input:
+  1. leading CRLF pairs are skipped (RFC 9112 2.2).
+  2. the request line ends at the first LF.  Its length (without CR LF) >
+     max_request_line -> 414 (reported as soon as it is certain, even before
+     the LF arrives); an LF not preceded by CR -> 400; then its syntax:
+     not exactly three SP-separated non-empty parts -> 400; method not a token
+     -> 400; version not "HTTP/" DIGIT "." DIGIT -> 400; bad target -> 400;
+     version other than 1.0/1.1 -> 505.
+  3. the head ends at the first empty line (LF followed by LF or CR LF).
+     head length > max_header_bytes -> 431 (reported as soon as the bytes
+     buffered reach max_header_bytes); more than max_headers field lines -> 431.
+  4. each field line in order: CR LF ending, token name, ':' right after it,
+     valid value -> else 400 (bare LF / bare CR / obs-fold / CTL all 400).
+  5. Host (400), Transfer-Encoding with Content-Length (400), Content-Length
+     syntax and repeats (400; repeats compared as digit strings without
+     leading zeros), Transfer-Encoding (400 / 501), Content-Length above
+     max_body (413), Expect (417).
+  Nothing else is reported before the head is complete.
+
   * request line: method = token; one SP; request-target; one SP; HTTP-version; CRLF.
     targets: origin-form (absolute path + optional query), absolute-form
     (scheme "://" authority path-abempty [? query]), authority-form (CONNECT
@@ -40,10 +66,15 @@ Semantics (every variant, checked by tests/test_parser_contract.py):
   * keep_alive: HTTP/1.1 unless Connection has "close"; HTTP/1.0 only with
     "keep-alive".  expect_continue: Expect is "100-continue"; any other Expect
     value -> 417.
-  * chunked bodies: chunk-size hex (overflow past 15 hex digits or past
-    max_body -> 413 / 400), chunk extensions (token[=token|quoted-string])
-    accepted, the CRLF after each chunk's data checked, trailers validated as
-    field lines and discarded.
+  * chunked bodies (RFC 9112 7.1): each chunk line ends at its LF and must
+    be CR LF terminated and at most 4096 bytes long (else 400); chunk-size is
+    1*HEXDIG, more than 15 significant hex digits -> 400 (overflow); chunk
+    extensions *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
+    are accepted and ignored, anything else on the line -> 400; a running
+    total above max_body -> 413 (reported as soon as the size line is read);
+    the CR LF after each chunk's data is checked (400); trailer field lines
+    are validated like header lines (400) and discarded; trailer section
+    larger than max_header_bytes -> 431.
 """
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple

@@ -1,0 +1,338 @@
+"""The pure-Python parser: the standard library only (`re` and bytes methods).
+
+Every byte is validated, but the work is pushed into C-implemented primitives:
+`bytes.find` locates the head, one compiled regular expression validates the
+whole request line (character classes generated from http/chars.py), one more
+validates the whole field section, and lower-cased `find`s pick the few fields
+that change framing.  Python-level code runs a fixed number of steps per
+request, not per byte.
+
+The lesson for pure Python: the cheapest validation is the one not repeated.
+The parser remembers the last head it accepted (the exact bytes); a request
+whose head is byte-identical — every request of a pipelined or keep-alive
+benchmark client, most requests of a real one — is recognised with one
+`startswith` and reuses the table.  Byte-identical input gives the identical
+verdict, so this is exact, not a shortcut around validation; `memo=False`
+turns it off so its effect can be measured.
+"""
+import re
+
+from ..http.chars import (FIELD_CONTENT, FIELD_VCHAR, HEXDIG, PATH_CHAR, QUERY_CHAR, REG_NAME,
+                          SCHEME_CHAR, TCHAR, regex_class)
+from ..http.limits import DEFAULT_LIMITS, Limits
+from . import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
+               FORM_ORIGIN, RequestHead, register)
+
+_TOKEN = regex_class(TCHAR)
+_PATHC = regex_class(PATH_CHAR, b"%")
+_QUERYC = regex_class(QUERY_CHAR, b"%")
+_VCHAR = regex_class(FIELD_VCHAR)
+_CONTENT = regex_class(FIELD_CONTENT)
+_HEX = regex_class(HEXDIG)
+_REGC = regex_class(REG_NAME, b"%")
+
+# The common case in one match: origin-form, HTTP/1.x, CRLF.
+_FAST_LINE = re.compile(rb"(%s+) (/%s*)(?:\?(%s*))? HTTP/1\.([01])\r\n" % (_TOKEN, _PATHC, _QUERYC))
+# One field line: name, ':', OWS, value (first and last byte visible), OWS, CRLF.
+_FIELD = rb"%s+:[ \t]*(?:%s(?:%s*%s)?)?[ \t]*\r\n" % (_TOKEN, _VCHAR, _CONTENT, _VCHAR)
+_FIELDS = re.compile(rb"(?:%s)*\r\n" % _FIELD)
+_FIELD_LINE = re.compile(_FIELD)
+_FIELD_SPLIT = re.compile(rb"(%s+):[ \t]*((?:%s(?:%s*%s)?)?)[ \t]*\r\n" % (_TOKEN, _VCHAR, _CONTENT, _VCHAR))
+_BAD_PCT = re.compile(rb"%%(?!%s%s)" % (_HEX, _HEX))
+_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
+_TOKEN_RE = re.compile(rb"%s+" % _TOKEN)
+_PATH_RE = re.compile(rb"%s*" % _PATHC)
+_QUERY_RE = re.compile(rb"%s*" % _QUERYC)
+_PORT = rb"[0-9]*"
+_IP_LITERAL = rb"\[[0-9A-Fa-f:.vV" + re.escape(bytes(sorted(REG_NAME - set(b"[]")))) + rb"]+\]"
+_HOST = rb"(?:%s|%s*)" % (_IP_LITERAL, _REGC)
+_HOST_VALUE = re.compile(rb"%s(?::%s)?" % (_HOST, _PORT))
+_AUTHORITY_FORM = re.compile(rb"%s:[0-9]+" % _HOST)
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z]%s*://(%s(?::%s)?)((?:/%s*)?)(?:\?(%s*))?"
+                            % (regex_class(SCHEME_CHAR), _HOST, _PORT, _PATHC, _QUERYC))
+_CHUNK_EXT = re.compile(rb'(?:[ \t]*;[ \t]*%s+(?:[ \t]*=[ \t]*(?:%s+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
+                        % (_TOKEN, _TOKEN))
+_HEXRUN = re.compile(rb"%s+" % _HEX)
+
+MAX_CHUNK_LINE = 4096
+_SPECIAL = (b"\r\nhost:", b"\r\ncontent-length:", b"\r\ntransfer-encoding:", b"\r\nconnection:",
+            b"\r\nexpect:")
+
+
+class PythonParser:
+    name = "python"
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo: bool = True):
+        self.limits = limits
+        self.memo = memo
+        self._last = None          # bytes of the last accepted head (memo)
+        self._last_state = None
+        self.info = None
+        self._head = None          # (fields, buf, start) for head()
+        self._fields = None
+
+    # -- head ------------------------------------------------------------
+    def parse_head(self, buf, start=0, end=None):
+        if end is None:
+            end = len(buf)
+        last = self._last
+        if last is not None and buf.startswith(last, start, end):
+            self.info, self._fields = self._last_state
+            self._buf, self._start = buf, start
+            return len(last)
+        n = self._parse(buf, start, end)
+        if n > 0 and self.memo:
+            self._last = bytes(buf[start:start + n])
+            self._last_state = (self.info, self._fields)
+        return n
+
+    def _parse(self, buf, start, end):
+        lim = self.limits
+        s = start
+        while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
+            s += 2
+        lf = buf.find(b"\n", s, end)
+        if lf < 0:
+            k = end - s
+            if k - 1 > lim.max_request_line or (k > lim.max_request_line and buf[end - 1] != 13):
+                return -414
+            return 0
+        cr = lf > s and buf[lf - 1] == 13
+        if lf - s - cr > lim.max_request_line:
+            return -414
+        if not cr:
+            return -400
+        m = _FAST_LINE.match(buf, s, lf + 1)
+        if m is not None and m.group(1) != b"CONNECT":
+            method, path, query, minor = m.group(1, 2, 3, 4)
+            if b"%" in path or (query is not None and b"%" in query):
+                if _BAD_PCT.search(m.group(2)) or (query is not None and _BAD_PCT.search(query)):
+                    return -400
+            minor = minor[0] - 48
+            form = FORM_ORIGIN
+            target_span = (m.start(2) - start, m.end(3 if query is not None else 2) - m.start(2))
+        else:
+            r = self._slow_request_line(bytes(buf[s:lf - 1]))
+            if isinstance(r, int):
+                return r
+            method, path, query, minor, form, t_off, t_len = r
+            target_span = (s - start + t_off, t_len)
+        # the head ends at the first empty line: LF CR LF, or LF LF (a bare
+        # LF, so 400 below) -- searching for both means "\n\n" cannot hide
+        # a finished head from a CRLF-only search
+        rl_end = lf + 1
+        e1 = buf.find(b"\n\r\n", lf, end)
+        e2 = buf.find(b"\n\n", lf, e1 + 1 if e1 >= 0 else end)
+        if e2 >= 0:
+            head_end = e2 + 2
+        elif e1 >= 0:
+            head_end = e1 + 3
+        else:
+            return -431 if end - start >= lim.max_header_bytes else 0
+        if head_end - start > lim.max_header_bytes:
+            return -431
+        if e2 >= 0:
+            return -400
+        if buf.count(b"\n", rl_end, head_end) - 1 > lim.max_headers:
+            return -431
+        if _FIELDS.fullmatch(buf, rl_end, head_end) is None:
+            return -400
+        return self._semantics(buf, start, s, rl_end, head_end, method, path, query, minor, form,
+                               target_span)
+
+    def _slow_request_line(self, line):
+        parts = line.split(b" ")
+        if len(parts) != 3 or not all(parts):
+            return -400
+        method, target, version = parts
+        if not _TOKEN_RE.fullmatch(method):
+            return -400
+        v = _VERSION.fullmatch(version)
+        if v is None:
+            return -400
+        t_off = len(method) + 1
+        query = None
+        if target[:1] == b"/":
+            form = FORM_ORIGIN
+            path, q, query = target.partition(b"?")
+            if not q:
+                query = None
+            if not _PATH_RE.fullmatch(path) or (query is not None and not _QUERY_RE.fullmatch(query)):
+                return -400
+        elif target == b"*":
+            if method != b"OPTIONS":
+                return -400
+            form, path = FORM_ASTERISK, b""
+        elif method == b"CONNECT":
+            if not _AUTHORITY_FORM.fullmatch(target):
+                return -400
+            form, path = FORM_AUTHORITY, b""
+        else:
+            m = _ABSOLUTE_FORM.fullmatch(target)
+            if m is None:
+                return -400
+            form, path, query = FORM_ABSOLUTE, m.group(2), m.group(3)
+        if method == b"CONNECT" and form != FORM_AUTHORITY:
+            return -400
+        if _BAD_PCT.search(target):
+            return -400
+        major, minor = v.group(1)[0] - 48, v.group(2)[0] - 48
+        if major != 1 or minor > 1:
+            return -505
+        return method, path, query, minor, form, t_off, len(target)
+
+    def _semantics(self, buf, start, s, rl_end, head_end, method, path, query, minor, form, target_span):
+        lim = self.limits
+        block = bytes(buf[rl_end - 2:head_end - 2]).lower()   # "\r\n" + field lines
+        keep_alive = minor == 1
+        body_kind, content_length, expect = BODY_NONE, -1, False
+        nhost = block.count(_SPECIAL[0])
+        if nhost > 1 or (nhost == 0 and minor == 1):
+            return -400
+        special = nhost or any(n in block for n in _SPECIAL[1:])
+        fields = None
+        if special:
+            fields = self._split_fields(buf, rl_end, head_end)
+            host = None
+            cls, tes, conns, expects = [], [], [], []
+            for name, value in fields:
+                ln = name.lower()
+                if ln == b"host":
+                    host = value
+                elif ln == b"content-length":
+                    cls.append(value)
+                elif ln == b"transfer-encoding":
+                    tes.append(value)
+                elif ln == b"connection":
+                    conns.append(value)
+                elif ln == b"expect":
+                    expects.append(value)
+            if host is not None and not _HOST_VALUE.fullmatch(host):
+                return -400
+            if tes and cls:
+                return -400
+            if cls:
+                digits = None
+                for v in cls:
+                    for el in v.split(b","):
+                        el = el.strip(b" \t")
+                        if not el.isdigit() or not el.isascii():
+                            return -400
+                        el = el.lstrip(b"0") or b"0"
+                        if digits is None:
+                            digits = el
+                        elif el != digits:
+                            return -400
+                body_kind = BODY_LENGTH
+                if len(digits) > 18 or int(digits) > lim.max_body:
+                    return -413
+                content_length = int(digits)
+            if tes:
+                if minor == 0:
+                    return -400
+                codings = [c.strip(b" \t").lower() for c in b",".join(tes).split(b",")]
+                codings = [c for c in codings if c]
+                if not codings or not all(_TOKEN_RE.fullmatch(c) for c in codings):
+                    return -400
+                if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+                    return -400
+                if len(codings) > 1:
+                    return -501
+                body_kind = BODY_CHUNKED
+            for v in conns:
+                for tok in v.lower().split(b","):
+                    tok = tok.strip(b" \t")
+                    if tok == b"close":
+                        keep_alive = False
+                        conns = ()
+                        break
+                    if tok == b"keep-alive" and minor == 0:
+                        keep_alive = True
+            for v in expects:
+                if v.lower() != b"100-continue":
+                    return -417
+                if minor == 1:
+                    expect = True
+        self.info = (method, path, query, minor, keep_alive, body_kind, content_length, expect)
+        self._fields = (fields, form, target_span, head_end - start, rl_end - start)
+        self._buf, self._start = buf, start
+        return head_end - start
+
+    @staticmethod
+    def _split_fields(buf, rl_end, head_end):
+        return [m.group(1, 2) for m in _FIELD_SPLIT.finditer(buf, rl_end, head_end - 2)]
+
+    def head(self) -> RequestHead:
+        method, path, query, minor, keep_alive, body_kind, content_length, expect = self.info
+        fields, form, (t_off, t_len), head_len, rl_end = self._fields
+        buf, start = self._buf, self._start
+        if fields is None:      # not split on the hot path; do it now
+            fields = self._split_fields(buf, start + rl_end, start + head_len)
+        host = None
+        for k, v in fields:
+            if k.lower() == b"host":
+                host = v
+        return RequestHead(method=bytes(method), target=bytes(buf[start + t_off:start + t_off + t_len]),
+                           path=bytes(path), query=None if query is None else bytes(query),
+                           version_minor=minor, target_form=form,
+                           headers=[(bytes(k), bytes(v)) for k, v in fields], host=host,
+                           keep_alive=keep_alive, body_kind=body_kind, content_length=content_length,
+                           expect_continue=expect, head_len=head_len)
+
+    # -- chunked body ----------------------------------------------------
+    def parse_chunked(self, buf, start, end=None):
+        if end is None:
+            end = len(buf)
+        lim = self.limits
+        pos = start
+        parts = []
+        total = 0
+        while True:
+            lf = buf.find(b"\n", pos, end)
+            if lf < 0:
+                if end - pos > MAX_CHUNK_LINE:
+                    return -400, None
+                return 0, None
+            if lf - pos > MAX_CHUNK_LINE or lf == pos or buf[lf - 1] != 13:
+                return -400, None
+            m = _HEXRUN.match(buf, pos, lf - 1)
+            if m is None:
+                return -400, None
+            digits = m.group().lstrip(b"0")
+            if len(digits) > 15:
+                return -400, None
+            if _CHUNK_EXT.fullmatch(buf, m.end(), lf - 1) is None:
+                return -400, None
+            size = int(digits, 16) if digits else 0
+            total += size
+            if total > lim.max_body:
+                return -413, None
+            pos = lf + 1
+            if size == 0:
+                break
+            if end - pos < size + 2:
+                return 0, None
+            if buf[pos + size] != 13 or buf[pos + size + 1] != 10:
+                return -400, None
+            parts.append(bytes(buf[pos:pos + size]))
+            pos += size + 2
+        # trailer section: field lines then an empty line
+        t_start = pos
+        while True:
+            lf = buf.find(b"\n", pos, end)
+            if lf < 0:
+                if end - t_start >= lim.max_header_bytes:
+                    return -431, None
+                return 0, None
+            if lf + 1 - t_start > lim.max_header_bytes:
+                return -431, None
+            if lf == pos or buf[lf - 1] != 13:
+                return -400, None
+            if lf == pos + 1:      # the empty line
+                return lf + 1 - start, b"".join(parts)
+            if _FIELD_LINE.fullmatch(buf, pos, lf + 1) is None:
+                return -400, None
+            pos = lf + 1
+
+
+register("python", PythonParser)
