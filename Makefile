@@ -1,0 +1,43 @@
+# kourier_lab: two commands do everything on a fresh machine
+#   make bench   set up, build, run the default experiment, print the table, write the plots
+#   make test    set up, build, run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := wrk build-essential
+EXPERIMENT ?= experiments/quick.toml
+
+.PHONY: all setup system build test bench notebooks sanitize clean
+
+all: bench
+
+# Debian packages the tests and benchmarks need (installed only when missing)
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "kourier-lab: missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# the package, its test tools, and the native modules (cffi builds them during install)
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_*.py)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: system $(VENV)/.installed
+
+build: setup
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/kourier-lab bench $(EXPERIMENT)
+
+clean:
+	rm -rf build native/build kourier_lab/*.so kourier_lab/_native*.c $(VENV)/.installed

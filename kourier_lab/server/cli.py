@@ -1,0 +1,110 @@
+"""`kourier-lab serve`: the full server (options mirror Kourier's benchmark server)."""
+import sys
+
+from ..http.limits import Limits
+
+
+def _cpu_list(text):
+    import argparse
+    cpus = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                cpus.extend(range(int(a), int(b) + 1))
+            else:
+                cpus.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU list (e.g. 0 or 0,2 or 0-3): {text!r}") from None
+    avail = _available_cpus()
+    bad = [c for c in cpus if c not in avail]
+    if bad:
+        raise argparse.ArgumentTypeError(f"CPU(s) {bad} not available; this machine has {sorted(avail)}")
+    return cpus
+
+
+def _available_cpus():
+    import os
+    return os.sched_getaffinity(0)
+
+
+def _positive(kind):
+    import argparse
+
+    def conv(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+        return v
+    return conv
+
+
+def _port(text):
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535: {text!r}")
+    return v
+
+
+def register(sub):
+    p = sub.add_parser("serve", help="run the server", description=__doc__)
+    p.add_argument("-a", "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("-p", "--port", type=_port, default=3275, help="port (default 3275; 0 = any free port)")
+    p.add_argument("--worker-count", type=_positive(int), default=1, help="worker processes (SO_REUSEPORT)")
+    p.add_argument("--request-timeout", type=_positive(float), default=20.0,
+                   help="seconds to receive a whole request before 408 (default 20)")
+    p.add_argument("--idle-timeout", type=_positive(float), default=60.0,
+                   help="seconds an idle keep-alive connection stays open (default 60)")
+    p.add_argument("--loop", default="python", help="event loop variant (python, asyncio, c, numba)")
+    p.add_argument("--parser", default="python", help="parser variant (python, c, numba)")
+    p.add_argument("--buffer", default="python", help="buffer variant (python, c, numba)")
+    p.add_argument("--cpus", type=_cpu_list, default=None, help="pin worker i to the i-th CPU of this list")
+    p.add_argument("--app", default=None, help="module:object of a kourier_lab App (default: the benchmark app)")
+    p.add_argument("--max-connections", type=_positive(int), default=10000, help="per worker (default 10000)")
+    p.add_argument("--max-request-line", type=_positive(int), default=8192)
+    p.add_argument("--max-header-bytes", type=_positive(int), default=16384)
+    p.add_argument("--max-headers", type=_positive(int), default=100)
+    p.add_argument("--max-body", type=_positive(int), default=1 << 20)
+    p.add_argument("--graceful-timeout", type=_positive(float), default=10.0)
+    p.add_argument("--uvloop", action="store_true", help="asyncio loop: run on uvloop")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..cli import UsageError
+    from .. import buffers, loops, parsers
+    from .config import ServerConfig
+    from .workers import Supervisor
+    for kind, mod, name in (("loop", loops, args.loop), ("parser", parsers, args.parser),
+                            ("buffer", buffers, args.buffer)):
+        if name not in mod.names():
+            why = mod.unavailable().get(name)
+            raise UsageError(f"unknown {kind} {name!r}" + (f" ({why})" if why else "")
+                             + f"; choose one of: {', '.join(mod.names())}")
+    try:
+        limits = Limits(args.max_request_line, args.max_header_bytes, args.max_headers, args.max_body)
+        cfg = ServerConfig(host=args.address, port=args.port, worker_count=args.worker_count,
+                           request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
+                           loop=args.loop, parser=args.parser, buffer=args.buffer, cpus=args.cpus,
+                           app=args.app, limits=limits, max_connections=args.max_connections,
+                           graceful_timeout=args.graceful_timeout, uvloop=args.uvloop)
+        from .app import load_app
+        load_app(cfg.app)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    def ready(port):
+        sys.stderr.write(f"kourier-lab: serving on http://{cfg.host}:{port} (loop={cfg.loop} "
+                         f"parser={cfg.parser} buffer={cfg.buffer}, {cfg.worker_count} worker(s))\n")
+        sys.stderr.flush()
+    try:
+        return Supervisor(cfg, on_ready=ready).run()
+    except OSError as e:
+        raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from None

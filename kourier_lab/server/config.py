@@ -1,0 +1,41 @@
+"""Server configuration (the `serve` options, validated once)."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..http.limits import DEFAULT_LIMITS, Limits
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 3275
+    worker_count: int = 1
+    request_timeout: float = 20.0     # seconds to receive a whole request -> 408
+    idle_timeout: float = 60.0        # seconds an idle keep-alive connection stays open
+    loop: str = "python"
+    parser: str = "python"
+    buffer: str = "python"
+    cpus: Optional[List[int]] = None  # pin worker i to cpus[i % len(cpus)]
+    app: Optional[str] = None         # module:object; None = the benchmark app
+    limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
+    max_connections: int = 10000      # per worker; past it: 503 and close
+    read_buffer: int = 16384          # initial read buffer per connection
+    read_buffer_limit: int = 0        # 0: head + body limits + slack
+    write_buffer_limit: int = 1 << 20  # queued output that pauses reading
+    graceful_timeout: float = 10.0    # SIGTERM: seconds to finish in-flight work
+    backlog: int = 4096
+    uvloop: bool = False              # asyncio loop: use uvloop when installed
+
+    def __post_init__(self):
+        if not (0 <= self.port <= 65535):
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.worker_count < 1:
+            raise ValueError(f"worker count must be >= 1, got {self.worker_count}")
+        for name in ("request_timeout", "idle_timeout", "graceful_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be > 0 seconds, got {getattr(self, name)}")
+        if self.max_connections < 1:
+            raise ValueError("max connections must be >= 1")
+        if not self.read_buffer_limit:
+            self.read_buffer_limit = max(self.read_buffer,
+                                         self.limits.max_header_bytes * 2 + self.limits.max_body + 65536)
