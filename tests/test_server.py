@@ -1,6 +1,5 @@
 """The full server over every registered loop x parser x buffer, with real sockets."""
 import http.client
-import itertools
 import os
 import signal
 import socket
@@ -8,10 +7,10 @@ import time
 
 import pytest
 
-from kourier_lab import buffers, loops, parsers
+from kourier_lab import loops
 from serverutil import ServerProcess, connect, read_responses, read_until_close
 
-COMBOS = list(itertools.product(loops.names(), parsers.names(), buffers.names()))
+COMBOS = loops.combinations()
 REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
 ARGS = ["--app", "kourier_lab.server.demo:app", "--request-timeout", "1", "--idle-timeout", "3",
         "--max-request-line", "1024", "--max-header-bytes", "4096", "--max-body", "65536",

@@ -16,6 +16,11 @@ socket is not writable, reading paused while too much output is queued
 close) and idle timeout (close an idle keep-alive connection) on a timer
 wheel, connection limit (past it: 503 and close), graceful stop.
 
+A loop class may restrict the combinations it runs with class attributes
+`supported_parsers` / `supported_buffers` (tuples of names; absent = all):
+a native loop works on its own native buffer, for example.  supports()
+answers for the CLI and the test suites.
+
 Variants: python (select.epoll, edge-triggered), asyncio (BufferedProtocol
 on the stdlib loop or uvloop), numba, c.  A loop module registers a factory
 with register(name, factory); factory(config, app) -> loop.
@@ -59,3 +64,23 @@ def create(name: str, config, app):
         why = f" ({_ERRORS[name]})" if name in _ERRORS else ""
         raise ValueError(f"unknown loop {name!r}{why}; choose one of: {', '.join(names())}") from None
     return factory(config, app)
+
+
+def supports(loop: str, parser: str, buffer: str):
+    """(True, "") or (False, why) for a loop/parser/buffer combination."""
+    _load_builtin()
+    cls = _REGISTRY.get(loop)
+    if cls is None:
+        return False, f"unknown loop {loop!r}"
+    for kind, name in (("parsers", parser), ("buffers", buffer)):
+        allowed = getattr(cls, "supported_" + kind, None)
+        if allowed is not None and name not in allowed:
+            return False, f"the {loop} loop runs with {kind} {', '.join(allowed)} only, not {name!r}"
+    return True, ""
+
+
+def combinations():
+    """Every runnable (loop, parser, buffer) on this machine."""
+    from .. import buffers, parsers
+    return [(lo, p, b) for lo in names() for p in parsers.names() for b in buffers.names()
+            if supports(lo, p, b)[0]]

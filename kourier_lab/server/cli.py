@@ -88,6 +88,9 @@ def run(args) -> int:
             why = mod.unavailable().get(name)
             raise UsageError(f"unknown {kind} {name!r}" + (f" ({why})" if why else "")
                              + f"; choose one of: {', '.join(mod.names())}")
+    ok, why = loops.supports(args.loop, args.parser, args.buffer)
+    if not ok:
+        raise UsageError(why)
     try:
         limits = Limits(args.max_request_line, args.max_header_bytes, args.max_headers, args.max_body)
         cfg = ServerConfig(host=args.address, port=args.port, worker_count=args.worker_count,
