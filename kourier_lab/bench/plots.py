@@ -1,0 +1,209 @@
+"""Figures from result rows, in the package's style (kourier.mplstyle).
+
+Figures are built as matplotlib Figure objects on the Agg canvas, without
+pyplot, so they never depend on (or change) the caller's backend: a notebook
+displays the saved PNGs, a headless `bench` run just writes them.
+
+    paths = write_figures(df)          # data/figures/<experiment>_<figure>.png
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional
+
+import pandas as pd
+from matplotlib import style as _style
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .paths import figures_dir
+from .published import published_ratios
+
+STYLE = Path(__file__).with_name("kourier.mplstyle")
+KIND_COLORS = {"ceiling": "#7f7f7f", "stack": "#3b6ea8", "peer": "#d9822b"}
+
+
+def _figure(nrows=1, ncols=1, **kw):
+    with _style.context(str(STYLE)):
+        fig = Figure(layout="constrained", **kw)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["status"] == "ok") & df["req_per_s"].notna()]
+
+
+def _per_server(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """median/min/max of `column` per shape and server, ceiling first, then by median."""
+    g = _ok(df).groupby(["shape", "server", "server_kind"], sort=False)[column]
+    s = g.agg(["median", "min", "max"]).reset_index()
+    s["_k"] = s["server_kind"].map({"ceiling": 0, "stack": 1, "peer": 2})
+    s["_shape"] = s["shape"].map({v: i for i, v in enumerate(dict.fromkeys(df["shape"]))})
+    return s.sort_values(["_shape", "_k", "median"], ascending=[True, True, False])
+
+
+def _batch_title(df: pd.DataFrame) -> str:
+    batches = df["batch_id"].dropna().unique()
+    first = df.iloc[0] if len(df) else None
+    where = ""
+    if first is not None:
+        where = (f" — {first['machine_cpu_model']}, server CPUs {first['server_cpus']}, "
+                 f"wrk CPUs {first['client_cpus']}")
+    return (batches[0] if len(batches) == 1 else f"{len(batches)} batches") + where
+
+
+def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, ceiling_line: bool):
+    x = range(len(stats))
+    med = stats["median"] / scale
+    err_lo = (stats["median"] - stats["min"]) / scale
+    err_hi = (stats["max"] - stats["median"]) / scale
+    colors = [KIND_COLORS.get(k, "#999999") for k in stats["server_kind"]]
+    ax.bar(list(x), med, color=colors, yerr=[err_lo, err_hi], capsize=3,
+           error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(stats["server"], rotation=30, ha="right")
+    ax.set_ylabel(unit)
+    if ceiling_line:
+        ceil = stats[stats["server_kind"] == "ceiling"]
+        if len(ceil):
+            y = ceil["median"].iloc[0] / scale
+            ax.axhline(y, color=KIND_COLORS["ceiling"], linestyle="--", linewidth=1)
+            ax.annotate("ceiling", (len(stats) - 0.5, y), ha="right", va="bottom", fontsize=8,
+                        color="#555555")
+
+
+def plot_throughput(df: pd.DataFrame) -> Figure:
+    """Requests/s per server (median, min–max whiskers), the ceiling as a line, per shape."""
+    stats = _per_server(df, "req_per_s")
+    shapes = list(dict.fromkeys(stats["shape"])) or ["(none)"]
+    fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
+    for ax, shape in zip(axes[0], shapes):
+        s = stats[stats["shape"] == shape]
+        if s.empty:
+            ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
+            continue
+        scale, unit = (1e6, "M requests/s") if s["max"].max() >= 1e6 else (1e3, "k requests/s")
+        _bars(ax, s, scale, unit, ceiling_line=True)
+        ax.set_title(f"{shape}")
+    fig.suptitle(f"Requests per second (median, min–max)\n{_batch_title(df)}", fontsize=10)
+    return fig
+
+
+def plot_cpu_per_request(df: pd.DataFrame) -> Figure:
+    """Server CPU-µs per request (all server processes, user+system), per shape."""
+    stats = _per_server(df[df["cpu_us_per_req"].notna()], "cpu_us_per_req")
+    shapes = list(dict.fromkeys(stats["shape"])) or ["(none)"]
+    fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
+    for ax, shape in zip(axes[0], shapes):
+        s = stats[stats["shape"] == shape]
+        if s.empty:
+            ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
+            continue
+        _bars(ax, s, 1.0, "server CPU-µs per request", ceiling_line=False)
+        ax.set_yscale("log")
+        ax.set_title(shape)
+    fig.suptitle(f"Server CPU per request (lower is better)\n{_batch_title(df)}", fontsize=10)
+    return fig
+
+
+def plot_latency(df: pd.DataFrame) -> Figure:
+    """wrk's latency percentiles (median over runs) per server; an overflowed
+    percentile (wrk printed 0.00us) is left out, not drawn as zero."""
+    ok = _ok(df)
+    shapes = list(dict.fromkeys(ok["shape"])) or ["(none)"]
+    fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
+    cols = ["latency_p50_ms", "latency_p75_ms", "latency_p90_ms", "latency_p99_ms"]
+    for ax, shape in zip(axes[0], shapes):
+        g = ok[ok["shape"] == shape].groupby("server", sort=False)[cols].median()
+        if g.empty:
+            ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
+            continue
+        for server, r in g.iterrows():
+            ax.plot([50, 75, 90, 99], r.values, marker="o", label=server)
+        ax.set_xticks([50, 75, 90, 99])
+        ax.set_xticklabels(["p50", "p75", "p90", "p99"])
+        ax.set_yscale("log")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(shape)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Latency percentiles (missing point: wrk's histogram overflowed)\n"
+                 f"{_batch_title(df)}", fontsize=10)
+    return fig
+
+
+def measured_ratios(df: pd.DataFrame, shape: str = "pipelined") -> pd.DataFrame:
+    """Median req/s of our best stack and of the ceiling over each measured peer
+    (the measured counterpart of the posts' Kourier/hyper and Kourier/Go)."""
+    ok = _ok(df[df["shape"] == shape])
+    med = ok.groupby(["server", "server_kind"])["req_per_s"].median().reset_index()
+    peers = med[med["server_kind"] == "peer"]
+    stacks = med[med["server_kind"] == "stack"]
+    ceiling = med[med["server_kind"] == "ceiling"]
+    rows = []
+    numerators = []
+    if len(stacks):
+        best = stacks.loc[stacks["req_per_s"].idxmax()]
+        numerators.append((f"best stack ({best['server']})", best["req_per_s"]))
+    if len(ceiling):
+        numerators.append(("ceiling", ceiling["req_per_s"].iloc[0]))
+    for _, p in peers.iterrows():
+        for label, value in numerators:
+            rows.append({"pair": f"{label}/{p['server']}", "rival": p["server"],
+                         "ratio": value / p["req_per_s"], "shape": shape})
+    return pd.DataFrame(rows, columns=["pair", "rival", "ratio", "shape"])
+
+
+def plot_ratios(df: pd.DataFrame, shape: str = "pipelined") -> Figure:
+    """Measured ratios beside the published ones (Kourier/hyper 2.77, Kourier/Go 52.5)."""
+    pub = published_ratios()
+    pub = pub[(pub["figure"] == "req/s") & (pub["machine"] == "AMD Ryzen 5 1600")]
+    meas = measured_ratios(df, shape)
+    labels = [f"published {p}" for p in pub["pair"]] + [f"measured {p}" for p in meas["pair"]]
+    values = list(pub["ratio"]) + list(meas["ratio"])
+    colors = ["#b5473a"] * len(pub) + ["#3b6ea8"] * len(meas)
+    fig, axes = _figure(1, 1, figsize=(8, 1.6 + 0.45 * max(len(labels), 2)))
+    ax = axes[0][0]
+    y = list(range(len(labels)))
+    ax.barh(y, values, color=colors)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="#333333", linewidth=0.8)
+    ax.grid(axis="x")
+    for yi, v in zip(y, values):
+        ax.annotate(f"{v:.2f}x", (v, yi), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    if meas.empty:
+        ax.text(0.98, 0.02, "no peers measured in this batch", transform=ax.transAxes,
+                ha="right", fontsize=8, color="#555555")
+    ax.set_xlabel("ratio of requests/s (log scale)")
+    fig.suptitle(f"Ratios, {shape}: published (Ryzen 5 1600) vs measured here\n"
+                 f"{_batch_title(df)}", fontsize=10)
+    return fig
+
+
+FIGURES = {
+    "throughput": plot_throughput,
+    "cpu_per_request": plot_cpu_per_request,
+    "latency": plot_latency,
+    "ratios": plot_ratios,
+}
+
+
+def write_figures(df: pd.DataFrame, out_dir: Optional[Path] = None) -> List[Path]:
+    """Write every figure of these rows as <out_dir>/<experiment>_<figure>.png."""
+    out_dir = Path(out_dir) if out_dir is not None else figures_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    experiments = df["experiment"].dropna().unique()
+    prefix = experiments[0] if len(experiments) == 1 else "results"
+    paths = []
+    for name, make in FIGURES.items():
+        fig = make(df)
+        path = out_dir / f"{prefix}_{name}.png"
+        fig.savefig(path, bbox_inches="tight")
+        paths.append(path)
+    return paths

@@ -1,0 +1,216 @@
+"""Rows on disk and the summary table.
+
+Each batch (one `bench` invocation) is a folder <results>/<batch_id>/ holding
+rows.parquet (one row per counted run, plus one row per skipped or failed
+server and shape), wrk/ (wrk's raw output of every run) and logs/.
+`load_results()` reads every batch into one DataFrame.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+import pandas as pd
+
+from .paths import results_dir
+
+# Column -> pandas dtype.  Nullable types so skipped rows (no figures) and
+# normal rows share one schema in Parquet.
+SCHEMA: Dict[str, str] = {
+    "batch_id": "string", "timestamp": "string", "experiment": "string",
+    "experiment_file": "string", "quick": "boolean", "profile": "string",
+    "profile_note": "string",
+    "machine_cpu_model": "string", "machine_logical_cpus": "Int64",
+    "machine_usable_cpus": "Int64", "machine_kernel": "string", "machine_hostname": "string",
+    "python_version": "string", "python_implementation": "string",
+    "python_executable": "string", "git_commit": "string",
+    "server_kind": "string", "server": "string", "loop": "string", "parser": "string",
+    "buffer": "string", "workers": "Int64", "server_cpus": "string", "client_cpus": "string",
+    "wrk_threads": "Int64", "shape": "string", "connections": "Int64", "pipeline": "Int64",
+    "browser_headers": "boolean", "path": "string", "duration_s": "Int64",
+    "wrk_timeout_s": "float64", "repetitions": "Int64", "warmup_s": "Int64", "run": "Int64",
+    "status": "string", "note": "string",
+    # wrk's figures
+    "requests": "Int64", "wrk_duration_s": "float64", "bytes_read": "float64",
+    "req_per_s": "float64", "transfer_per_s_bytes": "float64",
+    "latency_avg_ms": "float64", "latency_stdev_ms": "float64", "latency_max_ms": "float64",
+    "latency_within_stdev_pct": "float64",
+    "latency_p50_ms": "float64", "latency_p75_ms": "float64", "latency_p90_ms": "float64",
+    "latency_p99_ms": "float64", "latency_overflow": "boolean",
+    "thread_req_per_s_avg": "float64", "thread_req_per_s_stdev": "float64",
+    "thread_req_per_s_max": "float64", "thread_req_per_s_within_stdev_pct": "float64",
+    "errors_connect": "Int64", "errors_read": "Int64", "errors_write": "Int64",
+    "errors_timeout": "Int64", "errors_socket": "Int64", "non_2xx_3xx": "Int64",
+    "wrk_url": "string", "wrk_threads_reported": "Int64", "connections_reported": "Int64",
+    "wrk_exit_code": "Int64", "wrk_command": "string", "wrk_raw": "string",
+    "raw_path": "string",
+    # sampling
+    "wall_s": "float64", "wrk_cpu_s": "float64", "wrk_cpu_util": "float64",
+    "client_saturated": "boolean", "server_cpu_s": "float64", "server_cpu_user_s": "float64",
+    "server_cpu_sys_s": "float64", "server_processes": "Int64", "server_vmhwm_kb": "Int64",
+    "server_vmpeak_kb": "Int64", "server_vmrss_kb": "Int64", "cpu_us_per_req": "float64",
+    "server_cpu_util": "float64", "bottleneck": "string",
+}
+
+
+def to_frame(rows: Iterable[Dict[str, object]]) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows))
+    for col, dtype in SCHEMA.items():
+        if col not in df.columns:
+            df[col] = pd.Series([None] * len(df), dtype=dtype)
+        else:
+            s = df[col]
+            if dtype == "float64":
+                df[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+            elif dtype == "Int64":
+                df[col] = pd.to_numeric(s, errors="coerce").round().astype("Int64")
+            elif dtype == "boolean":
+                df[col] = s.astype("boolean")
+            else:
+                df[col] = s.astype("string")
+    ordered = [c for c in SCHEMA if c in df.columns]
+    return df[ordered + [c for c in df.columns if c not in SCHEMA]]
+
+
+def write_rows(rows: List[Dict[str, object]], batch_dir: Path) -> Path:
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    path = batch_dir / "rows.parquet"
+    tmp = batch_dir / "rows.parquet.tmp"
+    to_frame(rows).to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _resolve_raw(df: pd.DataFrame, root: Path) -> pd.DataFrame:
+    if "raw_path" in df.columns:
+        df["raw_path"] = df["raw_path"].map(
+            lambda p: str(root / p) if isinstance(p, str) and p else p).astype("string")
+    return df
+
+
+def load_batch(batch_dir: Union[str, Path]) -> pd.DataFrame:
+    batch_dir = Path(batch_dir)
+    return _resolve_raw(pd.read_parquet(batch_dir / "rows.parquet"), batch_dir.parent)
+
+
+def load_results(results: Union[str, Path, None] = None, experiment: Optional[str] = None,
+                 latest: bool = False) -> pd.DataFrame:
+    """Every wrk run ever recorded under `results` (default data/results) as one DataFrame.
+
+    experiment  only that experiment's batches
+    latest      only the most recent batch (of that experiment, if given)
+    raw_path is made absolute so wrk's output can be opened directly.
+    """
+    root = Path(results) if results is not None else results_dir()
+    frames = []
+    for path in sorted(root.glob("*/rows.parquet")):
+        frames.append(_resolve_raw(pd.read_parquet(path), root))
+    if not frames:
+        return to_frame([])
+    df = pd.concat(frames, ignore_index=True)
+    if experiment is not None:
+        df = df[df["experiment"] == experiment]
+    if latest and len(df):
+        df = df[df["batch_id"] == df["batch_id"].max()]
+    return df.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# Summary
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per batch, shape and server: median of the counted runs with
+    min–max, the fraction of the ceiling's median (same batch and shape),
+    CPU-µs per request, server CPU use, p99, errors, and why a server has no
+    figures when it was skipped or failed."""
+    if df.empty:
+        return pd.DataFrame()
+    out = []
+    keys = ["batch_id", "shape", "server"]
+    ceilings = {}
+    ok = df[df["status"] == "ok"]
+    for (batch, shape), g in ok[ok["server_kind"] == "ceiling"].groupby(["batch_id", "shape"]):
+        ceilings[(batch, shape)] = g["req_per_s"].median()
+    order = {"ceiling": 0, "stack": 1, "peer": 2}
+    for (batch, shape, server), g in df.groupby(keys, sort=False):
+        good = g[g["status"] == "ok"]
+        first = g.iloc[0]
+        line = {
+            "batch_id": batch, "shape": shape, "server": server,
+            "kind": first["server_kind"], "runs": len(good),
+        }
+        if len(good):
+            med = good["req_per_s"].median()
+            ceiling = ceilings.get((batch, shape), math.nan)
+            line.update({
+                "req_per_s": med,
+                "req_per_s_min": good["req_per_s"].min(),
+                "req_per_s_max": good["req_per_s"].max(),
+                "of_ceiling": med / ceiling if ceiling else math.nan,
+                "cpu_us_per_req": good["cpu_us_per_req"].median(),
+                "server_cpu_util": good["server_cpu_util"].median(),
+                "wrk_cpu_util": good["wrk_cpu_util"].median(),
+                "latency_p50_ms": good["latency_p50_ms"].median(),
+                "latency_p99_ms": good["latency_p99_ms"].median(),
+                "p99_overflow": bool(good["latency_overflow"].fillna(False).any()),
+                "errors": int(good["errors_socket"].fillna(0).sum()
+                              + good["non_2xx_3xx"].fillna(0).sum()),
+                "client_saturated": bool(good["client_saturated"].fillna(False).any()),
+                "vmhwm_mb": good["server_vmhwm_kb"].max() / 1024,
+                "status": "ok" if len(good) == len(g) else f"{len(g) - len(good)} failed",
+                "note": "",
+            })
+        else:
+            line.update(status=first["status"], note=first["note"])
+        line["_order"] = order.get(first["server_kind"], 3)
+        out.append(line)
+    s = pd.DataFrame(out)
+    # Shapes in the order the experiment ran them; ceiling, stacks, then peers.
+    shape_rank = {v: i for i, v in enumerate(dict.fromkeys(df["shape"]))}
+    s["_shape"] = s["shape"].map(shape_rank)
+    s = s.sort_values(["batch_id", "_shape", "_order"], kind="stable").drop(
+        columns=["_order", "_shape"])
+    return s.reset_index(drop=True)
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return missing
+    return format(value, spec)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The summary as a plain-text table (what `bench` prints at the end)."""
+    if summary.empty:
+        return "(no rows)"
+    lines = []
+    for (batch, shape), g in summary.groupby(["batch_id", "shape"], sort=False):
+        lines.append(f"\n{batch}  shape={shape}")
+        header = (f"{'server':<24} {'req/s (median)':>15} {'min-max':>23} {'of ceil':>8} "
+                  f"{'CPU-us/req':>10} {'srv CPU':>7} {'wrk CPU':>7} {'p50 ms':>8} "
+                  f"{'p99 ms':>8} {'errors':>7}  note")
+        lines.append(header)
+        lines.append("-" * len(header))
+        for _, r in g.iterrows():
+            if r.get("runs", 0) and not pd.isna(r.get("req_per_s", math.nan)):
+                p99 = _fmt(r["latency_p99_ms"], ".2f", "overflow" if r["p99_overflow"] else "-")
+                notes = []
+                if r["client_saturated"]:
+                    notes.append("wrk saturated")
+                if r["status"] != "ok":
+                    notes.append(r["status"])
+                lines.append(
+                    f"{r['server']:<24} {r['req_per_s']:>15,.0f} "
+                    f"{_fmt(r['req_per_s_min'], ',.0f'):>11}-{_fmt(r['req_per_s_max'], ',.0f'):<11} "
+                    f"{_fmt(r['of_ceiling'], '.1%'):>8} {_fmt(r['cpu_us_per_req'], '.2f'):>10} "
+                    f"{_fmt(r['server_cpu_util'], '.0%'):>7} {_fmt(r['wrk_cpu_util'], '.0%'):>7} "
+                    f"{_fmt(r['latency_p50_ms'], '.2f'):>8} {p99:>8} {r['errors']:>7}  "
+                    f"{'; '.join(notes)}")
+            else:
+                note = str(r.get("note", ""))
+                if len(note) > 110:
+                    note = note[:107] + "..."
+                lines.append(f"{r['server']:<24} {r['status'].upper():>15}  {note}")
+    return "\n".join(lines).lstrip("\n")

@@ -1,0 +1,513 @@
+"""The harness: start each server on its CPUs, verify it, warm it up, load it
+with wrk a counted number of times while sampling its process tree, keep
+every run as a row, stop it, and move on.
+
+    df = run_experiment("experiments/quick.toml", quick=False)
+
+Rows are written after every server (so an interrupted batch keeps what it
+measured) to  <results>/<batch_id>/rows.parquet, wrk's raw outputs next to them
+in <results>/<batch_id>/wrk/, server logs in <results>/<batch_id>/logs/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+from . import ceiling as _ceiling
+from .machine import git_commit, machine_info
+from .paths import repo_root, results_dir
+from .sampler import TreeSampler, pin_tree
+from .spec import MAX_CONNECTIONS_DEFAULT, Experiment, Shape, load_experiment
+from .split import Split, cpu_list, plan_split
+from .targets import Target, expand_targets, peers_module
+from .verify import VerifyError, free_port, verify_server, wait_ready
+from .wrk import WrkError, WrkLoad, ensure_wrk, parse_wrk_output, shell_line
+
+HOST = "127.0.0.1"
+# wrk's own CPU use at or above this fraction of its CPUs means wrk, not the
+# server, may have been the limit.
+CLIENT_SATURATION = 0.90
+SERVER_SATURATION = 0.90
+SAMPLE_INTERVAL_S = 0.25
+READY_TIMEOUT_S = 15.0
+READY_TIMEOUT_JIT_S = 60.0     # Numba variants compile on first start
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+@dataclasses.dataclass
+class RunningServer:
+    target: Target
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    pids_seen: set = dataclasses.field(default_factory=set)
+
+
+def _pin(cpus):
+    cpus = set(cpus)
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _server_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    root = str(repo_root())
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) -> RunningServer:
+    port = free_port(HOST)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if target.kind == "ceiling":
+        cmd = _ceiling.ceiling_command(port, split.server_cpus)
+    elif target.kind == "stack":
+        cmd = [sys.executable, "-m", "kourier_lab.cli", "serve", "-a", HOST, "-p", str(port),
+               "--worker-count", str(split.workers), "--loop", target.loop,
+               "--parser", target.parser, "--buffer", target.buffer,
+               "--request-timeout", f"{exp.request_timeout_s:g}",
+               "--idle-timeout", f"{exp.idle_timeout_s:g}",
+               "--cpus", cpu_list(split.server_cpus)]
+    else:
+        cmd = None
+    if cmd is not None:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_pin(split.server_cpus), env=_server_env(),
+                                    cwd=str(repo_root()))
+    else:
+        mod, problem = peers_module()
+        if mod is None:
+            raise ServerStartError(problem)
+        try:
+            proc = mod.start(target.name, HOST, port, split.workers, list(split.server_cpus))
+        except Exception as e:
+            raise ServerStartError(f"peers.start({target.name!r}) failed: "
+                                   f"{type(e).__name__}: {e}") from None
+        log_path.write_text(f"peer {target.name} started by kourier_lab.peers.start "
+                            f"(its output is not captured here)\n")
+    server = RunningServer(target, proc, port, log_path)
+    jit = any("numba" in (v or "") for v in (target.loop, target.parser, target.buffer))
+    try:
+        wait_ready(HOST, port, proc, READY_TIMEOUT_JIT_S if jit else READY_TIMEOUT_S)
+    except VerifyError as e:
+        stop_server(server)
+        tail = _log_tail(log_path)
+        raise ServerStartError(f"{e}" + (f"; log: {tail}" if tail else "")) from None
+    # Pin every process/thread of the tree to the server CPUs (peers start
+    # their own processes; our workers already pin themselves one per CPU).
+    from .sampler import descendants
+    pids = descendants(proc.pid)
+    server.pids_seen.update(pids)
+    pin_tree(pids, split.server_cpus)
+    return server
+
+
+def _alive_same(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def stop_server(server: RunningServer, grace: float = 10.0) -> None:
+    """SIGTERM, wait for a graceful stop, then SIGKILL whatever of its tree is left."""
+    from .sampler import descendants
+    proc = server.proc
+    if proc.poll() is None:
+        server.pids_seen.update(descendants(proc.pid))
+    if server.target.kind == "peer":
+        mod, _ = peers_module()
+        if mod is not None:
+            try:
+                mod.stop(proc)
+            except Exception:
+                pass
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    # Workers that outlived their supervisor: only processes we saw in its tree.
+    for pid in server.pids_seen - {proc.pid}:
+        if _alive_same(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    if server.target.kind != "peer":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # its own session: ours to clean
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# ---------------------------------------------------------------------------
+# One wrk run
+
+
+def raise_fd_limit() -> int:
+    """Raise our soft open-files limit to the hard one (wrk and servers inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def connection_budget() -> int:
+    """How many connections wrk can open to one local port: fds and ephemeral ports."""
+    fds = raise_fd_limit() - 64
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        ports = hi - lo + 1 - 1000
+    except (OSError, ValueError):
+        ports = 28000
+    return max(1, min(fds, ports))
+
+
+def resolve_load(shape: Shape, split: Split, port: int) -> (WrkLoad, str):
+    """The wrk load for a shape on this split, and a note when we had to adapt it."""
+    notes = []
+    conns = shape.connections
+    if conns == "max":
+        budget = connection_budget()
+        conns = min(MAX_CONNECTIONS_DEFAULT, budget)
+        notes.append(f"connections=max resolved to {conns} (fd/port budget {budget})")
+    threads = split.wrk_threads
+    if conns < threads:
+        notes.append(f"{conns} connections < {threads} wrk threads: using {conns} threads")
+        threads = conns
+    url = f"http://{HOST}:{port}{shape.path}"
+    return (WrkLoad(url, threads, conns, shape.duration_s, shape.pipeline, shape.browser,
+                    shape.timeout_s), "; ".join(notes))
+
+
+def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int],
+            raw_path: Optional[Path], wrk: str = "wrk") -> Dict[str, object]:
+    """Run wrk pinned to client_cpus while sampling the server tree; every figure.
+
+    Raises WrkError when wrk fails or prints no report.
+    """
+    cmd = load.command(wrk)
+    deadline_s = load.duration_s + load.timeout_s + 30
+    out_path = raw_path
+    if out_path is None:
+        import tempfile
+        fd, name = tempfile.mkstemp(prefix="wrk-", suffix=".txt")
+        os.close(fd)
+        out_path = Path(name)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=_pin(client_cpus))
+    sampler = TreeSampler(server_pid) if server_pid else None
+    t0 = time.monotonic()
+    if sampler:
+        sampler.start()
+    killed = False
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > deadline_s:
+            proc.kill()
+            pid, status, ru = os.wait4(proc.pid, 0)
+            killed = True
+            break
+        if sampler:
+            sampler.sample()
+        time.sleep(SAMPLE_INTERVAL_S)
+    wall = time.monotonic() - t0
+    usage = sampler.finish() if sampler else None
+    proc.returncode = os.waitstatus_to_exitcode(status)   # reaped by wait4 above
+    text = out_path.read_text(errors="replace")
+    if raw_path is None:
+        out_path.unlink(missing_ok=True)
+    if killed:
+        raise WrkError(f"wrk did not finish within {deadline_s:g} s and was killed")
+    try:
+        figures = parse_wrk_output(text)
+    except WrkError as e:
+        raise WrkError(f"wrk exited with code {proc.returncode}: {e}") from None
+    wrk_cpu = ru.ru_utime + ru.ru_stime
+    figures.update({
+        "wrk_exit_code": proc.returncode,
+        "wrk_command": shell_line(cmd),
+        "wrk_raw": text,
+        "wall_s": wall,
+        "wrk_cpu_s": wrk_cpu,
+        "wrk_cpu_util": wrk_cpu / (wall * load.threads) if wall > 0 else math.nan,
+    })
+    figures["client_saturated"] = bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION)
+    if usage is not None:
+        req = figures["requests"]
+        figures.update({
+            "server_cpu_s": usage.cpu_s,
+            "server_cpu_user_s": usage.cpu_user_s,
+            "server_cpu_sys_s": usage.cpu_sys_s,
+            "server_processes": usage.processes,
+            "server_vmhwm_kb": usage.vmhwm_kb,
+            "server_vmpeak_kb": usage.vmpeak_kb,
+            "server_vmrss_kb": usage.vmrss_kb,
+            "cpu_us_per_req": usage.cpu_s * 1e6 / req if req else math.nan,
+        })
+    return figures
+
+
+def _server_util(figures: Dict[str, object], server_cpus: int) -> None:
+    if "server_cpu_s" in figures and figures.get("wall_s"):
+        util = figures["server_cpu_s"] / (figures["wall_s"] * server_cpus)
+        figures["server_cpu_util"] = util
+        figures["bottleneck"] = ("client" if figures["client_saturated"] else
+                                 "server" if util >= SERVER_SATURATION else "neither")
+
+
+# ---------------------------------------------------------------------------
+# The matrix
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def _utcnow() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: Target,
+              shape: Shape) -> Dict[str, object]:
+    row = {
+        "batch_id": batch_id,
+        "timestamp": _utcnow(),
+        "experiment": exp.name,
+        "experiment_file": exp.path or "",
+        "quick": exp.quick,
+        "profile": split.profile,
+        "profile_note": split.note,
+        **machine_info(),
+        "git_commit": commit,
+        "server_kind": target.kind,
+        "server": target.name,
+        "loop": target.loop,
+        "parser": target.parser,
+        "buffer": target.buffer,
+        "workers": split.workers,
+        "server_cpus": cpu_list(split.server_cpus),
+        "client_cpus": cpu_list(split.client_cpus),
+        "wrk_threads": split.wrk_threads,
+        "shape": shape.name,
+        "connections": shape.connections if shape.connections != "max" else None,
+        "pipeline": shape.pipeline,
+        "browser_headers": shape.browser,
+        "path": shape.path,
+        "duration_s": shape.duration_s,
+        "wrk_timeout_s": shape.timeout_s,
+        "repetitions": exp.repetitions,
+        "warmup_s": exp.warmup_s,
+        "run": 0,
+        "status": "ok",
+        "note": "",
+    }
+    return row
+
+
+def _matrix_note(echo, text):
+    echo(text)
+
+
+def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
+                   out: Union[str, Path, None] = None, progress: bool = True,
+                   echo: Optional[Callable[[str], None]] = None,
+                   figures: Union[bool, str, Path] = False, summary: bool = True,
+                   cpus: Optional[Sequence[int]] = None):
+    """Run an experiment; returns its rows as a DataFrame (attrs: batch_id, batch_dir).
+
+    quick     shrink durations and repetitions (spec.quickened()) for tests/notebooks
+    out       results directory (default data/results or $KOURIER_LAB_RESULTS)
+    figures   False, True (data/figures) or a directory: write the plots there
+    summary   print the summary table at the end
+    cpus      restrict the CPUs split between server and wrk (default: all usable)
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .results import format_summary, summarize, write_rows
+
+    exp = spec if isinstance(spec, Experiment) else load_experiment(spec)
+    if quick and not exp.quick:
+        exp = exp.quickened()
+    wrk = ensure_wrk(echo=echo or print)
+    split = plan_split(exp.profile, cpus)
+    _ceiling.build_ceiling()
+    raise_fd_limit()
+    root = Path(out) if out is not None else results_dir()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    batch_id = f"{stamp}-{exp.name}"
+    batch_dir = root / batch_id
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()
+    targets = expand_targets(exp.stacks, exp.peers)
+    rows: List[Dict[str, object]] = []
+
+    bar = tqdm(total=len(targets) * len(exp.shapes) * exp.repetitions, disable=not progress,
+               unit="run", desc=exp.name, dynamic_ncols=True)
+    say = echo or (lambda s: tqdm.write(s) if progress else print(s))
+    if split.note:
+        say(f"note: {split.note}")
+    say(f"{exp.name}: {len(targets)} servers x {len(exp.shapes)} shapes x {exp.repetitions} runs; "
+        f"server CPUs {cpu_list(split.server_cpus)}, wrk CPUs {cpu_list(split.client_cpus)}"
+        f"{' (quick)' if exp.quick else ''}")
+
+    # Keep the harness itself off the server's CPUs while it samples.
+    own_affinity = os.sched_getaffinity(0)
+    try:
+        if not split.shared:
+            os.sched_setaffinity(0, set(split.client_cpus))
+        for target in targets:
+            rows.extend(_run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar,
+                                    say))
+            write_rows(rows, batch_dir)
+    finally:
+        os.sched_setaffinity(0, own_affinity)
+        bar.close()
+    df = pd.DataFrame(rows)
+    write_rows(rows, batch_dir)
+    from .results import load_batch
+    df = load_batch(batch_dir)
+    df.attrs["batch_id"] = batch_id
+    df.attrs["batch_dir"] = str(batch_dir)
+    if summary:
+        (echo or print)(format_summary(summarize(df)))
+        (echo or print)(f"rows: {batch_dir / 'rows.parquet'}")
+    if figures:
+        from .plots import write_figures
+        fig_dir = None if figures is True else Path(figures)
+        paths = write_figures(df, fig_dir)
+        (echo or print)(f"figures: {', '.join(str(p) for p in paths)}")
+    return df
+
+
+def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
+    rows = []
+    reps = exp.repetitions
+    if target.skip_reason:
+        say(f"skipped {target.kind} {target.name}: {target.skip_reason}")
+        for shape in exp.shapes:
+            row = _base_row(exp, split, batch_id, commit, target, shape)
+            row.update(status="skipped", note=target.skip_reason)
+            rows.append(row)
+            bar.update(reps)
+        return rows
+    bar.set_postfix_str(f"{target.name}: starting")
+    log_path = batch_dir / "logs" / f"{_slug(target.name)}.log"
+    try:
+        server = start_server(target, split, exp, log_path)
+    except (ServerStartError, _ceiling.CeilingBuildError, OSError) as e:
+        say(f"failed {target.kind} {target.name}: {e}")
+        for shape in exp.shapes:
+            row = _base_row(exp, split, batch_id, commit, target, shape)
+            row.update(status="failed", note=f"start: {e}")
+            rows.append(row)
+            bar.update(reps)
+        return rows
+    try:
+        for shape in exp.shapes:
+            rows.extend(_run_cell(server, target, shape, exp, split, batch_id, batch_dir,
+                                  commit, wrk, bar, say))
+    finally:
+        stop_server(server)
+    return rows
+
+
+def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
+    rows = []
+    base = _base_row(exp, split, batch_id, commit, target, shape)
+    load, load_note = resolve_load(shape, split, server.port)
+    base.update(connections=load.connections, wrk_threads=load.threads)
+    label = f"{target.name} {shape.name}"
+    bar.set_postfix_str(f"{label}: verify")
+    try:
+        verify_server(HOST, server.port, shape.path, pipeline=min(shape.pipeline, 256))
+    except VerifyError as e:
+        say(f"failed {label}: verification: {e}")
+        base.update(status="failed", note=f"verification: {e}")
+        bar.update(exp.repetitions)
+        return [base]
+    if exp.warmup_s:
+        bar.set_postfix_str(f"{label}: warm-up")
+        warm = dataclasses.replace(load, duration_s=exp.warmup_s)
+        try:
+            run_wrk(warm, split.client_cpus, None, None, wrk)
+        except WrkError as e:
+            say(f"failed {label}: warm-up: {e}")
+            base.update(status="failed", note=f"warm-up: {e}")
+            bar.update(exp.repetitions)
+            return [base]
+    for run in range(1, exp.repetitions + 1):
+        if run > 1 and exp.pause_s:
+            time.sleep(exp.pause_s)
+        bar.set_postfix_str(f"{label}: run {run}/{exp.repetitions}")
+        raw_rel = Path("wrk") / f"{_slug(target.name)}-{shape.name}-run{run}.txt"
+        row = dict(base, run=run, timestamp=_utcnow(), raw_path=str(Path(batch_id) / raw_rel))
+        if server.proc.poll() is not None:
+            row.update(status="failed",
+                       note=f"the server exited with code {server.proc.returncode}; log: "
+                            f"{_log_tail(server.log_path)}")
+        else:
+            try:
+                figures = run_wrk(load, split.client_cpus, server.proc.pid,
+                                  batch_dir / raw_rel, wrk)
+                _server_util(figures, split.workers)
+                row.update(figures)
+                notes = [load_note] if load_note else []
+                if figures["errors_socket"] or figures["non_2xx_3xx"]:
+                    notes.append(f"{figures['errors_socket']} socket errors, "
+                                 f"{figures['non_2xx_3xx']} non-2xx/3xx")
+                if figures["client_saturated"]:
+                    notes.append(f"wrk used {figures['wrk_cpu_util']:.0%} of its CPUs: "
+                                 "the client may be the limit")
+                row["note"] = "; ".join(notes)
+            except WrkError as e:
+                row.update(status="failed", note=f"wrk: {e}")
+        if row["status"] != "ok":
+            say(f"failed {label} run {run}: {row['note']}")
+        rows.append(row)
+        bar.update(1)
+    return rows

@@ -1,0 +1,236 @@
+"""Experiment specs: `experiments/*.toml` -> Experiment.
+
+    name = "quick"                       # default: the file's stem
+    description = "..."
+    profile = "auto"                     # auto | ryzen-5-1600
+    repetitions = 3                      # counted runs per server and shape
+    duration = 3                         # seconds per counted run (wrk: whole seconds)
+    warmup = 1                           # seconds of uncounted load first (0: none)
+    pause = 1.0                          # seconds between runs
+    timeout = 2                          # wrk --timeout, whole seconds
+    request_timeout = 20                 # handed to our server (the post's values)
+    idle_timeout = 60
+    stacks = ["python/python/python", "c/c/c"]   # loop/parser/buffer, or "all" / "diagonal"
+    peers = ["hyper", "go"]                      # peer names, or "all"
+    shapes = ["pipelined", "keepalive"]          # pipelined | keepalive | browser | connections
+
+    [shape.pipelined]                    # optional per-shape overrides
+    connections = 64
+    pipeline = 256
+    duration = 5
+    path = "/hello"
+
+The ceiling is always measured (it is the reference every row is compared to).
+Every problem is reported as one SpecError naming the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:  # pragma: no cover - depends on the interpreter
+        tomllib = None
+
+from .split import PROFILES
+
+
+class SpecError(ValueError):
+    """A bad experiment file; the message is one line naming the problem."""
+
+
+SHAPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    # The post's load: many connections, 256 requests per write.
+    "pipelined": {"connections": 512, "pipeline": 256, "browser": False},
+    # Plain keep-alive: one request in flight per connection.
+    "keepalive": {"connections": 64, "pipeline": 1, "browser": False},
+    # Browser-like requests (~10 headers), moderately pipelined.
+    "browser": {"connections": 64, "pipeline": 16, "browser": True},
+    # As many connections as the box allows (memory), one request at a time.
+    "connections": {"connections": "max", "pipeline": 1, "browser": False},
+}
+# "max" connections is capped here; the runner lowers it further to what the
+# file-descriptor limit and the ephemeral port range allow.
+MAX_CONNECTIONS_DEFAULT = 10000
+
+_TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
+             "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape"}
+_SHAPE_KEYS = {"connections", "pipeline", "duration", "path", "timeout"}
+_STACK_RE = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+/[a-z0-9_-]+$")
+STACK_GROUPS = ("all", "diagonal")
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    connections: Union[int, str]       # an int, or "max"
+    pipeline: int
+    browser: bool
+    duration_s: int
+    timeout_s: int
+    path: str = "/hello"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Optional[str]
+    description: str
+    profile: str
+    repetitions: int
+    duration_s: int
+    warmup_s: int
+    pause_s: float
+    timeout_s: int
+    request_timeout_s: float
+    idle_timeout_s: float
+    stacks: List[str]
+    peers: List[str]
+    shapes: List[Shape]
+    quick: bool = False
+
+    def quickened(self) -> "Experiment":
+        """The same matrix with the shortest runs that still mean something:
+        1 s runs, 2 repetitions, 1 s warm-up, short pauses, capped connections."""
+        shapes = [dataclasses.replace(
+            s, duration_s=1,
+            connections=(min(1000, MAX_CONNECTIONS_DEFAULT) if s.connections == "max"
+                         else s.connections)) for s in self.shapes]
+        return dataclasses.replace(self, repetitions=min(self.repetitions, 2), duration_s=1,
+                                   warmup_s=min(self.warmup_s, 1), pause_s=min(self.pause_s, 0.2),
+                                   shapes=shapes, quick=True)
+
+
+def _where(path: Optional[str]) -> str:
+    return path if path else "experiment"
+
+
+def _int(where, key, value, lo=None, hi=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: {key} must be an integer, not {value!r}")
+    if lo is not None and value < lo:
+        raise SpecError(f"{where}: {key} must be >= {lo}, not {value}")
+    if hi is not None and value > hi:
+        raise SpecError(f"{where}: {key} must be <= {hi}, not {value}")
+    return value
+
+
+def _number(where, key, value, lo=0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{where}: {key} must be a number, not {value!r}")
+    if value < lo:
+        raise SpecError(f"{where}: {key} must be >= {lo:g}, not {value}")
+    return float(value)
+
+
+def _str_list(where, key, value) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: {key} must be a list of strings, not {value!r}")
+    return list(dict.fromkeys(value))       # keep order, drop repeats
+
+
+def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experiment:
+    """Validate a decoded TOML table; raise SpecError on the first problem."""
+    where = _where(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: the experiment must be a table")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r} "
+                        f"(known: {', '.join(sorted(_TOP_KEYS))})")
+    name = data.get("name", Path(path).stem if path else "experiment")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise SpecError(f"{where}: name must be letters, digits, '_', '.' or '-', not {name!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError(f"{where}: description must be a string")
+    profile = data.get("profile", "auto")
+    if profile not in PROFILES:
+        raise SpecError(f"{where}: unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    prof = PROFILES[profile]
+    repetitions = _int(where, "repetitions", data.get("repetitions", 3), 1, 1000)
+    duration = _int(where, "duration", data.get("duration", prof.duration_s), 1, 3600)
+    warmup = _int(where, "warmup", data.get("warmup", 1), 0, 600)
+    pause = _number(where, "pause", data.get("pause", 1.0))
+    timeout = _int(where, "timeout", data.get("timeout", 2), 1, 3600)
+    request_timeout = _number(where, "request_timeout", data.get("request_timeout", 20), 0.001)
+    idle_timeout = _number(where, "idle_timeout", data.get("idle_timeout", 60), 0.001)
+
+    stacks = _str_list(where, "stacks", data.get("stacks", []))
+    for s in stacks:
+        if s not in STACK_GROUPS and not _STACK_RE.match(s):
+            raise SpecError(f"{where}: stack {s!r} is not loop/parser/buffer "
+                            f"(e.g. \"c/c/c\") nor one of {', '.join(STACK_GROUPS)}")
+    peers = _str_list(where, "peers", data.get("peers", []))
+    for p in peers:
+        if not re.fullmatch(r"[a-z0-9_-]+", p):
+            raise SpecError(f"{where}: peer name {p!r} is not a peer name (e.g. \"hyper\")")
+
+    shape_names = _str_list(where, "shapes", data.get("shapes", ["pipelined"]))
+    if not shape_names:
+        raise SpecError(f"{where}: shapes is empty (choose from: {', '.join(SHAPE_DEFAULTS)})")
+    overrides = data.get("shape", {})
+    if not isinstance(overrides, dict):
+        raise SpecError(f"{where}: [shape] must be a table of tables, e.g. [shape.pipelined]")
+    for sname in overrides:
+        if sname not in shape_names:
+            raise SpecError(f"{where}: [shape.{sname}] configures a shape that is not in "
+                            f"shapes = {shape_names}")
+    shapes = []
+    for sname in shape_names:
+        if sname not in SHAPE_DEFAULTS:
+            raise SpecError(f"{where}: unknown shape {sname!r} "
+                            f"(known: {', '.join(SHAPE_DEFAULTS)})")
+        over = overrides.get(sname, {})
+        if not isinstance(over, dict):
+            raise SpecError(f"{where}: shape.{sname} must be a table")
+        bad = sorted(set(over) - _SHAPE_KEYS)
+        if bad:
+            raise SpecError(f"{where}: unknown key {bad[0]!r} in [shape.{sname}] "
+                            f"(known: {', '.join(sorted(_SHAPE_KEYS))})")
+        d = dict(SHAPE_DEFAULTS[sname])
+        d.update((prof.shape_defaults or {}).get(sname, {}))
+        key = f"shape.{sname}"
+        conns = over.get("connections", d["connections"])
+        if conns != "max":
+            conns = _int(where, f"{key}.connections", conns, 1, 1_000_000)
+        pipeline = _int(where, f"{key}.pipeline", over.get("pipeline", d["pipeline"]), 1, 4096)
+        sdur = _int(where, f"{key}.duration", over.get("duration", duration), 1, 3600)
+        stimeout = _int(where, f"{key}.timeout", over.get("timeout", timeout), 1, 3600)
+        spath = over.get("path", "/hello")
+        if not isinstance(spath, str) or not spath.startswith("/") or any(
+                c.isspace() for c in spath):
+            raise SpecError(f"{where}: {key}.path must start with '/' and have no spaces, "
+                            f"not {spath!r}")
+        shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath))
+
+    return Experiment(name=name, path=path, description=description, profile=profile,
+                      repetitions=repetitions, duration_s=duration, warmup_s=warmup,
+                      pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
+                      idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes)
+
+
+def load_experiment(path: Union[str, Path]) -> Experiment:
+    """Read and validate one experiment file."""
+    p = Path(path)
+    shown = str(path)
+    if tomllib is None:  # pragma: no cover
+        raise SpecError("reading experiments needs Python 3.11+ (tomllib) or the 'tomli' package")
+    if not p.is_file():
+        raise SpecError(f"{shown}: no such experiment file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{shown}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{shown}: not valid TOML: {e}") from None
+    return parse_experiment(data, shown)

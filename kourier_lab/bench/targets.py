@@ -1,0 +1,139 @@
+"""What gets measured: the ceiling, our stacks (loop/parser/buffer), the peers.
+
+Availability is decided here, not in the experiment file: a stack whose loop,
+parser or buffer did not load on this machine, or a peer that is not installed,
+becomes a target with a skip reason (a row saying "skipped: why"), never a crash.
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+KINDS = ("ceiling", "stack", "peer")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str                      # ceiling | stack | peer
+    name: str                      # "ceiling", "c/c/c", "hyper"
+    loop: Optional[str] = None
+    parser: Optional[str] = None
+    buffer: Optional[str] = None
+    skip_reason: str = ""
+
+
+CEILING = Target("ceiling", "ceiling")
+
+
+def _registry(component: str) -> Tuple[Optional[List[str]], Dict[str, str], str]:
+    """(names that loaded, {name: why not}, problem) for kourier_lab.<component>."""
+    try:
+        mod = importlib.import_module(f"kourier_lab.{component}")
+        names = list(mod.names())
+    except (ImportError, AttributeError) as e:
+        return None, {}, f"kourier_lab.{component} has no registry on this checkout ({e})"
+    except Exception as e:  # a registry that raises is reported, not fatal
+        return None, {}, f"kourier_lab.{component}.names() failed: {type(e).__name__}: {e}"
+    try:
+        bad = dict(getattr(mod, "unavailable", lambda: {})())
+    except Exception:
+        bad = {}
+    return names, bad, ""
+
+
+def stack_registries():
+    return {c: _registry(c) for c in ("loops", "parsers", "buffers")}
+
+
+def _stack_target(loop: str, parser: str, buffer: str, regs) -> Target:
+    why = []
+    for component, value in (("loops", loop), ("parsers", parser), ("buffers", buffer)):
+        names, bad, problem = regs[component]
+        if names is None:
+            why.append(problem)
+        elif value not in names:
+            if value in bad:
+                why.append(f"{component[:-1]} {value!r} unavailable: {bad[value]}")
+            else:
+                why.append(f"no {component[:-1]} named {value!r} (registered: "
+                           f"{', '.join(names) or 'none'})")
+    return Target("stack", f"{loop}/{parser}/{buffer}", loop, parser, buffer, "; ".join(why))
+
+
+def expand_stacks(entries: List[str]) -> List[Target]:
+    """Stack names from an experiment ("l/p/b", "all", "diagonal") -> targets.
+
+    all       every loop x parser x buffer combination known to the registries
+              (the ones that did not load appear as skipped)
+    diagonal  each loop with the parser and buffer of its own language (asyncio,
+              which has none, with the Python ones): one natural stack per loop
+    """
+    regs = stack_registries()
+    out: List[Target] = []
+    for entry in entries:
+        if entry in ("all", "diagonal"):
+            known = {}
+            for component in ("loops", "parsers", "buffers"):
+                names, bad, problem = regs[component]
+                if names is None:
+                    out.append(Target("stack", entry, skip_reason=f"stacks {entry!r}: {problem}"))
+                    break
+                known[component] = sorted(set(names) | set(bad))
+            else:
+                if entry == "all":
+                    combos = itertools.product(known["loops"], known["parsers"], known["buffers"])
+                else:
+                    combos = [(lp, lp if lp in known["parsers"] else "python",
+                               lp if lp in known["buffers"] else "python")
+                              for lp in known["loops"]]
+                out.extend(_stack_target(*c, regs) for c in combos)
+        else:
+            out.append(_stack_target(*entry.split("/"), regs))
+    seen, unique = set(), []
+    for t in out:
+        if t.name not in seen:
+            seen.add(t.name)
+            unique.append(t)
+    return unique
+
+
+def peers_module():
+    """kourier_lab.peers if it has the start/stop/available/names API, else (None, why)."""
+    try:
+        mod = importlib.import_module("kourier_lab.peers")
+        for attr in ("names", "available", "start", "stop"):
+            getattr(mod, attr)
+        return mod, ""
+    except (ImportError, AttributeError) as e:
+        return None, f"kourier_lab.peers is not available on this checkout ({e})"
+
+
+def expand_peers(entries: List[str]) -> List[Target]:
+    if not entries:
+        return []
+    mod, problem = peers_module()
+    if mod is None:
+        names = [e for e in entries if e != "all"] or ["all"]
+        return [Target("peer", n, skip_reason=problem) for n in names]
+    known = list(mod.names())
+    names = []
+    for e in entries:
+        names.extend(known if e == "all" else [e])
+    out = []
+    for n in dict.fromkeys(names):
+        if n not in known:
+            out.append(Target("peer", n, skip_reason=f"no peer named {n!r} "
+                                                     f"(known: {', '.join(known) or 'none'})"))
+            continue
+        try:
+            ok, why = mod.available(n)
+        except Exception as e:
+            ok, why = False, f"peers.available({n!r}) failed: {type(e).__name__}: {e}"
+        out.append(Target("peer", n, skip_reason="" if ok else f"peer {n} unavailable: {why}"))
+    return out
+
+
+def expand_targets(stacks: List[str], peers: List[str]) -> List[Target]:
+    return [CEILING, *expand_stacks(stacks), *expand_peers(peers)]
