@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kourier_lab import loops
-from serverutil import ServerProcess, connect, read_responses, read_until_close
+from kourier_lab.server.process import ServerProcess, connect, read_responses, read_until_close
 
 COMBOS = loops.combinations()
 REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"

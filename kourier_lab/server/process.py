@@ -1,4 +1,8 @@
-"""Start a real `kourier-lab serve` process for tests; raw-socket helpers."""
+"""Start a real `kourier-lab serve` process (for notebooks, tests and benchmarks); raw-socket helpers.
+
+    with ServerProcess(loop="python", parser="python", buffer="python") as srv:
+        http.client.HTTPConnection("127.0.0.1", srv.port) ...
+"""
 import os
 import re
 import signal
@@ -7,20 +11,23 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServerProcess:
-    def __init__(self, *args, loop="python", parser="python", buffer="python", workers=1):
+    """A `kourier-lab serve` child process on a free port (port 0), started and probed."""
+
+    def __init__(self, *args, loop="python", parser="python", buffer="python", workers=1, cpus=None):
         self.args = ["--loop", loop, "--parser", parser, "--buffer", buffer, "--worker-count", str(workers),
                      *args]
+        if cpus:
+            self.args += ["--cpus", ",".join(map(str, cpus))]
         self.proc = None
         self.port = None
 
     def start(self, timeout=60):
         cmd = [sys.executable, "-m", "kourier_lab.cli", "serve", "-a", "127.0.0.1", "-p", "0", *self.args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
         lines = []
@@ -66,6 +73,10 @@ class ServerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
 
     def __enter__(self):
         return self.start()
