@@ -53,21 +53,12 @@ _ABSOLUTE_FORM = re.compile(rb"[A-Za-z]%s*://(%s(?::%s)?)((?:/%s*)?)(?:\?(%s*))?
                             % (regex_class(SCHEME_CHAR), _HOST, _PORT, _PATHC, _QUERYC))
 _CHUNK_EXT = re.compile(rb'(?:[ \t]*;[ \t]*%s+(?:[ \t]*=[ \t]*(?:%s+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
                         % (_TOKEN, _TOKEN))
+# the few fields that change framing, found in one C-level scan of the lower-cased
+# (already validated) field section; "\r\n" anchors each at a line start
+_FRAMING = re.compile(rb"\r\n(?:host|content-length|transfer-encoding|connection|expect):")
 _HEXRUN = re.compile(rb"%s+" % _HEX)
 
 MAX_CHUNK_LINE = 4096
-
-
-def _values(block, key):
-    """Trimmed values of every field line of `block` whose "\\r\\nname:" is `key`."""
-    out = []
-    i = block.find(key)
-    while i >= 0:
-        j = i + len(key)
-        e = block.find(b"\r\n", j)
-        out.append(block[j:e].strip(b" \t"))
-        i = block.find(key, e)
-    return out
 
 
 class PythonParser:
@@ -197,16 +188,19 @@ class PythonParser:
         # finds ("\r\nname:" can only start a field line); the section was
         # already validated, so every value runs to the next CRLF.
         lim = self.limits
-        block = bytes(buf[rl_end - 2:head_end - 2]).lower()   # "\r\n" + field lines
         keep_alive = minor == 1
         body_kind, content_length, expect = BODY_NONE, -1, False
-        hosts = _values(block, b"\r\nhost:")
+        hosts, cls, tes, conns, expects = [], [], [], [], []
+        by_length = {4: hosts, 14: cls, 17: tes, 10: conns, 6: expects}   # the names differ in length
+        block = bytes(buf[rl_end - 2:head_end - 2]).lower()    # "\r\n" + the field lines
+        find = block.find
+        for m in _FRAMING.finditer(block):
+            e = m.end()
+            by_length[e - m.start() - 3].append(block[e:find(b"\r\n", e)].strip(b" \t"))
         if len(hosts) > 1 or (not hosts and minor == 1):
             return -400
         if hosts and not _HOST_VALUE.fullmatch(hosts[0]):
             return -400
-        cls = _values(block, b"\r\ncontent-length:")
-        tes = _values(block, b"\r\ntransfer-encoding:")
         if tes and cls:
             return -400
         if cls:
@@ -228,7 +222,7 @@ class PythonParser:
         if tes:
             if minor == 0:
                 return -400
-            codings = [c.strip(b" \t") for c in b",".join(tes).split(b",")]
+            codings = [c.strip(b" \t") for c in b",".join(tes).lower().split(b",")]
             codings = [c for c in codings if c]
             if not codings or not all(_TOKEN_RE.fullmatch(c) for c in codings):
                 return -400
@@ -237,15 +231,15 @@ class PythonParser:
             if len(codings) > 1:
                 return -501
             body_kind = BODY_CHUNKED
-        for v in _values(block, b"\r\nconnection:"):
-            toks = [t.strip(b" \t") for t in v.split(b",")]
+        for v in conns:
+            toks = [t.strip(b" \t") for t in v.lower().split(b",")]
             if b"close" in toks:
                 keep_alive = False
                 break
             if minor == 0 and b"keep-alive" in toks:
                 keep_alive = True
-        for v in _values(block, b"\r\nexpect:"):
-            if v != b"100-continue":
+        for v in expects:
+            if v.lower() != b"100-continue":
                 return -417
             expect = minor == 1
         self.info = (method, path, query, minor, keep_alive, body_kind, content_length, expect)
