@@ -1,0 +1,3 @@
+module kourierlab/peers/go
+
+go 1.19
