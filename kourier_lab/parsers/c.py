@@ -1,0 +1,148 @@
+"""The C parser (native/parser.c) through cffi, out-of-line API mode.
+
+Same contract and semantics as the reference parser (kourier_lab/parsers/python.py);
+see kourier_lab/parsers/__init__.py.  The caller's bytes / bytearray / memoryview
+is handed to C with `ffi.from_buffer` (no copy) and the request table is one
+`kl_request` per parser object, read back through memoryviews over its memory
+so head() costs list indexing, not cffi attribute lookups.
+
+SIMD: the C side picks AVX2 / SSE4.2 / scalar at run time (KOURIER_LAB_SIMD
+forces one); `simd()` says which is active and `set_simd(name)` switches.
+"""
+from ..http.limits import DEFAULT_LIMITS, Limits
+from . import RequestHead, register
+
+try:
+    from .._native_parser import ffi, lib
+except ImportError as e:  # pragma: no cover - depends on the build
+    raise ImportError("the C parser is not built: run `make build`") from e
+
+SIMD_LEVELS = {"scalar": lib.KL_SIMD_SCALAR, "sse42": lib.KL_SIMD_SSE42, "avx2": lib.KL_SIMD_AVX2}
+
+
+def simd() -> str:
+    """The SIMD path in use ("scalar", "sse42" or "avx2")."""
+    return ffi.string(lib.kl_parser_simd_name(lib.kl_parser_simd())).decode()
+
+
+def simd_supported() -> list:
+    return [name for name, level in SIMD_LEVELS.items() if lib.kl_parser_simd_supported(level)]
+
+
+def set_simd(name: str) -> str:
+    """Force a SIMD path for every C parser in this process; returns the previous one."""
+    if name not in SIMD_LEVELS:
+        raise ValueError(f"unknown SIMD path {name!r}; choose one of: {', '.join(SIMD_LEVELS)}")
+    previous = simd()
+    if lib.kl_parser_set_simd(SIMD_LEVELS[name]) < 0:
+        raise ValueError(f"this CPU cannot run the {name} path (supported: {', '.join(simd_supported())})")
+    return previous
+
+
+def _limits_struct(limits: Limits):
+    return ffi.new("kl_limits *", {
+        "max_request_line": limits.max_request_line,
+        "max_header_bytes": limits.max_header_bytes,
+        "max_headers": limits.max_headers,
+        "max_body": limits.max_body,
+    })
+
+
+_U32 = {name: ffi.offsetof("kl_request", name) // 4 for name in
+        ("status", "head_len", "method", "target", "path", "query", "host", "header_count", "names",
+         "values")}
+_U8 = {name: ffi.offsetof("kl_request", name) for name in
+       ("version_minor", "target_form", "keep_alive", "body_kind", "expect_continue", "has_query")}
+_CL = ffi.offsetof("kl_request", "content_length") // 8
+for _name, _off in list(_U32.items()):
+    assert ffi.offsetof("kl_request", _name) == _off * 4
+
+
+class CParser:
+    name = "c"
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS):
+        self.limits = limits
+        self._lim = _limits_struct(limits)
+        self._req = ffi.new("kl_request *")
+        raw = memoryview(ffi.buffer(self._req))
+        self._u32 = raw.cast("I")
+        self._u8 = raw
+        self._i64 = raw.cast("q")
+        self._body_len = ffi.new("int64_t *")
+        self._scratch = ffi.new("uint8_t[]", 4096)
+        self._buf = None
+        self._start = 0
+        self._info = None
+
+    # -- head ------------------------------------------------------------
+    def parse_head(self, buf, start=0, end=None):
+        if end is None:
+            end = len(buf)
+        elif end > len(buf):
+            raise ValueError(f"end {end} is past the buffer ({len(buf)} bytes)")
+        if not 0 <= start <= end:
+            raise ValueError(f"bad span [{start}, {end})")
+        n = lib.kl_parse_head(ffi.from_buffer("uint8_t[]", buf) + start, end - start, self._lim, self._req)
+        self._info = None
+        if n > 0:
+            self._buf, self._start = buf, start
+        return n
+
+    def _span(self, index):
+        u = self._u32
+        off = self._start + u[index]
+        return bytes(self._buf[off:off + u[index + 1]])
+
+    @property
+    def info(self):
+        """(method, path, query, version_minor, keep_alive, body_kind, content_length,
+        expect_continue) of the last accepted head."""
+        info = self._info
+        if info is None:
+            u8 = self._u8
+            query = self._span(_U32["query"]) if u8[_U8["has_query"]] else None
+            info = self._info = (self._span(_U32["method"]), self._span(_U32["path"]), query,
+                                 u8[_U8["version_minor"]], bool(u8[_U8["keep_alive"]]),
+                                 u8[_U8["body_kind"]], self._i64[_CL], bool(u8[_U8["expect_continue"]]))
+        return info
+
+    def head(self) -> RequestHead:
+        method, path, query, minor, keep_alive, body_kind, content_length, expect = self.info
+        u, u8 = self._u32, self._u8
+        n = u[_U32["header_count"]]
+        names, values = _U32["names"], _U32["values"]
+        headers = [(self._span(names + 2 * i), self._span(values + 2 * i)) for i in range(n)]
+        host_off = u[_U32["host"]]
+        return RequestHead(method=method, target=self._span(_U32["target"]), path=path, query=query,
+                           version_minor=minor, target_form=u8[_U8["target_form"]], headers=headers,
+                           host=self._span(_U32["host"]) if host_off else None,
+                           keep_alive=keep_alive, body_kind=body_kind, content_length=content_length,
+                           expect_continue=expect, head_len=u[_U32["head_len"]])
+
+    @property
+    def request(self):
+        """The raw kl_request cdata of the last parse (for native loops and notebooks)."""
+        return self._req
+
+    # -- chunked body ----------------------------------------------------
+    def parse_chunked(self, buf, start, end=None):
+        """Decode into a scratch buffer owned by the parser: the caller's buffer is
+        never written (kl_parse_chunked, which compacts in place, is for C loops)."""
+        if end is None:
+            end = len(buf)
+        elif end > len(buf):
+            raise ValueError(f"end {end} is past the buffer ({len(buf)} bytes)")
+        if not 0 <= start <= end:
+            raise ValueError(f"bad span [{start}, {end})")
+        size = end - start
+        if len(self._scratch) < size:
+            self._scratch = ffi.new("uint8_t[]", max(size, 2 * len(self._scratch)))
+        n = lib.kl_decode_chunked(ffi.from_buffer("uint8_t[]", buf) + start, size, self._lim,
+                                  self._scratch, self._body_len)
+        if n <= 0:
+            return n, None
+        return n, ffi.buffer(self._scratch, self._body_len[0])[:]
+
+
+register("c", CParser)

@@ -1,0 +1,51 @@
+/*
+ * parser.h — what native/parser.c offers beyond the two entry points fixed in
+ * kourier_lab.h: SIMD path selection, an out-of-place chunked decoder (for
+ * callers whose buffer must stay untouched) and a batch entry point that parses
+ * pipelined requests in one call (to measure the parser apart from the cffi
+ * crossing).  build_parser.py copies the declarations between the KL_CDEF
+ * markers into the cffi cdef.
+ */
+#ifndef KL_PARSER_H
+#define KL_PARSER_H
+#include "kourier_lab.h"
+
+/* KL_CDEF_BEGIN */
+#define KL_SIMD_SCALAR 0
+#define KL_SIMD_SSE42 1
+#define KL_SIMD_AVX2 2
+
+/*
+ * Choose the SIMD path: from KOURIER_LAB_SIMD (scalar | sse42 | avx2) when set,
+ * else the best the CPU supports.  Called lazily by the first parse; calling it
+ * again re-reads the environment.  Returns the active KL_SIMD_* level, or -1
+ * when the environment asks for a path this CPU lacks or names no path (the
+ * parser then falls back to the best supported one).
+ */
+int kl_parser_init(void);
+/* Force a level (tests run every path on one corpus); -1 if unsupported here. */
+int kl_parser_set_simd(int level);
+int kl_parser_simd(void);                 /* the active level */
+const char *kl_parser_simd_name(int level);
+int kl_parser_simd_supported(int level);  /* 1 when this CPU can run it */
+
+/*
+ * Chunked body, decoded into `out` (capacity >= the returned *body_len; pass
+ * NULL to only validate and measure).  buf is never written.  Returns as
+ * kl_parse_chunked: n > 0, 0 (need more) or -status.
+ */
+int64_t kl_decode_chunked(const uint8_t *buf, size_t len, const kl_limits *limits,
+                          uint8_t *out, int64_t *body_len);
+
+/*
+ * Parse pipelined heads back to back (bodies are not skipped: for GET-style
+ * batches).  Stops at the first head that is incomplete or invalid, or after
+ * max_requests.  *consumed gets the bytes parsed; returns the number of heads;
+ * *last_status the final kl_parse_head result (0 or -status when it stopped early).
+ */
+int64_t kl_parse_batch(const uint8_t *buf, size_t len, const kl_limits *limits,
+                       kl_request *req, int64_t max_requests, size_t *consumed,
+                       int *last_status);
+/* KL_CDEF_END */
+
+#endif
