@@ -1,0 +1,873 @@
+"""The Numba parser: byte-level state machines compiled by Numba in nopython mode.
+
+Same contract and the same verdicts as the pure-Python reference
+(parsers/python.py; the rules and their order are in parsers/__init__.py), but
+written the way the C parser is: one pass over the request line, one scan for
+the end of the head, one pass over the field lines, then the framing fields.
+Every byte is classified through one 256-entry table of class bits built from
+http/chars.py, the same sets the Python parser compiles into its regexes.
+
+The result is the request table of native/kourier_lab.h (``kl_request``),
+mirrored by ``numba_support.REQUEST_DTYPE``; the kernels write it through a flat
+uint32 view of the same memory (see numba_support for why).
+
+Entry points
+------------
+* ``parse_head_kernel(buf, start, end, max_request_line, max_header_bytes,
+  max_headers, max_body, table_words)`` -> n (the contract's return value).
+* ``parse_chunked_kernel(buf, start, end, max_header_bytes, max_body, out,
+  out_off)`` -> (n, body_len); the decoded data goes to out[out_off:]; passing
+  the input array itself with out_off=start compacts in place (the writes never
+  overtake the reads), which is what the C ``kl_parse_chunked`` does.
+* ``parse_batch_kernel(...)`` parses pipelined heads back to back in one call
+  (no bodies), for the native loops and for measuring the parser without the
+  Python-call overhead (a Numba call from Python costs ~0.3-1 us, about as much
+  as parsing a small request).
+* ``c_entry_points()``: @cfunc objects with the C signatures of kourier_lab.h;
+  ``.address`` is a function pointer the C loop can call natively.  Compiled on
+  first use (a @cfunc cannot cache to disk), calling the cached kernels.
+
+Every @njit kernel uses cache=True: the first import on a machine compiles
+(see ``jit_report()`` for the figures), later processes load machine code from
+__pycache__.
+
+NumbaParser is the Python-level class of the contract.  It views the caller's
+buffer with np.frombuffer (no copy) for the duration of a call only: holding an
+export of a bytearray would forbid resizing it.
+"""
+import sys
+import time
+
+from ..numba_support import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_IPLIT, C_PATH, C_QDTEXT, C_QPAIR,
+                             C_QUERY, C_REGNAME, C_SCHEME, C_TCHAR, CHAR_CLASS, LIMITS_DTYPE,
+                             REQUEST_DTYPE, REQUEST_WORDS, SUMMARY_WORDS, W_CONTENT_LENGTH,
+                             W_FLAGS0, W_FLAGS1, W_HEAD_LEN, W_HEADER_COUNT, W_HOST, W_METHOD,
+                             W_NAMES, W_PATH, W_QUERY, W_STATUS, W_TARGET, W_VALUES, limits_array,
+                             new_table)
+
+import numpy as np
+from numba import carray, cfunc, njit, types
+
+from ..http.limits import DEFAULT_LIMITS, Limits
+from . import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
+               FORM_ORIGIN, RequestHead, register)
+
+if sys.byteorder != "little":  # pragma: no cover - the flag words below assume it
+    raise ImportError("the numba parser packs the request table's byte fields little-endian")
+
+CC = CHAR_CLASS
+MAX_CHUNK_LINE = 4096
+
+_LIT_CONNECT = np.frombuffer(b"CONNECT", np.uint8).copy()
+_LIT_OPTIONS = np.frombuffer(b"OPTIONS", np.uint8).copy()
+_LIT_HOST = np.frombuffer(b"host", np.uint8).copy()
+_LIT_CL = np.frombuffer(b"content-length", np.uint8).copy()
+_LIT_TE = np.frombuffer(b"transfer-encoding", np.uint8).copy()
+_LIT_CONNECTION = np.frombuffer(b"connection", np.uint8).copy()
+_LIT_EXPECT = np.frombuffer(b"expect", np.uint8).copy()
+_LIT_CHUNKED = np.frombuffer(b"chunked", np.uint8).copy()
+_LIT_CLOSE = np.frombuffer(b"close", np.uint8).copy()
+_LIT_KEEP_ALIVE = np.frombuffer(b"keep-alive", np.uint8).copy()
+_LIT_CONTINUE = np.frombuffer(b"100-continue", np.uint8).copy()
+
+_FIELD_OTHER, _FIELD_HOST, _FIELD_CL, _FIELD_TE, _FIELD_CONNECTION, _FIELD_EXPECT = 0, 1, 2, 3, 4, 5
+
+
+# -- small helpers (inlined by LLVM into the kernels) -------------------------
+@njit(cache=True)
+def _find_lf(buf, pos, end):
+    for i in range(pos, end):
+        if buf[i] == 10:
+            return i
+    return -1
+
+
+@njit(cache=True)
+def _skip(buf, i, e, cls):
+    while i < e and CC[buf[i]] & cls:
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _is_ows(c):
+    return c == 32 or c == 9
+
+
+@njit(cache=True)
+def _lower(c):
+    if 65 <= c <= 90:
+        return c + 32
+    return c
+
+
+@njit(cache=True)
+def _eq_exact(buf, i, e, lit):
+    if e - i != len(lit):
+        return False
+    for k in range(len(lit)):
+        if buf[i + k] != lit[k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _eq_nocase(buf, i, e, lit):
+    """buf[i:e].lower() == lit (lit is lower case)."""
+    if e - i != len(lit):
+        return False
+    for k in range(len(lit)):
+        if _lower(buf[i + k]) != lit[k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _field_kind(buf, i, e):
+    n = e - i
+    if n == 4:
+        if _eq_nocase(buf, i, e, _LIT_HOST):
+            return _FIELD_HOST
+    elif n == 14:
+        if _eq_nocase(buf, i, e, _LIT_CL):
+            return _FIELD_CL
+    elif n == 17:
+        if _eq_nocase(buf, i, e, _LIT_TE):
+            return _FIELD_TE
+    elif n == 10:
+        if _eq_nocase(buf, i, e, _LIT_CONNECTION):
+            return _FIELD_CONNECTION
+    elif n == 6:
+        if _eq_nocase(buf, i, e, _LIT_EXPECT):
+            return _FIELD_EXPECT
+    return _FIELD_OTHER
+
+
+@njit(cache=True)
+def _match_host(buf, i, e):
+    """End of a uri-host at buf[i:] (IP-literal, or reg-name which may be empty),
+    or -1.  A '[' can only start an IP-literal (reg-name excludes it)."""
+    if i < e and buf[i] == 91:          # '['
+        j = _skip(buf, i + 1, e, C_IPLIT)
+        if j == i + 1 or j >= e or buf[j] != 93:
+            return -1
+        return j + 1
+    return _skip(buf, i, e, C_REGNAME)
+
+
+@njit(cache=True)
+def _host_value_ok(buf, i, e):
+    """Host field value: uri-host [ ":" *DIGIT ], the whole value."""
+    h = _match_host(buf, i, e)
+    if h < 0:
+        return False
+    if h < e and buf[h] == 58:          # ':'
+        h = _skip(buf, h + 1, e, C_DIGIT)
+    return h == e
+
+
+@njit(cache=True)
+def _put_span(t, w, off, ln):
+    t[w] = off
+    t[w + 1] = ln
+
+
+# -- the request line ----------------------------------------------------------
+@njit(cache=True)
+def _request_line(buf, s, le, start, t):
+    """Validate buf[s:le] (CR LF excluded) and fill the request-line fields.
+    Returns 0, or -400 / -505 (every syntax error wins over 505)."""
+    sp1 = -1
+    sp2 = -1
+    for i in range(s, le):
+        if buf[i] == 32:
+            if sp1 < 0:
+                sp1 = i
+            elif sp2 < 0:
+                sp2 = i
+            else:
+                return -400
+    if sp2 < 0 or sp1 == s or sp2 == sp1 + 1 or sp2 + 1 == le:
+        return -400
+    if _skip(buf, s, sp1, C_TCHAR) != sp1:
+        return -400
+    v = sp2 + 1
+    if (le - v != 8 or buf[v] != 72 or buf[v + 1] != 84 or buf[v + 2] != 84 or buf[v + 3] != 80
+            or buf[v + 4] != 47 or not (CC[buf[v + 5]] & C_DIGIT) or buf[v + 6] != 46
+            or not (CC[buf[v + 7]] & C_DIGIT)):
+        return -400
+    major = buf[v + 5] - 48
+    minor = buf[v + 7] - 48
+    t0 = sp1 + 1
+    t1 = sp2
+    is_connect = _eq_exact(buf, s, sp1, _LIT_CONNECT)
+    c0 = buf[t0]
+    has_q = 0
+    if c0 == 47:                                    # '/': origin-form
+        form = FORM_ORIGIN
+        p0 = t0
+        i = _skip(buf, t0, t1, C_PATH)
+        p1 = i
+        if i < t1 and buf[i] == 63:                 # '?'
+            has_q = 1
+            q0 = i + 1
+            i = _skip(buf, q0, t1, C_QUERY)
+        else:
+            q0 = i
+        q1 = i
+        if i != t1:
+            return -400
+    elif c0 == 42 and t1 - t0 == 1:                 # '*': asterisk-form
+        if not _eq_exact(buf, s, sp1, _LIT_OPTIONS):
+            return -400
+        form = FORM_ASTERISK
+        p0 = p1 = q0 = q1 = t0
+    elif is_connect:                                # authority-form
+        h = _match_host(buf, t0, t1)
+        if h < 0 or h >= t1 or buf[h] != 58:
+            return -400
+        if h + 1 == t1 or _skip(buf, h + 1, t1, C_DIGIT) != t1:
+            return -400
+        form = FORM_AUTHORITY
+        p0 = p1 = q0 = q1 = t0
+    else:                                           # absolute-form
+        if not (CC[c0] & C_ALPHA):
+            return -400
+        i = _skip(buf, t0 + 1, t1, C_SCHEME)
+        if i + 3 > t1 or buf[i] != 58 or buf[i + 1] != 47 or buf[i + 2] != 47:
+            return -400
+        i = _match_host(buf, i + 3, t1)
+        if i < 0:
+            return -400
+        if i < t1 and buf[i] == 58:
+            i = _skip(buf, i + 1, t1, C_DIGIT)
+        p0 = i
+        if i < t1 and buf[i] == 47:
+            i = _skip(buf, i + 1, t1, C_PATH)
+        p1 = i
+        if i < t1 and buf[i] == 63:
+            has_q = 1
+            q0 = i + 1
+            i = _skip(buf, q0, t1, C_QUERY)
+        else:
+            q0 = i
+        q1 = i
+        if i != t1:
+            return -400
+        form = FORM_ABSOLUTE
+    if is_connect and form != FORM_AUTHORITY:
+        return -400
+    for i in range(t0, t1):                         # every '%' starts %HEXDIG HEXDIG
+        if buf[i] == 37:
+            if i + 2 >= t1 or not (CC[buf[i + 1]] & C_HEX) or not (CC[buf[i + 2]] & C_HEX):
+                return -400
+    if major != 1 or minor > 1:
+        return -505
+    _put_span(t, W_METHOD, s - start, sp1 - s)
+    _put_span(t, W_TARGET, t0 - start, t1 - t0)
+    _put_span(t, W_PATH, p0 - start, p1 - p0)
+    _put_span(t, W_QUERY, q0 - start, q1 - q0)
+    t[W_FLAGS0] = minor | (form << 8)
+    t[W_FLAGS1] = has_q << 8
+    return 0
+
+
+# -- the framing fields ----------------------------------------------------------
+@njit(cache=True)
+def _content_length(buf, t, nfields, start, max_body):
+    """Every Content-Length value (lists included) must be 1*DIGIT and name one
+    number.  Returns the length, or -400 / -413."""
+    d0 = -1      # the first value's digits, leading zeros stripped
+    d1 = -1
+    for k in range(nfields):
+        o = start + t[W_NAMES + 2 * k]
+        if _field_kind(buf, o, o + t[W_NAMES + 2 * k + 1]) != _FIELD_CL:
+            continue
+        i = start + t[W_VALUES + 2 * k]
+        e = i + t[W_VALUES + 2 * k + 1]
+        while True:                                  # one list element per turn
+            j = i
+            while j < e and buf[j] != 44:
+                j += 1
+            a = i
+            b = j
+            while a < b and _is_ows(buf[a]):
+                a += 1
+            while b > a and _is_ows(buf[b - 1]):
+                b -= 1
+            if a == b or _skip(buf, a, b, C_DIGIT) != b:
+                return -400
+            while a < b and buf[a] == 48:
+                a += 1
+            if d0 < 0:
+                d0 = a
+                d1 = b
+            else:
+                if b - a != d1 - d0:
+                    return -400
+                for m in range(b - a):
+                    if buf[a + m] != buf[d0 + m]:
+                        return -400
+            if j >= e:
+                break
+            i = j + 1
+    if d1 - d0 > 18:
+        return -413
+    value = 0
+    for m in range(d0, d1):
+        value = value * 10 + (buf[m] - 48)
+    if value > max_body:
+        return -413
+    return value
+
+
+@njit(cache=True)
+def _transfer_encoding(buf, t, nfields, start):
+    """The codings of every Transfer-Encoding field, as one list: chunked must
+    be the last and appear once.  Returns 0 (chunked alone), -400 or -501."""
+    count = 0
+    chunked = 0
+    last_chunked = False
+    for k in range(nfields):
+        o = start + t[W_NAMES + 2 * k]
+        if _field_kind(buf, o, o + t[W_NAMES + 2 * k + 1]) != _FIELD_TE:
+            continue
+        i = start + t[W_VALUES + 2 * k]
+        e = i + t[W_VALUES + 2 * k + 1]
+        while True:
+            j = i
+            while j < e and buf[j] != 44:
+                j += 1
+            a = i
+            b = j
+            while a < b and _is_ows(buf[a]):
+                a += 1
+            while b > a and _is_ows(buf[b - 1]):
+                b -= 1
+            if a < b:
+                if _skip(buf, a, b, C_TCHAR) != b:
+                    return -400
+                count += 1
+                last_chunked = _eq_nocase(buf, a, b, _LIT_CHUNKED)
+                if last_chunked:
+                    chunked += 1
+            if j >= e:
+                break
+            i = j + 1
+    if count == 0 or not last_chunked or chunked != 1:
+        return -400
+    if count > 1:
+        return -501
+    return 0
+
+
+@njit(cache=True)
+def _keep_alive(buf, t, nfields, start, minor):
+    """HTTP/1.1 unless a Connection token is "close"; HTTP/1.0 only with
+    "keep-alive" (and no "close")."""
+    ka = minor == 1
+    for k in range(nfields):
+        o = start + t[W_NAMES + 2 * k]
+        if _field_kind(buf, o, o + t[W_NAMES + 2 * k + 1]) != _FIELD_CONNECTION:
+            continue
+        i = start + t[W_VALUES + 2 * k]
+        e = i + t[W_VALUES + 2 * k + 1]
+        while True:
+            j = i
+            while j < e and buf[j] != 44:
+                j += 1
+            a = i
+            b = j
+            while a < b and _is_ows(buf[a]):
+                a += 1
+            while b > a and _is_ows(buf[b - 1]):
+                b -= 1
+            if _eq_nocase(buf, a, b, _LIT_CLOSE):
+                return False
+            if minor == 0 and _eq_nocase(buf, a, b, _LIT_KEEP_ALIVE):
+                ka = True
+            if j >= e:
+                break
+            i = j + 1
+    return ka
+
+
+# -- the head ------------------------------------------------------------------------
+@njit(cache=True)
+def parse_head_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
+    """Parse the head at buf[start:end] into the flat request table `t`.
+    Returns n > 0 (head length), 0 (need more) or -status; t[W_STATUS] gets
+    0 or the status."""
+    n = _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t)
+    t[W_STATUS] = 0 if n >= 0 else -n
+    return n
+
+
+@njit(cache=True)
+def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
+    s = start
+    while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
+        s += 2
+    lf = _find_lf(buf, s, end)
+    if lf < 0:
+        k = end - s
+        if k - 1 > max_request_line or (k > max_request_line and buf[end - 1] != 13):
+            return -414
+        return 0
+    cr = 1 if lf > s and buf[lf - 1] == 13 else 0
+    if lf - s - cr > max_request_line:
+        return -414
+    if cr == 0:
+        return -400
+    r = _request_line(buf, s, lf - 1, start, t)
+    if r < 0:
+        return r
+    minor = t[W_FLAGS0] & 0xFF
+    rl_end = lf + 1
+    # The head ends at the first LF followed by CR LF, or by a bare LF (400
+    # below).  Count the field lines on the way (the LFs after the request line).
+    p = lf
+    head_end = -1
+    bare = False
+    nfields = 0
+    while p < end:
+        if buf[p] == 10:
+            if p > lf:
+                nfields += 1
+            if p + 1 < end and buf[p + 1] == 10:
+                head_end = p + 2
+                bare = True
+                break
+            if p + 2 < end and buf[p + 1] == 13 and buf[p + 2] == 10:
+                head_end = p + 3
+                break
+        p += 1
+    if head_end < 0:
+        return -431 if end - start >= max_header_bytes else 0
+    if head_end - start > max_header_bytes:
+        return -431
+    if bare:
+        return -400
+    if nfields > max_headers:
+        return -431
+    # field lines: token ':' field-content* CR LF, value trimmed of SP/HTAB
+    lim = head_end - 2
+    p = rl_end
+    k = 0
+    nhost = 0
+    host = -1
+    has_cl = False
+    has_te = False
+    has_conn = False
+    has_expect = False
+    while p < lim:
+        n0 = p
+        p = _skip(buf, p, lim, C_TCHAR)
+        if p == n0 or p >= lim or buf[p] != 58:
+            return -400
+        n1 = p
+        p = _skip(buf, p + 1, lim, C_CONTENT)
+        if p + 1 >= lim or buf[p] != 13 or buf[p + 1] != 10:
+            return -400
+        v1 = p
+        v0 = n1 + 1
+        while v0 < v1 and _is_ows(buf[v0]):
+            v0 += 1
+        while v1 > v0 and _is_ows(buf[v1 - 1]):
+            v1 -= 1
+        _put_span(t, W_NAMES + 2 * k, n0 - start, n1 - n0)
+        _put_span(t, W_VALUES + 2 * k, v0 - start, v1 - v0)
+        kind = _field_kind(buf, n0, n1)
+        if kind == _FIELD_HOST:
+            nhost += 1
+            host = k
+        elif kind == _FIELD_CL:
+            has_cl = True
+        elif kind == _FIELD_TE:
+            has_te = True
+        elif kind == _FIELD_CONNECTION:
+            has_conn = True
+        elif kind == _FIELD_EXPECT:
+            has_expect = True
+        k += 1
+        p += 2
+    # framing, in the contract's order
+    if nhost > 1 or (nhost == 0 and minor == 1):
+        return -400
+    if host >= 0:
+        h0 = start + t[W_VALUES + 2 * host]
+        if not _host_value_ok(buf, h0, h0 + t[W_VALUES + 2 * host + 1]):
+            return -400
+        _put_span(t, W_HOST, t[W_VALUES + 2 * host], t[W_VALUES + 2 * host + 1])
+    else:
+        _put_span(t, W_HOST, 0, 0)
+    if has_te and has_cl:
+        return -400
+    body_kind = BODY_NONE
+    content_length = -1
+    if has_cl:
+        content_length = _content_length(buf, t, k, start, max_body)
+        if content_length < 0:
+            return content_length
+        body_kind = BODY_LENGTH
+    if has_te:
+        if minor == 0:
+            return -400
+        r = _transfer_encoding(buf, t, k, start)
+        if r < 0:
+            return r
+        body_kind = BODY_CHUNKED
+    keep_alive = minor == 1
+    if has_conn:
+        keep_alive = _keep_alive(buf, t, k, start, minor)
+    expect = 0
+    if has_expect:
+        for j in range(k):
+            o = start + t[W_NAMES + 2 * j]
+            if _field_kind(buf, o, o + t[W_NAMES + 2 * j + 1]) != _FIELD_EXPECT:
+                continue
+            v0 = start + t[W_VALUES + 2 * j]
+            if not _eq_nocase(buf, v0, v0 + t[W_VALUES + 2 * j + 1], _LIT_CONTINUE):
+                return -417
+            if minor == 1:
+                expect = 1
+    t[W_HEAD_LEN] = head_end - start
+    t[W_FLAGS0] = (t[W_FLAGS0] & 0xFFFF) | ((1 if keep_alive else 0) << 16) | (body_kind << 24)
+    t[W_FLAGS1] = (t[W_FLAGS1] & 0xFF00) | expect
+    t[W_CONTENT_LENGTH] = content_length & 0xFFFFFFFF
+    t[W_CONTENT_LENGTH + 1] = (content_length >> 32) & 0xFFFFFFFF
+    t[W_HEADER_COUNT] = k
+    return head_end - start
+
+
+@njit(cache=True)
+def parse_batch_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body,
+                       t, summaries, starts, max_requests):
+    """Parse pipelined heads back to back (bodies are not skipped: for GET-style
+    batches).  Row k of `summaries` (uint32, SUMMARY_WORDS wide) gets the fixed
+    part of request k's table (its spans are relative to starts[k]); `t` holds
+    the whole table of the last one.  Stops at the first incomplete or invalid
+    head or after max_requests.  Returns (count, consumed, last_status)."""
+    pos = start
+    count = 0
+    last = 0
+    while count < max_requests:
+        n = _parse_head(buf, pos, end, max_request_line, max_header_bytes, max_headers, max_body, t)
+        if n <= 0:
+            last = n
+            break
+        t[W_STATUS] = 0
+        for w in range(SUMMARY_WORDS):
+            summaries[count, w] = t[w]
+        starts[count] = pos - start
+        pos += n
+        count += 1
+    return count, pos - start, last
+
+
+# -- chunked bodies ---------------------------------------------------------------------
+@njit(cache=True)
+def _chunk_ext_ok(buf, i, e):
+    """*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ), all of buf[i:e]."""
+    while i < e:
+        while i < e and _is_ows(buf[i]):
+            i += 1
+        if i >= e or buf[i] != 59:
+            return False
+        i += 1
+        while i < e and _is_ows(buf[i]):
+            i += 1
+        j = _skip(buf, i, e, C_TCHAR)
+        if j == i:
+            return False
+        i = j
+        k = i
+        while k < e and _is_ows(buf[k]):
+            k += 1
+        if k < e and buf[k] == 61:                  # '=': a value must follow
+            k += 1
+            while k < e and _is_ows(buf[k]):
+                k += 1
+            if k < e and buf[k] == 34:              # quoted-string
+                k += 1
+                while True:
+                    if k >= e:
+                        return False
+                    c = buf[k]
+                    if c == 34:
+                        k += 1
+                        break
+                    if c == 92:
+                        if k + 1 >= e or not (CC[buf[k + 1]] & C_QPAIR):
+                            return False
+                        k += 2
+                    elif CC[c] & C_QDTEXT:
+                        k += 1
+                    else:
+                        return False
+            else:
+                j = _skip(buf, k, e, C_TCHAR)
+                if j == k:
+                    return False
+                k = j
+            i = k
+    return True
+
+
+@njit(cache=True)
+def parse_chunked_kernel(buf, start, end, max_header_bytes, max_body, out, out_off):
+    """Decode the chunked body at buf[start:end] into out[out_off:].  Returns
+    (n, body_len): n > 0 the body's length on the wire, 0 need more, -status."""
+    pos = start
+    total = 0
+    blen = 0
+    while True:
+        lf = _find_lf(buf, pos, end)
+        if lf < 0:
+            return (-400 if end - pos > MAX_CHUNK_LINE else 0), 0
+        if lf - pos > MAX_CHUNK_LINE or lf == pos or buf[lf - 1] != 13:
+            return -400, 0
+        le = lf - 1
+        h = _skip(buf, pos, le, C_HEX)
+        if h == pos:
+            return -400, 0
+        z = pos
+        while z < h and buf[z] == 48:
+            z += 1
+        if h - z > 15:
+            return -400, 0
+        if not _chunk_ext_ok(buf, h, le):
+            return -400, 0
+        size = 0
+        for i in range(z, h):
+            c = buf[i]
+            if c <= 57:
+                d = c - 48
+            elif c >= 97:
+                d = c - 87
+            else:
+                d = c - 55
+            size = size * 16 + d
+        total += size
+        if total > max_body:
+            return -413, 0
+        pos = lf + 1
+        if size == 0:
+            break
+        if end - pos < size + 2:
+            return 0, 0
+        if buf[pos + size] != 13 or buf[pos + size + 1] != 10:
+            return -400, 0
+        # forward copy: with out = buf and out_off = start the writes stay behind the reads
+        for i in range(size):
+            out[out_off + blen + i] = buf[pos + i]
+        blen += size
+        pos += size + 2
+    t_start = pos
+    while True:                                         # trailer field lines, then CR LF
+        lf = _find_lf(buf, pos, end)
+        if lf < 0:
+            if end - t_start >= max_header_bytes:
+                return -431, 0
+            return 0, 0
+        if lf + 1 - t_start > max_header_bytes:
+            return -431, 0
+        if lf == pos or buf[lf - 1] != 13:
+            return -400, 0
+        if lf == pos + 1:
+            return lf + 1 - start, blen
+        i = _skip(buf, pos, lf, C_TCHAR)
+        if i == pos or buf[i] != 58:
+            return -400, 0
+        if _skip(buf, i + 1, lf - 1, C_CONTENT) != lf - 1:
+            return -400, 0
+        pos = lf + 1
+
+
+# -- the C entry points as @cfunc ------------------------------------------------------
+_c_parse_head_sig = types.int32(types.CPointer(types.uint8), types.uintp, types.voidptr, types.voidptr)
+_c_parse_chunked_sig = types.int64(types.CPointer(types.uint8), types.uintp, types.voidptr,
+                                   types.CPointer(types.int64))
+_LIMITS_WORDS = LIMITS_DTYPE.itemsize // 4
+
+
+def _kl_parse_head(buf_ptr, length, limits_ptr, req_ptr):
+    """int kl_parse_head(const uint8_t *buf, size_t len, const kl_limits *limits, kl_request *req)"""
+    buf = carray(buf_ptr, (length,))
+    lim = carray(limits_ptr, (_LIMITS_WORDS,), np.uint32)
+    t = carray(req_ptr, (REQUEST_WORDS,), np.uint32)
+    max_body = np.int64(lim[4]) | (np.int64(lim[5]) << 32)
+    return parse_head_kernel(buf, 0, np.int64(length), np.int64(lim[0]), np.int64(lim[1]),
+                             np.int64(lim[2]), max_body, t)
+
+
+def _kl_parse_chunked(buf_ptr, length, limits_ptr, body_len_ptr):
+    """int64_t kl_parse_chunked(uint8_t *buf, size_t len, const kl_limits *limits, int64_t *body_len)
+    (compacts the data in place at buf[0 .. *body_len))"""
+    buf = carray(buf_ptr, (length,))
+    lim = carray(limits_ptr, (_LIMITS_WORDS,), np.uint32)
+    out_len = carray(body_len_ptr, (1,))
+    max_body = np.int64(lim[4]) | (np.int64(lim[5]) << 32)
+    n, blen = parse_chunked_kernel(buf, 0, np.int64(length), np.int64(lim[1]), max_body, buf, 0)
+    out_len[0] = blen
+    return n
+
+
+_CFUNCS = {}
+
+
+def c_entry_points():
+    """The @cfunc objects {"kl_parse_head": ..., "kl_parse_chunked": ...}, with the
+    C signatures of kourier_lab.h; each one's ``.address`` is a function pointer a
+    C loop can call natively.  Compiled on first use, not at import: a @cfunc
+    cannot be cached on disk (Numba recompiles its wrapper in every process),
+    while the kernels it calls load from the cache."""
+    if not _CFUNCS:
+        _CFUNCS["kl_parse_head"] = cfunc(_c_parse_head_sig, nopython=True)(_kl_parse_head)
+        _CFUNCS["kl_parse_chunked"] = cfunc(_c_parse_chunked_sig, nopython=True)(_kl_parse_chunked)
+    return dict(_CFUNCS)
+
+
+def kl_parse_head_address() -> int:
+    return c_entry_points()["kl_parse_head"].address
+
+
+def kl_parse_chunked_address() -> int:
+    return c_entry_points()["kl_parse_chunked"].address
+
+
+# -- the Python-level parser ---------------------------------------------------------------
+def _as_array(buf):
+    # no copy: a read-only view for bytes, writable for bytearray / memoryview of one
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
+class NumbaParser:
+    name = "numba"
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS):
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
+        self.limits = limits
+        self._lim = (limits.max_request_line, limits.max_header_bytes, limits.max_headers,
+                     limits.max_body)
+        self.table, words = new_table(1)
+        self._t = words[0]                  # the flat uint32 view of self.table[0]
+        self._summary = self._t[:SUMMARY_WORDS]
+        self._scratch = np.empty(0, np.uint8)
+        self.info = None
+        self._buf = None
+        self._start = 0
+
+    def parse_head(self, buf, start=0, end=None):
+        size = len(buf)
+        if end is None or end > size:
+            end = size
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        lim = self._lim
+        n = parse_head_kernel(_as_array(buf) if size else _EMPTY, start, end, lim[0], lim[1], lim[2],
+                              lim[3], self._t)
+        if n > 0:
+            w = self._summary.tolist()
+            s = start
+            mo, ml, po, pl, qo, ql = (w[W_METHOD], w[W_METHOD + 1], w[W_PATH], w[W_PATH + 1],
+                                      w[W_QUERY], w[W_QUERY + 1])
+            f0 = w[W_FLAGS0]
+            body_kind = f0 >> 24
+            self.info = (bytes(buf[s + mo:s + mo + ml]), bytes(buf[s + po:s + po + pl]),
+                         bytes(buf[s + qo:s + qo + ql]) if w[W_FLAGS1] & 0xFF00 else None,
+                         f0 & 0xFF, bool(f0 & 0xFF0000), body_kind,
+                         (w[W_CONTENT_LENGTH] | (w[W_CONTENT_LENGTH + 1] << 32))
+                         if body_kind == BODY_LENGTH else -1,
+                         bool(w[W_FLAGS1] & 0xFF))
+            self._buf, self._start = buf, start
+        return n
+
+    def head(self) -> RequestHead:
+        """The request table of the last successful parse_head, as Python values."""
+        if self.info is None:
+            raise RuntimeError("head() before a successful parse_head()")
+        method, path, query, minor, keep_alive, body_kind, content_length, expect = self.info
+        w = self._t
+        buf, s = self._buf, self._start
+        headers = []
+        host = None
+        for k in range(int(w[W_HEADER_COUNT])):
+            no, nl = int(w[W_NAMES + 2 * k]), int(w[W_NAMES + 2 * k + 1])
+            vo, vl = int(w[W_VALUES + 2 * k]), int(w[W_VALUES + 2 * k + 1])
+            name = bytes(buf[s + no:s + no + nl])
+            value = bytes(buf[s + vo:s + vo + vl])
+            headers.append((name, value))
+            if name.lower() == b"host":
+                host = value
+        to, tl = int(w[W_TARGET]), int(w[W_TARGET + 1])
+        return RequestHead(method=method, target=bytes(buf[s + to:s + to + tl]), path=path, query=query,
+                           version_minor=minor, target_form=(int(w[W_FLAGS0]) >> 8) & 0xFF,
+                           headers=headers, host=host, keep_alive=keep_alive, body_kind=body_kind,
+                           content_length=content_length, expect_continue=expect,
+                           head_len=int(w[W_HEAD_LEN]))
+
+    def parse_chunked(self, buf, start, end=None):
+        """(n, body): the caller's buffer is never written; the body is decoded
+        into a scratch array and returned as bytes."""
+        size = len(buf)
+        if end is None or end > size:
+            end = size
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        room = max(end - start, 0)
+        if len(self._scratch) < room:
+            self._scratch = np.empty(max(room, 2 * len(self._scratch)), np.uint8)
+        n, blen = parse_chunked_kernel(_as_array(buf) if size else _EMPTY, start, end,
+                                       self._lim[1], self._lim[3], self._scratch, 0)
+        if n > 0:
+            return n, self._scratch[:blen].tobytes()
+        return n, None
+
+    def parse_batch(self, buf, start=0, end=None, max_requests=1024):
+        """Parse up to max_requests pipelined heads in one call (see
+        parse_batch_kernel).  Returns (count, consumed, last_status, summaries,
+        starts); summaries/starts are reused between calls."""
+        size = len(buf)
+        if end is None or end > size:
+            end = size
+        if getattr(self, "_batch_rows", 0) < max_requests:
+            self._summaries = np.zeros((max_requests, SUMMARY_WORDS), np.uint32)
+            self._starts = np.zeros(max_requests, np.int64)
+            self._batch_rows = max_requests
+        lim = self._lim
+        count, consumed, last = parse_batch_kernel(_as_array(buf) if size else _EMPTY, start, end,
+                                                   lim[0], lim[1], lim[2], lim[3], self._t,
+                                                   self._summaries, self._starts, max_requests)
+        return count, consumed, last, self._summaries, self._starts
+
+
+_EMPTY = np.zeros(0, np.uint8)
+
+
+def jit_report():
+    """Seconds for the first call of each kernel in this process: JIT compile
+    time on a cold cache, load time from the on-disk cache otherwise (the @cfunc
+    wrappers were compiled at import; see IMPORT_SECONDS)."""
+    t = new_table(1)[1][0]
+    raw = np.frombuffer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", np.uint8).copy()
+    lim = limits_array(DEFAULT_LIMITS)
+    report = {}
+    t0 = time.perf_counter()
+    parse_head_kernel(raw, 0, len(raw), lim[0], lim[1], lim[2], lim[3], t)
+    report["parse_head_kernel"] = time.perf_counter() - t0
+    out = np.empty(64, np.uint8)
+    body = np.frombuffer(b"5\r\nhello\r\n0\r\n\r\n", np.uint8).copy()
+    t0 = time.perf_counter()
+    parse_chunked_kernel(body, 0, len(body), lim[1], lim[3], out, 0)
+    report["parse_chunked_kernel"] = time.perf_counter() - t0
+    summaries = np.zeros((4, SUMMARY_WORDS), np.uint32)
+    starts = np.zeros(4, np.int64)
+    t0 = time.perf_counter()
+    parse_batch_kernel(raw, 0, len(raw), lim[0], lim[1], lim[2], lim[3], t, summaries, starts, 4)
+    report["parse_batch_kernel"] = time.perf_counter() - t0
+    return report
+
+
+register("numba", NumbaParser)
