@@ -38,6 +38,11 @@ def published_ratios(directory: Optional[Path] = None) -> pd.DataFrame:
         rows.append({"figure": "req/s", "pair": f"kourier/{rival}", "rival": rival,
                      "ratio": ryzen["kourier"] / ryzen[rival], "machine": "AMD Ryzen 5 1600",
                      "shape": "pipelined"})
+    # Not in the post's text but implied by its table: the two rivals' own ratio,
+    # which a machine without Kourier can still check.
+    rows.append({"figure": "req/s", "pair": "hyper/go", "rival": "go",
+                 "ratio": ryzen["hyper"] / ryzen["go"], "machine": "AMD Ryzen 5 1600",
+                 "shape": "pipelined"})
     rows.append({"figure": "req/s", "pair": "kourier/lithium", "rival": "lithium",
                  "ratio": m7a["kourier"] / m7a["lithium"], "machine": "AWS m7a.4xlarge",
                  "shape": "pipelined"})

@@ -206,7 +206,7 @@ def format_summary(summary: pd.DataFrame) -> str:
                     f"{_fmt(r['req_per_s_min'], ',.0f'):>11}-{_fmt(r['req_per_s_max'], ',.0f'):<11} "
                     f"{_fmt(r['of_ceiling'], '.1%'):>8} {_fmt(r['cpu_us_per_req'], '.2f'):>10} "
                     f"{_fmt(r['server_cpu_util'], '.0%'):>7} {_fmt(r['wrk_cpu_util'], '.0%'):>7} "
-                    f"{_fmt(r['latency_p50_ms'], '.2f'):>8} {p99:>8} {r['errors']:>7}  "
+                    f"{_fmt(r['latency_p50_ms'], '.2f'):>8} {p99:>8} {int(r['errors']):>7}  "
                     f"{'; '.join(notes)}")
             else:
                 note = str(r.get("note", ""))

@@ -59,14 +59,48 @@ def _stack_target(loop: str, parser: str, buffer: str, regs) -> Target:
             else:
                 why.append(f"no {component[:-1]} named {value!r} (registered: "
                            f"{', '.join(names) or 'none'})")
+    if not why:
+        ok, reason = _supports(loop, parser, buffer)
+        if not ok:
+            why.append(reason)
     return Target("stack", f"{loop}/{parser}/{buffer}", loop, parser, buffer, "; ".join(why))
+
+
+def _supports(loop: str, parser: str, buffer: str) -> Tuple[bool, str]:
+    """loops.supports() when the registry has it (a loop may restrict combinations)."""
+    try:
+        mod = importlib.import_module("kourier_lab.loops")
+        return tuple(mod.supports(loop, parser, buffer))
+    except (ImportError, AttributeError):
+        return True, ""
+
+
+def _diagonal(loop: str, known) -> Tuple[str, str, str]:
+    """The loop with the parser/buffer of its own language, else the first
+    pair it supports (asyncio: python/python)."""
+    mine = (loop, loop if loop in known["parsers"] else "python",
+            loop if loop in known["buffers"] else "python")
+    if _supports(*mine)[0]:
+        return mine
+    for parser in [mine[1]] + known["parsers"]:
+        for buffer in [mine[2]] + known["buffers"]:
+            if _supports(loop, parser, buffer)[0]:
+                return loop, parser, buffer
+    return mine
+
+
+def _declared_unsupported(combo, regs) -> bool:
+    loaded = all(value in regs[comp][0]
+                 for comp, value in zip(("loops", "parsers", "buffers"), combo))
+    return loaded and not _supports(*combo)[0]
 
 
 def expand_stacks(entries: List[str]) -> List[Target]:
     """Stack names from an experiment ("l/p/b", "all", "diagonal") -> targets.
 
     all       every loop x parser x buffer combination known to the registries
-              (the ones that did not load appear as skipped)
+              that the loop supports (loops.supports); combinations with a
+              component that did not load appear as skipped
     diagonal  each loop with the parser and buffer of its own language (asyncio,
               which has none, with the Python ones): one natural stack per loop
     """
@@ -83,11 +117,14 @@ def expand_stacks(entries: List[str]) -> List[Target]:
                 known[component] = sorted(set(names) | set(bad))
             else:
                 if entry == "all":
-                    combos = itertools.product(known["loops"], known["parsers"], known["buffers"])
+                    # Combinations a loop declares it cannot run are not stacks
+                    # (no row); those with a component that did not load are
+                    # kept, so they show up as skipped with the reason.
+                    combos = [c for c in itertools.product(known["loops"], known["parsers"],
+                                                           known["buffers"])
+                              if not _declared_unsupported(c, regs)]
                 else:
-                    combos = [(lp, lp if lp in known["parsers"] else "python",
-                               lp if lp in known["buffers"] else "python")
-                              for lp in known["loops"]]
+                    combos = [_diagonal(lp, known) for lp in known["loops"]]
                 out.extend(_stack_target(*c, regs) for c in combos)
         else:
             out.append(_stack_target(*entry.split("/"), regs))

@@ -121,11 +121,17 @@ def verify_server(host: str, port: int, path: str = "/hello", pipeline: int = 16
     with sock:
         reader = _Reader(sock, deadline)
         req = request_bytes(host, port, path)
-        sock.sendall(req)
+        try:
+            sock.sendall(req)
+        except OSError as e:
+            raise VerifyError(f"GET {path}: send failed: {e}") from None
         status, _, body = read_response(reader)
         _check(status, body, f"GET {path}")
         depth = max(1, pipeline)
-        sock.sendall(req * depth)
+        try:
+            sock.sendall(req * depth)
+        except OSError as e:
+            raise VerifyError(f"pipelined batch of {depth}: send failed: {e}") from None
         for i in range(depth):
             try:
                 status, _, body = read_response(reader)

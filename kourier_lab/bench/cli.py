@@ -1,0 +1,126 @@
+"""`kourier-lab bench | micro | report`.
+
+    kourier-lab bench experiments/quick.toml [--quick] [--out data/results] [--figures DIR]
+    kourier-lab micro parsers|buffers|timers [--quick] [--repeat N] [--out DIR]
+    kourier-lab report [--results data/results] [--experiment NAME] [--all] [--figures DIR]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _usage(msg: str):
+    from ..cli import UsageError
+    return UsageError(msg)
+
+
+def register(sub) -> None:
+    b = sub.add_parser("bench", help="run an experiment: wrk against each server on a core split",
+                       description="Run an experiment file: the ceiling, our stacks and the peers "
+                                   "under wrk, rows to data/results/, summary table, figures.")
+    b.add_argument("experiment", help="experiment file, e.g. experiments/quick.toml")
+    b.add_argument("--quick", action="store_true",
+                   help="1 s runs, 2 repetitions: for tests and notebooks (figures are indicative)")
+    b.add_argument("--out", default=None, help="results directory (default data/results)")
+    b.add_argument("--figures", default=None, help="figures directory (default data/figures)")
+    b.add_argument("--no-figures", action="store_true", help="do not write figures")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--cpus", default=None,
+                   help="CPUs to split between server and wrk, e.g. 0-3 (default: all usable)")
+    b.set_defaults(func=run_bench)
+
+    m = sub.add_parser("micro", help="in-process microbenchmarks of parsers, buffers or timers",
+                       description="Microbenchmarks on fixed corpora, every registered variant, "
+                                   "median and spread of repeated rounds.")
+    m.add_argument("component", choices=["parsers", "buffers", "timers"])
+    m.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    m.add_argument("--repeat", type=int, default=None, help="rounds per measurement (default 7)")
+    m.add_argument("--variants", default=None, help="comma-separated variants (default: all)")
+    m.add_argument("--out", default=None, help="results directory (default data/results)")
+    m.add_argument("--no-save", action="store_true", help="print only, write no rows")
+    m.set_defaults(func=run_micro)
+
+    r = sub.add_parser("report", help="summary table and figures of recorded runs",
+                       description="Print the summary of recorded batches and write their figures.")
+    r.add_argument("--results", default=None, help="results directory (default data/results)")
+    r.add_argument("--experiment", default=None, help="only this experiment's batches")
+    r.add_argument("--batch", default=None, help="one batch id (default: the latest)")
+    r.add_argument("--all", action="store_true", help="every batch, not only the latest")
+    r.add_argument("--figures", default=None, help="figures directory (default data/figures)")
+    r.add_argument("--no-figures", action="store_true", help="do not write figures")
+    r.set_defaults(func=run_report)
+
+
+def _parse_cpus(text):
+    cpus = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                cpus.extend(range(int(a), int(b) + 1))
+            else:
+                cpus.append(int(part))
+    except ValueError:
+        raise _usage(f"--cpus: not a CPU list (e.g. 0-3 or 0,2): {text!r}") from None
+    import os
+    bad = sorted(set(cpus) - os.sched_getaffinity(0))
+    if bad:
+        raise _usage(f"--cpus: CPU(s) {bad} are not usable here ({sorted(os.sched_getaffinity(0))})")
+    return sorted(set(cpus))
+
+
+def run_bench(args) -> int:
+    from .ceiling import CeilingBuildError
+    from .runner import run_experiment
+    from .spec import SpecError, load_experiment
+    from .wrk import WrkError
+    try:
+        exp = load_experiment(args.experiment)
+    except SpecError as e:
+        raise _usage(str(e)) from None
+    cpus = _parse_cpus(args.cpus) if args.cpus else None
+    figures = False if args.no_figures else (Path(args.figures) if args.figures else True)
+    try:
+        df = run_experiment(exp, quick=args.quick, out=args.out, progress=not args.no_progress,
+                            figures=figures, cpus=cpus)
+    except (WrkError, CeilingBuildError) as e:
+        raise _usage(str(e)) from None
+    ok = (df["status"] == "ok").sum()
+    return 0 if ok else 1
+
+
+def run_micro(args) -> int:
+    from .micro import run_micro as _run
+    if args.repeat is not None and args.repeat < 1:
+        raise _usage("--repeat must be >= 1")
+    variants = [v for v in args.variants.split(",") if v] if args.variants else None
+    try:
+        _run(args.component, quick=args.quick, repeat=args.repeat, variants=variants,
+             out=None if args.no_save else (args.out or True))
+    except ValueError as e:
+        raise _usage(str(e)) from None
+    return 0
+
+
+def run_report(args) -> int:
+    from .plots import write_figures
+    from .results import format_summary, load_results, summarize
+    root = Path(args.results) if args.results else None
+    df = load_results(root, experiment=args.experiment)
+    if df.empty:
+        raise _usage(f"no recorded runs under {root or 'data/results'}"
+                     + (f" for experiment {args.experiment!r}" if args.experiment else "")
+                     + " (run `kourier-lab bench experiments/quick.toml` first)")
+    if args.batch:
+        if args.batch not in set(df["batch_id"]):
+            raise _usage(f"no batch {args.batch!r}; recorded: "
+                         f"{', '.join(sorted(df['batch_id'].unique())[-5:])}")
+        df = df[df["batch_id"] == args.batch]
+    elif not args.all:
+        df = df[df["batch_id"] == df["batch_id"].max()]
+    print(format_summary(summarize(df)))
+    if not args.no_figures:
+        for batch, g in df.groupby("batch_id"):
+            paths = write_figures(g, Path(args.figures) if args.figures else None)
+            print(f"figures ({batch}): {', '.join(str(p) for p in paths)}")
+    return 0

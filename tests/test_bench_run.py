@@ -1,0 +1,166 @@
+"""Real, short wrk runs on loopback: the ceiling, verification, sampling, rows on disk."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kourier_lab.bench import ceiling, runner
+from kourier_lab.bench.results import load_results
+from kourier_lab.bench.sampler import TreeSampler
+from kourier_lab.bench.spec import parse_experiment
+from kourier_lab.bench.split import plan_split
+from kourier_lab.bench.verify import VerifyError, free_port, verify_server, wait_ready
+from kourier_lab.bench.wrk import WrkError, WrkLoad
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+
+@pytest.fixture
+def ceiling_server():
+    port = free_port()
+    cpus = sorted(os.sched_getaffinity(0))[:1]
+    proc = subprocess.Popen(ceiling.ceiling_command(port, cpus), start_new_session=True)
+    try:
+        wait_ready("127.0.0.1", port, proc, timeout=15)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def test_ceiling_answers_every_terminator_even_split_byte_by_byte(ceiling_server):
+    port, _ = ceiling_server
+    verify_server("127.0.0.1", port, pipeline=256)
+    req = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for b in req:                      # terminators split across reads
+            s.send(bytes([b]))
+            time.sleep(0.0005)
+        want = 3 * len(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                       b"Content-Length: 12\r\n\r\nHello World!")
+        got = b""
+        while len(got) < want:
+            chunk = s.recv(65536)
+            assert chunk
+            got += chunk
+        assert got.count(b"Hello World!") == 3
+
+
+def test_short_wrk_run_against_the_ceiling_has_every_figure(ceiling_server, tmp_path):
+    port, proc = ceiling_server
+    cpus = sorted(os.sched_getaffinity(0))
+    client = cpus[-1:]
+    load = WrkLoad(f"http://127.0.0.1:{port}/hello", threads=1, connections=8, duration_s=1,
+                   pipeline=16)
+    raw = tmp_path / "wrk.txt"
+    f = runner.run_wrk(load, client, proc.pid, raw)
+    assert raw.read_text() == f["wrk_raw"] and "Requests/sec" in f["wrk_raw"]
+    assert f["requests"] > 1000 and f["req_per_s"] > 0
+    assert f["errors_socket"] == 0 and f["non_2xx_3xx"] == 0
+    assert f["server_cpu_s"] > 0 and f["cpu_us_per_req"] > 0
+    assert f["server_processes"] == 2            # the ceiling's parent + one worker
+    assert f["server_vmhwm_kb"] > 0 and f["server_vmpeak_kb"] >= f["server_vmhwm_kb"]
+    assert 0 < f["wrk_cpu_s"] and 0 < f["wrk_cpu_util"]
+    assert "pipeline.lua" in f["wrk_command"] and f["wrk_command"].endswith("-- 16")
+
+
+def test_wrk_failure_is_an_error(tmp_path):
+    port = free_port()                            # nothing listens there
+    load = WrkLoad(f"http://127.0.0.1:{port}/", threads=1, connections=1, duration_s=1)
+    with pytest.raises(WrkError, match="unable to connect"):
+        runner.run_wrk(load, sorted(os.sched_getaffinity(0)), None, None)
+
+
+def test_verification_catches_wrong_answers(tmp_path):
+    (tmp_path / "hello").write_text("Hello World!")   # 200 with the right body, over HTTP/1.0
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                             "127.0.0.1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_ready("127.0.0.1", port, proc, timeout=15, path="/hello")
+        with pytest.raises(VerifyError, match="status 404"):
+            verify_server("127.0.0.1", port, path="/missing", pipeline=2)
+        # http.server closes after one response: a pipelined batch cannot be answered.
+        with pytest.raises(VerifyError, match="pipelined batch of 4"):
+            verify_server("127.0.0.1", port, path="/hello", pipeline=4)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_sampler_sums_the_whole_tree():
+    code = ("import os, time\n"
+            "pid = os.fork()\n"
+            "end = time.time() + 1.0\n"
+            "while time.time() < end: pass\n"
+            "if pid: os.waitpid(pid, 0)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.2)
+    s = TreeSampler(proc.pid)
+    s.start()
+    while proc.poll() is None:
+        s.sample()
+        time.sleep(0.1)
+    u = s.finish()
+    assert u.processes == 2
+    assert u.cpu_s > 0.3                 # two busy processes for ~0.8 s (shared machine)
+    assert u.vmhwm_kb > 0
+
+
+def _tiny(stacks=(), peers=()):
+    return parse_experiment({"name": "test_tiny", "repetitions": 2, "duration": 1, "warmup": 0,
+                             "pause": 0, "stacks": list(stacks), "peers": list(peers),
+                             "shapes": ["pipelined"],
+                             "shape": {"pipelined": {"connections": 8, "pipeline": 16}}})
+
+
+def test_experiment_rows_on_disk(tmp_path):
+    df = runner.run_experiment(_tiny(stacks=["nosuch/python/python"], peers=["nosuchpeer"]),
+                               out=tmp_path, progress=False, echo=lambda s: None)
+    ok = df[df["status"] == "ok"]
+    assert list(ok["server"]) == ["ceiling", "ceiling"] and list(ok["run"]) == [1, 2]
+    skipped = df[df["status"] == "skipped"].set_index("server")
+    assert "no loop named 'nosuch'" in skipped.loc["nosuch/python/python", "note"]
+    assert "nosuchpeer" in skipped.loc["nosuchpeer", "note"]
+    row = ok.iloc[0]
+    split = plan_split("auto")
+    assert row["server_cpus"] == ",".join(map(str, split.server_cpus))
+    assert row["workers"] == split.workers and row["connections"] == 8 and row["pipeline"] == 16
+    for col in ("timestamp", "machine_cpu_model", "machine_kernel", "python_version",
+                "git_commit", "experiment", "wrk_command", "raw_path"):
+        assert isinstance(row[col], str) and row[col], col
+    for col in ("req_per_s", "cpu_us_per_req", "server_cpu_util", "wrk_cpu_util",
+                "server_vmhwm_kb", "server_vmpeak_kb", "latency_avg_ms"):
+        assert row[col] > 0, col
+    assert open(row["raw_path"]).read() == row["wrk_raw"]
+    again = load_results(tmp_path)
+    assert len(again) == len(df) and set(again["batch_id"]) == {df.attrs["batch_id"]}
+
+
+def _python_stack_available():
+    try:
+        from kourier_lab import loops
+        return "python" in loops.names()
+    except (ImportError, AttributeError):
+        return False
+
+
+@pytest.mark.skipif(not _python_stack_available(),
+                    reason="kourier_lab.loops has no python loop on this checkout yet")
+def test_python_stack_runs_under_wrk(tmp_path):
+    df = runner.run_experiment(_tiny(stacks=["python/python/python"]), out=tmp_path,
+                               progress=False, echo=lambda s: None)
+    stack = df[df["server"] == "python/python/python"]
+    assert (stack["status"] == "ok").all(), stack["note"].tolist()
+    assert (stack["req_per_s"] > 0).all() and (stack["cpu_us_per_req"] > 0).all()
+    assert (stack["errors_socket"] == 0).all() and (stack["non_2xx_3xx"] == 0).all()
