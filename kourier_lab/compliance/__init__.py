@@ -20,6 +20,7 @@ Before running, both suites check that the server answers a valid
 score 100 %.
 """
 import asyncio
+import concurrent.futures
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -68,7 +69,7 @@ class SuiteResult:
 
     def summary_row(self, **labels) -> Dict:
         """One row for a cross-server table: labels (server, peer, ...) + the score."""
-        return dict(labels, suite=self.suite, target=self.target, quick=self.quick,
+        return dict(labels, suite=self.suite, address=self.target, quick=self.quick,
                     score=self.score, passed=self.passed, total=self.total,
                     timed_out=self.timed_out, unreachable=self.unreachable,
                     seconds=round(self.seconds, 2))
@@ -116,7 +117,7 @@ def run_published(address: str, quick: bool = False, concurrency: int = 64, time
         c = counts[cat.key]
         if categories is not None and cat.key not in categories:
             continue
-        rows.append(dict(suite="published", target=address, category=cat.key, description=cat.description,
+        rows.append(dict(suite="published", address=address, category=cat.key, description=cat.description,
                          published_size=cat.size, quick=quick, **c,
                          score=round(100.0 * c["detected"] / c["requests"], 3) if c["requests"] else None))
     total = sum(r["requests"] for r in rows)
@@ -135,11 +136,11 @@ def run_strict(address: str, concurrency: int = 8, timeout: float = 5.0,
     host, port = parse_address(address)
     check_serving(host, port)
     t0 = time.perf_counter()
-    results = asyncio.run(strict.run_all(host, port, concurrency, timeout, cases))
+    results = _run_coroutine(lambda: strict.run_all(host, port, concurrency, timeout, cases))
     seconds = time.perf_counter() - t0
     rows, failures = [], []
     for case, passed, observed in results:
-        row = dict(suite="strict", target=address, case=case.name, group=case.group, expect=case.expect,
+        row = dict(suite="strict", address=address, case=case.name, group=case.group, expect=case.expect,
                    passed=passed, observed=observed, why=case.why)
         rows.append(row)
         if not passed:
@@ -147,6 +148,16 @@ def run_strict(address: str, concurrency: int = 8, timeout: float = 5.0,
     passed_n = sum(r["passed"] for r in rows)
     return SuiteResult("strict", address, False, 100.0 * passed_n / len(rows), passed_n, len(rows), rows,
                        failures, seconds=seconds)
+
+
+def _run_coroutine(make):
+    """asyncio.run(make()), also from inside a running loop (Jupyter): then on a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def run(address: str, suite: str = "published", quick: bool = False, **kw) -> SuiteResult:

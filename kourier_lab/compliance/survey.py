@@ -1,0 +1,177 @@
+"""Both suites against every kourier_lab stack and every peer, as tables and a chart.
+
+    from kourier_lab.compliance import survey
+    s = survey.run_survey(quick=True)
+    s.scores            # one row per (target, suite)
+    s.cases             # one row per strict case per target
+    survey.score_table(s.scores)
+    survey.plot_scores(s.scores)
+
+A target that cannot run here (a stack whose variant did not load, a peer whose
+toolchain is missing) gets a row saying why, not a score.
+"""
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from . import PUBLISHED_SCORES, run_published, run_strict
+
+SUITES = ("published", "strict")
+
+
+@dataclass
+class Target:
+    kind: str                      # "stack" or "peer"
+    label: str                     # e.g. "kourier_lab python/python/python", "peer go"
+    loop: str = ""
+    parser: str = ""
+    buffer: str = ""
+    peer: str = ""
+
+
+@dataclass
+class Survey:
+    scores: object                 # pandas.DataFrame
+    cases: object                  # pandas.DataFrame
+    failures: List[dict] = field(default_factory=list)
+
+
+def stack_targets() -> List[Target]:
+    """Every runnable loop/parser/buffer combination (empty if the server is not importable)."""
+    try:
+        from .. import loops
+    except ImportError:
+        return []
+    return [Target("stack", f"kourier_lab {lo}/{p}/{b}", lo, p, b) for lo, p, b in loops.combinations()]
+
+
+def peer_targets() -> List[Target]:
+    from .. import peers
+    return [Target("peer", f"peer {n}", peer=n) for n in peers.names()]
+
+
+def unavailable_stacks() -> dict:
+    """{component/name: why} for variants that did not load on this machine."""
+    out = {}
+    try:
+        from .. import buffers, loops, parsers
+    except ImportError as e:
+        return {"server": str(e)}
+    for kind, mod in (("loop", loops), ("parser", parsers), ("buffer", buffers)):
+        for name, why in mod.unavailable().items():
+            out[f"{kind} {name}"] = why
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(target: Target):
+    """(address, stop callable) for a running target."""
+    if target.kind == "stack":
+        from ..server.process import ServerProcess
+        srv = ServerProcess(loop=target.loop, parser=target.parser, buffer=target.buffer, workers=1).start()
+        return f"127.0.0.1:{srv.port}", srv.stop
+    from .. import peers
+    port = _free_port()
+    proc = peers.start(target.peer, "127.0.0.1", port, workers=1)
+    return f"127.0.0.1:{port}", lambda: peers.stop(proc)
+
+
+def run_survey(quick: bool = True, targets: Optional[List[Target]] = None, suites=SUITES,
+               log: Callable[[str], None] = print) -> Survey:
+    """Run the suites against each target in turn (one at a time: the machine is shared)."""
+    import pandas as pd
+    from .. import peers
+    targets = targets if targets is not None else stack_targets() + peer_targets()
+    score_rows, case_rows, failures = [], [], []
+    for t in targets:
+        base = dict(kind=t.kind, target=t.label)
+        if t.kind == "peer":
+            ok, why = peers.available(t.peer)
+            if not ok:
+                for s in suites:
+                    score_rows.append(dict(base, suite=s, score=None, note=f"unavailable: {why}"))
+                log(f"{t.label}: unavailable ({why})")
+                continue
+        t0 = time.perf_counter()
+        try:
+            address, stop = _start(t)
+        except Exception as e:      # a target that does not come up is a row, not a crash
+            for s in suites:
+                score_rows.append(dict(base, suite=s, score=None, note=f"did not start: {e}"))
+            log(f"{t.label}: did not start ({str(e).splitlines()[0]})")
+            continue
+        try:
+            for s in suites:
+                try:
+                    r = run_published(address, quick=quick) if s == "published" else run_strict(address)
+                except Exception as e:
+                    score_rows.append(dict(base, suite=s, score=None, note=f"failed: {e}"))
+                    log(f"{t.label} {s}: failed ({e})")
+                    continue
+                score_rows.append(r.summary_row(**base, note=""))
+                if s == "strict":
+                    case_rows += [dict(base, **row) for row in r.rows]
+                    failures += [dict(base, **f) for f in r.failures]
+                log(f"{t.label} {s}: {r.score:.1f}% ({r.passed}/{r.total})")
+        finally:
+            stop()
+        log(f"{t.label}: done in {time.perf_counter() - t0:.1f} s")
+    return Survey(pd.DataFrame(score_rows), pd.DataFrame(case_rows), failures)
+
+
+def published_table():
+    """The posts' published scores as rows shaped like run_survey's."""
+    import pandas as pd
+    return pd.DataFrame([dict(kind="published", target=f"published {k}", suite="published", score=v)
+                         for k, v in PUBLISHED_SCORES.items()])
+
+
+def score_table(scores):
+    """target x suite, scores in %, published ones appended under the measured ones."""
+    import pandas as pd
+    both = pd.concat([scores, published_table()], ignore_index=True)
+    table = both.pivot_table(index=["kind", "target"], columns="suite", values="score", aggfunc="first",
+                             sort=False)
+    return table.reindex(columns=[s for s in SUITES if s in table.columns])
+
+
+def strict_matrix(cases):
+    """case x target: True/False per strict case (only cases some target failed)."""
+    if cases is None or len(cases) == 0:
+        return cases
+    m = cases.pivot_table(index=["group", "case"], columns="target", values="passed", aggfunc="first")
+    return m[~m.all(axis=1)]
+
+
+def plot_scores(scores, ax=None):
+    """Horizontal bars: measured published-suite and strict scores, beside the posts' published scores."""
+    import matplotlib.pyplot as plt
+    table = score_table(scores)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.5))
+    labels = [t for _, t in table.index]
+    kinds = [k for k, _ in table.index]
+    y = range(len(table))
+    pub = table.get("published")
+    strict_s = table.get("strict")
+    h = 0.4
+    if pub is not None:
+        colors = ["tab:gray" if k == "published" else "tab:blue" for k in kinds]
+        ax.barh([i - h / 2 for i in y], pub.fillna(0), height=h, color=colors,
+                label="published suite (grey: the posts' figures)")
+    if strict_s is not None:
+        ax.barh([i + h / 2 for i in y], strict_s.fillna(0), height=h, color="tab:orange", label="strict suite")
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of passed tests")
+    ax.set_title("HTTP syntax compliance")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
