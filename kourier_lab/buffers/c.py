@@ -1,0 +1,171 @@
+"""The C buffer variant: native/ringbuffer.c through cffi (module kourier_lab._native_loop).
+
+The ring and the write buffer keep their state (positions, capacity, limit)
+in C structs and do their moves in C (sliding, growth copies, appends).  The
+memory itself is a Python bytearray handed to C by address, for two reasons:
+  * contiguous() returns that bytearray, zero-copy: the parsers use
+    ``.find``/``.startswith``/``re`` on it, which a cffi buffer or memoryview
+    does not offer (the alternative, ``bytes(view)``, copies all readable
+    bytes on every call);
+  * a view handed out earlier keeps its bytearray alive, so a stale view is
+    never a dangling pointer, as in the Python variant.
+The C loop uses the same C functions on malloc'd memory.
+
+Read side: the readable bytes are always ONE span (spans() returns an empty
+second span): instead of wrapping, the ring slides the small remainder to the
+front when the room at the end falls under 1/8 of the capacity, and grows by
+doubling up to the limit.  Why not the memfd double mapping is explained in
+native/ringbuffer.c.
+"""
+from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, register
+
+try:
+    from .._native_loop import ffi, lib
+except ImportError as e:  # pragma: no cover - depends on the build
+    raise ImportError(f"the C buffer needs the compiled module kourier_lab._native_loop "
+                      f"(build it: python native/build_loop.py, or pip install -e .): {e}") from None
+
+__all__ = ["RingBuffer", "WriteBuffer"]
+
+_EMPTY = memoryview(b"")
+
+
+def _check_size(what, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value}")
+    return value
+
+
+class RingBuffer:
+    """The read side (see the contract in kourier_lab.buffers)."""
+
+    __slots__ = ("_r", "_buf", "_mv", "_cdata", "_initial")
+
+    def __init__(self, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
+        _check_size("capacity", capacity)
+        _check_size("limit", limit)
+        if capacity > limit:
+            raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
+        self._initial = capacity
+        self._r = ffi.new("kl_ring *")
+        self._adopt(capacity)
+        lib.kl_ring_init(self._r, self._cdata, capacity, limit)
+
+    def _adopt(self, capacity):
+        self._buf = bytearray(capacity)
+        self._mv = memoryview(self._buf)
+        self._cdata = ffi.from_buffer("uint8_t[]", self._buf)
+
+    @property
+    def capacity(self) -> int:
+        return self._r.cap
+
+    @property
+    def limit(self) -> int:
+        return self._r.limit
+
+    def __len__(self) -> int:
+        r = self._r
+        return r.tail - r.head
+
+    def __repr__(self):
+        r = self._r
+        return f"<c.RingBuffer len={r.tail - r.head} capacity={r.cap} limit={r.limit} head={r.head}>"
+
+    def free_span(self) -> memoryview:
+        r = self._r
+        want = lib.kl_ring_want(r)
+        if want:
+            old = self._buf          # alive until its bytes are copied
+            self._adopt(want)
+            lib.kl_ring_move(r, self._cdata, want)
+            del old
+        return self._mv[r.tail:r.cap]
+
+    def commit(self, n: int) -> None:
+        if n < 0 or lib.kl_ring_commit(self._r, n):
+            r = self._r
+            raise ValueError(f"commit({n!r}): the free span holds {r.cap - r.tail} bytes")
+
+    def spans(self):
+        r = self._r
+        return self._mv[r.head:r.tail], _EMPTY
+
+    def contiguous(self):
+        r = self._r
+        return self._buf, r.head, r.tail
+
+    def consume(self, n: int) -> None:
+        if n < 0 or lib.kl_ring_consume(self._r, n):
+            raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
+
+    def reset(self) -> None:
+        r = self._r
+        if r.cap != self._initial:
+            self._adopt(self._initial)
+            lib.kl_ring_init(r, self._cdata, self._initial, r.limit)
+        else:
+            r.head = r.tail = 0
+
+
+class WriteBuffer:
+    """The write side: responses to one read gathered for one send."""
+
+    __slots__ = ("_w", "_buf", "_cdata")
+
+    def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
+        _check_size("limit", limit, minimum=0)
+        self._w = ffi.new("kl_wbuf *")
+        self._buf = bytearray()
+        self._cdata = ffi.NULL
+        lib.kl_wbuf_init(self._w, ffi.NULL, 0, limit)
+
+    @property
+    def limit(self) -> int:
+        return self._w.limit
+
+    def __len__(self) -> int:
+        w = self._w
+        return w.end - w.start
+
+    def __repr__(self):
+        return f"<c.WriteBuffer pending={len(self)} limit={self._w.limit}>"
+
+    def append(self, data) -> None:
+        if isinstance(data, str):
+            raise TypeError("a WriteBuffer takes bytes-like objects, not str")
+        src = ffi.from_buffer(data)
+        n = len(src)
+        w = self._w
+        if w.cap - w.end < n:
+            want = lib.kl_wbuf_want(w, n)
+            if want:
+                # a new bytearray: a view still held keeps the old one alive
+                old = self._buf      # alive until its bytes are copied
+                self._buf = bytearray(want)
+                self._cdata = ffi.from_buffer("uint8_t[]", self._buf)
+                lib.kl_wbuf_move(w, self._cdata, want)
+                del old
+        lib.kl_wbuf_put(w, src, n)
+
+    def view(self) -> memoryview:
+        w = self._w
+        return memoryview(self._buf)[w.start:w.end]
+
+    def consume(self, n: int) -> None:
+        if n < 0 or lib.kl_wbuf_consume(self._w, n):
+            raise ValueError(f"consume({n!r}): {len(self)} bytes pending")
+
+    def over_limit(self) -> bool:
+        w = self._w
+        return w.end - w.start > w.limit
+
+    def clear(self) -> None:
+        """Drop everything pending (the connection is closing)."""
+        w = self._w
+        w.start = w.end = 0
+
+
+register("c", RingBuffer, WriteBuffer)

@@ -1,0 +1,108 @@
+"""cffi builder (out-of-line API mode) for kourier_lab._native_loop: the C ring
+buffer (ringbuffer.c), the C event loop (loop.c) and the C parser (parser.c,
+compiled in so the loop calls kl_parse_head directly, without a crossing).
+
+setup.py collects this file through `cffi_modules` ("native/build_loop.py:ffibuilder").
+For development, build in place (the .so lands inside kourier_lab/):
+
+    .venv/bin/python native/build_loop.py
+
+The cdef is read from the headers (the KL_CDEF_BEGIN/KL_CDEF_END blocks of
+kourier_lab.h and loop.h plus the kl_* prototypes after them), so every layout
+is written down once.  The Python callbacks are `extern "Python+C"`: loop.c,
+a separate translation unit, calls them.
+"""
+import os
+import re
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+CFLAGS = ["-O3", "-Wall", "-Wextra", "-std=gnu11", "-fno-strict-aliasing"]
+
+_PROTO = re.compile(r"^(?:const\s+)?[a-z_][a-z0-9_]*\s*\**\s*kl_\w+\([^;]*\);", re.M)
+
+
+def cdef_from_header(path: str, prototypes=True) -> str:
+    with open(path) as f:
+        text = f.read()
+    m = re.search(r"/\*\s*KL_CDEF_BEGIN\s*\*/(.*?)/\*\s*KL_CDEF_END\s*\*/", text, re.S)
+    if not m:
+        raise RuntimeError(f"{path}: no KL_CDEF_BEGIN/KL_CDEF_END block")
+    block = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
+    lines = []
+    for line in block.splitlines():
+        line = line.rstrip()
+        if not line:
+            continue
+        if line.startswith("#define"):
+            parts = line.split()
+            if len(parts) != 3 or not re.fullmatch(r"-?(0x[0-9a-fA-F]+|\d+)", parts[2]):
+                continue   # cffi takes `#define NAME <integer>` only
+        lines.append(line)
+    out = "\n".join(lines) + "\n"
+    if prototypes:
+        rest = re.sub(r"/\*.*?\*/", "", text[m.end():], flags=re.S)
+        out += "\n".join(" ".join(p.split()) for p in _PROTO.findall(rest)) + "\n"
+    return out
+
+
+CALLBACKS = """
+extern "Python+C" int kl_py_batch(void *handle, kl_batch *batch);
+extern "Python+C" int kl_py_parse_head(void *handle, uint64_t gen, const uint8_t *base, size_t end,
+                                       size_t pos, kl_request *req);
+extern "Python+C" int64_t kl_py_parse_chunked(void *handle, uint8_t *base, size_t end, size_t pos,
+                                              int64_t *body_len);
+extern "Python+C" void kl_py_signals(void *handle);
+"""
+
+
+def _sources(absolute=False):
+    # setuptools wants paths relative to setup.py; ffibuilder.compile() runs the
+    # compiler inside its tmpdir, so the dev build passes absolute paths
+    srcs = [os.path.join(HERE, s) for s in ("ringbuffer.c", "loop.c", "parser.c")]
+    return srcs if absolute else [os.path.relpath(s, os.getcwd()) for s in srcs]
+
+
+def _ensure_tables():
+    # parser.c includes the generated character-class tables
+    sys.path.insert(0, HERE)
+    try:
+        import gen_tables
+        gen_tables.ensure()
+    finally:
+        sys.path.remove(HERE)
+
+
+_ensure_tables()
+
+ffibuilder = FFI()
+ffibuilder.cdef(cdef_from_header(os.path.join(HERE, "kourier_lab.h")))
+ffibuilder.cdef(cdef_from_header(os.path.join(HERE, "loop.h")))
+ffibuilder.cdef(CALLBACKS)
+
+
+def _set_source(absolute=False):
+    ffibuilder.set_source(
+        "kourier_lab._native_loop",
+        '#include "loop.h"\n',
+        sources=_sources(absolute),
+        include_dirs=[HERE],
+        extra_compile_args=CFLAGS,
+    )
+
+
+_set_source()
+
+if __name__ == "__main__":
+    build_dir = os.path.join(HERE, "build")
+    os.makedirs(build_dir, exist_ok=True)
+    del ffibuilder._assigned_source
+    _set_source(absolute=True)
+    so = ffibuilder.compile(tmpdir=build_dir, verbose="-v" in sys.argv)
+    dest = os.path.join(ROOT, "kourier_lab", os.path.basename(so))
+    os.replace(so, dest)
+    print(os.path.relpath(dest, ROOT))
