@@ -217,3 +217,13 @@ def write_figures(df: pd.DataFrame, out_dir: Optional[Path] = None) -> List[Path
         fig.savefig(path, bbox_inches="tight")
         paths.append(path)
     return paths
+
+
+def to_image(fig: Figure):
+    """The figure as an IPython Image (PNG), for notebooks: displays on any backend."""
+    import io
+
+    from IPython.display import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return Image(data=buf.getvalue(), format="png")

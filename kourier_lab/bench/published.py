@@ -51,3 +51,52 @@ def published_ratios(directory: Optional[Path] = None) -> pd.DataFrame:
                      "ratio": mem.loc[rival, "vmpeak_kb"] / mem.loc["kourier", "vmpeak_kb"],
                      "machine": "AMD Ryzen 5 1600", "shape": "connections"})
     return pd.DataFrame(rows)
+
+
+def beside_published(df: pd.DataFrame, shape: str = "pipelined") -> pd.DataFrame:
+    """The post's table and this machine's medians for the same load, one row each.
+
+    Measured rows: median over the counted runs of each server in `df` for
+    `shape` (status ok), with the split they ran on; published rows: the
+    2025-05-13 table (Ryzen 5 1600, 6 + 6).
+    """
+    cols = ["source", "server", "machine", "split", "req_per_s", "latency_p50_ms",
+            "latency_p90_ms", "latency_p99_ms", "errors_timeout", "cpu_us_per_req"]
+    pub = load_published("performance")
+    pub = pub[pub["machine"] == "AMD Ryzen 5 1600"]
+    rows = [{"source": "published", "server": r["server_label"], "machine": r["machine"],
+             "split": f"{int(r['server_threads'])} + {int(r['wrk_threads'])}",
+             "req_per_s": r["req_per_s"], "latency_p50_ms": r["latency_p50_ms"],
+             "latency_p90_ms": r["latency_p90_ms"], "latency_p99_ms": r["latency_p99_ms"],
+             "errors_timeout": r["errors_timeout"], "cpu_us_per_req": float("nan")}
+            for _, r in pub.iterrows()]
+    ok = df[(df["status"] == "ok") & (df["shape"] == shape)]
+    for server, g in ok.groupby("server", sort=False):
+        first = g.iloc[0]
+        rows.append({"source": "measured", "server": server,
+                     "machine": first["machine_cpu_model"],
+                     "split": f"{first['workers']} + {first['wrk_threads']}",
+                     "req_per_s": g["req_per_s"].median(),
+                     "latency_p50_ms": g["latency_p50_ms"].median(),
+                     "latency_p90_ms": g["latency_p90_ms"].median(),
+                     "latency_p99_ms": g["latency_p99_ms"].median(),
+                     "errors_timeout": g["errors_timeout"].astype("float64").median(),
+                     "cpu_us_per_req": g["cpu_us_per_req"].median()})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def memory_beside_published(df: pd.DataFrame, shape: str = "connections") -> pd.DataFrame:
+    """The memory post's VmPeak beside this machine's (summed over the server's
+    processes, max over runs) under the many-connections load."""
+    pub = load_published("memory")
+    rows = [{"source": "published", "server": r["server_label"], "connections": r["connections"],
+             "req_per_s": r["req_per_s"], "vmpeak_kb": r["vmpeak_kb"],
+             "vmhwm_kb": float("nan")} for _, r in pub.iterrows()]
+    ok = df[(df["status"] == "ok") & (df["shape"] == shape)]
+    for server, g in ok.groupby("server", sort=False):
+        rows.append({"source": "measured", "server": server,
+                     "connections": int(g["connections"].iloc[0]),
+                     "req_per_s": g["req_per_s"].median(),
+                     "vmpeak_kb": float(g["server_vmpeak_kb"].max()),
+                     "vmhwm_kb": float(g["server_vmhwm_kb"].max())})
+    return pd.DataFrame(rows)
