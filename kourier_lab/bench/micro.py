@@ -356,7 +356,7 @@ def bench_timers(variants=None, repeat=7, round_s=0.2, echo=print,
     for name, cls in _timer_variants(variants).items():
         cases = ("schedule+cancel", "reset", "expire")
         if isinstance(cls, str):
-            rows.extend(_skip("timers", name, c, cls) for c in cases)
+            rows.extend(_skip("timers", name, f"{c}:{n}", cls) for c in cases)
             continue
         conns = [_Conn() for _ in range(n)]
 
