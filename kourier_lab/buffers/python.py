@@ -1,0 +1,302 @@
+"""The pure-Python buffer variant: a ring buffer to read into, a bytearray to write from.
+
+RingBuffer (the ReadBuffer of the contract in ``__init__``)
+-----------------------------------------------------------
+A bytearray used as a ring.  The loop does::
+
+    n = sock.recv_into(rb.free_span())
+    rb.commit(n)
+    data, start, end = rb.contiguous()     # the parser searches data[start:end]
+    rb.consume(used)
+
+State: ``_head`` (first readable byte), ``_tail`` (where the next write goes) and
+``_mark``.  ``_mark == 0`` means the data is linear, ``[head, tail)``.  ``_mark > 0``
+means it wraps: ``[head, mark)`` followed by ``[0, tail)``; the bytes
+``[mark, capacity)`` are an unused gap (the wrap happens where the last write
+ended, so no write is ever split, as in a bip buffer).
+
+* free_span() hands out a memoryview of the largest contiguous free region
+  without copying data.  Two exceptions, both off the common path:
+  - when the front region ``[0, head)`` is the larger one but the data is small
+    (at most a quarter of the capacity), it moves the data to the front instead
+    of wrapping.  The Python parser always asks for ``contiguous()``, and a wrap
+    costs a rotation of *all* data (old remainder + the new read) there, while
+    moving the small remainder now costs only its own bytes.  Pipelined clients
+    hit exactly this case: a partial request left at the end of the buffer.
+  - when the largest free region is small (under 1/8 of the capacity) the
+    buffer grows by doubling (never past ``limit``), allocating a NEW bytearray
+    and copying the data to its front.  At the limit it moves the data to the
+    front if that frees space, and only when ``len(rb) == limit`` is the span
+    empty (the loop must then stop reading: the request is too large).
+* After a consume() that empties the buffer, head and tail go back to 0: in the
+  common pipelined case the whole read is parsed, so reads keep starting at 0
+  and wraps stay rare.
+
+The view rule: a memoryview returned by free_span() or spans() (and the region
+returned by contiguous()) is valid until the next call that changes the buffer
+(commit, consume, free_span, contiguous, reset).  Views never block anything:
+the buffer never resizes its bytearray in place (a bytearray with live exports
+cannot be resized, BufferError); growth and reset allocate a new one, and a
+stale view merely keeps the old array alive.
+
+WriteBuffer
+-----------
+A bytearray that pipelined responses are appended to with ``+=``, plus a send
+position.  Measured against the obvious list-of-bytes + ``b"".join`` at view()
+time (200-byte responses, append then view+consume, CPython 3.11, this box):
+about the same per response for 1 and 16 responses per batch (380-410 ns and
+80-90 ns, noise-level differences either way), ~48 vs ~62 ns at 256 per batch
+when the list variant keeps a byte count for over_limit().  The bytearray wins
+on the rest: the pending size is ``len()`` for free (over_limit is O(1)), a
+``str`` is refused at append() time with TypeError instead of at join time, and
+a partial send is just a moving offset.
+
+A view from view() is valid until the next call that changes the buffer.  If a
+caller still holds one when appending, ``+=`` would raise BufferError; append()
+then moves the pending bytes to a fresh bytearray (the held view stays valid,
+pointing at the old one), so holding a view is slow, never wrong.
+"""
+from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, register
+
+__all__ = ["RingBuffer", "WriteBuffer"]
+
+
+def _check_size(what, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value}")
+    return value
+
+
+class RingBuffer:
+    """The read side: a growable ring the loop reads into with recv_into."""
+
+    __slots__ = ("_buf", "_mv", "_head", "_tail", "_mark", "_cap", "_min_room",
+                 "_initial", "limit")
+
+    def __init__(self, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
+        _check_size("capacity", capacity)
+        _check_size("limit", limit)
+        if capacity > limit:
+            raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
+        self._initial = capacity
+        self.limit = limit
+        self._allocate(capacity)
+
+    def _allocate(self, capacity):
+        self._buf = bytearray(capacity)
+        # One cached export of the whole array: slicing it is cheaper than
+        # memoryview(bytearray) per call.  It pins the array's size, which is
+        # fine because the array is never resized, only replaced.
+        self._mv = memoryview(self._buf)
+        self._cap = capacity
+        self._min_room = (capacity >> 3) or 1  # an empty span means full
+        self._head = self._tail = self._mark = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._cap
+
+    def __len__(self) -> int:
+        if self._mark:
+            return self._mark - self._head + self._tail
+        return self._tail - self._head
+
+    def __repr__(self):
+        return (f"<RingBuffer len={len(self)} capacity={self._cap} limit={self.limit} "
+                f"head={self._head} tail={self._tail} mark={self._mark}>")
+
+    # -- writing (the loop) -------------------------------------------------
+
+    def free_span(self) -> memoryview:
+        tail = self._tail
+        if self._mark:
+            end = self._head
+        else:
+            end = self._cap
+            if end - tail < self._head:  # the front region is the larger one
+                return self._free_span_front()
+        if end - tail >= self._min_room:
+            return self._mv[tail:end]
+        return self._make_room()
+
+    def _free_span_front(self):
+        head, tail = self._head, self._tail
+        size = tail - head
+        if size <= self._cap >> 2:
+            # Move the small remainder to the front instead of wrapping: see the
+            # module docstring.  memoryview assignment is memmove-safe.
+            self._mv[0:size] = self._mv[head:tail]
+            self._head = 0
+            self._tail = tail = size
+            end = self._cap
+        else:
+            self._mark, self._tail = tail, 0
+            tail, end = 0, head
+        if end - tail >= self._min_room:
+            return self._mv[tail:end]
+        return self._make_room()
+
+    def _make_room(self):
+        """The largest free region is under 1/8 of the capacity: grow, or at the
+        limit linearize to recover the gap; an empty span only when full."""
+        size = len(self)
+        if self._cap < self.limit:
+            self._relocate(min(self._cap * 2, self.limit))
+        elif self._mark or self._head:
+            if self._cap - size > self._room():
+                self._relocate(self._cap)
+        if self._mark:
+            return self._mv[self._tail:self._head]
+        return self._mv[self._tail:self._cap]
+
+    def _room(self):
+        return (self._head if self._mark else self._cap) - self._tail
+
+    def _relocate(self, capacity):
+        """Copy the data to the front of a new bytearray of `capacity` bytes."""
+        old = self._mv
+        head, tail, mark = self._head, self._tail, self._mark
+        self._allocate(capacity)
+        new = self._mv
+        if mark:
+            first = mark - head
+            new[0:first] = old[head:mark]
+            new[first:first + tail] = old[0:tail]
+            self._tail = first + tail
+        else:
+            new[0:tail - head] = old[head:tail]
+            self._tail = tail - head
+
+    def commit(self, n: int) -> None:
+        """`n` bytes were written at the start of the last free_span()."""
+        tail = self._tail
+        end = self._head if self._mark else self._cap
+        if 0 <= n <= end - tail:
+            self._tail = tail + n
+        else:
+            raise ValueError(f"commit({n!r}): the free span holds {end - tail} bytes")
+
+    # -- reading (the parser) ---------------------------------------------
+
+    def spans(self):
+        """(mv1, mv2): the readable bytes in order; mv2 is empty unless the data wraps."""
+        mv = self._mv
+        mark = self._mark
+        if mark:
+            return mv[self._head:mark], mv[0:self._tail]
+        return mv[self._head:self._tail], mv[0:0]
+
+    def contiguous(self):
+        """(bytearray, start, end): the readable bytes as one region; rotates
+        the data in place first when it wraps (one copy of the data)."""
+        if self._mark:
+            self._unwrap()
+        return self._buf, self._head, self._tail
+
+    def _unwrap(self):
+        head, tail, mark = self._head, self._tail, self._mark
+        mv = self._mv
+        first = mark - head
+        if tail == 0:  # nothing was written after the wrap
+            self._tail = mark
+        elif first <= tail:
+            # Save the (smaller) first span, slide the second one up, put it back.
+            saved = bytes(mv[head:mark])
+            mv[first:first + tail] = mv[0:tail]
+            mv[0:first] = saved
+            self._head, self._tail = 0, first + tail
+        else:
+            saved = bytes(mv[0:tail])
+            mv[0:first] = mv[head:mark]
+            mv[first:first + tail] = saved
+            self._head, self._tail = 0, first + tail
+        self._mark = 0
+
+    def consume(self, n: int) -> None:
+        """Drop `n` readable bytes from the front."""
+        head = self._head + n
+        mark = self._mark
+        if mark:
+            if n >= 0 and head < mark:
+                self._head = head
+                return
+            head -= mark
+            if n < 0 or head > self._tail:
+                raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
+            self._mark = 0
+        elif n < 0 or head > self._tail:
+            raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
+        if head == self._tail:
+            self._head = self._tail = 0  # empty: start over at 0, no wraps
+        else:
+            self._head = head
+
+    def reset(self) -> None:
+        """Drop everything and shrink back to the initial capacity."""
+        if self._cap != self._initial:
+            self._allocate(self._initial)
+        else:
+            self._head = self._tail = self._mark = 0
+
+
+class WriteBuffer:
+    """The write side: responses to one read gathered for one send."""
+
+    __slots__ = ("_buf", "_pos", "limit")
+
+    def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
+        _check_size("limit", limit, minimum=0)
+        self.limit = limit
+        self._buf = bytearray()
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._buf) - self._pos
+
+    def __repr__(self):
+        return f"<WriteBuffer pending={len(self)} limit={self.limit}>"
+
+    def append(self, data) -> None:
+        try:
+            self._buf += data
+        except BufferError:
+            # A view from view() is still alive: continue in a new array.
+            self._buf = self._buf[self._pos:] + data
+            self._pos = 0
+
+    def view(self) -> memoryview:
+        if self._pos:
+            return memoryview(self._buf)[self._pos:]
+        return memoryview(self._buf)
+
+    def consume(self, n: int) -> None:
+        """`n` pending bytes were sent."""
+        pos = self._pos + n
+        end = len(self._buf)
+        if n < 0 or pos > end:
+            raise ValueError(f"consume({n!r}): {end - self._pos} bytes pending")
+        if pos == end:
+            # All sent.  A new array rather than clear(): clear() raises
+            # BufferError while the caller still holds the view it sent from.
+            self._buf = bytearray()
+            self._pos = 0
+        elif pos > 65536 and pos > end >> 1:
+            # A long partial-send backlog: drop the sent prefix (a copy of
+            # the rest) so it does not pin memory.
+            self._buf = self._buf[pos:]
+            self._pos = 0
+        else:
+            self._pos = pos
+
+    def over_limit(self) -> bool:
+        return len(self._buf) - self._pos > self.limit
+
+    def clear(self) -> None:
+        """Drop everything pending (the connection is closing)."""
+        self._buf = bytearray()
+        self._pos = 0
+
+
+register("python", RingBuffer, WriteBuffer)
