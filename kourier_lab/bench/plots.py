@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import pandas as pd
 from matplotlib import style as _style
+from matplotlib import ticker as _ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -30,6 +31,12 @@ def _figure(nrows=1, ncols=1, **kw):
         FigureCanvasAgg(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
+
+
+def _plain_log_axis(axis) -> None:
+    """Log scale labelled 0.5, 2, 100 rather than 5x10^-1."""
+    axis.set_major_formatter(_ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(_ticker.NullFormatter())
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -104,6 +111,7 @@ def plot_cpu_per_request(df: pd.DataFrame) -> Figure:
             continue
         _bars(ax, s, 1.0, "server CPU-µs per request", ceiling_line=False)
         ax.set_yscale("log")
+        _plain_log_axis(ax.yaxis)
         ax.set_title(shape)
     fig.suptitle(f"Server CPU per request (lower is better)\n{_batch_title(df)}", fontsize=10)
     return fig
@@ -126,6 +134,7 @@ def plot_latency(df: pd.DataFrame) -> Figure:
         ax.set_xticks([50, 75, 90, 99])
         ax.set_xticklabels(["p50", "p75", "p90", "p99"])
         ax.set_yscale("log")
+        _plain_log_axis(ax.yaxis)
         ax.set_ylabel("latency (ms)")
         ax.set_title(shape)
         ax.legend(fontsize=8)
@@ -182,6 +191,7 @@ def plot_ratios(df: pd.DataFrame, shape: str = "pipelined") -> Figure:
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    _plain_log_axis(ax.xaxis)
     ax.axvline(1.0, color="#333333", linewidth=0.8)
     ax.grid(axis="x")
     for yi, v in zip(y, values):

@@ -352,6 +352,17 @@ def _matrix_note(echo, text):
     echo(text)
 
 
+def _tqdm_class():
+    # tqdm.auto wants ipywidgets inside Jupyter and warns without it; the
+    # plain text bar works everywhere.
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+    return tqdm
+
+
 def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
                    out: Union[str, Path, None] = None, progress: bool = True,
                    echo: Optional[Callable[[str], None]] = None,
@@ -366,7 +377,7 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     cpus      restrict the CPUs split between server and wrk (default: all usable)
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    tqdm = _tqdm_class()
 
     from .results import format_summary, summarize, write_rows
 
