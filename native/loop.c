@@ -1,0 +1,1030 @@
+/*
+ * loop.c — the C event loop: epoll (edge-triggered), one loop per worker.
+ *
+ * Hot path, entirely in C: accept4 in batches -> recv into the connection's
+ * ring -> kl_parse_head -> route -> copy the precomputed static response into
+ * the write buffer -> one send per read.  Python is entered only
+ *   - once per batch of requests read together that need a Python handler
+ *     (or a 404/405 answer): kl_py_batch gets every such request's table and
+ *     body; the static answers around them keep their order;
+ *   - per request with the Python parser (kl_py_parse_head: the crossing);
+ *   - when a signal arrived (kl_py_signals runs Python's signal handlers).
+ * The Date header of the static responses is patched in place once a second.
+ *
+ * Timers: a hashed timer wheel (10 ms ticks, 4096 slots).  A connection is
+ * filed under one slot; resetting its deadline to a LATER time only stores the
+ * new deadline (no unlink, no system call): when the slot comes round, the
+ * entry is re-filed under its current deadline (lazy re-filing).  An EARLIER
+ * deadline (idle -> request timeout) relinks it, O(1).  A bitmap of non-empty
+ * slots gives epoll_wait its timeout without scanning the wheel.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop.h"
+
+/* the cffi `extern "Python+C"` callbacks (defined by the generated module) */
+extern int kl_py_batch(void *handle, kl_batch *batch);
+extern int kl_py_parse_head(void *handle, uint64_t gen, const uint8_t *base, size_t end, size_t pos,
+                            kl_request *req);
+extern int64_t kl_py_parse_chunked(void *handle, uint8_t *base, size_t end, size_t pos, int64_t *body_len);
+extern void kl_py_signals(void *handle);
+
+#define WHEEL_BITS 12
+#define WHEEL_SLOTS (1 << WHEEL_BITS)
+#define WHEEL_MASK (WHEEL_SLOTS - 1)
+#define TICK_NS 10000000LL              /* 10 ms */
+#define ACCEPT_BATCH 256
+#define MAX_EVENTS 512
+#define MAX_PY 64                       /* Python requests per batch callback */
+#define MAX_DEFERRED 4096               /* ordered answers waiting for a batch callback */
+#define DATE_LEN 29                     /* "Thu, 01 Jan 1970 00:00:00 GMT" */
+
+static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+typedef struct conn {
+    int fd;
+    uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
+    kl_ring rb;
+    kl_wbuf wb;
+    int64_t deadline;                   /* tick */
+    int64_t filed;                      /* tick of the slot it is filed under; -1: not filed */
+    struct conn *tprev, *tnext;         /* wheel slot list */
+    struct conn *prev, *next;           /* all live connections */
+    struct conn *dead_next;
+} conn;
+
+typedef struct resp {
+    uint8_t *data;
+    size_t len;
+    long date_off;                      /* offset of the Date value, -1: none */
+} resp;
+
+typedef struct route_entry {
+    uint8_t *path;
+    size_t len;
+    int route;                          /* >= 0: static route; -1: a known path answered by Python */
+} route_entry;
+
+typedef struct deferred {
+    const uint8_t *data;                /* NULL: the Python answer `index` */
+    size_t len;
+    uint32_t index;
+} deferred;
+
+struct kl_loop {
+    kl_loop_config cfg;
+    void *py;
+    int parser_kind;
+    kl_head_fn head_fn;
+    kl_chunked_fn chunked_fn;
+    /* routes */
+    resp *routes;                       /* [nroutes * KL_VARIANTS] */
+    int nroutes;
+    route_entry *table;                 /* open addressing, power of two */
+    size_t table_size, table_used;
+    int catch_all;
+    resp errors[200];                   /* statuses 400..599 */
+    /* runtime */
+    int ep, lfd, sigfd, evfd;
+    volatile sig_atomic_t stop;
+    int accepting;
+    uint32_t nconns;
+    conn *conns;                        /* list of live connections */
+    conn *dead;                         /* closed during this round of events; freed after it */
+    /* wheel */
+    conn *slots[WHEEL_SLOTS];
+    uint64_t bitmap[WHEEL_SLOTS / 64];
+    int64_t cur_tick;
+    int64_t request_ticks, idle_ticks;
+    long date_second;
+    /* the Python batch */
+    kl_batch batch;
+    kl_pyreq pyreqs[MAX_PY];
+    kl_request *tables;                 /* [MAX_PY + 1]: the last one is scratch for static requests */
+    deferred defer[MAX_DEFERRED];
+    uint32_t ndefer;
+    int deferring;
+    uint64_t gen;
+    kl_loop_stats stats;
+    char tags[3];                       /* epoll data for the listener, the eventfd, the signal pipe */
+};
+
+/* ---- time ---------------------------------------------------------------- */
+
+static inline int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static const char DAYS[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char MONTHS[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+static void patch_one(resp *r, const char *date)
+{
+    if (r->data && r->date_off >= 0)
+        memcpy(r->data + r->date_off, date, DATE_LEN);
+}
+
+/* Re-write the Date of every static response when the second changed. */
+static void refresh_date(kl_loop *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec == L->date_second)
+        return;
+    L->date_second = ts.tv_sec;
+    struct tm tm;
+    time_t t = ts.tv_sec;
+    gmtime_r(&t, &tm);
+    char date[64];
+    /* the IMF-fixdate, as email.utils.formatdate(usegmt=True) writes it */
+    snprintf(date, sizeof date, "%s, %02d %s %04d %02d:%02d:%02d GMT", DAYS[tm.tm_wday], tm.tm_mday,
+             MONTHS[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    for (int i = 0; i < L->nroutes * KL_VARIANTS; i++)
+        patch_one(&L->routes[i], date);
+    for (int i = 0; i < 200; i++)
+        patch_one(&L->errors[i], date);
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+kl_loop *kl_loop_new(const kl_loop_config *cfg, void *py_handle)
+{
+    kl_loop *L = calloc(1, sizeof *L);
+    if (!L)
+        return NULL;
+    L->cfg = *cfg;
+    L->py = py_handle;
+    L->parser_kind = KL_PARSER_C;
+    L->head_fn = kl_parse_head;
+    L->chunked_fn = kl_parse_chunked;
+    L->catch_all = -1;
+    L->ep = L->lfd = L->sigfd = L->evfd = -1;
+    L->date_second = -1;
+    L->tables = calloc(MAX_PY + 1, sizeof(kl_request));
+    L->table_size = 16;
+    L->table = calloc(L->table_size, sizeof(route_entry));
+    L->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    L->batch.reqs = L->pyreqs;
+    if (!L->tables || !L->table || L->evfd < 0) {
+        kl_loop_free(L);
+        return NULL;
+    }
+    return L;
+}
+
+void kl_loop_free(kl_loop *L)
+{
+    if (!L)
+        return;
+    for (int i = 0; i < L->nroutes * KL_VARIANTS; i++)
+        free(L->routes[i].data);
+    free(L->routes);
+    for (size_t i = 0; i < L->table_size; i++)
+        free(L->table[i].path);
+    free(L->table);
+    for (int i = 0; i < 200; i++)
+        free(L->errors[i].data);
+    free(L->tables);
+    free(L->batch.arena);
+    if (L->evfd >= 0)
+        close(L->evfd);
+    free(L);
+}
+
+int kl_loop_set_parser(kl_loop *L, int kind, kl_head_fn head, kl_chunked_fn chunked)
+{
+    if (kind == KL_PARSER_C) {
+        L->head_fn = kl_parse_head;
+        L->chunked_fn = kl_parse_chunked;
+    } else if (kind == KL_PARSER_FNPTR) {
+        if (!head || !chunked)
+            return -1;
+        L->head_fn = head;
+        L->chunked_fn = chunked;
+    } else if (kind != KL_PARSER_PYTHON) {
+        return -1;
+    }
+    L->parser_kind = kind;
+    return 0;
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;      /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static route_entry *lookup(kl_loop *L, const uint8_t *path, size_t len)
+{
+    size_t mask = L->table_size - 1;
+    for (size_t i = hash_bytes(path, len) & mask;; i = (i + 1) & mask) {
+        route_entry *e = &L->table[i];
+        if (!e->path)
+            return e;                          /* the empty slot where it would go */
+        if (e->len == len && memcmp(e->path, path, len) == 0)
+            return e;
+    }
+}
+
+/* route >= 0: GET/HEAD on `path` answer the static route; -1: a path that has
+ * only Python handlers (the catch-all must not answer it). */
+int kl_loop_add_route(kl_loop *L, const char *path, size_t len, int route)
+{
+    if (route < -1)
+        return -1;
+    if ((L->table_used + 1) * 2 > L->table_size) {
+        route_entry *old = L->table;
+        size_t old_size = L->table_size;
+        L->table_size *= 2;
+        L->table = calloc(L->table_size, sizeof(route_entry));
+        if (!L->table) {
+            L->table = old;
+            L->table_size = old_size;
+            return -1;
+        }
+        for (size_t i = 0; i < old_size; i++)
+            if (old[i].path)
+                *lookup(L, old[i].path, old[i].len) = old[i];
+        free(old);
+    }
+    route_entry *e = lookup(L, (const uint8_t *)path, len);
+    if (!e->path) {
+        e->path = malloc(len ? len : 1);
+        if (!e->path)
+            return -1;
+        memcpy(e->path, path, len);
+        e->len = len;
+        L->table_used++;
+    }
+    e->route = route;
+    return 0;
+}
+
+static int set_resp(resp *r, const char *data, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, data, len);
+    free(r->data);
+    r->data = copy;
+    r->len = len;
+    r->date_off = -1;
+    const char *d = memmem(data, len, "\r\nDate: ", 8);
+    if (d && (size_t)(d - data) + 8 + DATE_LEN <= len)
+        r->date_off = d - data + 8;
+    return 0;
+}
+
+int kl_loop_set_response(kl_loop *L, int route, int variant, const char *data, size_t len)
+{
+    if (route < 0 || variant < 0 || variant >= KL_VARIANTS)
+        return -1;
+    if (route >= L->nroutes) {
+        resp *r = realloc(L->routes, (size_t)(route + 1) * KL_VARIANTS * sizeof(resp));
+        if (!r)
+            return -1;
+        memset(r + L->nroutes * KL_VARIANTS, 0, (size_t)(route + 1 - L->nroutes) * KL_VARIANTS * sizeof(resp));
+        L->routes = r;
+        L->nroutes = route + 1;
+    }
+    return set_resp(&L->routes[route * KL_VARIANTS + variant], data, len);
+}
+
+void kl_loop_set_catch_all(kl_loop *L, int route)
+{
+    L->catch_all = route;
+}
+
+int kl_loop_set_error(kl_loop *L, int status, const char *data, size_t len)
+{
+    if (status < 400 || status > 599)
+        return -1;
+    return set_resp(&L->errors[status - 400], data, len);
+}
+
+void kl_loop_get_stats(kl_loop *L, kl_loop_stats *out)
+{
+    *out = L->stats;
+}
+
+void kl_loop_request_stop(kl_loop *L)
+{
+    L->stop = 1;
+    uint64_t one = 1;
+    ssize_t r = write(L->evfd, &one, sizeof one);
+    (void)r;
+}
+
+/* ---- the Python batch ----------------------------------------------------- */
+
+int kl_batch_put(kl_batch *b, uint32_t index, const char *data, size_t len)
+{
+    if (index >= b->count)
+        return -1;
+    if (b->arena_cap - b->arena_len < len) {
+        size_t cap = b->arena_cap ? b->arena_cap * 2 : 65536;
+        while (cap - b->arena_len < len)
+            cap *= 2;
+        uint8_t *a = realloc(b->arena, cap);
+        if (!a)
+            return -1;
+        b->arena = a;
+        b->arena_cap = cap;
+    }
+    memcpy(b->arena + b->arena_len, data, len);
+    b->reqs[index].out_off = b->arena_len;
+    b->reqs[index].out_len = len;
+    b->reqs[index].done = 1;
+    b->arena_len += len;
+    return 0;
+}
+
+/* ---- the timer wheel ------------------------------------------------------- */
+
+static void wheel_unlink(kl_loop *L, conn *c)
+{
+    size_t s = (size_t)(c->filed & WHEEL_MASK);
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        L->slots[s] = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    if (!L->slots[s])
+        L->bitmap[s >> 6] &= ~(1ULL << (s & 63));
+    c->filed = -1;
+    c->tprev = c->tnext = NULL;
+}
+
+static void wheel_link(kl_loop *L, conn *c, int64_t tick)
+{
+    if (tick <= L->cur_tick)
+        tick = L->cur_tick + 1;
+    size_t s = (size_t)(tick & WHEEL_MASK);
+    c->filed = tick;
+    c->tprev = NULL;
+    c->tnext = L->slots[s];
+    if (c->tnext)
+        c->tnext->tprev = c;
+    L->slots[s] = c;
+    L->bitmap[s >> 6] |= 1ULL << (s & 63);
+}
+
+/* O(1), no system call: a later deadline is only stored (lazy re-filing). */
+static inline void timer_set(kl_loop *L, conn *c, int64_t deadline)
+{
+    c->deadline = deadline;
+    if (c->filed >= 0) {
+        if (c->filed <= deadline)
+            return;
+        wheel_unlink(L, c);
+    }
+    wheel_link(L, c, deadline);
+}
+
+/* ticks until the next non-empty slot, or -1 */
+static int64_t wheel_next(kl_loop *L)
+{
+    size_t start = (size_t)((L->cur_tick + 1) & WHEEL_MASK);
+    for (size_t k = 0; k <= WHEEL_SLOTS / 64; k++) {
+        size_t s = (start + k * 64) & WHEEL_MASK;
+        size_t w = s >> 6;
+        uint64_t bits = L->bitmap[w];
+        if (k == 0)
+            bits &= ~0ULL << (s & 63);
+        else
+            s &= ~(size_t)63;
+        if (bits) {
+            size_t slot = (w << 6) | (size_t)__builtin_ctzll(bits);
+            return 1 + (int64_t)((slot - start) & WHEEL_MASK);
+        }
+    }
+    return -1;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void close_conn(kl_loop *L, conn *c);
+
+static int ring_prepare(kl_loop *L, conn *c, size_t *room)
+{
+    size_t want = kl_ring_want(&c->rb);
+    if (want) {
+        uint8_t *mem = malloc(want);
+        if (!mem)
+            return -1;
+        uint8_t *old = c->rb.data;
+        kl_ring_move(&c->rb, mem, want);
+        free(old);
+    }
+    (void)L;
+    *room = c->rb.cap - c->rb.tail;
+    return 0;
+}
+
+static int out(conn *c, const void *data, size_t len)
+{
+    if (kl_wbuf_want(&c->wb, len)) {
+        size_t cap = kl_wbuf_want(&c->wb, len);
+        uint8_t *mem = malloc(cap);
+        if (!mem)
+            return -1;
+        uint8_t *old = c->wb.data;
+        kl_wbuf_move(&c->wb, mem, cap);
+        free(old);
+    }
+    kl_wbuf_put(&c->wb, data, len);
+    return 0;
+}
+
+static inline size_t pending(const conn *c)
+{
+    return c->wb.end - c->wb.start;
+}
+
+static void set_events(kl_loop *L, conn *c, int want_write)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (want_write ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    epoll_ctl(L->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_write = (uint8_t)want_write;
+}
+
+static void flush(kl_loop *L, conn *c)
+{
+    while (pending(c)) {
+        ssize_t n = send(c->fd, c->wb.data + c->wb.start, pending(c), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            close_conn(L, c);
+            return;
+        }
+        kl_wbuf_consume(&c->wb, (size_t)n);
+    }
+    if (pending(c)) {
+        if (!c->want_write)
+            set_events(L, c, 1);
+        return;
+    }
+    if (c->want_write)
+        set_events(L, c, 0);
+    if (c->wb.cap > (1u << 16)) {       /* a big backlog drained: give the memory back */
+        free(c->wb.data);
+        kl_wbuf_init(&c->wb, NULL, 0, c->wb.limit);
+    }
+    if (c->closing || (c->peer_closed && !c->in_request))
+        close_conn(L, c);
+}
+
+/* Close without turning unread input into a RST that could destroy the
+ * response just sent: discard what the client sent, send FIN, close. */
+static void close_conn(kl_loop *L, conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = 1;
+    if (c->filed >= 0)
+        wheel_unlink(L, c);
+    epoll_ctl(L->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    static uint8_t sink[65536];
+    for (int i = 0; i < 16; i++)
+        if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+            break;
+    shutdown(c->fd, SHUT_WR);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        L->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    L->nconns--;
+    c->dead_next = L->dead;             /* freed after this round of events */
+    L->dead = c;
+}
+
+static void free_dead(kl_loop *L)
+{
+    while (L->dead) {
+        conn *c = L->dead;
+        L->dead = c->dead_next;
+        free(c->rb.data);
+        free(c->wb.data);
+        free(c);
+    }
+}
+
+static void do_accept(kl_loop *L)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(L->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            return;                     /* EAGAIN, or out of descriptors: the rest waits in the backlog */
+        }
+        if (L->nconns >= L->cfg.max_connections) {
+            resp *r = &L->errors[503 - 400];
+            if (r->data) {
+                ssize_t n = send(fd, r->data, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)n;
+            }
+            shutdown(fd, SHUT_WR);
+            close(fd);
+            L->stats.refused++;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conn *c = calloc(1, sizeof *c);
+        uint8_t *mem = malloc(L->cfg.read_buffer);
+        if (!c || !mem) {
+            free(c);
+            free(mem);
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        c->filed = -1;
+        kl_ring_init(&c->rb, mem, L->cfg.read_buffer, L->cfg.read_buffer_limit);
+        kl_wbuf_init(&c->wb, NULL, 0, L->cfg.write_buffer_limit);
+        struct epoll_event ev;
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+        ev.data.ptr = c;
+        if (epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            free(mem);
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->next = L->conns;
+        if (L->conns)
+            L->conns->prev = c;
+        L->conns = c;
+        L->nconns++;
+        L->stats.accepted++;
+        timer_set(L, c, L->cur_tick + L->idle_ticks);
+    }
+}
+
+/* ---- per-connection HTTP logic (as server/session.py) --------------------- */
+
+/* an answer, in order: straight into the write buffer, or queued behind a
+ * Python answer of the same batch */
+static int emit(kl_loop *L, conn *c, const uint8_t *data, size_t len)
+{
+    if (!L->deferring)
+        return out(c, data, len);
+    deferred *d = &L->defer[L->ndefer++];
+    d->data = data;
+    d->len = len;
+    return 0;
+}
+
+static int emit_error(kl_loop *L, conn *c, int status)
+{
+    if (status < 400 || status > 599 || !L->errors[status - 400].data)
+        status = 400;
+    resp *r = &L->errors[status - 400];
+    return emit(L, c, r->data, r->len);
+}
+
+/* Call Python once for the batch, then write every deferred answer in order. */
+static void run_batch(kl_loop *L, conn *c)
+{
+    kl_batch *b = &L->batch;
+    if (b->count) {
+        L->stats.batches++;
+        if (kl_py_batch(L->py, b) != 0)
+            c->closing = 1;
+    }
+    for (uint32_t i = 0; i < L->ndefer; i++) {
+        deferred *d = &L->defer[i];
+        if (d->data) {
+            out(c, d->data, d->len);
+        } else {
+            kl_pyreq *q = &b->reqs[d->index];
+            if (q->done) {
+                out(c, b->arena + q->out_off, q->out_len);
+            } else {                    /* the callback failed before this one: 500, close */
+                resp *r = &L->errors[500 - 400];
+                if (r->data)
+                    out(c, r->data, r->len);
+                c->closing = 1;
+                break;
+            }
+        }
+    }
+    b->count = 0;
+    b->arena_len = 0;
+    L->ndefer = 0;
+    L->deferring = 0;
+}
+
+static inline int parse_head(kl_loop *L, const uint8_t *base, size_t end, size_t pos, kl_request *req)
+{
+    if (L->parser_kind == KL_PARSER_PYTHON)
+        return kl_py_parse_head(L->py, L->gen, base, end, pos, req);
+    return L->head_fn(base + pos, end - pos, &L->cfg.limits, req);
+}
+
+static inline int64_t parse_chunked(kl_loop *L, uint8_t *base, size_t end, size_t pos, int64_t *body_len)
+{
+    if (L->parser_kind == KL_PARSER_PYTHON)
+        return kl_py_parse_chunked(L->py, base, end, pos, body_len);
+    return L->chunked_fn(base + pos, end - pos, &L->cfg.limits, body_len);
+}
+
+/* >= 0: the static route answering this request; -1: Python decides (handler, 404, 405) */
+static inline int route_of(kl_loop *L, const uint8_t *base, const kl_request *req)
+{
+    const uint8_t *m = base + req->method.off;
+    int get = req->method.len == 3 && m[0] == 'G' && m[1] == 'E' && m[2] == 'T';
+    int head = req->method.len == 4 && memcmp(m, "HEAD", 4) == 0;
+    if (!get && !head)
+        return -1;
+    if (L->table_used) {
+        route_entry *e = lookup(L, base + req->path.off, req->path.len);
+        if (e->path)
+            return e->route;
+    }
+    return L->catch_all;
+}
+
+/* Answer every complete request buffered.  Returns 1 when the connection must
+ * close after flushing. */
+static int process(kl_loop *L, conn *c)
+{
+    uint8_t *base = c->rb.data + c->rb.head;
+    size_t end = c->rb.tail - c->rb.head, pos = 0;
+    int close_after = 0, incomplete = 0;
+    L->gen++;
+    while (pos < end) {
+        if (pending(c) > c->wb.limit)
+            break;                      /* backpressure: the rest waits until output drains */
+        kl_request *req = &L->tables[L->batch.count];
+        int n = parse_head(L, base, end, pos, req);
+        if (n <= 0) {
+            if (n < 0) {
+                emit_error(L, c, -n);
+                close_after = 1;
+                pos = end;
+            }
+            incomplete = n == 0;
+            break;
+        }
+        size_t body_end = pos + (size_t)n;
+        const uint8_t *body = NULL;
+        int64_t body_len = 0;
+        if (req->body_kind != KL_BODY_NONE) {
+            int64_t m;
+            if (req->body_kind == KL_BODY_CHUNKED) {
+                m = parse_chunked(L, base, end, body_end, &body_len);
+                if (m < 0) {
+                    emit_error(L, c, (int)-m);
+                    close_after = 1;
+                    pos = end;
+                    break;
+                }
+            } else {
+                int64_t clen = req->content_length;
+                m = (int64_t)(end - body_end) >= clen ? clen : 0;
+                body_len = clen;
+                if (clen == 0)
+                    m = -1;             /* complete, empty */
+            }
+            if (m == 0) {
+                incomplete = 1;
+                if (req->expect_continue && !c->continue_sent) {
+                    emit(L, c, (const uint8_t *)CONTINUE, sizeof CONTINUE - 1);
+                    c->continue_sent = 1;
+                }
+                break;
+            }
+            body = base + body_end;
+            if (m > 0)
+                body_end += (size_t)m;
+        }
+        int r = route_of(L, base + pos, req);
+        int keep_alive = req->keep_alive != 0;
+        if (r >= 0 && r < L->nroutes) {
+            const uint8_t *m = base + pos + req->method.off;
+            int variant = (req->method.len == 4 && m[0] == 'H') * 4 + (req->version_minor ? 2 : 0) + keep_alive;
+            resp *s = &L->routes[r * KL_VARIANTS + variant];
+            emit(L, c, s->data, s->len);
+            L->stats.requests_static++;
+        } else {
+            uint32_t i = L->batch.count++;
+            kl_pyreq *q = &L->pyreqs[i];
+            q->base = base + pos;
+            q->req = req;
+            q->body = body;
+            q->body_len = body ? body_len : 0;
+            q->done = 0;
+            L->deferring = 1;
+            deferred *d = &L->defer[L->ndefer++];
+            d->data = NULL;
+            d->index = i;
+            L->stats.requests_python++;
+        }
+        c->continue_sent = 0;
+        pos = body_end;
+        if (!keep_alive) {
+            close_after = 1;
+            pos = end;                  /* nothing after a closing request is read */
+            break;
+        }
+        if (L->batch.count == MAX_PY || L->ndefer >= MAX_DEFERRED - 2)
+            run_batch(L, c);
+    }
+    if (L->deferring)
+        run_batch(L, c);
+    kl_ring_consume(&c->rb, pos);
+    /* only a request known to be incomplete runs the request timeout; bytes
+     * left unparsed by backpressure wait for the client to read (idle timeout) */
+    c->in_request = incomplete && !close_after;
+    if (close_after)
+        c->closing = 1;
+    return close_after;
+}
+
+static void on_readable(kl_loop *L, conn *c)
+{
+    if (c->paused)
+        return;                         /* EPOLLOUT resumes it */
+    int was_in_request = c->in_request;
+    for (;;) {
+        int full = 0;
+        for (;;) {
+            size_t room;
+            if (ring_prepare(L, c, &room) < 0) {
+                close_conn(L, c);
+                return;
+            }
+            if (!room) {
+                full = 1;               /* at the limit: process what is there */
+                break;
+            }
+            ssize_t n = recv(c->fd, c->rb.data + c->rb.tail, room, 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno == EINTR)
+                    continue;
+                close_conn(L, c);
+                return;
+            }
+            if (n == 0) {
+                c->peer_closed = 1;
+                break;
+            }
+            kl_ring_commit(&c->rb, (size_t)n);
+            if ((size_t)n < room)
+                break;                  /* a short read drained the socket */
+        }
+        size_t before = c->rb.tail - c->rb.head;
+        if (before && !c->closing) {
+            if (pending(c) > c->wb.limit) {
+                c->paused = 1;
+            } else {
+                process(L, c);
+                if (pending(c) > c->wb.limit)
+                    c->paused = 1;
+            }
+            if (c->rb.tail == c->rb.head && c->rb.cap > (size_t)L->cfg.read_buffer * 4) {
+                uint8_t *mem = malloc(L->cfg.read_buffer);
+                if (mem) {
+                    free(c->rb.data);
+                    kl_ring_init(&c->rb, mem, L->cfg.read_buffer, L->cfg.read_buffer_limit);
+                }
+            }
+        }
+        if (!full || c->paused || c->closing || c->peer_closed || c->rb.tail - c->rb.head == before)
+            break;
+    }
+    if (pending(c)) {
+        flush(L, c);
+        if (c->closed)
+            return;
+    }
+    if (c->closing && !c->want_write) {
+        close_conn(L, c);
+        return;
+    }
+    if (c->peer_closed) {
+        if (!c->want_write)
+            close_conn(L, c);
+        return;
+    }
+    /* the request timeout runs from a request's first byte to its last; the
+     * idle timeout from the last response on */
+    if (c->in_request) {
+        if (!was_in_request)
+            timer_set(L, c, L->cur_tick + L->request_ticks);
+    } else {
+        timer_set(L, c, L->cur_tick + L->idle_ticks);
+    }
+}
+
+static void expire(kl_loop *L, conn *c)
+{
+    if (c->closed)
+        return;
+    if (c->in_request) {
+        resp *r = &L->errors[408 - 400];
+        if (r->data)
+            out(c, r->data, r->len);
+        c->closing = 1;
+        L->stats.timeouts++;
+        flush(L, c);
+        if (!c->closed)                 /* could not send it all: do not wait for a client that is not reading */
+            close_conn(L, c);
+    } else {
+        L->stats.idle_closed++;
+        close_conn(L, c);
+    }
+}
+
+static void wheel_advance(kl_loop *L, int64_t now)
+{
+    if (now - L->cur_tick > WHEEL_SLOTS)
+        L->cur_tick = now - WHEEL_SLOTS;
+    while (L->cur_tick < now) {
+        int64_t t = ++L->cur_tick;
+        size_t s = (size_t)(t & WHEEL_MASK);
+        conn *list = L->slots[s];
+        if (!list)
+            continue;
+        L->slots[s] = NULL;
+        L->bitmap[s >> 6] &= ~(1ULL << (s & 63));
+        while (list) {
+            conn *c = list;
+            list = c->tnext;
+            int64_t filed = c->filed;
+            c->filed = -1;
+            c->tprev = c->tnext = NULL;
+            if (filed > t)
+                wheel_link(L, c, filed);            /* a later round of the wheel */
+            else if (c->deadline > t)
+                wheel_link(L, c, c->deadline);      /* lazy re-filing */
+            else
+                expire(L, c);
+        }
+    }
+}
+
+static void close_idle(kl_loop *L)
+{
+    conn *c = L->conns;
+    while (c) {
+        conn *next = c->next;
+        if (!c->closed && !c->in_request && !c->want_write)
+            close_conn(L, c);
+        c = next;
+    }
+}
+
+static inline int64_t ticks_of(double seconds)
+{
+    int64_t t = (int64_t)(seconds * 1e9 / TICK_NS + 0.999);
+    return t > 0 ? t : 1;
+}
+
+/* Runs until stopped; 0, or -errno when the loop could not start. */
+int kl_loop_run(kl_loop *L, int lfd, int sigfd)
+{
+    struct epoll_event ev, events[MAX_EVENTS];
+    L->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (L->ep < 0)
+        return -errno;
+    L->lfd = lfd;
+    L->sigfd = sigfd;
+    L->request_ticks = ticks_of(L->cfg.request_timeout);
+    L->idle_ticks = ticks_of(L->cfg.idle_timeout);
+    L->cur_tick = mono_ns() / TICK_NS;
+    ev.events = EPOLLIN;                /* level-triggered: a capped accept batch is resumed */
+    ev.data.ptr = &L->tags[0];
+    if (epoll_ctl(L->ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
+        goto fail;
+    ev.data.ptr = &L->tags[1];
+    if (epoll_ctl(L->ep, EPOLL_CTL_ADD, L->evfd, &ev) < 0)
+        goto fail;
+    if (sigfd >= 0) {
+        ev.data.ptr = &L->tags[2];
+        if (epoll_ctl(L->ep, EPOLL_CTL_ADD, sigfd, &ev) < 0)
+            goto fail;
+    }
+    L->accepting = 1;
+    int64_t stop_deadline = 0;
+    refresh_date(L);
+    for (;;) {
+        int64_t now_ns = mono_ns();
+        int timeout = -1;
+        int64_t next = wheel_next(L);
+        if (next >= 0) {
+            int64_t at = (L->cur_tick + next) * TICK_NS;
+            timeout = at > now_ns ? (int)((at - now_ns) / 1000000 + 1) : 0;
+        }
+        if (L->stop) {
+            if (L->accepting) {
+                L->accepting = 0;
+                epoll_ctl(L->ep, EPOLL_CTL_DEL, lfd, NULL);
+                stop_deadline = now_ns + (int64_t)(L->cfg.graceful_timeout * 1e9);
+                close_idle(L);
+                free_dead(L);
+            }
+            if (!L->conns || now_ns >= stop_deadline)
+                break;
+            if (timeout < 0 || timeout > 50)
+                timeout = 50;
+        }
+        int n = epoll_wait(L->ep, events, MAX_EVENTS, timeout);
+        if (n < 0) {
+            if (errno == EINTR) {
+                kl_py_signals(L->py);   /* let Python run its signal handlers */
+                continue;
+            }
+            goto fail;
+        }
+        refresh_date(L);
+        /* expire what is due first: the deadlines set below count from cur_tick = now */
+        wheel_advance(L, mono_ns() / TICK_NS);
+        for (int i = 0; i < n; i++) {
+            void *p = events[i].data.ptr;
+            uint32_t e = events[i].events;
+            if (p == &L->tags[0]) {
+                if (L->accepting)
+                    do_accept(L);
+                continue;
+            }
+            if (p == &L->tags[1]) {
+                uint64_t v;
+                ssize_t r = read(L->evfd, &v, sizeof v);
+                (void)r;
+                continue;
+            }
+            if (p == &L->tags[2]) {
+                char buf[256];
+                while (read(sigfd, buf, sizeof buf) > 0) {
+                }
+                kl_py_signals(L->py);
+                continue;
+            }
+            conn *c = p;
+            if (c->closed)
+                continue;
+            if (e & EPOLLOUT) {
+                flush(L, c);
+                if (c->closed)
+                    continue;
+                if (c->paused && pending(c) <= c->wb.limit) {
+                    c->paused = 0;
+                    on_readable(L, c);
+                    continue;
+                }
+            }
+            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+                on_readable(L, c);
+        }
+        if (L->stop && !L->accepting)
+            close_idle(L);
+        free_dead(L);
+    }
+    while (L->conns)
+        close_conn(L, L->conns);
+    free_dead(L);
+    close(L->ep);
+    L->ep = -1;
+    return 0;
+fail:;
+    int err = errno;
+    while (L->conns)
+        close_conn(L, L->conns);
+    free_dead(L);
+    close(L->ep);
+    L->ep = -1;
+    return -err;
+}
