@@ -8,7 +8,6 @@ displays the saved PNGs, a headless `bench` run just writes them.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import List, Optional
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import ceiling as _ceiling
 from .machine import git_commit, machine_info
@@ -202,7 +202,7 @@ def connection_budget() -> int:
     return max(1, min(fds, ports))
 
 
-def resolve_load(shape: Shape, split: Split, port: int) -> (WrkLoad, str):
+def resolve_load(shape: Shape, split: Split, port: int) -> Tuple[WrkLoad, str]:
     """The wrk load for a shape on this split, and a note when we had to adapt it."""
     notes = []
     conns = shape.connections
@@ -348,10 +348,6 @@ def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target:
     return row
 
 
-def _matrix_note(echo, text):
-    echo(text)
-
-
 def _tqdm_class():
     # tqdm.auto wants ipywidgets inside Jupyter and warns without it; the
     # plain text bar works everywhere.
@@ -376,7 +372,6 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     summary   print the summary table at the end
     cpus      restrict the CPUs split between server and wrk (default: all usable)
     """
-    import pandas as pd
     tqdm = _tqdm_class()
 
     from .results import format_summary, summarize, write_rows
@@ -418,7 +413,6 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     finally:
         os.sched_setaffinity(0, own_affinity)
         bar.close()
-    df = pd.DataFrame(rows)
     write_rows(rows, batch_dir)
     from .results import load_batch
     df = load_batch(batch_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 EXPECTED_BODY = b"Hello World!"
 
