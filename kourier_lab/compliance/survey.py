@@ -163,14 +163,17 @@ def plot_scores(scores, ax=None):
     h = 0.4
     if pub is not None:
         colors = ["tab:gray" if k == "published" else "tab:blue" for k in kinds]
-        ax.barh([i - h / 2 for i in y], pub.fillna(0), height=h, color=colors,
-                label="published suite (grey: the posts' figures)")
+        bars = ax.barh([i - h / 2 for i in y], pub.fillna(0), height=h, color=colors,
+                       label="published suite (grey: the posts' figures)")
+        ax.bar_label(bars, labels=["" if v != v else f"{v:.1f}" for v in pub], fontsize="x-small", padding=2)
     if strict_s is not None:
-        ax.barh([i + h / 2 for i in y], strict_s.fillna(0), height=h, color="tab:orange", label="strict suite")
+        bars = ax.barh([i + h / 2 for i in y], strict_s.fillna(0), height=h, color="tab:orange",
+                       label="strict suite")
+        ax.bar_label(bars, labels=["" if v != v else f"{v:.1f}" for v in strict_s], fontsize="x-small", padding=2)
     ax.set_yticks(list(y))
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
-    ax.set_xlim(0, 100)
+    ax.set_xlim(0, 110)
     ax.set_xlabel("% of passed tests")
     ax.set_title("HTTP syntax compliance")
     ax.legend(loc="lower right", fontsize="small")
