@@ -308,3 +308,26 @@ def test_kourier_server_passes_every_strict_case(kourier_server):
     assert unexpected == {}
     now_passing = set(KNOWN_DISAGREEMENTS) - set(failed)
     assert not now_passing, f"fixed: remove {now_passing} from KNOWN_DISAGREEMENTS"
+
+
+def test_survey_tables_and_plot_without_servers():
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+    from kourier_lab.compliance import survey
+    scores = pd.DataFrame([
+        dict(kind="peer", target="peer go", suite="published", score=63.1),
+        dict(kind="peer", target="peer go", suite="strict", score=82.0),
+        dict(kind="peer", target="peer nginx", suite="published", score=None, note="unavailable: nginx missing"),
+    ])
+    table = survey.score_table(scores)
+    assert table.loc[("peer", "peer go"), "published"] == 63.1
+    assert table.loc[("published", "published Kourier"), "published"] == 100.0
+    assert len(table) == 2 + len(survey.published_table())
+    ax = survey.plot_scores(scores)
+    assert len(ax.get_yticklabels()) == len(table)
+    cases = pd.DataFrame([dict(target="a", group="g", case="c1", passed=True),
+                          dict(target="b", group="g", case="c1", passed=False),
+                          dict(target="a", group="g", case="c2", passed=True),
+                          dict(target="b", group="g", case="c2", passed=True)])
+    assert list(survey.strict_matrix(cases).index) == [("g", "c1")]
