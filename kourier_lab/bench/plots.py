@@ -72,12 +72,17 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, ceiling_line: bool):
     ax.set_xticks(list(x))
     ax.set_xticklabels(stats["server"], rotation=30, ha="right")
     ax.set_ylabel(unit)
+    from matplotlib.patches import Patch
+    kinds = list(dict.fromkeys(stats["server_kind"]))
+    ax.legend(handles=[Patch(color=KIND_COLORS.get(k, "#999999"),
+                             label={"stack": "our stacks", "peer": "peers"}.get(k, k))
+                       for k in kinds], loc="upper right", fontsize=8)
     if ceiling_line:
         ceil = stats[stats["server_kind"] == "ceiling"]
         if len(ceil):
             y = ceil["median"].iloc[0] / scale
             ax.axhline(y, color=KIND_COLORS["ceiling"], linestyle="--", linewidth=1)
-            ax.annotate("ceiling", (len(stats) - 0.5, y), ha="right", va="bottom", fontsize=8,
+            ax.annotate("ceiling", (-0.4, y), ha="left", va="bottom", fontsize=8,
                         color="#555555")
 
 
@@ -109,8 +114,9 @@ def plot_cpu_per_request(df: pd.DataFrame) -> Figure:
             ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
             continue
         _bars(ax, s, 1.0, "server CPU-µs per request", ceiling_line=False)
-        ax.set_yscale("log")
-        _plain_log_axis(ax.yaxis)
+        if s["max"].max() > 20 * s["min"].min() > 0:      # log only when it spans decades
+            ax.set_yscale("log")
+            _plain_log_axis(ax.yaxis)
         ax.set_title(shape)
     fig.suptitle(f"Server CPU per request (lower is better)\n{_batch_title(df)}", fontsize=10)
     return fig

@@ -51,6 +51,8 @@ SCHEMA: Dict[str, str] = {
     "server_cpu_sys_s": "float64", "server_processes": "Int64", "server_vmhwm_kb": "Int64",
     "server_vmpeak_kb": "Int64", "server_vmrss_kb": "Int64", "cpu_us_per_req": "float64",
     "server_cpu_util": "float64", "bottleneck": "string",
+    "server_cpus_busy": "float64", "server_cpus_softirq": "float64",
+    "client_cpus_busy": "float64", "client_cpus_softirq": "float64",
 }
 
 
@@ -159,6 +161,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                               + good["non_2xx_3xx"].fillna(0).sum()),
                 "client_saturated": bool(good["client_saturated"].fillna(False).any()),
                 "vmhwm_mb": good["server_vmhwm_kb"].max() / 1024,
+                "server_cpus_busy": good["server_cpus_busy"].median(),
+                "bottleneck": good["bottleneck"].mode().iloc[0] if good["bottleneck"].notna().any()
+                else "",
                 "status": "ok" if len(good) == len(g) else f"{len(g) - len(good)} failed",
                 "note": "",
             })
@@ -189,16 +194,16 @@ def format_summary(summary: pd.DataFrame) -> str:
     for (batch, shape), g in summary.groupby(["batch_id", "shape"], sort=False):
         lines.append(f"\n{batch}  shape={shape}")
         header = (f"{'server':<24} {'req/s (median)':>15} {'min-max':>23} {'of ceil':>8} "
-                  f"{'CPU-us/req':>10} {'srv CPU':>7} {'wrk CPU':>7} {'p50 ms':>8} "
-                  f"{'p99 ms':>8} {'errors':>7}  note")
+                  f"{'CPU-us/req':>10} {'srv CPU':>7} {'wrk CPU':>7} {'CPUs busy':>9} "
+                  f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  limit; note")
         lines.append(header)
         lines.append("-" * len(header))
         for _, r in g.iterrows():
             if r.get("runs", 0) and not pd.isna(r.get("req_per_s", math.nan)):
                 p99 = _fmt(r["latency_p99_ms"], ".2f", "overflow" if r["p99_overflow"] else "-")
-                notes = []
-                if r["client_saturated"]:
-                    notes.append("wrk saturated")
+                notes = [str(r.get("bottleneck") or "")]
+                if r["client_saturated"] and r.get("bottleneck") != "client":
+                    notes.append("wrk saturated in some runs")
                 if r["status"] != "ok":
                     notes.append(r["status"])
                 lines.append(
@@ -206,8 +211,9 @@ def format_summary(summary: pd.DataFrame) -> str:
                     f"{_fmt(r['req_per_s_min'], ',.0f'):>11}-{_fmt(r['req_per_s_max'], ',.0f'):<11} "
                     f"{_fmt(r['of_ceiling'], '.1%'):>8} {_fmt(r['cpu_us_per_req'], '.2f'):>10} "
                     f"{_fmt(r['server_cpu_util'], '.0%'):>7} {_fmt(r['wrk_cpu_util'], '.0%'):>7} "
+                    f"{_fmt(r.get('server_cpus_busy'), '.0%'):>9} "
                     f"{_fmt(r['latency_p50_ms'], '.2f'):>8} {p99:>8} {int(r['errors']):>7}  "
-                    f"{'; '.join(notes)}")
+                    f"{'; '.join(n for n in notes if n)}")
             else:
                 note = str(r.get("note", ""))
                 if len(note) > 110:

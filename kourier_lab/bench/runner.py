@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from . import ceiling as _ceiling
 from .machine import git_commit, machine_info
 from .paths import repo_root, results_dir
-from .sampler import TreeSampler, pin_tree
+from .sampler import TreeSampler, cpu_fractions, cpu_ticks, pin_tree
 from .spec import MAX_CONNECTIONS_DEFAULT, Experiment, Shape, load_experiment
 from .split import Split, cpu_list, plan_split
 from .targets import Target, expand_targets, peers_module
@@ -220,8 +220,13 @@ def resolve_load(shape: Shape, split: Split, port: int) -> Tuple[WrkLoad, str]:
 
 
 def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int],
-            raw_path: Optional[Path], wrk: str = "wrk") -> Dict[str, object]:
+            raw_path: Optional[Path], wrk: str = "wrk",
+            server_cpus: Sequence[int] = ()) -> Dict[str, object]:
     """Run wrk pinned to client_cpus while sampling the server tree; every figure.
+
+    With server_cpus, also how busy those CPUs and the client's were in all
+    (any process, and softirq): busy CPUs that our processes did not use mean
+    kernel networking work or another tenant of a shared machine.
 
     Raises WrkError when wrk fails or prints no report.
     """
@@ -238,6 +243,7 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_pin(client_cpus))
     sampler = TreeSampler(server_pid) if server_pid else None
+    ticks0 = (cpu_ticks(server_cpus), cpu_ticks(client_cpus))
     t0 = time.monotonic()
     if sampler:
         sampler.start()
@@ -255,6 +261,8 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
             sampler.sample()
         time.sleep(SAMPLE_INTERVAL_S)
     wall = time.monotonic() - t0
+    srv_frac = cpu_fractions(ticks0[0], cpu_ticks(server_cpus))
+    cli_frac = cpu_fractions(ticks0[1], cpu_ticks(client_cpus))
     usage = sampler.finish() if sampler else None
     proc.returncode = os.waitstatus_to_exitcode(status)   # reaped by wait4 above
     text = out_path.read_text(errors="replace")
@@ -274,6 +282,10 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
         "wall_s": wall,
         "wrk_cpu_s": wrk_cpu,
         "wrk_cpu_util": wrk_cpu / (wall * load.threads) if wall > 0 else math.nan,
+        "server_cpus_busy": srv_frac["busy"],
+        "server_cpus_softirq": srv_frac["softirq"],
+        "client_cpus_busy": cli_frac["busy"],
+        "client_cpus_softirq": cli_frac["softirq"],
     })
     figures["client_saturated"] = bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION)
     if usage is not None:
@@ -295,8 +307,13 @@ def _server_util(figures: Dict[str, object], server_cpus: int) -> None:
     if "server_cpu_s" in figures and figures.get("wall_s"):
         util = figures["server_cpu_s"] / (figures["wall_s"] * server_cpus)
         figures["server_cpu_util"] = util
+        # What limited this run: wrk, the server, or CPUs busy with work that is
+        # neither (softirq, other processes on a shared machine), else latency.
+        busy = max(figures.get("server_cpus_busy", 0.0) or 0.0,
+                   figures.get("client_cpus_busy", 0.0) or 0.0)
         figures["bottleneck"] = ("client" if figures["client_saturated"] else
-                                 "server" if util >= SERVER_SATURATION else "neither")
+                                 "server" if util >= SERVER_SATURATION else
+                                 "contention" if busy >= SERVER_SATURATION else "neither")
 
 
 # ---------------------------------------------------------------------------
@@ -498,7 +515,7 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
         else:
             try:
                 figures = run_wrk(load, split.client_cpus, server.proc.pid,
-                                  batch_dir / raw_rel, wrk)
+                                  batch_dir / raw_rel, wrk, split.server_cpus)
                 _server_util(figures, split.workers)
                 row.update(figures)
                 notes = [load_note] if load_note else []

@@ -152,3 +152,34 @@ def pin_tree(pids: Iterable[int], cpus: Iterable[int]) -> int:
             except OSError:
                 pass
     return changed
+
+
+def cpu_ticks(cpus: Iterable[int]) -> Dict[str, int]:
+    """Summed /proc/stat ticks of these CPUs: total, busy (not idle/iowait), softirq.
+
+    Per-process CPU time misses work the kernel does in softirq context (much of
+    loopback TCP) and says nothing about other processes on the same CPUs; the
+    per-CPU counters show both."""
+    want = {f"cpu{c}" for c in cpus}
+    out = {"total": 0, "busy": 0, "softirq": 0}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] in want:
+                    v = [int(x) for x in parts[1:9]]     # user..steal
+                    total = sum(v)
+                    out["total"] += total
+                    out["busy"] += total - v[3] - v[4]   # minus idle, iowait
+                    out["softirq"] += v[6]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_fractions(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, float]:
+    total = after["total"] - before["total"]
+    if total <= 0:
+        return {"busy": float("nan"), "softirq": float("nan")}
+    return {"busy": (after["busy"] - before["busy"]) / total,
+            "softirq": (after["softirq"] - before["softirq"]) / total}
