@@ -358,7 +358,11 @@ def bench_timers(variants=None, repeat=7, round_s=0.2, echo=print,
         if isinstance(cls, str):
             rows.extend(_skip("timers", name, f"{c}:{n}", cls) for c in cases)
             continue
+        # One set of connection objects per case: a connection is filed in at
+        # most one wheel at a time (the wheel owns its timer_slot).
         conns = [_Conn() for _ in range(n)]
+        reset_conns = [_Conn() for _ in range(n)]
+        expire_conns = [_Conn() for _ in range(n)]
 
         def sched_cancel(cls=cls, conns=conns):
             w = cls(tick=0.05, slots=2048, now=0.0)
@@ -368,11 +372,11 @@ def bench_timers(variants=None, repeat=7, round_s=0.2, echo=print,
                 w.cancel(c)
 
         reset_wheel = cls(tick=0.05, slots=2048, now=0.0)
-        for c in conns:
+        for c in reset_conns:
             reset_wheel.schedule(c, 60.0)
         clock = [0.0]
 
-        def reset(w=reset_wheel, conns=conns):
+        def reset(w=reset_wheel, conns=reset_conns):
             # Deadlines move forward as a real loop's would; the wheel is
             # advanced every call, as a loop advances it every iteration.
             clock[0] += 0.001
@@ -381,7 +385,7 @@ def bench_timers(variants=None, repeat=7, round_s=0.2, echo=print,
                 w.reset(c, now + 20.0)
             w.advance(now)
 
-        def expire(cls=cls, conns=conns):
+        def expire(cls=cls, conns=expire_conns):
             w = cls(tick=0.05, slots=2048, now=0.0)
             step = 1.0 / len(conns)
             for i, c in enumerate(conns):
@@ -402,7 +406,7 @@ def bench_timers(variants=None, repeat=7, round_s=0.2, echo=print,
             except Exception as e:
                 rows.append(_skip("timers", name, f"{case}:{n}", f"{type(e).__name__}: {e}",
                                   "failed"))
-        for c in conns:
+        for c in reset_conns:
             reset_wheel.cancel(c)
     return rows
 
