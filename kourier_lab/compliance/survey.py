@@ -142,8 +142,11 @@ def score_table(scores):
     """target x suite, scores in %, published ones appended under the measured ones."""
     import pandas as pd
     both = pd.concat([scores, published_table()], ignore_index=True)
-    table = both.pivot_table(index=["kind", "target"], columns="suite", values="score", aggfunc="first",
-                             sort=False)
+    both["score"] = both["score"].astype(float)
+    order = list(dict.fromkeys(zip(both["kind"], both["target"])))
+    # unstack, not pivot_table: a target that could not run keeps its (empty) row
+    table = (both.drop_duplicates(["kind", "target", "suite"]).set_index(["kind", "target", "suite"])["score"]
+             .unstack("suite").reindex(pd.MultiIndex.from_tuples(order, names=["kind", "target"])))
     return table.reindex(columns=[s for s in SUITES if s in table.columns])
 
 
