@@ -12,7 +12,12 @@ from pathlib import Path
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    """The checkout the package runs from; for an installed (non-editable)
+    package, which has no experiments/ or native/ beside it, the current directory."""
+    here = Path(__file__).resolve().parents[2]
+    if (here / "experiments").is_dir() or (here / "native").is_dir():
+        return here
+    return Path.cwd()
 
 
 def data_dir() -> Path:
