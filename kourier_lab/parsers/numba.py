@@ -46,7 +46,9 @@ from ..numba_support import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_IPLIT, C_PATH
                              new_table)
 
 import numpy as np
+from llvmlite import ir
 from numba import carray, cfunc, njit, types
+from numba.core.extending import intrinsic
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
@@ -74,7 +76,7 @@ _FIELD_OTHER, _FIELD_HOST, _FIELD_CL, _FIELD_TE, _FIELD_CONNECTION, _FIELD_EXPEC
 
 
 # -- small helpers (inlined by LLVM into the kernels) -------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _find_lf(buf, pos, end):
     for i in range(pos, end):
         if buf[i] == 10:
@@ -82,26 +84,26 @@ def _find_lf(buf, pos, end):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _skip(buf, i, e, cls):
     while i < e and CC[buf[i]] & cls:
         i += 1
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _is_ows(c):
     return c == 32 or c == 9
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _lower(c):
     if 65 <= c <= 90:
         return c + 32
     return c
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _eq_exact(buf, i, e, lit):
     if e - i != len(lit):
         return False
@@ -111,7 +113,7 @@ def _eq_exact(buf, i, e, lit):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _eq_nocase(buf, i, e, lit):
     """buf[i:e].lower() == lit (lit is lower case)."""
     if e - i != len(lit):
@@ -122,7 +124,7 @@ def _eq_nocase(buf, i, e, lit):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _field_kind(buf, i, e):
     n = e - i
     if n == 4:
@@ -143,7 +145,7 @@ def _field_kind(buf, i, e):
     return _FIELD_OTHER
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _match_host(buf, i, e):
     """End of a uri-host at buf[i:] (IP-literal, or reg-name which may be empty),
     or -1.  A '[' can only start an IP-literal (reg-name excludes it)."""
@@ -155,7 +157,7 @@ def _match_host(buf, i, e):
     return _skip(buf, i, e, C_REGNAME)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _host_value_ok(buf, i, e):
     """Host field value: uri-host [ ":" *DIGIT ], the whole value."""
     h = _match_host(buf, i, e)
@@ -166,14 +168,14 @@ def _host_value_ok(buf, i, e):
     return h == e
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _put_span(t, w, off, ln):
     t[w] = off
     t[w + 1] = ln
 
 
 # -- the request line ----------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _request_line(buf, s, le, start, t):
     """Validate buf[s:le] (CR LF excluded) and fill the request-line fields.
     Returns 0, or -400 / -505 (every syntax error wins over 505)."""
@@ -273,15 +275,17 @@ def _request_line(buf, s, le, start, t):
 
 
 # -- the framing fields ----------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _content_length(buf, t, nfields, start, max_body):
     """Every Content-Length value (lists included) must be 1*DIGIT and name one
     number.  Returns the length, or -400 / -413."""
     d0 = -1      # the first value's digits, leading zeros stripped
     d1 = -1
     for k in range(nfields):
+        if t[W_NAMES + 2 * k + 1] != 14:      # a cheap test first
+            continue
         o = start + t[W_NAMES + 2 * k]
-        if _field_kind(buf, o, o + t[W_NAMES + 2 * k + 1]) != _FIELD_CL:
+        if _field_kind(buf, o, o + 14) != _FIELD_CL:
             continue
         i = start + t[W_VALUES + 2 * k]
         e = i + t[W_VALUES + 2 * k + 1]
@@ -321,7 +325,7 @@ def _content_length(buf, t, nfields, start, max_body):
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _transfer_encoding(buf, t, nfields, start):
     """The codings of every Transfer-Encoding field, as one list: chunked must
     be the last and appear once.  Returns 0 (chunked alone), -400 or -501."""
@@ -329,8 +333,10 @@ def _transfer_encoding(buf, t, nfields, start):
     chunked = 0
     last_chunked = False
     for k in range(nfields):
+        if t[W_NAMES + 2 * k + 1] != 17:      # a cheap test first
+            continue
         o = start + t[W_NAMES + 2 * k]
-        if _field_kind(buf, o, o + t[W_NAMES + 2 * k + 1]) != _FIELD_TE:
+        if _field_kind(buf, o, o + 17) != _FIELD_TE:
             continue
         i = start + t[W_VALUES + 2 * k]
         e = i + t[W_VALUES + 2 * k + 1]
@@ -361,14 +367,16 @@ def _transfer_encoding(buf, t, nfields, start):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _keep_alive(buf, t, nfields, start, minor):
     """HTTP/1.1 unless a Connection token is "close"; HTTP/1.0 only with
     "keep-alive" (and no "close")."""
     ka = minor == 1
     for k in range(nfields):
+        if t[W_NAMES + 2 * k + 1] != 10:      # a cheap test first
+            continue
         o = start + t[W_NAMES + 2 * k]
-        if _field_kind(buf, o, o + t[W_NAMES + 2 * k + 1]) != _FIELD_CONNECTION:
+        if _field_kind(buf, o, o + 10) != _FIELD_CONNECTION:
             continue
         i = start + t[W_VALUES + 2 * k]
         e = i + t[W_VALUES + 2 * k + 1]
@@ -393,39 +401,107 @@ def _keep_alive(buf, t, nfields, start, minor):
 
 
 # -- the head ------------------------------------------------------------------------
-@njit(cache=True)
-def parse_head_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
-    """Parse the head at buf[start:end] into the flat request table `t`.
-    Returns n > 0 (head length), 0 (need more) or -status; t[W_STATUS] gets
-    0 or the status."""
-    n = _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t)
-    t[W_STATUS] = 0 if n >= 0 else -n
-    return n
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_SP8 = np.uint64(0x2020202020202020)
+_DEL8 = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
-@njit(cache=True)
-def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
-    s = start
-    while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
-        s += 2
-    lf = _find_lf(buf, s, end)
-    if lf < 0:
-        k = end - s
-        if k - 1 > max_request_line or (k > max_request_line and buf[end - 1] != 13):
-            return -414
-        return 0
-    cr = 1 if lf > s and buf[lf - 1] == 13 else 0
-    if lf - s - cr > max_request_line:
-        return -414
-    if cr == 0:
-        return -400
-    r = _request_line(buf, s, lf - 1, start, t)
-    if r < 0:
-        return r
-    minor = t[W_FLAGS0] & 0xFF
-    rl_end = lf + 1
-    # The head ends at the first LF followed by CR LF, or by a bare LF (400
-    # below).  Count the field lines on the way (the LFs after the request line).
+@intrinsic
+def _load_u64(typingctx, arr, idx):
+    """8 bytes of a uint8 array at any offset, as one little-endian uint64 (an
+    unaligned load: what C does with memcpy)."""
+    sig = types.uint64(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        return builder.load(builder.bitcast(ptr, ir.IntType(64).as_pointer()), align=1)
+    return sig, codegen
+
+
+@njit(cache=True, _nrt=False)
+def _skip_content(buf, i, e):
+    """End of the field-content run at buf[i:e].  Eight bytes at a time while
+    none is a CTL (below 0x20: CR, LF, HTAB, ...) or DEL; SP and obs-text pass;
+    the byte loop settles the rest (HTAB included)."""
+    while i + 8 <= e:
+        x = _load_u64(buf, i)
+        lt = (x - _SP8) & ~x & _HIGH             # some byte < 0x20
+        y = x ^ _DEL8
+        eq = (y - _ONES) & ~y & _HIGH            # some byte == 0x7F
+        if (lt | eq) != 0:
+            break
+        i += 8
+    return _skip(buf, i, e, C_CONTENT)
+
+
+@njit(cache=True, _nrt=False)
+def _field_lines(buf, p, end, start, max_fields, t):
+    """One pass over the field lines at buf[p:end] up to the empty line, storing
+    each name and trimmed value span.  Returns (head_end, count, nhost, host
+    index, bitmask of framing kinds), head_end = -1 when the lines are not all
+    valid, the empty line is not there yet, or there are more than max_fields
+    lines: the caller then decides between 0 / 431 / 400 in the contract's order.
+
+    The hot loop of the parser, so written without calls (Numba does not inline
+    across @njit functions): names byte by byte through the class table, values
+    eight bytes at a time while no byte is a CTL or DEL."""
+    k = 0
+    nhost = 0
+    host = -1
+    kinds = 0
+    while True:
+        if p + 1 < end and buf[p] == 13 and buf[p + 1] == 10:
+            return p + 2, k, nhost, host, kinds
+        if k >= max_fields:
+            return -1, k, nhost, host, kinds
+        n0 = p
+        while p < end and CC[buf[p]] & C_TCHAR:
+            p += 1
+        if p == n0 or p >= end or buf[p] != 58:
+            return -1, k, nhost, host, kinds
+        n1 = p
+        p += 1
+        while p < end and (buf[p] == 32 or buf[p] == 9):
+            p += 1
+        v0 = p
+        while p + 8 <= end:
+            x = _load_u64(buf, p)
+            y = x ^ _DEL8
+            if ((x - _SP8) & ~x & _HIGH) | ((y - _ONES) & ~y & _HIGH):
+                break
+            p += 8
+        while p < end and CC[buf[p]] & C_CONTENT:
+            p += 1
+        if p + 1 >= end or buf[p] != 13 or buf[p + 1] != 10:
+            return -1, k, nhost, host, kinds
+        v1 = p
+        while v1 > v0 and (buf[v1 - 1] == 32 or buf[v1 - 1] == 9):
+            v1 -= 1
+        w = W_NAMES + 2 * k
+        t[w] = n0 - start
+        t[w + 1] = n1 - n0
+        w = W_VALUES + 2 * k
+        t[w] = v0 - start
+        t[w + 1] = v1 - v0
+        nl = n1 - n0
+        if nl == 4 or nl == 14 or nl == 17 or nl == 10 or nl == 6:
+            kind = _field_kind(buf, n0, n1)
+            if kind == _FIELD_HOST:
+                nhost += 1
+                host = k
+            kinds |= 1 << kind
+        k += 1
+        p += 2
+
+
+@njit(cache=True, _nrt=False)
+def _head_verdict(buf, lf, start, end, max_header_bytes, max_headers):
+    """The field lines did not parse in one pass: the contract's order decides.
+    The head ends at the first LF followed by CR LF or by a bare LF; until then
+    0 (or 431 once the buffered bytes reach the limit); then size (431), bare
+    LF (400), field count (431); else some line is invalid (400)."""
     p = lf
     head_end = -1
     bare = False
@@ -450,47 +526,48 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
         return -400
     if nfields > max_headers:
         return -431
-    # field lines: token ':' field-content* CR LF, value trimmed of SP/HTAB
-    lim = head_end - 2
-    p = rl_end
-    k = 0
-    nhost = 0
-    host = -1
-    has_cl = False
-    has_te = False
-    has_conn = False
-    has_expect = False
-    while p < lim:
-        n0 = p
-        p = _skip(buf, p, lim, C_TCHAR)
-        if p == n0 or p >= lim or buf[p] != 58:
-            return -400
-        n1 = p
-        p = _skip(buf, p + 1, lim, C_CONTENT)
-        if p + 1 >= lim or buf[p] != 13 or buf[p + 1] != 10:
-            return -400
-        v1 = p
-        v0 = n1 + 1
-        while v0 < v1 and _is_ows(buf[v0]):
-            v0 += 1
-        while v1 > v0 and _is_ows(buf[v1 - 1]):
-            v1 -= 1
-        _put_span(t, W_NAMES + 2 * k, n0 - start, n1 - n0)
-        _put_span(t, W_VALUES + 2 * k, v0 - start, v1 - v0)
-        kind = _field_kind(buf, n0, n1)
-        if kind == _FIELD_HOST:
-            nhost += 1
-            host = k
-        elif kind == _FIELD_CL:
-            has_cl = True
-        elif kind == _FIELD_TE:
-            has_te = True
-        elif kind == _FIELD_CONNECTION:
-            has_conn = True
-        elif kind == _FIELD_EXPECT:
-            has_expect = True
-        k += 1
-        p += 2
+    return -400
+
+
+@njit(cache=True, _nrt=False)
+def parse_head_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
+    """Parse the head at buf[start:end] into the flat request table `t`.
+    Returns n > 0 (head length), 0 (need more) or -status; t[W_STATUS] gets
+    0 or the status."""
+    n = _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t)
+    t[W_STATUS] = 0 if n >= 0 else -n
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
+    s = start
+    while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
+        s += 2
+    lf = _find_lf(buf, s, end)
+    if lf < 0:
+        k = end - s
+        if k - 1 > max_request_line or (k > max_request_line and buf[end - 1] != 13):
+            return -414
+        return 0
+    cr = 1 if lf > s and buf[lf - 1] == 13 else 0
+    if lf - s - cr > max_request_line:
+        return -414
+    if cr == 0:
+        return -400
+    r = _request_line(buf, s, lf - 1, start, t)
+    if r < 0:
+        return r
+    minor = t[W_FLAGS0] & 0xFF
+    head_end, k, nhost, host, kinds = _field_lines(buf, lf + 1, end, start, max_headers, t)
+    if head_end < 0:
+        return _head_verdict(buf, lf, start, end, max_header_bytes, max_headers)
+    if head_end - start > max_header_bytes:
+        return -431
+    has_cl = (kinds >> _FIELD_CL) & 1
+    has_te = (kinds >> _FIELD_TE) & 1
+    has_conn = (kinds >> _FIELD_CONNECTION) & 1
+    has_expect = (kinds >> _FIELD_EXPECT) & 1
     # framing, in the contract's order
     if nhost > 1 or (nhost == 0 and minor == 1):
         return -400
@@ -523,8 +600,10 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
     expect = 0
     if has_expect:
         for j in range(k):
+            if t[W_NAMES + 2 * j + 1] != 6:      # a cheap test first
+                continue
             o = start + t[W_NAMES + 2 * j]
-            if _field_kind(buf, o, o + t[W_NAMES + 2 * j + 1]) != _FIELD_EXPECT:
+            if _field_kind(buf, o, o + 6) != _FIELD_EXPECT:
                 continue
             v0 = start + t[W_VALUES + 2 * j]
             if not _eq_nocase(buf, v0, v0 + t[W_VALUES + 2 * j + 1], _LIT_CONTINUE):
@@ -540,7 +619,7 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
     return head_end - start
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def parse_batch_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body,
                        t, summaries, starts, max_requests):
     """Parse pipelined heads back to back (bodies are not skipped: for GET-style
@@ -566,7 +645,7 @@ def parse_batch_kernel(buf, start, end, max_request_line, max_header_bytes, max_
 
 
 # -- chunked bodies ---------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _chunk_ext_ok(buf, i, e):
     """*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ), all of buf[i:e]."""
     while i < e:
@@ -614,7 +693,7 @@ def _chunk_ext_ok(buf, i, e):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def parse_chunked_kernel(buf, start, end, max_header_bytes, max_body, out, out_off):
     """Decode the chunked body at buf[start:end] into out[out_off:].  Returns
     (n, body_len): n > 0 the body's length on the wire, 0 need more, -status."""
