@@ -20,8 +20,8 @@ cargo source replacement in a private CARGO_HOME.
 
 What each peer needs (`requirements(name)`):
   go                 apt: golang-go
-  hyper              apt: librust-hyper-dev librust-tokio-dev; a cargo/rustc on PATH or in ~/.cargo/bin
-                     (apt: cargo, if none)
+  hyper              apt: librust-hyper-dev librust-tokio-dev, and cargo unless a cargo/rustc is
+                     already on PATH or in ~/.cargo/bin (rustup)
   nginx              apt: nginx
   uvicorn            pip: uvicorn httptools uvloop
   granian            pip: granian
@@ -89,8 +89,12 @@ def _check_name(name: str) -> None:
 
 
 def requirements(name: str) -> Requirements:
+    """What the peer needs installed; hyper adds Debian's cargo when no cargo is found."""
     _check_name(name)
-    return _REQUIREMENTS[name]
+    req = _REQUIREMENTS[name]
+    if name == "hyper" and not _cargo():
+        req = Requirements(apt=req.apt + ("cargo",), pip=req.pip)
+    return req
 
 
 def cache_dir() -> Path:
@@ -134,8 +138,7 @@ def _debian_crate(prefix: str) -> Optional[Path]:
 
 def available(name: str) -> Tuple[bool, str]:
     """(True, '') when the peer's toolchain/packages are present, else (False, what is missing)."""
-    _check_name(name)
-    req = _REQUIREMENTS[name]
+    req = requirements(name)
     missing_pip = [p for p in req.pip if importlib.util.find_spec(_PIP_MODULES[p]) is None]
     if missing_pip:
         return False, f"Python packages missing: {' '.join(missing_pip)} (pip install {' '.join(missing_pip)})"
