@@ -847,6 +847,20 @@ int kl_parse_head(const uint8_t *buf, size_t len, const kl_limits *limits, kl_re
     return r;
 }
 
+int kl_parse_head_at(const char *buf, size_t buflen, size_t start, size_t end,
+                     const kl_limits *limits, kl_request *req)
+{
+    if (start > end || end > buflen) return -1;
+    return kl_parse_head((const uint8_t *)buf + start, end - start, limits, req);
+}
+
+int64_t kl_decode_chunked_at(const char *buf, size_t buflen, size_t start, size_t end,
+                             const kl_limits *limits, uint8_t *out, int64_t *body_len)
+{
+    if (start > end || end > buflen) return -1;
+    return chunked_body((const uint8_t *)buf + start, end - start, limits, out, body_len);
+}
+
 int64_t kl_decode_chunked(const uint8_t *buf, size_t len, const kl_limits *limits, uint8_t *out,
                           int64_t *body_len)
 {

@@ -46,6 +46,16 @@ int64_t kl_decode_chunked(const uint8_t *buf, size_t len, const kl_limits *limit
 int64_t kl_parse_batch(const uint8_t *buf, size_t len, const kl_limits *limits,
                        kl_request *req, int64_t max_requests, size_t *consumed,
                        int *last_status);
+/*
+ * The same two parsers on buf[start, end) of a buffer of buflen bytes, taking
+ * `const char *` so Python bytes pass to cffi without a from_buffer.  Spans in
+ * req stay relative to buf + start.  -1 (no status) when the span is outside
+ * the buffer.
+ */
+int kl_parse_head_at(const char *buf, size_t buflen, size_t start, size_t end,
+                     const kl_limits *limits, kl_request *req);
+int64_t kl_decode_chunked_at(const char *buf, size_t buflen, size_t start, size_t end,
+                             const kl_limits *limits, uint8_t *out, int64_t *body_len);
 /* KL_CDEF_END */
 
 #endif

@@ -433,3 +433,15 @@ def test_c_simd_selection():
     assert c_parser.simd() == before
     with pytest.raises(ValueError, match="unknown SIMD path"):
         c_parser.set_simd("neon")
+
+
+@needs_c
+def test_c_rejects_spans_outside_the_buffer():
+    p = parsers.create("c")
+    for buf in (PLAINTEXT, bytearray(PLAINTEXT), memoryview(PLAINTEXT)):
+        for start, end in ((5, 2), (0, len(PLAINTEXT) + 1), (-1, 3)):
+            with pytest.raises(ValueError, match="bad span"):
+                p.parse_head(buf, start, end)
+            with pytest.raises(ValueError, match="bad span"):
+                p.parse_chunked(buf, start, end)
+        assert p.parse_head(buf, 0, len(PLAINTEXT)) == len(PLAINTEXT)

@@ -54,8 +54,9 @@ _U32 = {name: ffi.offsetof("kl_request", name) // 4 for name in
 _U8 = {name: ffi.offsetof("kl_request", name) for name in
        ("version_minor", "target_form", "keep_alive", "body_kind", "expect_continue", "has_query")}
 _CL = ffi.offsetof("kl_request", "content_length") // 8
-for _name, _off in list(_U32.items()):
-    assert ffi.offsetof("kl_request", _name) == _off * 4
+_M, _P, _Q = _U32["method"], _U32["path"], _U32["query"]
+_VM, _KA, _BK, _EC, _HQ = (_U8[k] for k in ("version_minor", "keep_alive", "body_kind", "expect_continue",
+                                              "has_query"))
 
 
 class CParser:
@@ -74,20 +75,31 @@ class CParser:
         self._buf = None
         self._start = 0
         self._info = None
+        # parse_head is a closure over locals: the per-request crossing is the
+        # cost that matters from Python, so no attribute lookups on the way
+        lim, req, parse_at, from_buffer = self._lim, self._req, lib.kl_parse_head_at, ffi.from_buffer
+        this = self
 
-    # -- head ------------------------------------------------------------
-    def parse_head(self, buf, start=0, end=None):
-        if end is None:
-            end = len(buf)
-        elif end > len(buf):
-            raise ValueError(f"end {end} is past the buffer ({len(buf)} bytes)")
-        if not 0 <= start <= end:
-            raise ValueError(f"bad span [{start}, {end})")
-        n = lib.kl_parse_head(ffi.from_buffer("uint8_t[]", buf) + start, end - start, self._lim, self._req)
-        self._info = None
-        if n > 0:
-            self._buf, self._start = buf, start
-        return n
+        def parse_head(buf, start=0, end=None):
+            size = len(buf)
+            if end is None:
+                end = size
+            try:
+                if type(buf) is bytes:
+                    n = parse_at(buf, size, start, end, lim, req)
+                else:
+                    n = parse_at(from_buffer("char[]", buf), size, start, end, lim, req)
+            except OverflowError:
+                n = -1
+            if n == -1:
+                raise ValueError(f"bad span [{start}, {end}) of a {size}-byte buffer")
+            this._info = None
+            if n > 0:
+                this._buf = buf
+                this._start = start
+            return n
+
+        self.parse_head = parse_head
 
     def _span(self, index):
         u = self._u32
@@ -100,11 +112,18 @@ class CParser:
         expect_continue) of the last accepted head."""
         info = self._info
         if info is None:
-            u8 = self._u8
-            query = self._span(_U32["query"]) if u8[_U8["has_query"]] else None
-            info = self._info = (self._span(_U32["method"]), self._span(_U32["path"]), query,
-                                 u8[_U8["version_minor"]], bool(u8[_U8["keep_alive"]]),
-                                 u8[_U8["body_kind"]], self._i64[_CL], bool(u8[_U8["expect_continue"]]))
+            u8, u, buf, st = self._u8, self._u32, self._buf, self._start
+            o = st + u[_M]
+            method = bytes(buf[o:o + u[_M + 1]])
+            o = st + u[_P]
+            path = bytes(buf[o:o + u[_P + 1]])
+            if u8[_HQ]:
+                o = st + u[_Q]
+                query = bytes(buf[o:o + u[_Q + 1]])
+            else:
+                query = None
+            info = self._info = (method, path, query, u8[_VM], u8[_KA] == 1, u8[_BK], self._i64[_CL],
+                                 u8[_EC] == 1)
         return info
 
     def head(self) -> RequestHead:
@@ -129,17 +148,18 @@ class CParser:
     def parse_chunked(self, buf, start, end=None):
         """Decode into a scratch buffer owned by the parser: the caller's buffer is
         never written (kl_parse_chunked, which compacts in place, is for C loops)."""
+        size = len(buf)
         if end is None:
-            end = len(buf)
-        elif end > len(buf):
-            raise ValueError(f"end {end} is past the buffer ({len(buf)} bytes)")
-        if not 0 <= start <= end:
-            raise ValueError(f"bad span [{start}, {end})")
-        size = end - start
-        if len(self._scratch) < size:
-            self._scratch = ffi.new("uint8_t[]", max(size, 2 * len(self._scratch)))
-        n = lib.kl_decode_chunked(ffi.from_buffer("uint8_t[]", buf) + start, size, self._lim,
-                                  self._scratch, self._body_len)
+            end = size
+        if len(self._scratch) < end - start:
+            self._scratch = ffi.new("uint8_t[]", max(end - start, 2 * len(self._scratch)))
+        src = buf if type(buf) is bytes else ffi.from_buffer("char[]", buf)
+        try:
+            n = lib.kl_decode_chunked_at(src, size, start, end, self._lim, self._scratch, self._body_len)
+        except OverflowError:
+            n = -1
+        if n == -1:
+            raise ValueError(f"bad span [{start}, {end}) of a {size}-byte buffer")
         if n <= 0:
             return n, None
         return n, ffi.buffer(self._scratch, self._body_len[0])[:]
