@@ -9,6 +9,11 @@ Timing is timeit-style: a round runs the operation enough times to last
 (min–max).  Figures: MB/s and requests/s (parsers, buffers) or operations/s
 (timers).
 
+A parser with a `memo` switch (the Python one remembers the last head it
+accepted and recognises a byte-identical repeat with one startswith) is timed
+twice: as the server runs it, and as "<name>/no-memo", the cost of a head it
+has not seen.
+
 Outside anchors, so the numbers mean something beyond ourselves:
     httptools            llhttp through httptools, on_message_complete only
                          (the cheapest way to use it: closest to our offset tables)
@@ -124,17 +129,26 @@ def _parser_cases(variants: Optional[Sequence[str]]):
     from .. import parsers
     names = parsers.names()
     missing = parsers.unavailable()
-    wanted = variants or sorted(set(names) | set(missing)) + ["httptools", "httptools+callbacks"]
-    for name in wanted:
-        if name.startswith("httptools"):
-            yield name, _httptools_factory(name)
-        elif name in names:
-            yield name, lambda name=name: parsers.create(name)
-        elif name in missing:
-            yield name, f"unavailable: {missing[name]}"
-        else:
-            yield name, (f"no parser named {name!r} (registered: {', '.join(names)}; anchors: "
-                         "httptools, httptools+callbacks)")
+    cases: Dict[str, object] = {}
+    for name in sorted(set(names) | set(missing)):
+        if name in missing:
+            cases[name] = f"unavailable: {missing[name]}"
+            continue
+        cases[name] = lambda name=name: parsers.create(name)
+        if isinstance(getattr(parsers.create(name), "memo", None), bool):
+            # A parser that remembers the last head (byte-identical repeats
+            # skip validation) is also timed with that off: the cold cost.
+            cases[f"{name}/no-memo"] = lambda name=name: _without_memo(parsers.create(name))
+    for anchor in ("httptools", "httptools+callbacks"):
+        cases[anchor] = _httptools_factory(anchor)
+    for name in variants or list(cases):
+        yield name, cases.get(name, f"no parser named {name!r} (measurable here: "
+                                    f"{', '.join(cases)})")
+
+
+def _without_memo(p):
+    p.memo = False
+    return p
 
 
 def _httptools_factory(name):
