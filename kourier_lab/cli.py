@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from .errors import UsageError  # noqa: F401  (subcommands raise kourier_lab.cli.UsageError)
+
 _COMPONENT_CLIS = ("kourier_lab.server.cli", "kourier_lab.bench.cli",
                    "kourier_lab.compliance.cli", "kourier_lab.peers.cli")
 
@@ -42,10 +44,6 @@ def main(argv=None) -> int:
         sys.stderr.write(f"kourier-lab: error: {e}\n")
         return 2
     return int(rc or 0)
-
-
-class UsageError(Exception):
-    """Raised by a subcommand for a bad argument or input file: printed as one line, exit 2."""
 
 
 if __name__ == "__main__":

@@ -109,6 +109,8 @@ def read_responses(sock, count, timeout=10.0):
             if status == 100:
                 out.append((100, headers, b""))
                 buf = buf[e + 4:]
+                if len(out) == count:
+                    return out
                 continue
             n = int(headers.get("content-length", "0"))
             if len(buf) < e + 4 + n:
