@@ -9,6 +9,8 @@ so head() costs list indexing, not cffi attribute lookups.
 SIMD: the C side picks AVX2 / SSE4.2 / scalar at run time (KOURIER_LAB_SIMD
 forces one); `simd()` says which is active and `set_simd(name)` switches.
 """
+import struct
+
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import RequestHead, register
 
@@ -54,9 +56,11 @@ _U32 = {name: ffi.offsetof("kl_request", name) // 4 for name in
 _U8 = {name: ffi.offsetof("kl_request", name) for name in
        ("version_minor", "target_form", "keep_alive", "body_kind", "expect_continue", "has_query")}
 _CL = ffi.offsetof("kl_request", "content_length") // 8
-_M, _P, _Q = _U32["method"], _U32["path"], _U32["query"]
-_VM, _KA, _BK, _EC, _HQ = (_U8[k] for k in ("version_minor", "keep_alive", "body_kind", "expect_continue",
-                                              "has_query"))
+# the fixed part of kl_request in one unpack: status, head_len, five spans, six
+# flags, padding, content_length, header_count (checked against cffi's offsets)
+_FIXED = struct.Struct("<iI10I6B2xqI")
+assert _FIXED.size == ffi.offsetof("kl_request", "header_count") + 4
+assert ffi.offsetof("kl_request", "version_minor") == 48 and ffi.offsetof("kl_request", "content_length") == 56
 
 
 class CParser:
@@ -112,18 +116,19 @@ class CParser:
         expect_continue) of the last accepted head."""
         info = self._info
         if info is None:
-            u8, u, buf, st = self._u8, self._u32, self._buf, self._start
-            o = st + u[_M]
-            method = bytes(buf[o:o + u[_M + 1]])
-            o = st + u[_P]
-            path = bytes(buf[o:o + u[_P + 1]])
-            if u8[_HQ]:
-                o = st + u[_Q]
-                query = bytes(buf[o:o + u[_Q + 1]])
+            (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, minor, _, ka, bk, ec, hq,
+             cl, _) = _FIXED.unpack_from(self._u8)
+            buf, st = self._buf, self._start
+            mo += st
+            po += st
+            qo += st
+            if type(buf) is bytes:      # slices of bytes are bytes already
+                info = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None, minor, ka == 1,
+                        bk, cl, ec == 1)
             else:
-                query = None
-            info = self._info = (method, path, query, u8[_VM], u8[_KA] == 1, u8[_BK], self._i64[_CL],
-                                 u8[_EC] == 1)
+                info = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]), bytes(buf[qo:qo + ql]) if hq else None,
+                        minor, ka == 1, bk, cl, ec == 1)
+            self._info = info
         return info
 
     def head(self) -> RequestHead:
