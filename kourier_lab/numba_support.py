@@ -139,6 +139,20 @@ def _char_table():
 CHAR_CLASS = _char_table()
 
 
+class ArrayBytes(bytearray):
+    """A bytearray that carries a numpy uint8 view of its own memory in
+    ``.array``.  The Numba buffers store their data in one, so the same bytes
+    are a bytearray for the Python parser and `re` (find, slicing, the buffer
+    protocol) and an array for the Numba kernels, with no per-call
+    np.frombuffer.  The view is an export: the bytearray can never be resized,
+    which the ring buffers never do (they replace the array to grow)."""
+    __slots__ = ("array",)
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.array = np.frombuffer(self, dtype=np.uint8)
+
+
 # -- the C header, for checking the mirror ------------------------------------
 def header_path() -> str:
     """native/kourier_lab.h in a source checkout."""

@@ -13,12 +13,13 @@ uint32 view of the same memory (see numba_support for why).
 
 Entry points
 ------------
-* ``parse_head_kernel(buf, start, end, max_request_line, max_header_bytes,
-  max_headers, max_body, table_words)`` -> n (the contract's return value).
-* ``parse_chunked_kernel(buf, start, end, max_header_bytes, max_body, out,
-  out_off)`` -> (n, body_len); the decoded data goes to out[out_off:]; passing
-  the input array itself with out_off=start compacts in place (the writes never
-  overtake the reads), which is what the C ``kl_parse_chunked`` does.
+* ``parse_head_kernel(buf, start, end, limits, table_words)`` -> n (the
+  contract's return value); limits is numba_support.limits_array(), table_words
+  the flat uint32 view of one kl_request.
+* ``parse_chunked_kernel(buf, start, end, limits, out, out_off)`` -> (n,
+  body_len); the decoded data goes to out[out_off:]; passing the input array
+  itself with out_off=start compacts in place (the writes never overtake the
+  reads), which is what the C ``kl_parse_chunked`` does.
 * ``parse_batch_kernel(...)`` parses pipelined heads back to back in one call
   (no bodies), for the native loops and for measuring the parser without the
   Python-call overhead (a Numba call from Python costs ~0.3-1 us, about as much
@@ -27,25 +28,29 @@ Entry points
   ``.address`` is a function pointer the C loop can call natively.  Compiled on
   first use (a @cfunc cannot cache to disk), calling the cached kernels.
 
-Every @njit kernel uses cache=True: the first import on a machine compiles
-(see ``jit_report()`` for the figures), later processes load machine code from
-__pycache__.
+Every @njit function uses cache=True: the first call on a machine compiles
+(``jit_report()`` gives the figures), later processes load machine code from
+__pycache__.  They also use _nrt=False: the kernels allocate nothing, and
+without Numba's reference-counting runtime an array passed to a helper costs
+no atomic incref/decref (Numba does not inline across @njit functions; with
+the runtime on, those calls doubled the time of a browser request).
 
-NumbaParser is the Python-level class of the contract.  It views the caller's
-buffer with np.frombuffer (no copy) for the duration of a call only: holding an
-export of a bytearray would forbid resizing it.
+NumbaParser is the Python-level class of the contract (see as_array() for how
+it views the caller's buffer).  From Python, each call pays ~1 us of
+interpreter and dispatch overhead, several times the parse itself; the batch
+kernel and the native loops are where the compiled code shows.
 """
 import sys
 import time
 
 from ..numba_support import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_IPLIT, C_PATH, C_QDTEXT, C_QPAIR,
                              C_QUERY, C_REGNAME, C_SCHEME, C_TCHAR, CHAR_CLASS, LIMITS_DTYPE,
-                             REQUEST_DTYPE, REQUEST_WORDS, SUMMARY_WORDS, W_CONTENT_LENGTH,
-                             W_FLAGS0, W_FLAGS1, W_HEAD_LEN, W_HEADER_COUNT, W_HOST, W_METHOD,
-                             W_NAMES, W_PATH, W_QUERY, W_STATUS, W_TARGET, W_VALUES, limits_array,
+                             REQUEST_WORDS, SUMMARY_WORDS, W_CONTENT_LENGTH, W_FLAGS0, W_FLAGS1,
+                             W_HEAD_LEN, W_HEADER_COUNT, W_HOST, W_METHOD, W_NAMES, W_PATH,
+                             W_QUERY, W_STATUS, W_TARGET, W_VALUES, ArrayBytes, limits_array,
                              new_table)
 
-import numpy as np
+import numpy as np  # noqa: E402  (numba_support raises the clear ImportError first)
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core.extending import intrinsic
@@ -530,11 +535,11 @@ def _head_verdict(buf, lf, start, end, max_header_bytes, max_headers):
 
 
 @njit(cache=True, _nrt=False)
-def parse_head_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
-    """Parse the head at buf[start:end] into the flat request table `t`.
-    Returns n > 0 (head length), 0 (need more) or -status; t[W_STATUS] gets
-    0 or the status."""
-    n = _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t)
+def parse_head_kernel(buf, start, end, lim, t):
+    """Parse the head at buf[start:end] into the flat request table `t`; `lim`
+    is numba_support.limits_array().  Returns n > 0 (head length), 0 (need
+    more) or -status; t[W_STATUS] gets 0 or the status."""
+    n = _parse_head(buf, start, end, lim[0], lim[1], lim[2], lim[3], t)
     t[W_STATUS] = 0 if n >= 0 else -n
     return n
 
@@ -620,8 +625,7 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
 
 
 @njit(cache=True, _nrt=False)
-def parse_batch_kernel(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body,
-                       t, summaries, starts, max_requests):
+def parse_batch_kernel(buf, start, end, lim, t, summaries, starts, max_requests):
     """Parse pipelined heads back to back (bodies are not skipped: for GET-style
     batches).  Row k of `summaries` (uint32, SUMMARY_WORDS wide) gets the fixed
     part of request k's table (its spans are relative to starts[k]); `t` holds
@@ -630,6 +634,7 @@ def parse_batch_kernel(buf, start, end, max_request_line, max_header_bytes, max_
     pos = start
     count = 0
     last = 0
+    max_request_line, max_header_bytes, max_headers, max_body = lim[0], lim[1], lim[2], lim[3]
     while count < max_requests:
         n = _parse_head(buf, pos, end, max_request_line, max_header_bytes, max_headers, max_body, t)
         if n <= 0:
@@ -694,9 +699,14 @@ def _chunk_ext_ok(buf, i, e):
 
 
 @njit(cache=True, _nrt=False)
-def parse_chunked_kernel(buf, start, end, max_header_bytes, max_body, out, out_off):
+def parse_chunked_kernel(buf, start, end, lim, out, out_off):
     """Decode the chunked body at buf[start:end] into out[out_off:].  Returns
     (n, body_len): n > 0 the body's length on the wire, 0 need more, -status."""
+    return _parse_chunked(buf, start, end, lim[1], lim[3], out, out_off)
+
+
+@njit(cache=True, _nrt=False)
+def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off):
     pos = start
     total = 0
     blen = 0
@@ -776,8 +786,10 @@ def _kl_parse_head(buf_ptr, length, limits_ptr, req_ptr):
     lim = carray(limits_ptr, (_LIMITS_WORDS,), np.uint32)
     t = carray(req_ptr, (REQUEST_WORDS,), np.uint32)
     max_body = np.int64(lim[4]) | (np.int64(lim[5]) << 32)
-    return parse_head_kernel(buf, 0, np.int64(length), np.int64(lim[0]), np.int64(lim[1]),
-                             np.int64(lim[2]), max_body, t)
+    n = _parse_head(buf, 0, np.int64(length), np.int64(lim[0]), np.int64(lim[1]), np.int64(lim[2]),
+                    max_body, t)
+    t[W_STATUS] = 0 if n >= 0 else -n
+    return n
 
 
 def _kl_parse_chunked(buf_ptr, length, limits_ptr, body_len_ptr):
@@ -787,7 +799,7 @@ def _kl_parse_chunked(buf_ptr, length, limits_ptr, body_len_ptr):
     lim = carray(limits_ptr, (_LIMITS_WORDS,), np.uint32)
     out_len = carray(body_len_ptr, (1,))
     max_body = np.int64(lim[4]) | (np.int64(lim[5]) << 32)
-    n, blen = parse_chunked_kernel(buf, 0, np.int64(length), np.int64(lim[1]), max_body, buf, 0)
+    n, blen = _parse_chunked(buf, 0, np.int64(length), np.int64(lim[1]), max_body, buf, 0)
     out_len[0] = blen
     return n
 
@@ -816,51 +828,60 @@ def kl_parse_chunked_address() -> int:
 
 
 # -- the Python-level parser ---------------------------------------------------------------
-def _as_array(buf):
-    # no copy: a read-only view for bytes, writable for bytearray / memoryview of one
+_EMPTY = np.zeros(0, np.uint8)
+
+
+def as_array(buf):
+    """A uint8 numpy view of a bytes-like object, without copying.  A
+    numba_support.ArrayBytes (what the Numba buffers hand out) carries its
+    view already; anything else is viewed with np.frombuffer for the duration
+    of one call (holding an export of a bytearray would forbid resizing it)."""
+    if type(buf) is ArrayBytes:
+        return buf.array
+    if len(buf) == 0:
+        return _EMPTY
     return np.frombuffer(buf, dtype=np.uint8)
 
 
 class NumbaParser:
+    """The contract's parser over the Numba kernels (see the module docstring)."""
     name = "numba"
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
         self.limits = limits
-        self._lim = (limits.max_request_line, limits.max_header_bytes, limits.max_headers,
-                     limits.max_body)
+        self._lim = limits_array(limits)
         self.table, words = new_table(1)
         self._t = words[0]                  # the flat uint32 view of self.table[0]
-        self._summary = self._t[:SUMMARY_WORDS]
+        self._summary = self._t[:16]       # the words parse_head reads back
         self._scratch = np.empty(0, np.uint8)
+        self._batch_rows = 0
         self.info = None
         self._buf = None
         self._start = 0
 
     def parse_head(self, buf, start=0, end=None):
-        size = len(buf)
-        if end is None or end > size:
-            end = size
+        if end is None or end > len(buf):
+            end = len(buf)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
-        lim = self._lim
-        n = parse_head_kernel(_as_array(buf) if size else _EMPTY, start, end, lim[0], lim[1], lim[2],
-                              lim[3], self._t)
+        n = parse_head_kernel(as_array(buf), start, end, self._lim, self._t)
         if n > 0:
-            w = self._summary.tolist()
-            s = start
-            mo, ml, po, pl, qo, ql = (w[W_METHOD], w[W_METHOD + 1], w[W_PATH], w[W_PATH + 1],
-                                      w[W_QUERY], w[W_QUERY + 1])
-            f0 = w[W_FLAGS0]
+            (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, f0, f1, cl_lo, cl_hi) = self._summary.tolist()
+            mo += start
+            po += start
             body_kind = f0 >> 24
-            self.info = (bytes(buf[s + mo:s + mo + ml]), bytes(buf[s + po:s + po + pl]),
-                         bytes(buf[s + qo:s + qo + ql]) if w[W_FLAGS1] & 0xFF00 else None,
-                         f0 & 0xFF, bool(f0 & 0xFF0000), body_kind,
-                         (w[W_CONTENT_LENGTH] | (w[W_CONTENT_LENGTH + 1] << 32))
-                         if body_kind == BODY_LENGTH else -1,
-                         bool(w[W_FLAGS1] & 0xFF))
-            self._buf, self._start = buf, start
+            if f1 & 0xFF00:
+                qo += start
+                query = bytes(buf[qo:qo + ql])
+            else:
+                query = None
+            self.info = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]), query, f0 & 0xFF,
+                         (f0 & 0xFF0000) != 0, body_kind,
+                         cl_lo | (cl_hi << 32) if body_kind == BODY_LENGTH else -1, (f1 & 0xFF) != 0)
+            self._buf = buf
+            self._start = start
         return n
 
     def head(self) -> RequestHead:
@@ -868,38 +889,36 @@ class NumbaParser:
         if self.info is None:
             raise RuntimeError("head() before a successful parse_head()")
         method, path, query, minor, keep_alive, body_kind, content_length, expect = self.info
-        w = self._t
+        w = self._t.tolist()
         buf, s = self._buf, self._start
         headers = []
         host = None
-        for k in range(int(w[W_HEADER_COUNT])):
-            no, nl = int(w[W_NAMES + 2 * k]), int(w[W_NAMES + 2 * k + 1])
-            vo, vl = int(w[W_VALUES + 2 * k]), int(w[W_VALUES + 2 * k + 1])
+        for k in range(w[W_HEADER_COUNT]):
+            no, nl = w[W_NAMES + 2 * k], w[W_NAMES + 2 * k + 1]
+            vo, vl = w[W_VALUES + 2 * k], w[W_VALUES + 2 * k + 1]
             name = bytes(buf[s + no:s + no + nl])
             value = bytes(buf[s + vo:s + vo + vl])
             headers.append((name, value))
             if name.lower() == b"host":
                 host = value
-        to, tl = int(w[W_TARGET]), int(w[W_TARGET + 1])
+        to, tl = w[W_TARGET], w[W_TARGET + 1]
         return RequestHead(method=method, target=bytes(buf[s + to:s + to + tl]), path=path, query=query,
-                           version_minor=minor, target_form=(int(w[W_FLAGS0]) >> 8) & 0xFF,
+                           version_minor=minor, target_form=(w[W_FLAGS0] >> 8) & 0xFF,
                            headers=headers, host=host, keep_alive=keep_alive, body_kind=body_kind,
                            content_length=content_length, expect_continue=expect,
-                           head_len=int(w[W_HEAD_LEN]))
+                           head_len=w[W_HEAD_LEN])
 
     def parse_chunked(self, buf, start, end=None):
         """(n, body): the caller's buffer is never written; the body is decoded
         into a scratch array and returned as bytes."""
-        size = len(buf)
-        if end is None or end > size:
-            end = size
+        if end is None or end > len(buf):
+            end = len(buf)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
         room = max(end - start, 0)
         if len(self._scratch) < room:
             self._scratch = np.empty(max(room, 2 * len(self._scratch)), np.uint8)
-        n, blen = parse_chunked_kernel(_as_array(buf) if size else _EMPTY, start, end,
-                                       self._lim[1], self._lim[3], self._scratch, 0)
+        n, blen = parse_chunked_kernel(as_array(buf), start, end, self._lim, self._scratch, 0)
         if n > 0:
             return n, self._scratch[:blen].tobytes()
         return n, None
@@ -907,45 +926,44 @@ class NumbaParser:
     def parse_batch(self, buf, start=0, end=None, max_requests=1024):
         """Parse up to max_requests pipelined heads in one call (see
         parse_batch_kernel).  Returns (count, consumed, last_status, summaries,
-        starts); summaries/starts are reused between calls."""
-        size = len(buf)
-        if end is None or end > size:
-            end = size
-        if getattr(self, "_batch_rows", 0) < max_requests:
+        starts); the two arrays are reused by the next call."""
+        if end is None or end > len(buf):
+            end = len(buf)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        if self._batch_rows < max_requests:
             self._summaries = np.zeros((max_requests, SUMMARY_WORDS), np.uint32)
             self._starts = np.zeros(max_requests, np.int64)
             self._batch_rows = max_requests
-        lim = self._lim
-        count, consumed, last = parse_batch_kernel(_as_array(buf) if size else _EMPTY, start, end,
-                                                   lim[0], lim[1], lim[2], lim[3], self._t,
+        count, consumed, last = parse_batch_kernel(as_array(buf), start, end, self._lim, self._t,
                                                    self._summaries, self._starts, max_requests)
         return count, consumed, last, self._summaries, self._starts
 
 
-_EMPTY = np.zeros(0, np.uint8)
-
-
 def jit_report():
-    """Seconds for the first call of each kernel in this process: JIT compile
-    time on a cold cache, load time from the on-disk cache otherwise (the @cfunc
-    wrappers were compiled at import; see IMPORT_SECONDS)."""
+    """Seconds for the first call of each kernel in this process: the JIT
+    compile time on a cold cache, the load time from the on-disk cache
+    otherwise; plus the compile time of the @cfunc entry points (never cached)."""
     t = new_table(1)[1][0]
     raw = np.frombuffer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", np.uint8).copy()
     lim = limits_array(DEFAULT_LIMITS)
     report = {}
     t0 = time.perf_counter()
-    parse_head_kernel(raw, 0, len(raw), lim[0], lim[1], lim[2], lim[3], t)
+    parse_head_kernel(raw, 0, len(raw), lim, t)
     report["parse_head_kernel"] = time.perf_counter() - t0
     out = np.empty(64, np.uint8)
     body = np.frombuffer(b"5\r\nhello\r\n0\r\n\r\n", np.uint8).copy()
     t0 = time.perf_counter()
-    parse_chunked_kernel(body, 0, len(body), lim[1], lim[3], out, 0)
+    parse_chunked_kernel(body, 0, len(body), lim, out, 0)
     report["parse_chunked_kernel"] = time.perf_counter() - t0
     summaries = np.zeros((4, SUMMARY_WORDS), np.uint32)
     starts = np.zeros(4, np.int64)
     t0 = time.perf_counter()
-    parse_batch_kernel(raw, 0, len(raw), lim[0], lim[1], lim[2], lim[3], t, summaries, starts, 4)
+    parse_batch_kernel(raw, 0, len(raw), lim, t, summaries, starts, 4)
     report["parse_batch_kernel"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    c_entry_points()
+    report["cfuncs"] = time.perf_counter() - t0
     return report
 
 
