@@ -92,7 +92,7 @@ class CParser:
                 if type(buf) is bytes:
                     n = parse_at(buf, size, start, end, lim, req)
                 else:
-                    n = parse_at(from_buffer("char[]", buf), size, start, end, lim, req)
+                    n = parse_at(from_buffer(buf), size, start, end, lim, req)
             except OverflowError:
                 n = -1
             if n == -1:
@@ -158,7 +158,7 @@ class CParser:
             end = size
         if len(self._scratch) < end - start:
             self._scratch = ffi.new("uint8_t[]", max(end - start, 2 * len(self._scratch)))
-        src = buf if type(buf) is bytes else ffi.from_buffer("char[]", buf)
+        src = buf if type(buf) is bytes else ffi.from_buffer(buf)
         try:
             n = lib.kl_decode_chunked_at(src, size, start, end, self._lim, self._scratch, self._body_len)
         except OverflowError:
