@@ -16,7 +16,18 @@ import pandas as pd
 from .paths import results_dir
 
 # Column -> pandas dtype.  Nullable types so skipped rows (no figures) and
-# normal rows share one schema in Parquet.
+# normal rows share one schema in Parquet.  The derived figures:
+#   cpu_us_per_req      server CPU seconds (user+system, every process of its
+#                       tree) x 1e6 / requests: the fair figure when wrk is the limit
+#   server_cpu_util     server CPU seconds / (wall seconds x server CPUs)
+#   wrk_cpu_util        wrk's CPU seconds (rusage) / (wall x wrk threads);
+#                       client_saturated when >= 0.9
+#   server_cpus_busy    share of the server CPUs' time not idle during the run,
+#   client_cpus_busy    whoever used it (our processes, softirq, other tenants)
+#   bottleneck          client | server | contention (CPUs busy, not with us) | neither
+#   latency_overflow    wrk printed a percentile as 0.00us (histogram overflow):
+#                       that percentile is NaN, not 0
+#   non_2xx_3xx         wrk's "Non-2xx or 3xx responses" (it counts status >= 400)
 SCHEMA: Dict[str, str] = {
     "batch_id": "string", "timestamp": "string", "experiment": "string",
     "experiment_file": "string", "quick": "boolean", "profile": "string",
