@@ -1,0 +1,398 @@
+"""The Numba buffer variant: the ring buffer's and the write buffer's state and
+index arithmetic compiled by Numba, over numpy uint8 arrays.
+
+Layout
+------
+Data lives in a ``numba_support.ArrayBytes``: a bytearray that carries a numpy
+uint8 view of its own memory.  So one block of memory is, at once,
+  * a numpy array for the kernels here and for the Numba parser (which reads
+    ``.array`` instead of calling np.frombuffer on every parse),
+  * a bytearray for everything else: contiguous() returns it, so the
+    pure-Python parser gets ``find`` and ``re`` works on it (a bare numpy array
+    offers the buffer protocol, so ``re`` would work, but no ``find``; and
+    ``bytes(arr[a:b])`` or slicing by bytes semantics would differ),
+  * a memoryview for the loop: free_span() and spans() slice one cached
+    memoryview of it, so ``sock.recv_into`` writes straight into the ring.
+The array is never resized (the export would forbid it anyway): growth and
+reset allocate a new one, so stale views stay valid, as the contract asks.
+
+State lives in a small int64 numpy array per buffer (head, tail, mark,
+capacity, ...) and every operation is one @njit kernel over (state, data).
+Those kernels are the point of the variant: they are plain functions of
+arrays, so the Numba loop calls the very same code in nopython mode, where an
+operation costs a few nanoseconds.  Called from Python, each one pays Numba's
+dispatch (~0.2 us), more than the pure-Python variant's attribute arithmetic:
+under the Python and asyncio loops this variant is slower, and the benchmark
+rows show by how much.
+
+The ring follows the pure-Python RingBuffer policy exactly (buffers/python.py):
+wrap where the last write ended (no write is split), move a small remainder to
+the front instead of wrapping, grow by doubling when the largest free region is
+under 1/8 of the capacity, empty span only when len == limit, rotate in place
+on contiguous() when wrapped, restart at 0 when emptied.
+
+All kernels use cache=True.  Growth allocates the new ArrayBytes in Python
+(the kernels then copy into it), so no kernel allocates except the rotation
+of wrapped data in contiguous() (a temporary of the smaller span).
+"""
+import numpy as np
+from numba import njit
+
+from ..numba_support import ArrayBytes
+from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, register
+
+__all__ = ["NumbaRingBuffer", "NumbaWriteBuffer"]
+
+# ring state: indices into the int64 state array
+HEAD, TAIL, MARK, CAP, MIN_ROOM, LIMIT = 0, 1, 2, 3, 4, 5
+RING_STATE = 6
+# write-buffer state
+POS, END, WLIMIT = 0, 1, 2
+WRITE_STATE = 3
+
+
+def _check_size(what, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+# -- ring kernels ------------------------------------------------------------------
+@njit(cache=True)
+def ring_len(st):
+    if st[MARK]:
+        return st[MARK] - st[HEAD] + st[TAIL]
+    return st[TAIL] - st[HEAD]
+
+
+@njit(cache=True)
+def ring_reset_state(st, capacity):
+    st[HEAD] = 0
+    st[TAIL] = 0
+    st[MARK] = 0
+    st[CAP] = capacity
+    st[MIN_ROOM] = max(capacity >> 3, 1)       # an empty span means full
+
+
+@njit(cache=True)
+def ring_free_span(st, data):
+    """(lo, hi) of the largest contiguous free region, or (-1, new_capacity)
+    when the caller must grow (allocate new_capacity bytes, ring_relocate into
+    them, and ask again).  May move a small remainder to the front or start a
+    wrap, exactly as the pure-Python ring does."""
+    head = st[HEAD]
+    tail = st[TAIL]
+    cap = st[CAP]
+    if st[MARK]:
+        end = head
+    else:
+        end = cap
+        if end - tail < head:                  # the front region is the larger one
+            size = tail - head
+            if size <= cap >> 2:
+                for i in range(size):          # forward copy: the target is lower
+                    data[i] = data[head + i]
+                st[HEAD] = 0
+                st[TAIL] = size
+                tail = size
+            else:
+                st[MARK] = tail
+                st[TAIL] = 0
+                tail = 0
+                end = head
+    if end - tail >= st[MIN_ROOM]:
+        return tail, end
+    # the largest free region is small: grow, or at the limit linearize to
+    # recover the gap; an empty span only when full
+    size = ring_len(st)
+    if cap < st[LIMIT]:
+        return -1, min(cap * 2, st[LIMIT])
+    if st[MARK] or st[HEAD]:
+        room = (st[HEAD] if st[MARK] else cap) - st[TAIL]
+        if cap - size > room:
+            return -1, cap
+    if st[MARK]:
+        return st[TAIL], st[HEAD]
+    return st[TAIL], cap
+
+
+@njit(cache=True)
+def ring_relocate(st, old, new):
+    """Copy the readable bytes to the front of `new` (the new capacity is len(new))."""
+    head = st[HEAD]
+    tail = st[TAIL]
+    mark = st[MARK]
+    if mark:
+        first = mark - head
+        new[0:first] = old[head:mark]
+        new[first:first + tail] = old[0:tail]
+        size = first + tail
+    else:
+        size = tail - head
+        new[0:size] = old[head:tail]
+    ring_reset_state(st, len(new))
+    st[TAIL] = size
+
+
+@njit(cache=True)
+def ring_commit(st, n):
+    """n bytes were written at the start of the last free span; False when
+    that is more than the span held."""
+    tail = st[TAIL]
+    end = st[HEAD] if st[MARK] else st[CAP]
+    if 0 <= n <= end - tail:
+        st[TAIL] = tail + n
+        return True
+    return False
+
+
+@njit(cache=True)
+def ring_unwrap(st, data):
+    """Make the readable bytes one region [head, tail) (rotating in place when
+    wrapped); returns (head, tail)."""
+    head = st[HEAD]
+    tail = st[TAIL]
+    mark = st[MARK]
+    if mark:
+        first = mark - head
+        if tail == 0:                          # nothing was written after the wrap
+            st[TAIL] = mark
+        elif first <= tail:
+            saved = data[head:mark].copy()     # keep the smaller span aside
+            for i in range(tail - 1, -1, -1):  # slide the second span up (backwards: overlap)
+                data[first + i] = data[i]
+            data[0:first] = saved
+            st[HEAD] = 0
+            st[TAIL] = first + tail
+        else:
+            saved = data[0:tail].copy()
+            for i in range(first):             # slide the first span down (forwards)
+                data[i] = data[head + i]
+            data[first:first + tail] = saved
+            st[HEAD] = 0
+            st[TAIL] = first + tail
+        st[MARK] = 0
+    return st[HEAD], st[TAIL]
+
+
+@njit(cache=True)
+def ring_consume(st, n):
+    """Drop n readable bytes; False when n is negative or too large."""
+    if n < 0:
+        return False
+    head = st[HEAD] + n
+    mark = st[MARK]
+    if mark:
+        if head < mark:
+            st[HEAD] = head
+            return True
+        head -= mark
+        if head > st[TAIL]:
+            return False
+        st[MARK] = 0
+    elif head > st[TAIL]:
+        return False
+    if head == st[TAIL]:
+        st[HEAD] = 0                           # empty: start over at 0, no wraps
+        st[TAIL] = 0
+    else:
+        st[HEAD] = head
+    return True
+
+
+class NumbaRingBuffer:
+    """The read side of the contract (buffers/__init__.py) over the kernels above."""
+
+    __slots__ = ("_buf", "_arr", "_mv", "_st", "_initial", "limit")
+
+    def __init__(self, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
+        capacity = _check_size("capacity", capacity)
+        limit = _check_size("limit", limit)
+        if capacity > limit:
+            raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
+        self._initial = capacity
+        self.limit = limit
+        self._st = np.zeros(RING_STATE, np.int64)
+        self._st[LIMIT] = limit
+        self._allocate(capacity)
+        ring_reset_state(self._st, capacity)
+
+    def _allocate(self, capacity):
+        self._buf = ArrayBytes(capacity)
+        self._arr = self._buf.array
+        self._mv = memoryview(self._buf)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._arr)
+
+    @property
+    def state(self):
+        """The int64 state array (head, tail, mark, capacity, min_room, limit)
+        the kernels share with the Numba loop."""
+        return self._st
+
+    @property
+    def array(self):
+        """The data as a numpy uint8 array (the same memory as contiguous()'s object)."""
+        return self._arr
+
+    def __len__(self) -> int:
+        return ring_len(self._st)
+
+    def __repr__(self):
+        head, tail, mark, cap = self._st[:4].tolist()
+        return (f"<NumbaRingBuffer len={len(self)} capacity={cap} limit={self.limit} "
+                f"head={head} tail={tail} mark={mark}>")
+
+    def free_span(self) -> memoryview:
+        lo, hi = ring_free_span(self._st, self._arr)
+        if lo < 0:
+            old = self._arr
+            self._allocate(hi)
+            ring_relocate(self._st, old, self._arr)
+            lo, hi = ring_free_span(self._st, self._arr)
+        return self._mv[lo:hi]
+
+    def commit(self, n: int) -> None:
+        if not ring_commit(self._st, n):
+            head, tail, mark, cap = self._st[:4].tolist()
+            raise ValueError(f"commit({n!r}): the free span holds {(head if mark else cap) - tail} bytes")
+
+    def spans(self):
+        head, tail, mark = self._st[:3].tolist()
+        mv = self._mv
+        if mark:
+            return mv[head:mark], mv[0:tail]
+        return mv[head:tail], mv[0:0]
+
+    def contiguous(self):
+        """(ArrayBytes, start, end): one region; rotates in place when wrapped."""
+        head, tail = ring_unwrap(self._st, self._arr)
+        return self._buf, head, tail
+
+    def consume(self, n: int) -> None:
+        if not ring_consume(self._st, n):
+            raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
+
+    def reset(self) -> None:
+        if self.capacity != self._initial:
+            self._allocate(self._initial)
+        ring_reset_state(self._st, self._initial)
+
+
+# -- write kernels ------------------------------------------------------------------
+@njit(cache=True)
+def write_room_needed(st, cap, n):
+    """0 when n more bytes fit after the pending ones (compacting in place if
+    the sent prefix makes room), else the capacity to grow to."""
+    pos = st[POS]
+    end = st[END]
+    if end + n <= cap:
+        return 0
+    pending = end - pos
+    if pending + n <= cap and pos >= pending:
+        return 0                               # compacting will do
+    size = cap * 2 if cap else 256
+    while size < pending + n:
+        size *= 2
+    return size
+
+
+@njit(cache=True)
+def write_append(st, data, src):
+    """Append src (room was ensured: write_room_needed returned 0 for it)."""
+    pos = st[POS]
+    end = st[END]
+    n = len(src)
+    if end + n > len(data):                    # move the pending bytes to the front
+        pending = end - pos
+        data[0:pending] = data[pos:end]        # pos >= pending: no overlap
+        pos = 0
+        end = pending
+        st[POS] = 0
+    data[end:end + n] = src
+    st[END] = end + n
+
+
+@njit(cache=True)
+def write_move(st, old, new):
+    """Copy the pending bytes to the front of a new, larger array."""
+    pos = st[POS]
+    end = st[END]
+    new[0:end - pos] = old[pos:end]
+    st[POS] = 0
+    st[END] = end - pos
+
+
+@njit(cache=True)
+def write_consume(st, n):
+    pos = st[POS] + n
+    if n < 0 or pos > st[END]:
+        return False
+    if pos == st[END]:
+        st[POS] = 0
+        st[END] = 0
+    else:
+        st[POS] = pos
+    return True
+
+
+class NumbaWriteBuffer:
+    """The write side: pending responses in one numpy array, appended by a
+    kernel, sent from a memoryview of [pos, end)."""
+
+    __slots__ = ("_buf", "_arr", "_mv", "_st", "limit")
+
+    def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
+        self.limit = _check_size("limit", limit, minimum=0)
+        self._st = np.zeros(WRITE_STATE, np.int64)
+        self._st[WLIMIT] = self.limit
+        self._new(4096)
+
+    def _new(self, capacity):
+        self._buf = ArrayBytes(capacity)
+        self._arr = self._buf.array
+        self._mv = memoryview(self._buf)
+
+    @property
+    def state(self):
+        return self._st
+
+    def __len__(self) -> int:
+        pos, end = self._st[:2].tolist()
+        return end - pos
+
+    def __repr__(self):
+        return f"<NumbaWriteBuffer pending={len(self)} limit={self.limit}>"
+
+    def append(self, data) -> None:
+        if isinstance(data, str):
+            raise TypeError("append() takes bytes-like data, not str")
+        src = data.array if type(data) is ArrayBytes else np.frombuffer(data, np.uint8)
+        need = write_room_needed(self._st, len(self._arr), len(src))
+        if need:
+            old = self._arr
+            self._new(need)
+            write_move(self._st, old, self._arr)
+        write_append(self._st, self._arr, src)
+
+    def view(self) -> memoryview:
+        pos, end = self._st[:2].tolist()
+        return self._mv[pos:end]
+
+    def consume(self, n: int) -> None:
+        if not write_consume(self._st, n):
+            raise ValueError(f"consume({n!r}): {len(self)} bytes pending")
+
+    def over_limit(self) -> bool:
+        return len(self) > self.limit
+
+    def clear(self) -> None:
+        self._st[POS] = 0
+        self._st[END] = 0
+
+
+register("numba", NumbaRingBuffer, NumbaWriteBuffer)
