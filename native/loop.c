@@ -776,6 +776,7 @@ static void on_readable(kl_loop *L, conn *c)
     if (c->paused)
         return;                         /* EPOLLOUT resumes it */
     int was_in_request = c->in_request;
+again:
     for (;;) {
         int full = 0;
         for (;;) {
@@ -829,6 +830,10 @@ static void on_readable(kl_loop *L, conn *c)
         flush(L, c);
         if (c->closed)
             return;
+        if (c->paused && !c->closing && pending(c) <= c->wb.limit) {
+            c->paused = 0;              /* the socket took it all: no EPOLLOUT will come */
+            goto again;
+        }
     }
     if (c->closing && !c->want_write) {
         close_conn(L, c);
@@ -997,9 +1002,12 @@ int kl_loop_run(kl_loop *L, int lfd, int sigfd)
             if (c->closed)
                 continue;
             if (e & EPOLLOUT) {
+                size_t before = pending(c);
                 flush(L, c);
                 if (c->closed)
                     continue;
+                if (pending(c) < before && !c->in_request)
+                    timer_set(L, c, L->cur_tick + L->idle_ticks);   /* a slow reader is not idle */
                 if (c->paused && pending(c) <= c->wb.limit) {
                     c->paused = 0;
                     on_readable(L, c);

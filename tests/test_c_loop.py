@@ -1,0 +1,285 @@
+"""What the shared server suite does not cover for the C loop (native/loop.c).
+
+The shared suite (test_server.py) already runs every C loop combination; here:
+deep pipelines, static and Python answers interleaved in one batch, a client
+that does not read (bounded queue, then everything delivered in order), the
+Date patched in C, the timer wheel's lazy re-filing, many idle connections,
+absolute-form routing under both parsers, a body that grows the ring, and
+graceful stop while a reader is stalled.
+"""
+import email.utils
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from kourier_lab import loops
+from kourier_lab.server.process import ServerProcess, connect, read_responses, read_until_close
+
+if "c" not in loops.names():
+    pytest.skip(f"the C loop is not available: {loops.unavailable().get('c')}", allow_module_level=True)
+
+PARSERS = [p for lo, p, b in loops.combinations() if lo == "c"]
+REQ = b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n"
+ARGS = ["--app", "kourier_lab.server.demo:app", "--request-timeout", "1", "--idle-timeout", "2",
+        "--max-body", "262144", "--graceful-timeout", "3"]
+
+
+@pytest.fixture(scope="module", params=PARSERS)
+def server(request):
+    srv = ServerProcess(*ARGS, loop="c", parser=request.param, buffer="c").start()
+    yield srv
+    assert srv.stop() == 0
+
+
+def _worker_pid(srv):
+    with open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children") as f:
+        return int(f.read().split()[0])
+
+
+def test_10k_pipelined_static_in_one_write(server):
+    s = connect(server.port)
+    s.sendall(REQ * 10000)
+    rs = read_responses(s, 10000, timeout=30)
+    assert len(rs) == 10000 and all(r[0] == 200 and r[2] == b"Hello World!" for r in rs)
+    s.close()
+
+
+def test_static_and_python_answers_keep_their_order(server):
+    """One batch mixing C-answered (static, catch-all, errors) and Python-answered
+    requests (handler, 404/405): the answers come back in request order."""
+    s = connect(server.port)
+    reqs, expected = [], []
+    for i in range(3000):
+        k = i % 5
+        if k == 0:
+            reqs.append(b"GET /path?i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+            expected.append((200, b"/path?i=%d" % i))
+        elif k == 1:
+            reqs.append(b"GET /static HTTP/1.1\r\nHost: a\r\n\r\n")
+            expected.append((200, b"static bytes"))
+        elif k == 2:
+            reqs.append(b"DELETE /static HTTP/1.1\r\nHost: a\r\n\r\n")
+            expected.append((405, b"Method Not Allowed"))
+        elif k == 3:
+            reqs.append(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%d" % (len(b"%d" % i), i))
+            expected.append((200, b"%d" % i))
+        else:
+            reqs.append(b"GET /x%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+            expected.append((200, b"Hello World!"))
+    s.sendall(b"".join(reqs))
+    rs = read_responses(s, len(reqs), timeout=30)
+    assert [(r[0], r[2]) for r in rs] == expected
+    s.close()
+
+
+def test_a_client_that_does_not_read_gets_everything_once_it_reads(server):
+    """Backpressure: while the client does not read, the server stops reading
+    (the client's sends stall); once it reads, every answer arrives, in order."""
+    hog = connect(server.port)
+    hog.setblocking(False)
+    # more than every socket buffer on the way can hold: 600 000 requests (23 MB), 84 MB of answers
+    groups = 60000
+    stream = b"".join(b"GET /path?i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i + REQ * 9 for i in range(groups))
+    sent = 0
+    stalled_since = None
+    while sent < len(stream):
+        try:
+            sent += hog.send(stream[sent:sent + 65536])
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 0.5:
+                break
+            time.sleep(0.01)
+    assert sent < len(stream)            # the server stopped reading: its queue is bounded
+    # now read everything, sending the rest as the server takes it
+    buf = bytearray()
+    pos = 0
+    paths, statics = [], 0
+    deadline = time.monotonic() + 120
+    while len(paths) + statics < groups * 10 and time.monotonic() < deadline:
+        if sent < len(stream):
+            try:
+                sent += hog.send(stream[sent:sent + 65536])
+            except BlockingIOError:
+                pass
+        try:
+            chunk = hog.recv(1 << 20)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        assert chunk, "the server closed the connection"
+        buf += chunk
+        while True:
+            e = buf.find(b"\r\n\r\n", pos)
+            if e < 0:
+                break
+            cl = buf.find(b"Content-Length: ", pos, e) + 16
+            n = int(buf[cl:buf.find(b"\r\n", cl)])
+            if len(buf) < e + 4 + n:
+                break
+            body = bytes(buf[e + 4:e + 4 + n])
+            if body == b"Hello World!":
+                statics += 1
+            else:
+                paths.append(body)
+            pos = e + 4 + n
+        if pos > 1 << 20:
+            del buf[:pos]
+            pos = 0
+    hog.close()
+    assert statics == groups * 9
+    assert paths == [b"/path?i=%d" % i for i in range(groups)]
+
+
+def test_date_is_patched_in_c_once_a_second(server):
+    s = connect(server.port)
+    dates = []
+    for _ in range(2):
+        s.sendall(REQ)
+        dates.append(read_responses(s, 1)[0][1]["date"])
+        time.sleep(1.1)
+    s.close()
+    assert dates[0] != dates[1]
+    for d in dates:
+        assert email.utils.format_datetime(email.utils.parsedate_to_datetime(d), usegmt=True) == d
+        assert abs(email.utils.parsedate_to_datetime(d).timestamp() - time.time()) < 5
+
+
+def test_resetting_the_idle_timer_keeps_a_busy_connection(server):
+    """Every request pushes the idle deadline (lazy re-filing on the wheel): a
+    connection active every 0.5 s outlives several idle timeouts (2 s)."""
+    s = connect(server.port)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        s.sendall(REQ)
+        assert read_responses(s, 1)[0][0] == 200
+        time.sleep(0.5)
+    data, closed = read_until_close(s, timeout=10)
+    assert closed and data == b""
+
+
+def test_many_idle_connections_are_closed_and_the_server_still_serves(server):
+    socks = [connect(server.port) for _ in range(300)]
+    for s in socks[:150]:
+        s.sendall(REQ)
+    for s in socks[:150]:
+        assert read_responses(s, 1)[0][0] == 200
+    for s in socks:
+        data, closed = read_until_close(s, timeout=10)
+        assert closed and data == b""
+        s.close()
+    s = connect(server.port)
+    s.sendall(REQ)
+    assert read_responses(s, 1)[0][0] == 200
+    s.close()
+
+
+@pytest.mark.parametrize("target,body", [
+    (b"http://example.com/static", b"static bytes"),
+    (b"http://example.com/path?q=1", b"/path?q=1"),
+    (b"http://example.com", b"Hello World!"),
+    (b"/static?x=y", b"static bytes"),
+])
+def test_routing_by_path_in_every_target_form(server, target, body):
+    s = connect(server.port)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: example.com\r\n\r\n" % target)
+    r = read_responses(s, 1)[0]
+    assert (r[0], r[2]) == (200, body)
+    s.close()
+
+
+def test_head_and_http10_variants_of_a_static_route(server):
+    s = connect(server.port)
+    s.sendall(b"HEAD /static HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+              b"GET /static HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    s.settimeout(5)
+    data = b""
+    while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"static bytes"):
+        chunk = s.recv(65536)
+        assert chunk
+        data += chunk
+    first, second = data.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"Connection: keep-alive" in first and first.endswith(b"Content-Length: 12\r\nConnection: keep-alive\r\n\r\n")
+    assert second.endswith(b"\r\n\r\nstatic bytes")
+    s.sendall(b"GET /static HTTP/1.0\r\n\r\n")
+    data, closed = read_until_close(s)
+    assert closed and b"Connection: close" in data and data.endswith(b"static bytes")
+
+
+def test_a_large_body_grows_the_ring(server):
+    body = bytes(range(256)) * 1000          # 256 000 bytes, read buffer starts at 16 KiB
+    s = connect(server.port)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), 7000):
+        s.sendall(body[i:i + 7000])
+    r = read_responses(s, 1, timeout=20)[0]
+    assert r[0] == 200 and r[2] == body
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 5000]), body[i:i + 5000]) for i in range(0, len(body), 5000))
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n" + REQ)
+    rs = read_responses(s, 2, timeout=20)
+    assert rs[0][2] == body and rs[1][2] == b"Hello World!"
+    s.close()
+
+
+def test_graceful_stop_with_a_stalled_reader_and_idle_connections():
+    """SIGTERM: idle connections are closed at once, an in-flight request is
+    finished, a client that never reads its answers is cut at the graceful
+    deadline, and the worker exits 0."""
+    srv = ServerProcess(*ARGS, loop="c", parser="c", buffer="c").start()
+    idle = [connect(srv.port) for _ in range(20)]
+    for s in idle:
+        s.sendall(REQ)
+        assert read_responses(s, 1)[0][0] == 200
+    hog = connect(srv.port)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.setblocking(False)
+    for _ in range(200):
+        try:
+            hog.send(REQ * 2000)
+        except BlockingIOError:
+            break
+    busy = connect(srv.port)
+    busy.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    time.sleep(0.2)
+    srv.proc.send_signal(signal.SIGTERM)
+    for s in idle:
+        data, closed = read_until_close(s, timeout=5)
+        assert closed and data == b""
+    busy.sendall(b"cd")
+    rs = read_responses(busy, 1)
+    assert rs and rs[0][2] == b"abcd"
+    assert srv.proc.wait(15) == 0
+    hog.close()
+    busy.close()
+
+
+def test_connection_limit_answers_503_and_recovers():
+    with ServerProcess(*ARGS, "--max-connections", "3", loop="c", parser="c", buffer="c") as srv:
+        held = [connect(srv.port) for _ in range(3)]
+        for s in held:
+            s.sendall(REQ)
+            assert read_responses(s, 1)[0][0] == 200
+        for _ in range(3):
+            extra = connect(srv.port)
+            data, closed = read_until_close(extra, timeout=5)
+            assert closed and data.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in data
+        held.pop().close()
+        time.sleep(0.2)
+        again = connect(srv.port)
+        again.sendall(REQ)
+        assert read_responses(again, 1)[0][0] == 200
+        for s in held + [again]:
+            s.close()
+
+
+def test_the_c_loop_refuses_a_python_buffer():
+    from kourier_lab.server.config import ServerConfig
+    from kourier_lab.server.app import benchmark_app
+    ok, why = loops.supports("c", "c", "python")
+    assert not ok and "buffers c only" in why
+    with pytest.raises(ValueError):
+        loops.create("c", ServerConfig(loop="c", parser="c", buffer="python"), benchmark_app())
