@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
-            if e.name == mod:      # that component has no CLI yet
+            if e.name and mod.startswith(e.name):      # that component has no CLI (yet)
                 continue
             raise
         m.register(sub)
