@@ -172,3 +172,30 @@ def test_python_stack_runs_under_wrk(tmp_path):
     assert (stack["status"] == "ok").all(), stack["note"].tolist()
     assert (stack["req_per_s"] > 0).all() and (stack["cpu_us_per_req"] > 0).all()
     assert (stack["errors_socket"] == 0).all() and (stack["non_2xx_3xx"] == 0).all()
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-c", "import sys; from kourier_lab.cli import main; "
+                           "sys.exit(main())", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_bench_and_report_commands_leave_rows_and_figures(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text('name = "cli_tiny"\nrepetitions = 1\nduration = 1\nwarmup = 0\n'
+                    'stacks = ["nosuch/python/python"]\nshapes = ["keepalive"]\n'
+                    '[shape.keepalive]\nconnections = 4\n')
+    out, figs = tmp_path / "results", tmp_path / "figures"
+    r = _cli("bench", str(spec), "--quick", "--out", str(out), "--figures", str(figs),
+             "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "shape=keepalive" in r.stdout and "ceiling" in r.stdout and "SKIPPED" in r.stdout
+    assert len(list(out.glob("*/rows.parquet"))) == 1
+    assert len(list(out.glob("*/wrk/ceiling-keepalive-run1.txt"))) == 1
+    pngs = sorted(p.name for p in figs.glob("*.png"))
+    assert pngs == ["cli_tiny_cpu_per_request.png", "cli_tiny_latency.png",
+                    "cli_tiny_ratios.png", "cli_tiny_throughput.png"]
+    r = _cli("report", "--results", str(out), "--no-figures")
+    assert r.returncode == 0 and "ceiling" in r.stdout, r.stderr
+    r = _cli("report", "--results", str(tmp_path / "empty"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no recorded runs" in r.stderr

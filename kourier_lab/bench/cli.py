@@ -10,7 +10,10 @@ from pathlib import Path
 
 
 def _usage(msg: str):
-    from ..cli import UsageError
+    try:
+        from ..errors import UsageError
+    except ImportError:      # older checkouts defined it in kourier_lab.cli
+        from ..cli import UsageError
     return UsageError(msg)
 
 
