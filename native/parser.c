@@ -134,7 +134,7 @@ static inline KL_SSE42 size_t sse42_scan_field(const uint8_t *base, const uint8_
 }
 
 /* ------------------------------------------------------------------------ */
-/* AVX2: 32 bytes per step, then one 16-byte step, then the overlapping tail  */
+/* AVX2: one 16-byte step, 32 bytes per step, one 16-byte step, the tail     */
 
 KL_INLINE KL_AVX2 unsigned miss32_nib(__m256i v, __m256i tbl, __m256i bits)
 {
@@ -179,6 +179,11 @@ KL_INLINE KL_AVX2 unsigned miss16_field_v(__m128i v)
         const __m256i tbl2 = _mm256_broadcastsi128_si256(tbl);                      \
         const __m256i bits2 = _mm256_broadcastsi128_si256(bits);                    \
         const uint8_t *q = p;                                                       \
+        if (end - q >= 16) { /* most names and values end within 16 bytes */        \
+            unsigned m = miss16_nib_v(_mm_loadu_si128((const __m128i *)q), tbl, bits); \
+            if (m) return (size_t)__builtin_ctz(m);                                 \
+            q += 16;                                                                \
+        }                                                                           \
         while (end - q >= 32) {                                                     \
             __m256i v = _mm256_loadu_si256((const __m256i *)q);                    \
             unsigned m = miss32_nib(v, tbl2, bits2);                                \
@@ -200,6 +205,11 @@ KL_DEFINE_AVX2_NIB(query, kl_nib_query, KL_C_QUERY)
 static inline KL_AVX2 size_t avx2_scan_field(const uint8_t *base, const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *q = p;
+    if (end - q >= 16) {   /* short values end in the first 16 bytes */
+        unsigned m = miss16_field_v(_mm_loadu_si128((const __m128i *)q));
+        if (m) return (size_t)__builtin_ctz(m);
+        q += 16;
+    }
     while (end - q >= 32) {
         unsigned m = miss32_field(_mm256_loadu_si256((const __m256i *)q));
         if (m) return (size_t)(q - p) + (size_t)__builtin_ctz(m);
