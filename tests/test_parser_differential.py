@@ -445,3 +445,20 @@ def test_c_rejects_spans_outside_the_buffer():
             with pytest.raises(ValueError, match="bad span"):
                 p.parse_chunked(buf, start, end)
         assert p.parse_head(buf, 0, len(PLAINTEXT)) == len(PLAINTEXT)
+
+
+@needs_c
+def test_c_simd_path_from_the_environment():
+    """KOURIER_LAB_SIMD picks the path at first use; an unknown or unsupported
+    name falls back to the best path this CPU has."""
+    import os
+    import subprocess
+    import sys
+    code = "from kourier_lab.parsers import c; print(c.simd())"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    best = "avx2" if "avx2" in SIMD_PATHS else "sse42" if "sse42" in SIMD_PATHS else "scalar"
+    for want, expect in [(p, p) for p in SIMD_PATHS] + [("neon", best), ("", best)]:
+        env = dict(os.environ, KOURIER_LAB_SIMD=want, PYTHONPATH=root)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expect, (want, out.stdout)
