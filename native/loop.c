@@ -50,6 +50,7 @@ extern void kl_py_signals(void *handle);
 #define MAX_PY 64                       /* Python requests per batch callback */
 #define MAX_DEFERRED 4096               /* ordered answers waiting for a batch callback */
 #define DATE_LEN 29                     /* "Thu, 01 Jan 1970 00:00:00 GMT" */
+#define MEMO_MAX 512                    /* longest head the memo remembers */
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -117,6 +118,12 @@ struct kl_loop {
     uint32_t ndefer;
     int deferring;
     uint64_t gen;
+    /* the head memo: the bytes of the last head answered by a static route */
+    int memo_on;
+    size_t memo_len;
+    const resp *memo_resp;
+    int memo_keep_alive;
+    uint8_t memo[MEMO_MAX];
     kl_loop_stats stats;
     char tags[3];                       /* epoll data for the listener, the eventfd, the signal pipe */
 };
@@ -222,6 +229,21 @@ int kl_loop_set_parser(kl_loop *L, int kind, kl_head_fn head, kl_chunked_fn chun
     }
     L->parser_kind = kind;
     return 0;
+}
+
+/*
+ * The head memo.  Parsers are stateless: the same head bytes give the same
+ * table, so a request whose head is byte-identical to the last head answered
+ * by a static route (every request of a pipelined or keep-alive benchmark
+ * client, most of a real one) gets the same answer after one memcmp, as the
+ * Python parser's memo does.  Exact, not a shortcut around validation; off
+ * (kl_loop_set_head_memo(loop, 0), env KOURIER_LAB_C_MEMO=0) to measure the
+ * parser on every request.
+ */
+void kl_loop_set_head_memo(kl_loop *L, int on)
+{
+    L->memo_on = on;
+    L->memo_len = 0;
 }
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
@@ -685,6 +707,18 @@ static int process(kl_loop *L, conn *c)
     while (pos < end) {
         if (pending(c) > c->wb.limit)
             break;                      /* backpressure: the rest waits until output drains */
+        if (L->memo_len && end - pos >= L->memo_len && memcmp(base + pos, L->memo, L->memo_len) == 0) {
+            emit(L, c, L->memo_resp->data, L->memo_resp->len);
+            L->stats.requests_static++;
+            c->continue_sent = 0;
+            pos += L->memo_len;
+            if (!L->memo_keep_alive) {
+                close_after = 1;
+                pos = end;
+                break;
+            }
+            continue;
+        }
         kl_request *req = &L->tables[L->batch.count];
         int n = parse_head(L, base, end, pos, req);
         if (n <= 0) {
@@ -736,6 +770,12 @@ static int process(kl_loop *L, conn *c)
             resp *s = &L->routes[r * KL_VARIANTS + variant];
             emit(L, c, s->data, s->len);
             L->stats.requests_static++;
+            if (L->memo_on && req->body_kind == KL_BODY_NONE && (size_t)n <= MEMO_MAX) {
+                memcpy(L->memo, base + pos, (size_t)n);
+                L->memo_len = (size_t)n;
+                L->memo_resp = s;
+                L->memo_keep_alive = keep_alive;
+            }
         } else {
             uint32_t i = L->batch.count++;
             kl_pyreq *q = &L->pyreqs[i];

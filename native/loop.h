@@ -105,6 +105,7 @@ int kl_wbuf_consume(kl_wbuf *w, size_t n);
 kl_loop *kl_loop_new(const kl_loop_config *cfg, void *py_handle);
 void kl_loop_free(kl_loop *loop);
 int kl_loop_set_parser(kl_loop *loop, int kind, kl_head_fn head, kl_chunked_fn chunked);
+void kl_loop_set_head_memo(kl_loop *loop, int on);
 int kl_loop_add_route(kl_loop *loop, const char *path, size_t len, int route);
 int kl_loop_set_response(kl_loop *loop, int route, int variant, const char *data, size_t len);
 void kl_loop_set_catch_all(kl_loop *loop, int route);

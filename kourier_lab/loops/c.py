@@ -20,6 +20,11 @@ Python is entered through cffi `extern "Python+C"` callbacks:
     writes the loop's eventfd).  run() points signal.set_wakeup_fd at a pipe
     the C loop polls, so a signal is seen even while C is busy.
 
+The head memo: a request whose head is byte-identical to the last head a
+static route answered gets the same answer after one memcmp (parsers are
+stateless, so this is exact).  KOURIER_LAB_C_MEMO=0 turns it off, to measure
+the parser (or the Python parser's crossing) on every request.
+
 Parsers: "c" (kl_parse_head compiled into the same module: no crossing),
 "python" (the callbacks above).  Hook for native parsers from elsewhere (the
 Numba one): a parser object with `native_entry_points()` returning the
@@ -76,6 +81,8 @@ class CLoop:
             head, chunked = entry()
             self._native_parser = (ffi.cast("kl_head_fn", head), ffi.cast("kl_chunked_fn", chunked))
             self._kind = lib.KL_PARSER_FNPTR
+        # the head memo (see native/loop.c): on unless KOURIER_LAB_C_MEMO=0
+        self.head_memo = os.environ.get("KOURIER_LAB_C_MEMO", "1") != "0"
         self._handle = ffi.new_handle(self)
         self._loop = None
         self._stop_requested = False
@@ -131,6 +138,7 @@ class CLoop:
             if 400 <= status <= 599:
                 data = app.error(status, 1, False)
                 lib.kl_loop_set_error(loop, status, data, len(data))
+        lib.kl_loop_set_head_memo(loop, self.head_memo)
         if self._kind == lib.KL_PARSER_FNPTR:
             rc = lib.kl_loop_set_parser(loop, self._kind, *self._native_parser)
         else:
