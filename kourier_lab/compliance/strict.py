@@ -33,7 +33,7 @@ import asyncio
 import socket
 import struct
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ..http import chars
 from . import responses as resp_mod
@@ -452,7 +452,7 @@ async def run_case(case: Case, host: str, port: int, timeout: float = 5.0, grace
     return Outcome([r.status for r in rs], closed, partial, error), rs
 
 
-def judge(case: Case, outcome: Outcome, rs) -> (bool, str):
+def judge(case: Case, outcome: Outcome, rs) -> Tuple[bool, str]:
     """(passed, reason) for one case's outcome."""
     st = outcome.statuses
     ok2 = [200 <= s < 300 for s in st]

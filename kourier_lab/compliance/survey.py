@@ -104,7 +104,8 @@ def run_survey(quick: bool = True, targets: Optional[List[Target]] = None, suite
         except Exception as e:      # a target that does not come up is a row, not a crash
             for s in suites:
                 score_rows.append(dict(base, suite=s, score=None, note=f"did not start: {e}"))
-            log(f"{t.label}: did not start ({str(e).splitlines()[0]})")
+            lines = [ln for ln in str(e).splitlines() if ln.strip()] or [repr(e)]
+            log(f"{t.label}: did not start ({lines[-1].strip()})")
             continue
         try:
             for s in suites:
