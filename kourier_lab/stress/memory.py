@@ -1,0 +1,416 @@
+"""The memory experiment: RSS, VmPeak and RSS per connection as the number of
+open keep-alive connections grows, for our stacks and the peers.
+
+    df = run_memory("experiments/memory.toml", quick=True)
+
+For every server and every step (e.g. 1 k, 5 k, 10 k, max, 50 k, 100 k, 500 k):
+a fresh server on the server CPUs (so VmHWM/VmPeak belong to that step), its
+idle RSS and descriptors, then N connections from loadgen processes on the
+client CPUs, requests at a modest total rate for `duration` seconds while the
+whole process tree is sampled, and one row.  A step the machine cannot reach
+(open-files limit, kernel file table, a peer's own connection cap) becomes a
+"skipped" row whose `limit` says which limit stopped it, so the same file runs
+unchanged up to 500 k on a machine that allows it.  "max" is the largest
+count this machine's limits allow for that server.
+
+Rows use the bench results schema (`shape` = "connections") plus:
+    connections_held        connections the server held (its descriptors at the
+                            step minus its idle descriptors)
+    connections_client      connections the clients still had open at the end
+    idle_rss_kb, idle_vmpeak_kb   the tree before any connection
+    rss_per_conn_bytes      (VmRSS at the step - idle VmRSS) / connections_held
+    vmpeak_per_conn_bytes   the same for VmPeak (virtual: the post's figure)
+    limit                   what capped this server's steps, and at how many
+    raised                  what this run raised (RLIMIT_NOFILE, port range)
+    request_rate, client_processes, client_nofile, server_fds, server_nofile,
+    connect_s, errors_json
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+from ..bench.machine import git_commit, machine_info
+from ..bench.paths import results_dir
+from ..bench.results import to_frame, write_rows
+from ..bench.sampler import TreeSampler, descendants, pin_tree
+from ..bench.spec import SpecError
+from ..bench.split import cpu_list, plan_split, PROFILES
+from ..bench.targets import Target, expand_peers, expand_stacks, peers_module
+from ..bench.verify import VerifyError, free_port, verify_server
+from .connections import (ConnectionLoad, LoadError, accepting_processes, peer_connection_cap,
+                          raised_limits, server_capacity, system_capacity, tree_fds, nofile_of)
+
+HOST = "127.0.0.1"
+MAX_MARGIN = 50          # "max" stays this many connections under the computed capacity
+
+_KEYS = {"name", "description", "profile", "steps", "duration", "rate", "request_timeout",
+         "idle_timeout", "stacks", "peers", "path", "settle", "quick"}
+_QUICK_KEYS = {"steps", "duration", "rate", "stacks", "peers", "settle"}
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    name: str
+    path: Optional[str]
+    description: str
+    profile: str
+    steps: List[Union[int, str]]
+    duration_s: float
+    rate: float
+    request_timeout_s: float
+    idle_timeout_s: float
+    stacks: List[str]
+    peers: List[str]
+    url_path: str
+    settle_s: float
+    quick: bool = False
+    quick_overrides: Optional[Dict[str, Any]] = None
+
+    def quickened(self) -> "MemorySpec":
+        q = dict(self.quick_overrides or {})
+        return dataclasses.replace(
+            self, steps=q.get("steps", [s for s in self.steps if s != "max" and s <= 1000] or [100]),
+            duration_s=q.get("duration", min(self.duration_s, 2.0)),
+            rate=q.get("rate", min(self.rate, 1000.0)), stacks=q.get("stacks", self.stacks),
+            peers=q.get("peers", self.peers), settle_s=q.get("settle", min(self.settle_s, 0.2)),
+            quick=True)
+
+
+def _steps(where: str, key: str, value) -> List[Union[int, str]]:
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{where}: {key} must be a non-empty list of connection counts or \"max\"")
+    out = []
+    for v in value:
+        if v == "max" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            out.append(v)
+        else:
+            raise SpecError(f"{where}: {key}: {v!r} is not a connection count >= 1 or \"max\"")
+    return out
+
+
+def _num(where, key, value, lo=0.0, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (integer and not isinstance(value, int)):
+        raise SpecError(f"{where}: {key} must be a{'n integer' if integer else ' number'}, "
+                        f"not {value!r}")
+    if value <= lo:
+        raise SpecError(f"{where}: {key} must be > {lo:g}, not {value}")
+    return value
+
+
+def _names(where, key, value) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: {key} must be a list of strings, not {value!r}")
+    return list(dict.fromkeys(value))
+
+
+def parse_memory_spec(data: Dict[str, Any], path: Optional[str] = None) -> MemorySpec:
+    where = path or "memory experiment"
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+    profile = data.get("profile", "auto")
+    if profile not in PROFILES:
+        raise SpecError(f"{where}: unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    name = data.get("name", Path(path).stem if path else "memory")
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise SpecError(f"{where}: name must be letters, digits, '_' or '-', not {name!r}")
+    stacks = _names(where, "stacks", data.get("stacks", []))
+    peers = _names(where, "peers", data.get("peers", []))
+    if not stacks and not peers:
+        raise SpecError(f"{where}: nothing to measure: give stacks and/or peers")
+    url_path = data.get("path", "/hello")
+    if not isinstance(url_path, str) or not url_path.startswith("/"):
+        raise SpecError(f"{where}: path must start with '/', not {url_path!r}")
+    quick = data.get("quick", {})
+    if not isinstance(quick, dict):
+        raise SpecError(f"{where}: [quick] must be a table")
+    bad = sorted(set(quick) - _QUICK_KEYS)
+    if bad:
+        raise SpecError(f"{where}: unknown key quick.{bad[0]} (known: {', '.join(sorted(_QUICK_KEYS))})")
+    q: Dict[str, Any] = {}
+    if "steps" in quick:
+        q["steps"] = _steps(where, "quick.steps", quick["steps"])
+    for key in ("duration", "rate", "settle"):
+        if key in quick:
+            q[key] = float(_num(where, f"quick.{key}", quick[key]))
+    for key in ("stacks", "peers"):
+        if key in quick:
+            q[key] = _names(where, f"quick.{key}", quick[key])
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        raise SpecError(f"{where}: description must be a string")
+    return MemorySpec(
+        name=name, path=path, description=desc, profile=profile,
+        steps=_steps(where, "steps", data.get("steps", [1000, 5000, 10000, "max"])),
+        duration_s=float(_num(where, "duration", data.get("duration", 10))),
+        rate=float(_num(where, "rate", data.get("rate", 5000))),
+        request_timeout_s=float(_num(where, "request_timeout", data.get("request_timeout", 20))),
+        idle_timeout_s=float(_num(where, "idle_timeout", data.get("idle_timeout", 600))),
+        stacks=stacks, peers=peers, url_path=url_path,
+        settle_s=float(_num(where, "settle", data.get("settle", 1.0), lo=-1e-9)),
+        quick_overrides=q)
+
+
+def load_memory_spec(path: Union[str, Path]) -> MemorySpec:
+    import tomllib
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such experiment file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+    return parse_memory_spec(data, str(path))
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+class _Server:
+    """One running server (our stack through ServerProcess, or a peer)."""
+
+    def __init__(self, target: Target, spec: MemorySpec, split, max_connections: int):
+        self.target = target
+        self.proc = None
+        self.srv = None
+        if target.kind == "stack":
+            from ..server.process import ServerProcess
+            self.srv = ServerProcess(
+                "--max-connections", str(max_connections),
+                "--request-timeout", f"{spec.request_timeout_s:g}",
+                "--idle-timeout", f"{spec.idle_timeout_s:g}",
+                loop=target.loop, parser=target.parser, buffer=target.buffer,
+                workers=split.workers, cpus=split.server_cpus)
+            self.srv.start(timeout=120)
+            self.pid, self.port = self.srv.pid, self.srv.port
+        else:
+            mod, problem = peers_module()
+            if mod is None:
+                raise RuntimeError(problem)
+            self.port = free_port(HOST)
+            self.proc = mod.start(target.name, HOST, self.port, split.workers,
+                                  list(split.server_cpus))
+            self.pid = self.proc.pid
+        pin_tree(descendants(self.pid), split.server_cpus)
+
+    def stop(self) -> None:
+        if self.srv is not None:
+            try:
+                self.srv.stop()
+            except Exception:
+                pass
+        elif self.proc is not None:
+            mod, _ = peers_module()
+            try:
+                mod.stop(self.proc)
+            except Exception:
+                pass
+
+
+def _capacity(server: _Server) -> (int, str):
+    cap, cap_why = (None, "")
+    if server.target.kind == "peer":
+        cap, cap_why = peer_connection_cap(server.target.name)
+    n_server, why_server = server_capacity(server.pid, cap, cap_why)
+    n_system, why_system = system_capacity()
+    return (n_server, why_server) if n_server <= n_system else (n_system, why_system)
+
+
+def _kb(x) -> float:
+    return float(x) if x is not None else math.nan
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+
+
+def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
+               out: Union[str, Path, None] = None, figures: Union[bool, str, Path] = False,
+               echo: Optional[Callable[[str], None]] = print,
+               cpus: Optional[Sequence[int]] = None):
+    """Run the memory experiment; returns its rows (attrs: batch_id, batch_dir, figures)."""
+    spec = spec if isinstance(spec, MemorySpec) else load_memory_spec(spec)
+    if quick and not spec.quick:
+        spec = spec.quickened()
+    say = echo or (lambda s: None)
+    split = plan_split(spec.profile, cpus)
+    raised = raised_limits()
+    root = Path(out) if out is not None else results_dir()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    batch_id = f"{stamp}-{spec.name}"
+    batch_dir = root / batch_id
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()
+    targets = expand_stacks(spec.stacks) if spec.stacks else []
+    targets += expand_peers(spec.peers)
+    rows: List[Dict[str, object]] = []
+    say(f"{spec.name}: {len(targets)} servers x steps {spec.steps}; server CPUs "
+        f"{cpu_list(split.server_cpus)}, client CPUs {cpu_list(split.client_cpus)}"
+        f"{' (quick)' if spec.quick else ''}; {raised['raised']}")
+
+    def base(target: Target, step) -> Dict[str, object]:
+        return {
+            "batch_id": batch_id, "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(
+                timespec="seconds"),
+            "experiment": spec.name, "experiment_file": spec.path or "", "quick": spec.quick,
+            "profile": split.profile, "profile_note": split.note, **machine_info(),
+            "git_commit": commit, "server_kind": target.kind, "server": target.name,
+            "loop": target.loop, "parser": target.parser, "buffer": target.buffer,
+            "workers": split.workers, "server_cpus": cpu_list(split.server_cpus),
+            "client_cpus": cpu_list(split.client_cpus), "shape": "connections",
+            "connections": step if step != "max" else None, "step": str(step), "pipeline": 1,
+            "browser_headers": False, "path": spec.url_path, "duration_s": spec.duration_s,
+            "repetitions": 1, "run": 1, "status": "ok", "note": "",
+            "request_rate": spec.rate, "raised": raised["raised"],
+            "client_nofile": raised["nofile_soft"],
+        }
+
+    for target in targets:
+        if target.skip_reason:
+            for step in spec.steps:
+                rows.append({**base(target, step), "status": "skipped", "note": target.skip_reason})
+            write_rows(rows, batch_dir)
+            say(f"  {target.name}: skipped ({target.skip_reason})")
+            continue
+        capacity: Optional[int] = None
+        limit = ""
+        for step in spec.steps:
+            row = base(target, step)
+            if capacity is not None and step != "max" and step > capacity:
+                row.update(status="skipped", limit=limit, limit_hit=True,
+                           note=f"{step} connections > {capacity} this machine allows: {limit}")
+                rows.append(row)
+                say(f"  {target.name} {step}: skipped ({limit})")
+                continue
+            try:
+                row.update(_measure_step(target, step, spec, split, capacity, say))
+            except Exception as e:  # a failed step is a row, never the end of the batch
+                row.update(status="failed", note=f"{type(e).__name__}: {e}"[:2000])
+            if row.get("capacity") is not None:
+                capacity, limit = int(row["capacity"]), str(row["limit"])
+            rows.append(row)
+            write_rows(rows, batch_dir)
+            if row["status"] == "ok":
+                say(f"  {target.name} {step}: held {row['connections_held']}, "
+                    f"{row['req_per_s']:.0f} req/s, RSS {row['server_vmrss_kb'] / 1024:.1f} MB "
+                    f"({row['rss_per_conn_bytes']:.0f} B/conn), VmPeak "
+                    f"{row['server_vmpeak_kb'] / 1024:.0f} MB")
+            else:
+                say(f"  {target.name} {step}: {row['status']}: {row['note']}")
+    write_rows(rows, batch_dir)
+    df = to_frame(rows)
+    df.attrs.update(batch_id=batch_id, batch_dir=str(batch_dir))
+    if figures:
+        from .plots import write_memory_figures
+        fig_dir = None if figures is True else Path(figures)
+        df.attrs["figures"] = [str(p) for p in write_memory_figures(df, fig_dir)]
+    return df
+
+
+def _measure_step(target: Target, step, spec: MemorySpec, split, capacity, say) -> Dict[str, object]:
+    want = step if step != "max" else None
+    # Our stacks: the per-worker connection limit must not be the cap being measured.
+    max_conn = max(10000, (want or 10 ** 7) * 2)
+    server = _Server(target, spec, split, max_conn)
+    try:
+        try:
+            verify_server(HOST, server.port, spec.url_path, pipeline=4)
+        except VerifyError as e:
+            return {"status": "failed", "note": f"verification failed: {e}"}
+        time.sleep(spec.settle_s)
+        cap, limit = _capacity(server)
+        out: Dict[str, object] = {"capacity": cap, "limit": limit}
+        if want is None:
+            want = max(1, cap - MAX_MARGIN)
+            out["connections"] = want
+        elif want > cap:
+            out.update(status="skipped", connections_held=None, limit_hit=True,
+                       note=f"{want} connections > {cap} this machine allows: {limit}")
+            return out
+        idle_fds = tree_fds(server.pid)
+        sampler = TreeSampler(server.pid)
+        sampler.start()
+        idle = sampler.finish()
+        sampler = TreeSampler(server.pid)
+        sampler.start()
+        t0 = time.monotonic()
+        with ConnectionLoad(server.port, want, rate=spec.rate, duration=spec.duration_s,
+                            path=spec.url_path, cpus=split.client_cpus,
+                            request_timeout=min(spec.request_timeout_s, 10.0)) as load:
+            connected = load.connect()
+            time.sleep(spec.settle_s)
+            load.go()
+            end = time.monotonic() + spec.duration_s
+            while time.monotonic() < end:
+                sampler.sample()
+                time.sleep(0.5)
+            result = load.finish()
+            # every connection still open: the step's memory and descriptors
+            fds = tree_fds(server.pid)
+            server_nofile = _first_nofile(fds)
+            usage = sampler.finish()
+        wall = time.monotonic() - t0
+    finally:
+        server.stop()
+    held = max(0, sum(fds.values()) - sum(idle_fds.get(p, 0) for p in fds))
+    errors = dict(connected["errors"])
+    for k, v in result["errors"].items():
+        errors[k] = errors.get(k, 0) + v
+    socket_errors = sum(errors.values()) - errors.get("non_2xx", 0)
+    rss_delta_kb = usage.vmrss_kb - idle.vmrss_kb
+    notes = []
+    if connected["stopped"]:
+        notes.append(f"clients stopped opening: {connected['stopped']}")
+    if held < want:
+        notes.append(f"server held {held} of {want}")
+    if result["behind"]:
+        notes.append(f"{result['behind']} requests not sent (every connection busy)")
+    out.update({
+        "connections": want, "connections_held": held, "connections_client": result["held"],
+        "requests": result["responses"], "req_per_s": result["req_per_s"],
+        "wrk_duration_s": result["wall_s"], "wall_s": wall,
+        "latency_p50_ms": result["latency_p50_ms"], "latency_p75_ms": result["latency_p75_ms"],
+        "latency_p90_ms": result["latency_p90_ms"], "latency_p99_ms": result["latency_p99_ms"],
+        "latency_overflow": False,
+        "errors_connect": sum(v for k, v in connected["errors"].items()),
+        "errors_timeout": errors.get("timeout", 0) + errors.get("connect_timeout", 0),
+        "errors_read": errors.get("closed_by_server", 0) + errors.get("bad_response", 0),
+        "errors_write": errors.get("send_failed", 0),
+        "errors_socket": socket_errors, "non_2xx_3xx": errors.get("non_2xx", 0),
+        "errors_json": json.dumps(errors, sort_keys=True),
+        "server_cpu_s": usage.cpu_s, "server_cpu_user_s": usage.cpu_user_s,
+        "server_cpu_sys_s": usage.cpu_sys_s, "server_processes": usage.processes,
+        "server_vmhwm_kb": usage.vmhwm_kb, "server_vmpeak_kb": usage.vmpeak_kb,
+        "server_vmrss_kb": usage.vmrss_kb, "idle_rss_kb": idle.vmrss_kb,
+        "idle_vmpeak_kb": idle.vmpeak_kb,
+        "rss_per_conn_bytes": rss_delta_kb * 1024 / held if held else math.nan,
+        "vmpeak_per_conn_bytes": (usage.vmpeak_kb - idle.vmpeak_kb) * 1024 / held if held
+        else math.nan,
+        "cpu_us_per_req": usage.cpu_s * 1e6 / result["responses"] if result["responses"]
+        else math.nan,
+        "server_fds": sum(fds.values()),
+        "server_nofile": server_nofile,
+        "limit_hit": step == "max" or held < want,
+        "client_processes": connected["client_processes"],
+        "client_nofile": connected["client_nofile"], "connect_s": connected["connect_s"],
+        "note": "; ".join(notes),
+    })
+    return out
+
+
+def _first_nofile(fds: Dict[int, int]) -> Optional[int]:
+    """The open-files limit of the process holding the most descriptors."""
+    if not fds:
+        return None
+    return nofile_of(max(fds, key=fds.get))
