@@ -248,18 +248,29 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
     if sampler:
         sampler.start()
     killed = False
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - t0 > deadline_s:
-            proc.kill()
-            pid, status, ru = os.wait4(proc.pid, 0)
-            killed = True
-            break
-        if sampler:
-            sampler.sample()
-        time.sleep(SAMPLE_INTERVAL_S)
+    try:
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - t0 > deadline_s:
+                proc.kill()
+                pid, status, ru = os.wait4(proc.pid, 0)
+                killed = True
+                break
+            if sampler:
+                sampler.sample()
+            time.sleep(SAMPLE_INTERVAL_S)
+    except BaseException:
+        # Interrupted (a notebook's interrupt reaches only us): take wrk down too.
+        if proc.returncode is None:
+            try:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            proc.returncode = -9
+        raise
     wall = time.monotonic() - t0
     srv_frac = cpu_fractions(ticks0[0], cpu_ticks(server_cpus))
     cli_frac = cpu_fractions(ticks0[1], cpu_ticks(client_cpus))
