@@ -462,3 +462,18 @@ def test_c_simd_path_from_the_environment():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == expect, (want, out.stdout)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(CORPUS[:8]) | mutated_requests(), min_size=1, max_size=12))
+def test_one_parser_object_over_a_stream_of_heads(heads):
+    """One long-lived parser (memo on, as a loop keeps it) answers each head as a
+    fresh parser does: nothing leaks from one head to the next."""
+    for label, name, path in VARIANTS + [("python", REFERENCE, None)]:
+        with _Simd(path):
+            kept = parsers.create(name)
+            for data in heads:
+                for buf in (data, bytearray(b"..." + data)):
+                    start = 0 if buf is data else 3
+                    assert head_outcome(kept, buf, start) == head_outcome(parsers.create(name), buf, start), \
+                        (label, data)
