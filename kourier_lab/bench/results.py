@@ -24,7 +24,10 @@ from .paths import results_dir
 #                       client_saturated when >= 0.9
 #   server_cpus_busy    share of the server CPUs' time not idle during the run,
 #   client_cpus_busy    whoever used it (our processes, softirq, other tenants)
-#   bottleneck          client | server | contention (CPUs busy, not with us) | neither
+#   server_cpus_other   busy minus what the server (client: wrk) used and minus
+#   client_cpus_other   softirq: other processes of a shared machine
+#   bottleneck          client | server | contention (others used >= 20 % of our
+#                       CPUs) | neither (latency-bound)
 #   latency_overflow    wrk printed a percentile as 0.00us (histogram overflow):
 #                       that percentile is NaN, not 0
 #   non_2xx_3xx         wrk's "Non-2xx or 3xx responses" (it counts status >= 400)
@@ -64,6 +67,7 @@ SCHEMA: Dict[str, str] = {
     "server_cpu_util": "float64", "bottleneck": "string",
     "server_cpus_busy": "float64", "server_cpus_softirq": "float64",
     "client_cpus_busy": "float64", "client_cpus_softirq": "float64",
+    "server_cpus_other": "float64", "client_cpus_other": "float64",
 }
 
 

@@ -38,6 +38,8 @@ HOST = "127.0.0.1"
 # server, may have been the limit.
 CLIENT_SATURATION = 0.90
 SERVER_SATURATION = 0.90
+# Other processes using this share of the server's or wrk's CPUs: contended.
+CONTENTION = 0.20
 SAMPLE_INTERVAL_S = 0.25
 READY_TIMEOUT_S = 15.0
 READY_TIMEOUT_JIT_S = 60.0     # Numba variants compile on first start
@@ -318,13 +320,20 @@ def _server_util(figures: Dict[str, object], server_cpus: int) -> None:
     if "server_cpu_s" in figures and figures.get("wall_s"):
         util = figures["server_cpu_s"] / (figures["wall_s"] * server_cpus)
         figures["server_cpu_util"] = util
-        # What limited this run: wrk, the server, or CPUs busy with work that is
-        # neither (softirq, other processes on a shared machine), else latency.
-        busy = max(figures.get("server_cpus_busy", 0.0) or 0.0,
-                   figures.get("client_cpus_busy", 0.0) or 0.0)
+        # CPU time on each side used neither by the server's processes (wrk on
+        # the client side) nor by softirq (largely loopback TCP, ours): other
+        # processes of a shared machine.
+        figures["server_cpus_other"] = (figures.get("server_cpus_busy", math.nan) - util
+                                        - figures.get("server_cpus_softirq", math.nan))
+        figures["client_cpus_other"] = (figures.get("client_cpus_busy", math.nan)
+                                        - figures["wrk_cpu_util"]
+                                        - figures.get("client_cpus_softirq", math.nan))
+        # What limited this run: wrk, the server, others on our CPUs
+        # (contention), else neither (latency-bound).
+        contended = max(figures["server_cpus_other"], figures["client_cpus_other"]) >= CONTENTION
         figures["bottleneck"] = ("client" if figures["client_saturated"] else
                                  "server" if util >= SERVER_SATURATION else
-                                 "contention" if busy >= SERVER_SATURATION else "neither")
+                                 "contention" if contended else "neither")
 
 
 # ---------------------------------------------------------------------------
