@@ -145,3 +145,20 @@ def test_summary_medians_fraction_of_ceiling_and_skips():
     text = format_summary(summarize(to_frame(rows)))
     assert "SKIPPED" in text and "loop 'c' unavailable" in text and "overflow" in text
     assert text.index("ceiling") < text.index("python/python/python")
+
+
+def test_bottleneck_classification():
+    from kourier_lab.bench.runner import _server_util
+
+    def classify(server_cpu_s, wrk_util, srv_busy, cli_busy, softirq=0.0):
+        f = {"server_cpu_s": server_cpu_s, "wall_s": 1.0, "wrk_cpu_util": wrk_util,
+             "client_saturated": wrk_util >= 0.9, "server_cpus_busy": srv_busy,
+             "client_cpus_busy": cli_busy, "server_cpus_softirq": softirq,
+             "client_cpus_softirq": softirq}
+        _server_util(f, server_cpus=1)
+        return f["bottleneck"], round(f["server_cpus_other"], 2)
+
+    assert classify(0.5, 0.95, 0.6, 1.0) == ("client", 0.1)
+    assert classify(0.97, 0.5, 1.0, 0.55) == ("server", 0.03)
+    assert classify(0.3, 0.4, 1.0, 0.5) == ("contention", 0.7)        # others on the server CPU
+    assert classify(0.3, 0.4, 0.6, 0.5, softirq=0.25) == ("neither", 0.05)  # our softirq
