@@ -1,0 +1,115 @@
+"""`kourier-lab memory | soak`.
+
+    kourier-lab memory experiments/memory.toml [--quick] [--out DIR] [--figures DIR]
+    kourier-lab soak [--duration 120] [--stacks c/c/c,...] [--quick] [--out DIR]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _usage(msg: str):
+    from ..errors import UsageError
+    return UsageError(msg)
+
+
+def register(sub) -> None:
+    m = sub.add_parser("memory", help="RSS and VmPeak with many open connections (1 k .. 500 k)",
+                       description="Run a memory experiment file: for each server and step, a "
+                                   "fresh server, N keep-alive connections from 127.0.0.0/8, "
+                                   "RSS/VmHWM/VmPeak and RSS per connection; rows to "
+                                   "data/results/, figures to data/figures/.")
+    m.add_argument("experiment", help="experiment file, e.g. experiments/memory.toml")
+    m.add_argument("--quick", action="store_true", help="the file's [quick] settings (tests, notebooks)")
+    m.add_argument("--out", default=None, help="results directory (default data/results)")
+    m.add_argument("--figures", default=None, help="figures directory (default data/figures)")
+    m.add_argument("--no-figures", action="store_true", help="do not write figures")
+    m.add_argument("--cpus", default=None, help="CPUs to split between server and clients, e.g. 0-3")
+    m.set_defaults(func=run_memory_cmd)
+
+    s = sub.add_parser("soak", help="native stacks under mixed load; RSS and descriptors must stay flat",
+                       description="Each stack (default: every native stack) under pipelined, "
+                                   "keep-alive, new-connection and malformed load for a bounded "
+                                   "time, RSS and open descriptors sampled every second.")
+    s.add_argument("--duration", type=int, default=120, help="seconds per stack (default 120)")
+    s.add_argument("--stacks", default=None,
+                   help="comma-separated loop/parser/buffer stacks (default: every native stack)")
+    s.add_argument("--quick", action="store_true", help="10 s per stack")
+    s.add_argument("--out", default=None, help="results directory (default data/results)")
+    s.add_argument("--figures", default=None, help="figures directory (default data/figures)")
+    s.add_argument("--no-figures", action="store_true", help="do not write figures")
+    s.add_argument("--cpus", default=None, help="CPUs to split between server and clients, e.g. 0-3")
+    s.set_defaults(func=run_soak_cmd)
+
+
+def _cpus(text):
+    if not text:
+        return None
+    from ..bench.cli import _parse_cpus
+    return _parse_cpus(text)
+
+
+def _figures(args):
+    return False if args.no_figures else (Path(args.figures) if args.figures else True)
+
+
+def run_memory_cmd(args) -> int:
+    from ..bench.spec import SpecError
+    from .memory import load_memory_spec, run_memory
+    try:
+        spec = load_memory_spec(args.experiment)
+    except SpecError as e:
+        raise _usage(str(e)) from None
+    df = run_memory(spec, quick=args.quick, out=args.out, figures=_figures(args),
+                    cpus=_cpus(args.cpus))
+    print(format_memory_table(df))
+    for p in df.attrs.get("figures", []):
+        print(f"figure: {p}")
+    print(f"rows: {df.attrs['batch_dir']}")
+    return 0 if (df["status"] == "ok").any() else 1
+
+
+def format_memory_table(df) -> str:
+    import math
+    lines = [f"{'server':<24} {'step':>7} {'held':>7} {'req/s':>8} {'p99 ms':>8} {'errors':>7} "
+             f"{'RSS MB':>8} {'B/conn':>7} {'VmPeak MB':>10}  status; limit"]
+    lines.append("-" * len(lines[0]))
+    for _, r in df.iterrows():
+        if r["status"] == "ok":
+            p99 = r["latency_p99_ms"]
+            lines.append(
+                f"{r['server']:<24} {r['step']:>7} {int(r['connections_held']):>7} "
+                f"{r['req_per_s']:>8.0f} {'-' if math.isnan(p99) else f'{p99:.2f}':>8} "
+                f"{int(r['errors_socket'] or 0) + int(r['non_2xx_3xx'] or 0):>7} "
+                f"{r['server_vmrss_kb'] / 1024:>8.1f} {r['rss_per_conn_bytes']:>7.0f} "
+                f"{r['server_vmpeak_kb'] / 1024:>10.0f}  ok"
+                + (f"; {r['note']}" if r["note"] else ""))
+        else:
+            lines.append(f"{r['server']:<24} {r['step']:>7} {'':>7} {'':>8} {'':>8} {'':>7} "
+                         f"{'':>8} {'':>7} {'':>10}  {r['status']}: {str(r['note'])[:120]}")
+    return "\n".join(lines)
+
+
+def run_soak_cmd(args) -> int:
+    from .soak import run_soak
+    if args.duration < 3:
+        raise _usage("--duration must be >= 3 seconds (the first and last thirds are compared)")
+    duration = 10 if args.quick else args.duration
+    stacks = [s for s in args.stacks.split(",") if s] if args.stacks else None
+    if stacks:
+        from .. import loops
+        known = {"/".join(c) for c in loops.combinations()}
+        bad = [s for s in stacks if s not in known]
+        if bad:
+            raise _usage(f"--stacks: {bad[0]!r} is not a runnable stack here "
+                         f"(runnable: {', '.join(sorted(known))})")
+    try:
+        df = run_soak(stacks, duration=duration, out=args.out, figures=_figures(args),
+                      cpus=_cpus(args.cpus))
+    except ValueError as e:
+        raise _usage(str(e)) from None
+    for p in df.attrs.get("figures", []):
+        print(f"figure: {p}")
+    print(f"rows: {df.attrs['batch_dir']}")
+    bad = df[(df["status"] != "ok") | (df["note"].fillna("") != "")]
+    return 1 if len(bad) else 0
