@@ -340,6 +340,12 @@ def _server_util(figures: Dict[str, object], server_cpus: int) -> None:
 # The matrix
 
 
+def _one_line(error) -> str:
+    """An error message as one line (tools' multi-line output joined with ' | ')."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return " | ".join(lines)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
@@ -482,10 +488,10 @@ def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
     try:
         server = start_server(target, split, exp, log_path)
     except (ServerStartError, _ceiling.CeilingBuildError, OSError) as e:
-        say(f"failed {target.kind} {target.name}: {e}")
+        say(f"failed {target.kind} {target.name}: {_one_line(e)}")
         for shape in exp.shapes:
             row = _base_row(exp, split, batch_id, commit, target, shape)
-            row.update(status="failed", note=f"start: {e}")
+            row.update(status="failed", note=f"start: {_one_line(e)}")
             rows.append(row)
             bar.update(reps)
         return rows
@@ -508,8 +514,8 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
     try:
         verify_server(HOST, server.port, shape.path, pipeline=min(shape.pipeline, 256))
     except VerifyError as e:
-        say(f"failed {label}: verification: {e}")
-        base.update(status="failed", note=f"verification: {e}")
+        say(f"failed {label}: verification: {_one_line(e)}")
+        base.update(status="failed", note=f"verification: {_one_line(e)}")
         bar.update(exp.repetitions)
         return [base]
     if exp.warmup_s:
@@ -518,8 +524,8 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
         try:
             run_wrk(warm, split.client_cpus, None, None, wrk)
         except WrkError as e:
-            say(f"failed {label}: warm-up: {e}")
-            base.update(status="failed", note=f"warm-up: {e}")
+            say(f"failed {label}: warm-up: {_one_line(e)}")
+            base.update(status="failed", note=f"warm-up: {_one_line(e)}")
             bar.update(exp.repetitions)
             return [base]
     for run in range(1, exp.repetitions + 1):
@@ -547,7 +553,7 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
                                  "the client may be the limit")
                 row["note"] = "; ".join(notes)
             except WrkError as e:
-                row.update(status="failed", note=f"wrk: {e}")
+                row.update(status="failed", note=f"wrk: {_one_line(e)}")
         if row["status"] != "ok":
             say(f"failed {label} run {run}: {row['note']}")
         rows.append(row)

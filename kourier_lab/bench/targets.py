@@ -168,6 +168,7 @@ def expand_peers(entries: List[str]) -> List[Target]:
             ok, why = mod.available(n)
         except Exception as e:
             ok, why = False, f"peers.available({n!r}) failed: {type(e).__name__}: {e}"
+        why = " | ".join(ln.strip() for ln in str(why).splitlines() if ln.strip())
         out.append(Target("peer", n, skip_reason="" if ok else f"peer {n} unavailable: {why}"))
     return out
 
