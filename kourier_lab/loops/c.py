@@ -26,11 +26,11 @@ stateless, so this is exact).  KOURIER_LAB_C_MEMO=0 turns it off, to measure
 the parser (or the Python parser's crossing) on every request.
 
 Parsers: "c" (kl_parse_head compiled into the same module: no crossing),
-"python" (the callbacks above).  Hook for native parsers from elsewhere (the
-Numba one): a parser object with `native_entry_points()` returning the
-addresses of two C-callable functions with the signatures of kl_parse_head and
-kl_parse_chunked (e.g. Numba @cfunc `.address`) runs natively; add its name
-to `supported_parsers` once it provides them.
+"python" (the callbacks above), "numba" (its @cfunc pointers, called from C
+like kl_parse_head: see _entry_points).  Any other parser with C entry points
+(`native_entry_points()` -> two addresses with the signatures of
+kl_parse_head / kl_parse_chunked) runs natively once its name is added to
+`supported_parsers`.
 """
 import ctypes
 import os
@@ -53,13 +53,31 @@ _check_signals.restype = ctypes.c_int
 _check_signals.argtypes = []
 
 
+def _entry_points(parser):
+    """A callable returning (head address, chunked address) of C-callable functions
+    with the signatures of kl_parse_head / kl_parse_chunked, or None.  Looked up
+    as the parser's native_entry_points() method, else as its module's
+    kl_parse_head_address() / kl_parse_chunked_address() (the Numba parser's
+    @cfunc pointers)."""
+    method = getattr(parser, "native_entry_points", None)
+    if method is not None:
+        return method
+    import sys
+    mod = sys.modules.get(type(parser).__module__)
+    head = getattr(mod, "kl_parse_head_address", None)
+    chunked = getattr(mod, "kl_parse_chunked_address", None)
+    if head is None or chunked is None:
+        return None
+    return lambda: (head(), chunked())
+
+
 def _variant(head_only, minor, keep_alive):
     return int(bool(head_only)) * 4 + int(minor) * 2 + int(bool(keep_alive))
 
 
 class CLoop:
     name = "c"
-    supported_parsers = ("c", "python")
+    supported_parsers = ("c", "python", "numba")
     supported_buffers = ("c",)
 
     def __init__(self, config, app):
@@ -74,12 +92,9 @@ class CLoop:
         elif config.parser == "c":
             self._kind = lib.KL_PARSER_C
         else:
-            entry = getattr(self.parser, "native_entry_points", None)
-            if entry is None:
-                raise ValueError(f"the c loop cannot call parser {config.parser!r}: it has no "
-                                 f"native_entry_points(); choose one of: {', '.join(self.supported_parsers)}")
-            head, chunked = entry()
-            self._native_parser = (ffi.cast("kl_head_fn", head), ffi.cast("kl_chunked_fn", chunked))
+            if _entry_points(self.parser) is None:
+                raise ValueError(f"the c loop cannot call parser {config.parser!r} natively (no C entry "
+                                 f"points); choose one of: {', '.join(self.supported_parsers)}")
             self._kind = lib.KL_PARSER_FNPTR
         # the head memo (see native/loop.c): on unless KOURIER_LAB_C_MEMO=0
         self.head_memo = os.environ.get("KOURIER_LAB_C_MEMO", "1") != "0"
@@ -140,6 +155,9 @@ class CLoop:
                 lib.kl_loop_set_error(loop, status, data, len(data))
         lib.kl_loop_set_head_memo(loop, self.head_memo)
         if self._kind == lib.KL_PARSER_FNPTR:
+            # resolved here, in the worker: a Numba @cfunc compiles on first use
+            head, chunked = _entry_points(self.parser)()
+            self._native_parser = (ffi.cast("kl_head_fn", head), ffi.cast("kl_chunked_fn", chunked))
             rc = lib.kl_loop_set_parser(loop, self._kind, *self._native_parser)
         else:
             rc = lib.kl_loop_set_parser(loop, self._kind, ffi.NULL, ffi.NULL)
