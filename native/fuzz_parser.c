@@ -12,8 +12,13 @@
  *     incomplete or bad body leaves the buffer untouched.
  * Any disagreement prints the input and exits 1; sanitizer reports abort.
  *
- * usage: fuzz_parser [-s seed] [-t seconds] [-n max_iterations] [corpus files...]
+ * usage: fuzz_parser [-s seed] [-t seconds] [-n max_iterations] [-w seed_dir] [corpus files...]
  * A corpus file is a sequence of records: 4-byte little-endian length, bytes.
+ * -w writes every corpus input as one file into seed_dir (first byte: the
+ * limit set) and exits: the seed corpus of the libFuzzer build.
+ *
+ * Built with -DKL_LIBFUZZER (clang -fsanitize=fuzzer, make -C native libfuzzer)
+ * the same checks run as a coverage-guided libFuzzer target instead.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -124,7 +129,11 @@ static void dump(const char *what, const uint8_t *d, size_t len)
         else fprintf(stderr, "\\x%02x", c);
     }
     fprintf(stderr, "\"\n");
+#ifdef KL_LIBFUZZER
+    abort();   /* libFuzzer saves the input of a crash */
+#else
     exit(1);
+#endif
 }
 
 static int span_eq(kl_span a, kl_span b) { return a.off == b.off && a.len == b.len; }
@@ -299,20 +308,64 @@ static size_t mutate(uint8_t *buf, size_t len)
     return len;
 }
 
+static void find_levels(void)
+{
+    nlevels = 0;
+    for (int l = 0; l <= 2; l++)
+        if (kl_parser_simd_supported(l)) levels[nlevels++] = l;
+}
+
+#ifdef KL_LIBFUZZER
+/* first byte: the limit set; the rest: the input (as a head and as a chunked body) */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!nlevels) find_levels();
+    if (size == 0 || size - 1 > MAX_INPUT) return 0;
+    const kl_limits *lim = &limit_sets[data[0] % (sizeof limit_sets / sizeof *limit_sets)];
+    uint64_t h = 1469598103934665603ULL;   /* the prefix choice depends on the input only */
+    for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ULL;
+    rng_state = h | 1;
+    check_head(data + 1, size - 1, lim, size <= 256);
+    check_chunked(data + 1, size - 1, lim);
+    return 0;
+}
+#else
+static int write_seeds(const char *dir)
+{
+    char path[4096];
+    for (size_t k = 0; k < corpus_n; k++)
+        for (unsigned l = 0; l < sizeof limit_sets / sizeof *limit_sets; l++) {
+            snprintf(path, sizeof path, "%s/seed-%zu-%u", dir, k, l);
+            FILE *f = fopen(path, "wb");
+            if (!f) {
+                perror(path);
+                return 2;
+            }
+            uint8_t sel = (uint8_t)l;
+            fwrite(&sel, 1, 1, f);
+            fwrite(corpus[k].data, 1, corpus[k].len, f);
+            fclose(f);
+        }
+    printf("wrote %zu seeds to %s\n", corpus_n * (sizeof limit_sets / sizeof *limit_sets), dir);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = 1;
     double seconds = 20;
     unsigned long long max_iter = ~0ULL;
+    const char *seed_dir = NULL;
     int i;
     for (i = 1; i < argc && argv[i][0] == '-'; i += 2) {
         if (i + 1 >= argc) {
-            fprintf(stderr, "usage: %s [-s seed] [-t seconds] [-n iterations] [corpus...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-s seed] [-t seconds] [-n iterations] [-w seed_dir] [corpus...]\n", argv[0]);
             return 2;
         }
         if (strcmp(argv[i], "-s") == 0) seed = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "-t") == 0) seconds = strtod(argv[i + 1], NULL);
         else if (strcmp(argv[i], "-n") == 0) max_iter = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "-w") == 0) seed_dir = argv[i + 1];
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
@@ -322,8 +375,8 @@ int main(int argc, char **argv)
         add_input((const uint8_t *)builtin_corpus[k], strlen(builtin_corpus[k]));
     for (; i < argc; i++)
         if (load_corpus_file(argv[i]) != 0) return 2;
-    for (int l = 0; l <= 2; l++)
-        if (kl_parser_simd_supported(l)) levels[nlevels++] = l;
+    if (seed_dir) return write_seeds(seed_dir);
+    find_levels();
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
 
     /* 1. the corpus, every prefix, every limit set */
@@ -358,3 +411,4 @@ int main(int argc, char **argv)
     free(corpus);
     return 0;
 }
+#endif

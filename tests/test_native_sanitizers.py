@@ -4,8 +4,9 @@ native/fuzz_parser.c is built with -fsanitize=address,undefined (make -C native)
 and run over the parser corpus (the contract and differential suites' inputs)
 plus a deterministic, time-bounded mutation pass: every SIMD path must agree
 with the scalar one, prefixes must give 0 or the whole answer, and no sanitizer
-report is allowed.  Also: the generated tables match kourier_lab/http/chars.py
-and parser.c compiles warning-free.
+report is allowed.  Where clang has libFuzzer, the same checks also run as a
+coverage-guided libFuzzer target.  Also: the generated tables match
+kourier_lab/http/chars.py and parser.c compiles warning-free.
 """
 import os
 import shutil
@@ -18,6 +19,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = os.path.join(ROOT, "native")
 FUZZ_SECONDS = int(os.environ.get("KOURIER_LAB_FUZZ_SECONDS", "25"))
+LIBFUZZER_SECONDS = int(os.environ.get("KOURIER_LAB_LIBFUZZER_SECONDS", "20"))
 
 needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC", "gcc")) is None or shutil.which("make") is None,
                               reason="needs a C compiler and make")
@@ -75,3 +77,35 @@ def test_sanitized_corpus_and_fuzz_pass(tmp_path):
     assert "no mismatch" in run.stdout
     mutations = int(run.stdout.split(" mutations")[0].rsplit(" ", 1)[1])
     assert mutations > 1000, run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(LIBFUZZER_SECONDS + 240)
+@pytest.mark.skipif(shutil.which("clang") is None, reason="libFuzzer needs clang (apt: clang libclang-rt-14-dev)")
+def test_libfuzzer_pass(tmp_path):
+    """The same checks as a coverage-guided libFuzzer target, seeded with the corpus."""
+    r = _make("build/fuzz_parser_libfuzzer", "build/fuzz_parser_asan")
+    if r.returncode != 0 and "libclang_rt.fuzzer" in r.stderr + r.stdout:
+        pytest.skip("clang has no libFuzzer runtime (apt: libclang-rt-14-dev)")
+    assert r.returncode == 0, r.stdout + r.stderr
+    seeds, work = tmp_path / "seeds", tmp_path / "corpus"
+    seeds.mkdir()
+    work.mkdir()
+    corpus = tmp_path / "corpus.bin"
+    with open(corpus, "wb") as f:
+        for data in _corpus():
+            f.write(struct.pack("<I", len(data)) + data)
+    w = subprocess.run([os.path.join(NATIVE, "build", "fuzz_parser_asan"), "-w", str(seeds), str(corpus)],
+                       capture_output=True, text=True, timeout=120)
+    assert w.returncode == 0, w.stderr
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    run = subprocess.run([os.path.join(NATIVE, "build", "fuzz_parser_libfuzzer"), "-seed=20261126",
+                          f"-max_total_time={LIBFUZZER_SECONDS}", "-max_len=4096", "-print_final_stats=1",
+                          f"-artifact_prefix={tmp_path}/", str(work), str(seeds)],
+                         capture_output=True, text=True, env=env, timeout=LIBFUZZER_SECONDS + 200)
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report[-4000:]
+    for marker in ("ERROR: AddressSanitizer", "runtime error:", "MISMATCH", "deadly signal"):
+        assert marker not in report, report[-4000:]
+    assert "stat::number_of_executed_units" in report
