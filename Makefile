@@ -4,7 +4,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := wrk build-essential
+# wrk and a C compiler for the benchmarks and native modules; Go, nginx and the Debian
+# Rust crates (hyper, tokio; built offline) for the peers
+APT_PACKAGES := wrk build-essential golang-go nginx librust-hyper-dev librust-tokio-dev
+# Debian's cargo only when the machine has no Rust toolchain of its own
+ifeq ($(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null),)
+APT_PACKAGES += cargo
+endif
 EXPERIMENT ?= experiments/quick.toml
 
 .PHONY: all setup system build test bench notebooks sanitize clean
@@ -26,7 +32,7 @@ $(BIN)/python:
 
 # the package, its test tools, and the native modules (cffi builds them during install)
 $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_*.py)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,peers]'
 	touch $@
 
 setup: system $(VENV)/.installed
