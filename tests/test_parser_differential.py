@@ -462,6 +462,7 @@ def test_c_simd_path_from_the_environment():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == expect, (want, out.stdout)
+        assert ("KOURIER_LAB_SIMD='neon'" in out.stderr) == (want == "neon"), out.stderr
 
 
 @SETTINGS

@@ -9,7 +9,9 @@ so head() costs list indexing, not cffi attribute lookups.
 SIMD: the C side picks AVX2 / SSE4.2 / scalar at run time (KOURIER_LAB_SIMD
 forces one); `simd()` says which is active and `set_simd(name)` switches.
 """
+import os
 import struct
+import warnings
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import RequestHead, register
@@ -20,6 +22,11 @@ except ImportError as e:  # pragma: no cover - depends on the build
     raise ImportError("the C parser is not built: run `make build`") from e
 
 SIMD_LEVELS = {"scalar": lib.KL_SIMD_SCALAR, "sse42": lib.KL_SIMD_SSE42, "avx2": lib.KL_SIMD_AVX2}
+
+if lib.kl_parser_init() < 0:     # KOURIER_LAB_SIMD names no path this CPU can run
+    warnings.warn(f"KOURIER_LAB_SIMD={os.environ.get('KOURIER_LAB_SIMD')!r} is not one of "
+                  f"{', '.join(SIMD_LEVELS)} supported here; using "
+                  f"{ffi.string(lib.kl_parser_simd_name(lib.kl_parser_simd())).decode()}", RuntimeWarning)
 
 
 def simd() -> str:
