@@ -82,6 +82,11 @@ def _server_env() -> Dict[str, str]:
     return env
 
 
+def _most_connections(exp: Experiment) -> int:
+    return max((connection_budget() if s.connections == "max" else int(s.connections))
+               for s in exp.shapes)
+
+
 def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) -> RunningServer:
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,9 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
                "--parser", target.parser, "--buffer", target.buffer,
                "--request-timeout", f"{exp.request_timeout_s:g}",
                "--idle-timeout", f"{exp.idle_timeout_s:g}",
-               "--cpus", cpu_list(split.server_cpus)]
+               "--cpus", cpu_list(split.server_cpus),
+               # room for the experiment's largest load on any one worker
+               "--max-connections", str(max(10000, _most_connections(exp) + 100))]
     else:
         cmd = None
     if cmd is not None:
