@@ -1,0 +1,786 @@
+"""The Numba loop: epoll, accept4, recv, send and close called from nopython
+code through cffi; static routes served without entering the interpreter.
+
+How the work is split
+---------------------
+* Native (``run_native``, nopython): epoll_wait, then for every event: accept
+  new connections (accept4, TCP_NODELAY, epoll_ctl), read into the
+  connection's row of a read slab, parse every complete head with the Numba
+  parser's kernel, and for each GET/HEAD of a static route copy the
+  precomputed response into the connection's row of a write slab; send it all
+  with one send(); keep-alive / close, HTTP/1.0, pipelining, backpressure
+  (EPOLLOUT only while output is pending), request and idle deadlines
+  (milliseconds in a per-connection slot, expired by a scan every tick: 408 or
+  close), the connection limit (503), lingering close.  It returns to Python
+  when an event needs Python, or at the time the driver asked for (the next
+  Python timer, the next Date second, at most 50 ms).
+* Python (``NumbaLoop.run``, the driver): the app's Date refresh (the static
+  responses are re-copied into the native table once a second), graceful stop,
+  and every connection that needs Python.  A connection is *promoted* the first
+  time the native path meets something it does not serve -- a Python handler,
+  a body, an error status, a 404/405, a head larger than its slab row: its
+  buffered input and pending output move into a Session with the configured
+  (Numba) buffers, and from then on it is served exactly as the Python loop
+  serves it (the driver reuses PythonLoop's code and timer wheel; the native
+  side forwards that descriptor's events).  Returning to Python between epoll
+  waits (rather than objmode inside the loop) keeps the native code free of
+  interpreter state and lets one Python call handle every promoted event of a
+  batch.
+
+Why slabs: per-connection buffers must be reachable from nopython code by
+index, without Python objects.  Every connection gets one row of a 2-D uint8
+read slab (read_buffer bytes) and one of a write slab (64 KiB); the slabs grow
+by doubling (in the driver, between native calls) as connections arrive.  The
+pure-Python ring/write buffers are only used after promotion.
+
+What cannot be cached: every function here calls libc through cffi function
+pointers, whose addresses Numba bakes into the machine code, so they are
+compiled with cache=False in every process that creates the loop (the
+supervisor compiles before forking, so workers inherit the code); the parser
+kernels they call (parsers/numba.py) come from the on-disk cache.  cffi is used
+in ABI in-line mode (``ffi.dlopen(None)``: libc, no C compiler needed); Numba
+types those functions directly, so numba.core.typing.cffi_utils.register_module
+(needed for out-of-line, compiled cffi modules) is not used.
+"""
+import errno
+import platform
+import select
+import socket
+import time
+from collections import namedtuple
+
+try:
+    import cffi
+    import numba  # noqa: F401  (imported for the clear error below)
+except ImportError as e:  # pragma: no cover - depends on the machine
+    raise ImportError(f"the numba loop needs numba and cffi ({e})") from e
+import numpy as np
+from numba import njit
+
+from .. import buffers, parsers
+from ..numba_support import W_FLAGS0, W_METHOD, W_PATH, limits_array, new_table
+from ..parsers.numba import _parse_head
+from ..server.app import StaticRoute
+from ..server.session import Session
+from . import register
+from .python import _READ, PythonLoop, _Conn
+from .timer_wheel import TimerWheel
+
+# -- libc through cffi (ABI in-line mode) ---------------------------------------------
+ffi = cffi.FFI()
+ffi.cdef("""
+int epoll_wait(int epfd, uint8_t *events, int maxevents, int timeout);
+int epoll_ctl(int epfd, int op, int fd, uint8_t *event);
+int accept4(int sockfd, uint8_t *addr, uint32_t *addrlen, int flags);
+ssize_t recv(int sockfd, uint8_t *buf, size_t len, int flags);
+ssize_t send(int sockfd, const uint8_t *buf, size_t len, int flags);
+int shutdown(int sockfd, int how);
+int close(int fd);
+int setsockopt(int sockfd, int level, int optname, const uint8_t *optval, uint32_t optlen);
+int clock_gettime(int clk_id, int64_t *tp);
+int *__errno_location(void);
+""")
+libc = ffi.dlopen(None)
+# module-level aliases: what Numba resolves as cffi functions in nopython code
+c_epoll_wait = libc.epoll_wait
+c_epoll_ctl = libc.epoll_ctl
+c_accept4 = libc.accept4
+c_recv = libc.recv
+c_send = libc.send
+c_shutdown = libc.shutdown
+c_close = libc.close
+c_setsockopt = libc.setsockopt
+c_clock_gettime = libc.clock_gettime
+c_errno_location = libc.__errno_location
+
+# struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere
+EV_SIZE, EV_DATA = (12, 4) if platform.machine() in ("x86_64", "AMD64") else (16, 8)
+EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
+EPOLLRDHUP, EPOLLET = select.EPOLLRDHUP, select.EPOLLET & 0xFFFFFFFF
+EV_READ = (EPOLLIN | EPOLLRDHUP | EPOLLET) & 0xFFFFFFFF
+EV_READ_WRITE = EV_READ | EPOLLOUT
+EV_INPUT = EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP
+CTL_ADD, CTL_DEL, CTL_MOD = 1, 2, 3
+SOCK_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+IPPROTO_TCP, TCP_NODELAY, SHUT_WR = socket.IPPROTO_TCP, socket.TCP_NODELAY, socket.SHUT_WR
+MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+CLOCK_MONOTONIC = time.CLOCK_MONOTONIC
+EAGAIN, EINTR = errno.EAGAIN, errno.EINTR
+E_ACCEPT_SKIP = (errno.ECONNABORTED, errno.EPROTO, errno.EINTR)
+
+MAX_EVENTS = 512
+ACCEPT_BATCH = 256
+WRITE_ROW = 65536
+BODY_NONE = parsers.BODY_NONE
+
+# fd modes
+M_NONE, M_FAST, M_PYTHON, M_LISTEN, M_WAKE = 0, 1, 2, 3, 4
+# per-slot fields (int64 slab `slots`)
+S_FD, S_RLEN, S_WPOS, S_WLEN, S_FLAGS, S_DEADLINE = 0, 1, 2, 3, 4, 5
+SLOT_FIELDS = 8
+F_WANT_WRITE, F_CLOSING, F_PEER_CLOSED, F_IN_REQ, F_PAUSED = 1, 2, 4, 8, 16
+# control words (int64 `ctl`)
+(C_NCONNS, C_NFREE, C_MAXCONN, C_NEED_SLOTS, C_REQ_TO, C_IDLE_TO, C_EPFD, C_STOPPING,
+ C_MAXRESP, C_CATCH_ALL, C_NEXT_TICK, C_SERVED, C_PROMOTED) = range(13)
+CTL_WORDS = 16
+TICK_MS = 50
+# process() results
+P_DONE, P_BLOCKED, P_PROMOTE = 0, 1, 2
+# responses besides the routes' (indices into resp_idx after the routes' 8 each)
+R_503, R_408 = 0, 1
+
+# everything the native side works on, passed as one namedtuple of arrays
+NativeState = namedtuple("NativeState", [
+    "ctl", "fdmode", "fdslot", "slots", "freelist", "rdata", "wdata", "evbuf", "evrec", "pyev",
+    "table", "limits", "path_blob", "path_idx", "resp_blob", "resp_idx", "scratch", "addrlen",
+    "one", "ts"])
+
+
+# -- native helpers -----------------------------------------------------------------------
+@njit(cache=False)
+def _errno():
+    return c_errno_location()[0]
+
+
+@njit(cache=False)
+def now_ms(L):
+    c_clock_gettime(CLOCK_MONOTONIC, ffi.from_buffer(L.ts))
+    return L.ts[0] * 1000 + L.ts[1] // 1000000
+
+
+@njit(cache=False)
+def _epoll_set(L, op, fd, events):
+    r = L.evrec
+    for i in range(4):
+        r[i] = (events >> (8 * i)) & 0xFF
+        r[EV_DATA + i] = (fd >> (8 * i)) & 0xFF
+    return c_epoll_ctl(L.ctl[C_EPFD], op, fd, ffi.from_buffer(r))
+
+
+@njit(cache=False)
+def _close_slot(L, slot):
+    """Lingering close: drop what the client already sent, FIN, close; free the slot."""
+    fd = L.slots[slot, S_FD]
+    if fd < 0:
+        return
+    _epoll_set(L, CTL_DEL, fd, 0)
+    for _ in range(16):
+        if c_recv(fd, ffi.from_buffer(L.scratch), len(L.scratch), 0) <= 0:
+            break
+    c_shutdown(fd, SHUT_WR)
+    c_close(fd)
+    L.fdmode[fd] = M_NONE
+    L.slots[slot, S_FD] = -1
+    L.freelist[L.ctl[C_NFREE]] = slot
+    L.ctl[C_NFREE] += 1
+    L.ctl[C_NCONNS] -= 1
+
+
+@njit(cache=False)
+def _flush(L, slot):
+    """Send the pending output; EPOLLOUT only while some remains.  Returns False
+    when the connection was closed."""
+    s = L.slots
+    fd = s[slot, S_FD]
+    row = L.wdata[slot]
+    while s[slot, S_WLEN] > s[slot, S_WPOS]:
+        pos = s[slot, S_WPOS]
+        n = c_send(fd, ffi.from_buffer(row[pos:]), s[slot, S_WLEN] - pos, MSG_NOSIGNAL)
+        if n < 0:
+            e = _errno()
+            if e == EINTR:
+                continue
+            if e == EAGAIN:
+                break
+            _close_slot(L, slot)
+            return False
+        s[slot, S_WPOS] = pos + n
+    flags = s[slot, S_FLAGS]
+    if s[slot, S_WLEN] > s[slot, S_WPOS]:
+        if not flags & F_WANT_WRITE:
+            s[slot, S_FLAGS] = flags | F_WANT_WRITE
+            _epoll_set(L, CTL_MOD, fd, EV_READ_WRITE)
+        return True
+    s[slot, S_WPOS] = 0
+    s[slot, S_WLEN] = 0
+    if flags & F_WANT_WRITE:
+        s[slot, S_FLAGS] = flags & ~F_WANT_WRITE
+        _epoll_set(L, CTL_MOD, fd, EV_READ)
+    if flags & F_CLOSING or (flags & F_PEER_CLOSED and s[slot, S_RLEN] == 0):
+        _close_slot(L, slot)
+        return False
+    return True
+
+
+@njit(cache=False)
+def _route(L, row, base):
+    """The static response row index base for the request in L.table (routes
+    are 8 rows each), or -1 when Python must answer."""
+    t = L.table
+    mo = base + t[W_METHOD]
+    ml = t[W_METHOD + 1]
+    if ml == 3 and row[mo] == 71 and row[mo + 1] == 69 and row[mo + 2] == 84:           # GET
+        head = 0
+    elif ml == 4 and row[mo] == 72 and row[mo + 1] == 69 and row[mo + 2] == 65 and row[mo + 3] == 68:
+        head = 1                                                                          # HEAD
+    else:
+        return -1
+    po = base + t[W_PATH]
+    pl = t[W_PATH + 1]
+    route = L.ctl[C_CATCH_ALL]
+    for k in range(L.path_idx.shape[0]):
+        if L.path_idx[k, 1] != pl:
+            continue
+        off = L.path_idx[k, 0]
+        same = True
+        for i in range(pl):
+            if L.path_blob[off + i] != row[po + i]:
+                same = False
+                break
+        if same:
+            route = L.path_idx[k, 2]
+            break
+    if route < 0:
+        return -1
+    f0 = t[W_FLAGS0]
+    minor = f0 & 0xFF
+    keep_alive = (f0 >> 16) & 0xFF
+    return route * 8 + head * 4 + minor * 2 + keep_alive
+
+
+@njit(cache=False)
+def _append(L, slot, resp):
+    """Copy response row `resp` into the write row; False when it does not fit."""
+    s = L.slots
+    off = L.resp_idx[resp, 0]
+    n = L.resp_idx[resp, 1]
+    row = L.wdata[slot]
+    wlen = s[slot, S_WLEN]
+    if wlen + n > row.shape[0]:
+        wpos = s[slot, S_WPOS]
+        if wlen - wpos + n > row.shape[0]:
+            return False
+        for i in range(wlen - wpos):                       # compact: forward copy
+            row[i] = row[wpos + i]
+        wlen -= wpos
+        s[slot, S_WPOS] = 0
+    row[wlen:wlen + n] = L.resp_blob[off:off + n]
+    s[slot, S_WLEN] = wlen + n
+    return True
+
+
+@njit(cache=False)
+def _process(L, slot):
+    """Answer every complete request in the read row that the native path
+    serves.  P_DONE (stopped at an incomplete head or the end), P_BLOCKED (the
+    write row is full) or P_PROMOTE (Python must take over from the first
+    request left in the row)."""
+    s = L.slots
+    row = L.rdata[slot]
+    rlen = s[slot, S_RLEN]
+    lim = L.limits
+    pos = 0
+    result = P_DONE
+    while pos < rlen:
+        n = _parse_head(row, pos, rlen, lim[0], lim[1], lim[2], lim[3], L.table)
+        if n == 0:
+            break
+        if n < 0 or (L.table[W_FLAGS0] >> 24) != BODY_NONE:
+            result = P_PROMOTE
+            break
+        resp = _route(L, row, pos)
+        if resp < 0:
+            result = P_PROMOTE
+            break
+        if not _append(L, slot, resp):
+            result = P_BLOCKED
+            break
+        L.ctl[C_SERVED] += 1
+        pos += n
+        if not (L.table[W_FLAGS0] >> 16) & 0xFF:           # not keep-alive: nothing after it is read
+            s[slot, S_FLAGS] |= F_CLOSING
+            pos = rlen
+            break
+    if pos:
+        rest = rlen - pos
+        for i in range(rest):                               # forward copy to the front
+            row[i] = row[pos + i]
+        s[slot, S_RLEN] = rest
+    return result
+
+
+@njit(cache=False)
+def _read(L, slot):
+    """recv into the read row: 1 drained (EAGAIN, short read or EOF), 0 the row
+    filled up, -1 the connection was closed on an error."""
+    s = L.slots
+    fd = s[slot, S_FD]
+    row = L.rdata[slot]
+    cap = row.shape[0]
+    while s[slot, S_RLEN] < cap:
+        rlen = s[slot, S_RLEN]
+        room = cap - rlen
+        n = c_recv(fd, ffi.from_buffer(row[rlen:]), room, 0)
+        if n < 0:
+            e = _errno()
+            if e == EINTR:
+                continue
+            if e == EAGAIN:
+                return 1
+            _close_slot(L, slot)
+            return -1
+        if n == 0:
+            s[slot, S_FLAGS] |= F_PEER_CLOSED
+            return 1
+        s[slot, S_RLEN] = rlen + n
+        if n < room:
+            return 1
+    return 0
+
+
+@njit(cache=False)
+def _on_readable(L, slot, now):
+    """Read, answer, send; as the Python loop's _on_readable.  Returns True when
+    the connection must be promoted to Python."""
+    s = L.slots
+    was_in_request = s[slot, S_FLAGS] & F_IN_REQ
+    while True:
+        drained = _read(L, slot)
+        if drained < 0:
+            return False
+        blocked = False
+        if s[slot, S_RLEN] > 0 and not s[slot, S_FLAGS] & F_CLOSING:
+            r = _process(L, slot)
+            if r == P_PROMOTE:
+                return True
+            blocked = r == P_BLOCKED
+            if not blocked:
+                s[slot, S_FLAGS] &= ~F_PAUSED
+        if s[slot, S_WLEN] > s[slot, S_WPOS]:
+            if not _flush(L, slot):
+                return False
+        flags = s[slot, S_FLAGS]
+        if flags & F_CLOSING and not flags & F_WANT_WRITE:
+            _close_slot(L, slot)
+            return False
+        if flags & F_PEER_CLOSED:
+            # the client half-closed: answer what it sent (done above), then close
+            if not flags & F_WANT_WRITE:
+                _close_slot(L, slot)
+            return False
+        if blocked:
+            if flags & F_WANT_WRITE:
+                s[slot, S_FLAGS] = flags | F_PAUSED          # EPOLLOUT resumes
+                break
+            continue                                         # all sent: go on answering
+        if drained == 0:
+            if s[slot, S_RLEN] == L.rdata.shape[1]:
+                return True      # one head fills the row: Python's growable buffer takes over
+            continue
+        break
+    if L.ctl[C_STOPPING] and s[slot, S_RLEN] == 0 and not s[slot, S_FLAGS] & F_WANT_WRITE:
+        _close_slot(L, slot)
+        return False
+    # the request timeout runs from a request's first byte; the idle timeout
+    # from the last response on
+    if s[slot, S_RLEN] > 0:
+        if not was_in_request:
+            s[slot, S_DEADLINE] = now + L.ctl[C_REQ_TO]
+        s[slot, S_FLAGS] |= F_IN_REQ
+    else:
+        s[slot, S_DEADLINE] = now + L.ctl[C_IDLE_TO]
+        s[slot, S_FLAGS] &= ~F_IN_REQ
+    return False
+
+
+@njit(cache=False)
+def _send_and_close(L, fd, resp):
+    off = L.resp_idx[resp, 0]
+    c_send(fd, ffi.from_buffer(L.resp_blob[off:]), L.resp_idx[resp, 1], MSG_NOSIGNAL)
+    c_close(fd)
+
+
+@njit(cache=False)
+def _accept(L, lfd, now):
+    ctl = L.ctl
+    for _ in range(ACCEPT_BATCH):
+        if ctl[C_NFREE] == 0:
+            ctl[C_NEED_SLOTS] = 1      # the driver grows the slabs; the listener is level-triggered
+            return
+        L.addrlen[0] = len(L.scratch)
+        fd = c_accept4(lfd, ffi.from_buffer(L.scratch), ffi.from_buffer(L.addrlen), SOCK_FLAGS)
+        if fd < 0:
+            e = _errno()
+            if e == EAGAIN:
+                return
+            skip = False
+            for x in E_ACCEPT_SKIP:
+                if e == x:
+                    skip = True
+            if skip:
+                continue
+            return                     # out of descriptors or memory: the rest waits in the backlog
+        if fd >= len(L.fdmode):
+            c_close(fd)
+            continue
+        if ctl[C_NCONNS] >= ctl[C_MAXCONN]:
+            _send_and_close(L, fd, L.resp_idx.shape[0] - 2 + R_503)
+            continue
+        c_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ffi.from_buffer(L.one), 4)
+        ctl[C_NFREE] -= 1
+        slot = L.freelist[ctl[C_NFREE]]
+        s = L.slots
+        s[slot, S_FD] = fd
+        s[slot, S_RLEN] = 0
+        s[slot, S_WPOS] = 0
+        s[slot, S_WLEN] = 0
+        s[slot, S_FLAGS] = 0
+        s[slot, S_DEADLINE] = now + ctl[C_IDLE_TO]
+        L.fdmode[fd] = M_FAST
+        L.fdslot[fd] = slot
+        ctl[C_NCONNS] += 1
+        _epoll_set(L, CTL_ADD, fd, EV_READ)
+
+
+@njit(cache=False)
+def _expire(L, now):
+    """Every tick: 408 and close a connection whose request is late, close an idle one."""
+    s = L.slots
+    for slot in range(s.shape[0]):
+        if s[slot, S_FD] < 0 or s[slot, S_DEADLINE] > now:
+            continue
+        if s[slot, S_FLAGS] & F_IN_REQ:
+            s[slot, S_FLAGS] |= F_CLOSING
+            if _append(L, slot, L.resp_idx.shape[0] - 2 + R_408):
+                if _flush(L, slot) and s[slot, S_FLAGS] & F_WANT_WRITE:
+                    _close_slot(L, slot)      # not reading: do not wait for it
+            else:
+                _close_slot(L, slot)
+        else:
+            _close_slot(L, slot)
+
+
+@njit(cache=False, nogil=True)
+def close_idle(L):
+    """Graceful stop: close every native connection with no request in flight."""
+    s = L.slots
+    for slot in range(s.shape[0]):
+        if s[slot, S_FD] >= 0 and s[slot, S_RLEN] == 0 and not s[slot, S_FLAGS] & F_WANT_WRITE:
+            _close_slot(L, slot)
+
+
+@njit(cache=False, nogil=True)
+def close_all(L):
+    s = L.slots
+    for slot in range(s.shape[0]):
+        if s[slot, S_FD] >= 0:
+            _close_slot(L, slot)
+
+
+@njit(cache=False, nogil=True)
+def run_native(L, until):
+    """epoll_wait and serve, until an event needs Python or the monotonic clock
+    (ms) reaches `until`.  Returns how many rows of L.pyev the driver must
+    handle: (fd, events) for Python's descriptors, (fd, -1, slot) for a
+    connection to promote."""
+    ctl = L.ctl
+    npy = 0
+    while True:
+        now = now_ms(L)
+        if now >= ctl[C_NEXT_TICK]:
+            _expire(L, now)
+            ctl[C_NEXT_TICK] = now + TICK_MS
+        wait = min(until, ctl[C_NEXT_TICK]) - now
+        if wait < 0:
+            wait = 0
+        n = c_epoll_wait(ctl[C_EPFD], ffi.from_buffer(L.evbuf), MAX_EVENTS, wait)
+        if n < 0:
+            if _errno() == EINTR:
+                return npy               # a signal: let the driver look at the stop flag
+            return -1
+        now = now_ms(L)
+        for i in range(n):
+            b = i * EV_SIZE
+            ev = (np.int64(L.evbuf[b]) | (np.int64(L.evbuf[b + 1]) << 8) | (np.int64(L.evbuf[b + 2]) << 16)
+                  | (np.int64(L.evbuf[b + 3]) << 24))
+            d = b + EV_DATA
+            fd = (np.int64(L.evbuf[d]) | (np.int64(L.evbuf[d + 1]) << 8) | (np.int64(L.evbuf[d + 2]) << 16)
+                  | (np.int64(L.evbuf[d + 3]) << 24))
+            mode = L.fdmode[fd]
+            if mode == M_FAST:
+                slot = L.fdslot[fd]
+                promote = False
+                if ev & EPOLLOUT:
+                    if not _flush(L, slot):
+                        continue
+                    flags = L.slots[slot, S_FLAGS]
+                    if flags & F_PAUSED and not flags & F_WANT_WRITE:
+                        L.slots[slot, S_FLAGS] = flags & ~F_PAUSED
+                        promote = _on_readable(L, slot, now)
+                    elif ev & EV_INPUT:
+                        promote = _on_readable(L, slot, now)
+                elif ev & EV_INPUT:
+                    promote = _on_readable(L, slot, now)
+                if promote:
+                    L.fdmode[fd] = M_PYTHON       # later events go to Python
+                    ctl[C_PROMOTED] += 1
+                    L.pyev[npy, 0] = fd
+                    L.pyev[npy, 1] = -1
+                    L.pyev[npy, 2] = slot
+                    npy += 1
+            elif mode == M_LISTEN:
+                _accept(L, fd, now)
+            elif mode == M_PYTHON or mode == M_WAKE:
+                L.pyev[npy, 0] = fd
+                L.pyev[npy, 1] = ev
+                L.pyev[npy, 2] = -1
+                npy += 1
+        if npy or ctl[C_NEED_SLOTS] or now >= until:
+            return npy
+
+
+# -- the driver ---------------------------------------------------------------------------
+class NumbaLoop(PythonLoop):
+    """The Numba loop (see the module docstring); Python-side connections are
+    handled by the inherited PythonLoop methods."""
+    name = "numba"
+    supported_parsers = ("numba",)
+    supported_buffers = ("numba",)
+
+    def __init__(self, config, app):
+        super().__init__(config, app)
+        import resource
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        nfd = min(max(soft, 1024), 1 << 20)
+        self._row = max(config.read_buffer, 1024)
+        ctl = np.zeros(CTL_WORDS, np.int64)
+        ctl[C_MAXCONN] = config.max_connections
+        ctl[C_REQ_TO] = int(config.request_timeout * 1000)
+        ctl[C_IDLE_TO] = int(config.idle_timeout * 1000)
+        ctl[C_CATCH_ALL] = -1
+        ctl[C_EPFD] = -1
+        table = new_table(1)[1][0]
+        self._L = NativeState(
+            ctl=ctl, fdmode=np.zeros(nfd, np.int8), fdslot=np.zeros(nfd, np.int32),
+            slots=np.zeros((0, SLOT_FIELDS), np.int64), freelist=np.zeros(0, np.int32),
+            rdata=np.zeros((0, self._row), np.uint8), wdata=np.zeros((0, WRITE_ROW), np.uint8),
+            evbuf=np.zeros(MAX_EVENTS * EV_SIZE, np.uint8), evrec=np.zeros(16, np.uint8),
+            pyev=np.zeros((MAX_EVENTS, 3), np.int64), table=table, limits=limits_array(config.limits),
+            path_blob=np.zeros(1, np.uint8), path_idx=np.zeros((0, 3), np.int64),
+            resp_blob=np.zeros(1, np.uint8), resp_idx=np.zeros((2, 2), np.int64),
+            scratch=np.zeros(65536, np.uint8), addrlen=np.zeros(1, np.uint32),
+            one=np.array([1, 0, 0, 0], np.uint8), ts=np.zeros(2, np.int64))
+        self._grow(16)
+        self._date = None
+        self._routes()
+        self.jit_seconds = self._compile()
+
+    # -- native tables ---------------------------------------------------------
+    def _grow(self, count):
+        """Room for `count` native connections (slab rows), keeping the live ones."""
+        L = self._L
+        old = L.slots.shape[0]
+        if count <= old:
+            return
+        slots = np.zeros((count, SLOT_FIELDS), np.int64)
+        slots[:, S_FD] = -1
+        slots[:old] = L.slots
+        rdata = np.zeros((count, self._row), np.uint8)
+        rdata[:old] = L.rdata
+        wdata = np.zeros((count, WRITE_ROW), np.uint8)
+        wdata[:old] = L.wdata
+        nfree = int(L.ctl[C_NFREE])
+        freelist = np.zeros(count, np.int32)
+        freelist[:nfree] = L.freelist[:nfree]
+        new = np.arange(count - 1, old - 1, -1, dtype=np.int32)
+        freelist[nfree:nfree + len(new)] = new
+        L.ctl[C_NFREE] = nfree + len(new)
+        self._L = L._replace(slots=slots, rdata=rdata, wdata=wdata, freelist=freelist)
+
+    def _routes(self):
+        """Copy the app's static responses (and 503/408) into the native tables;
+        called again whenever the Date second changes."""
+        app = self.app
+        if app.date == self._date:
+            return
+        self._date = app.date
+        statics = list(app.static.items())
+        blob = bytearray()
+        idx = []
+        routes = [r for _, r in statics] + ([app.catch_all] if app.catch_all is not None else [])
+        for r in routes:
+            for head in (False, True):
+                for minor in (0, 1):
+                    for ka in (False, True):
+                        data = r.responses[(head, minor, ka)]
+                        idx.append((len(blob), len(data)))
+                        blob += data
+        for extra in (app.error(503, 1, False), app.error(408, 1, False)):
+            idx.append((len(blob), len(extra)))
+            blob += extra
+        resp_idx = np.array(idx, np.int64).reshape(-1, 2)
+        paths = sorted(set(app._paths) | set(app.static))
+        pblob = bytearray()
+        pidx = []
+        static_index = {p: k for k, (p, _) in enumerate(statics)}
+        for p in paths:
+            pidx.append((len(pblob), len(p), static_index.get(p, -1)))
+            pblob += p
+        L = self._L
+        L.ctl[C_CATCH_ALL] = len(statics) if app.catch_all is not None else -1
+        L.ctl[C_MAXRESP] = int(resp_idx[:, 1].max())
+        self._L = L._replace(resp_blob=np.frombuffer(bytes(blob) or b"\0", np.uint8).copy(),
+                             resp_idx=resp_idx,
+                             path_blob=np.frombuffer(bytes(pblob) or b"\0", np.uint8).copy(),
+                             path_idx=np.array(pidx, np.int64).reshape(-1, 3))
+
+    def _compile(self):
+        """JIT every native function now (in the supervisor, before the fork):
+        one run over an empty epoll set.  Returns the seconds it took."""
+        t0 = time.perf_counter()
+        ep = select.epoll()
+        try:
+            self._L.ctl[C_EPFD] = ep.fileno()
+            self._L.ctl[C_NEXT_TICK] = 0
+            run_native(self._L, 0)
+            close_idle(self._L)
+            close_all(self._L)
+        finally:
+            self._L.ctl[C_EPFD] = -1
+            ep.close()
+        return time.perf_counter() - t0
+
+    # -- the driver loop -------------------------------------------------------
+    def run(self, lsock):
+        cfg = self.config
+        lsock.setblocking(False)
+        self.lsock = lsock
+        ep = self.ep = select.epoll()
+        L = self._L
+        L.ctl[C_EPFD] = ep.fileno()
+        lfd = lsock.fileno()
+        ep.register(lfd, select.EPOLLIN)          # level-triggered: accept resumes after growth
+        L.fdmode[lfd] = M_LISTEN
+        self._wake_r.setblocking(False)
+        wfd = self._wake_r.fileno()
+        ep.register(wfd, select.EPOLLIN)
+        L.fdmode[wfd] = M_WAKE
+        self.wheel = TimerWheel(tick=0.05, slots=2048, now=time.monotonic())
+        conns = self.conns
+        app = self.app
+        accepting = True
+        while True:
+            now = time.monotonic()
+            app.refresh(time.time())
+            self._routes()
+            L = self._L
+            timeout = self.wheel.next_timeout(now)
+            if self.stopping:
+                if accepting:
+                    accepting = False
+                    ep.unregister(lfd)
+                    L.fdmode[lfd] = M_NONE
+                    L.ctl[C_STOPPING] = 1
+                    self._stop_deadline = now + cfg.graceful_timeout
+                    for c in list(conns.values()):
+                        if not c.session.in_request and not c.want_write:
+                            self._close(c)
+                    close_idle(L)
+                if L.ctl[C_NCONNS] == 0 or now >= self._stop_deadline:
+                    break
+            # back to Python at the next Python timer, the next Date second, or in 50 ms
+            wait = 0.05 if timeout is None else min(timeout, 0.05)
+            wait = min(wait, 1.0 - (time.time() % 1.0) + 0.001)
+            until = int((now + wait) * 1000) + 1
+            npy = run_native(L, until)
+            if npy < 0:
+                raise OSError("epoll_wait failed in the numba loop")
+            if L.ctl[C_NEED_SLOTS]:
+                L.ctl[C_NEED_SLOTS] = 0
+                self._grow(min(2 * L.slots.shape[0], max(cfg.max_connections, 16)))
+                L = self._L
+            now = time.monotonic()
+            if npy:
+                app.refresh(time.time())
+                rows = L.pyev[:npy].tolist()
+                for fd, ev, slot in rows:
+                    if ev == -1:
+                        self._promote(fd, slot, now)
+                        continue
+                    c = conns.get(fd)
+                    if c is None:
+                        if fd == wfd:
+                            try:
+                                self._wake_r.recv(4096)
+                            except OSError:
+                                pass
+                        continue
+                    if ev & EPOLLOUT:
+                        self._flush(c)
+                        if c.closed:
+                            continue
+                        if c.paused and not c.session.wbuf.over_limit():
+                            c.paused = False
+                            self._on_readable(c, now)
+                            continue
+                    if ev & EV_INPUT:
+                        self._on_readable(c, now)
+            for c in self.wheel.advance(now):
+                self._expire(c)
+            if self.stopping:
+                for c in list(conns.values()):
+                    if not c.closed and not c.session.in_request and not c.want_write:
+                        self._close(c)
+        for c in list(conns.values()):
+            self._close(c)
+        close_all(self._L)
+        self._L.ctl[C_EPFD] = -1
+        ep.close()
+
+    def _promote(self, fd, slot, now):
+        """Hand a native connection to Python: its buffered input and pending
+        output move into a Session; the native slot is freed."""
+        L = self._L
+        cfg = self.config
+        _fd, rlen, wpos, wlen, flags, deadline = L.slots[slot, :6].tolist()
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        session = Session(buffers.create_read(cfg.buffer, cfg.read_buffer, cfg.read_buffer_limit),
+                          buffers.create_write(cfg.buffer, cfg.write_buffer_limit), self.parser, self.app)
+        data = L.rdata[slot, :rlen].tobytes()
+        while data:
+            span = session.rbuf.free_span()
+            k = min(len(span), len(data))
+            span[:k] = data[:k]
+            del span
+            session.rbuf.commit(k)
+            data = data[k:]
+        if wlen > wpos:
+            session.wbuf.append(L.wdata[slot, wpos:wlen].tobytes())
+        session.closing = bool(flags & F_CLOSING)
+        session.in_request = bool(flags & F_IN_REQ)
+        c = _Conn(sock, session)
+        c.want_write = bool(flags & F_WANT_WRITE)
+        c.peer_closed = bool(flags & F_PEER_CLOSED)
+        c.paused = bool(flags & F_PAUSED)
+        L.slots[slot, S_FD] = -1
+        L.freelist[L.ctl[C_NFREE]] = slot
+        L.ctl[C_NFREE] += 1
+        self.conns[fd] = c
+        left = (deadline - int(now * 1000)) / 1000.0
+        self.wheel.schedule(c, now + max(left, 0.0))
+        self._on_readable(c, now)
+
+    def _close(self, c):
+        if c.closed:
+            return
+        super()._close(c)
+        self._L.fdmode[c.fd] = M_NONE
+        self._L.ctl[C_NCONNS] -= 1
+
+    def _accept(self, lsock, now):  # pragma: no cover - the native side accepts
+        raise AssertionError("the numba loop accepts in nopython code")
+
+
+_ = (StaticRoute, _READ)   # re-exported names the docstring refers to
+register("numba", NumbaLoop)

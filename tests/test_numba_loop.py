@@ -1,0 +1,102 @@
+"""The Numba loop in-process: static routes are answered by the native path
+(no promotion), anything else is promoted to the Python session once and
+answered exactly as the Python loop does.  The full server suite
+(tests/test_server.py) runs it as a separate process too."""
+import socket
+import threading
+
+import pytest
+
+pytest.importorskip("numba")
+pytest.importorskip("cffi")
+
+from kourier_lab import loops  # noqa: E402
+from kourier_lab.server.config import ServerConfig  # noqa: E402
+from kourier_lab.server.demo import app  # noqa: E402
+from kourier_lab.server.process import read_responses  # noqa: E402
+
+REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def served():
+    if "numba" not in loops.names():
+        pytest.skip(f"numba loop unavailable: {loops.unavailable().get('numba')}")
+    from kourier_lab.loops import numba as nloop
+    cfg = ServerConfig(loop="numba", parser="numba", buffer="numba", request_timeout=1.0,
+                       idle_timeout=3.0, graceful_timeout=3.0)
+    loop = loops.create("numba", cfg, app)
+    lsock = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run, args=(lsock,), daemon=True)
+    thread.start()
+    yield loop, lsock.getsockname()[1], nloop
+    loop.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    lsock.close()
+
+
+def _connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def test_only_numba_parser_and_buffers():
+    if "numba" not in loops.names():
+        pytest.skip("numba loop unavailable")
+    assert loops.supports("numba", "numba", "numba")[0]
+    assert not loops.supports("numba", "python", "numba")[0]
+    assert not loops.supports("numba", "numba", "python")[0]
+
+
+def test_static_pipelined_requests_stay_native(served):
+    loop, port, nloop = served
+    ctl = loop._L.ctl
+    served_before, promoted_before = int(ctl[nloop.C_SERVED]), int(ctl[nloop.C_PROMOTED])
+    s = _connect(port)
+    s.sendall(REQ * 300)
+    rs = read_responses(s, 300)
+    assert len(rs) == 300 and all(r[0] == 200 and r[2] == b"Hello World!" for r in rs)
+    s.sendall(b"HEAD /static HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 12" in head
+    assert b"Connection: keep-alive" in head
+    s.close()
+    assert int(ctl[nloop.C_SERVED]) - served_before == 301
+    assert int(ctl[nloop.C_PROMOTED]) == promoted_before
+
+
+def test_a_python_handler_promotes_the_connection_once(served):
+    loop, port, nloop = served
+    ctl = loop._L.ctl
+    promoted_before = int(ctl[nloop.C_PROMOTED])
+    s = _connect(port)
+    s.sendall(REQ + b"GET /path?x=1 HTTP/1.1\r\nHost: a\r\n\r\n" + REQ
+              + b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+    rs = read_responses(s, 4)
+    assert [(r[0], r[2]) for r in rs] == [(200, b"Hello World!"), (200, b"/path?x=1"),
+                                          (200, b"Hello World!"), (200, b"abc")]
+    s.close()
+    assert int(ctl[nloop.C_PROMOTED]) == promoted_before + 1
+
+
+def test_errors_are_answered_by_python_then_closed(served):
+    _loop, port, _ = served
+    s = _connect(port)
+    s.sendall(REQ + b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 400 " in data
+    s.close()
+
+
+def test_jit_time_is_recorded(served):
+    loop, _port, _ = served
+    assert loop.jit_seconds > 0
