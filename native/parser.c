@@ -468,8 +468,9 @@ KL_INLINE int request_line(const uint8_t *buf, const uint8_t *s, const uint8_t *
     const uint8_t *v = te + 1;
     if (le - v != 8 || memcmp(v, "HTTP/", 5) != 0 || !is_digit(v[5]) || v[6] != '.' || !is_digit(v[7]))
         return -400;
-    if (v[5] != '1' || v[7] > '1') return -505;
-    req->version_minor = (uint8_t)(v[7] - '0');
+    if (v[5] != '1') return -505;
+    /* RFC 9110 2.5: HTTP/1.x with x > 1 is processed as HTTP/1.1 */
+    req->version_minor = v[7] > '0' ? 1 : 0;
     return 0;
 }
 

@@ -275,10 +275,7 @@ STACKS = _stack_combos()
 # Strict cases kourier_lab's server is known to fail, each reported to the lead
 # with its bytes.  Listed so the rest stays enforced; a listed case that starts
 # passing fails the test, so the list cannot go stale.
-KNOWN_DISAGREEMENTS = {
-    "version-http12": "answers 505 to 'GET /hello HTTP/1.2'; RFC 9110 2.5 says a higher minor version "
-                      "SHOULD be processed as HTTP/1.1, and 505 is for an unsupported major version (15.6.6)",
-}
+KNOWN_DISAGREEMENTS = {}
 
 
 @pytest.fixture(scope="module", params=STACKS or [None], ids=["/".join(c) for c in STACKS] or ["no-stack"])

@@ -31,7 +31,8 @@ reports a different error than the whole input:
      the LF arrives); an LF not preceded by CR -> 400; then its syntax:
      not exactly three SP-separated non-empty parts -> 400; method not a token
      -> 400; version not "HTTP/" DIGIT "." DIGIT -> 400; bad target -> 400;
-     version other than 1.0/1.1 -> 505.
+     major version other than 1 -> 505; HTTP/1.2 .. HTTP/1.9 are processed
+     as HTTP/1.1 (RFC 9110 2.5 SHOULD; version_minor 1).
   3. the head ends at the first empty line (LF followed by LF or CR LF).
      head length > max_header_bytes -> 431 (reported as soon as the bytes
      buffered reach max_header_bytes); more than max_headers field lines -> 431.
@@ -48,8 +49,8 @@ reports a different error than the whole input:
     (scheme "://" authority path-abempty [? query]), authority-form (CONNECT
     only), asterisk-form (OPTIONS only).  Every path/query byte is a RFC 3986
     pchar (query: also "/" and "?"); every '%' starts %HEXDIG HEXDIG.
-    HTTP/1.1 and HTTP/1.0 are served; another well-formed HTTP/D.D -> 505;
-    anything else -> 400.
+    HTTP/1.1 and HTTP/1.0 are served, HTTP/1.2-1.9 as HTTP/1.1 (RFC 9110 2.5);
+    another major version -> 505; anything else -> 400.
   * leading CRLFs before the request line are skipped (RFC 9112 2.2 SHOULD).
   * field lines: name = token, ':' right after it (whitespace before -> 400);
     value trimmed of SP/HTAB, bytes VCHAR / obs-text / SP / HTAB only (CTL, NUL

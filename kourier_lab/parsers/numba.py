@@ -268,8 +268,10 @@ def _request_line(buf, s, le, start, t):
         if buf[i] == 37:
             if i + 2 >= t1 or not (CC[buf[i + 1]] & C_HEX) or not (CC[buf[i + 2]] & C_HEX):
                 return -400
-    if major != 1 or minor > 1:
+    if major != 1:
         return -505
+    if minor > 1:       # RFC 9110 2.5: HTTP/1.x, x > 1, is processed as HTTP/1.1
+        minor = 1
     _put_span(t, W_METHOD, s - start, sp1 - s)
     _put_span(t, W_TARGET, t0 - start, t1 - t0)
     _put_span(t, W_PATH, p0 - start, p1 - p0)

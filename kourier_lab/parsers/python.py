@@ -179,8 +179,11 @@ class PythonParser:
         if _BAD_PCT.search(target):
             return -400
         major, minor = v.group(1)[0] - 48, v.group(2)[0] - 48
-        if major != 1 or minor > 1:
+        if major != 1:
             return -505
+        # RFC 9110 2.5: a higher minor version of a major version we implement
+        # SHOULD be processed as the highest minor version we implement (1.1)
+        minor = min(minor, 1)
         return method, path, query, minor, form, t_off, len(target)
 
     def _semantics(self, buf, start, s, rl_end, head_end, method, path, query, minor, form, target_span):
