@@ -13,7 +13,7 @@ APT_PACKAGES += cargo
 endif
 EXPERIMENT ?= experiments/quick.toml
 
-.PHONY: all setup system build test bench notebooks sanitize clean
+.PHONY: all setup system build test bench sanitize clean
 
 all: bench
 
@@ -44,6 +44,11 @@ test: setup
 
 bench: setup
 	$(BIN)/kourier-lab bench $(EXPERIMENT)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of native/ over the parser corpus and a
+# fuzz pass (the test suite runs the same through tests/test_native_sanitizers.py)
+sanitize: setup
+	$(MAKE) -C native asan
 
 clean:
 	rm -rf build native/build kourier_lab/*.so kourier_lab/_native*.c $(VENV)/.installed
