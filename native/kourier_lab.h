@@ -53,7 +53,8 @@ typedef struct kl_request {
     kl_span  target;          /* the whole request-target */
     kl_span  path;            /* origin/absolute form: the path (may be empty in absolute form) */
     kl_span  query;           /* without the '?'; len 0 when absent */
-    kl_span  host;            /* the Host field value (trimmed); len 0 when absent */
+    kl_span  host;            /* the Host field value (trimmed); off == 0 && len == 0 when
+                                 absent (a present, empty Host has off > 0) */
     uint8_t  version_minor;   /* 0 or 1 (HTTP/1.0, HTTP/1.1) */
     uint8_t  target_form;     /* KL_FORM_* */
     uint8_t  keep_alive;      /* after version and Connection tokens */
@@ -70,10 +71,11 @@ typedef struct kl_request {
 
 /*
  * Chunked body decoding.  Stateless like the head parser: called on the bytes
- * after the head, it returns n > 0 (bytes of the chunked body, trailers and
- * final CRLF included), 0 (need more) or -status.  On n > 0 the chunk data is
- * compacted in place at buf[start .. start + *body_len) (the framing between
- * chunks is overwritten), so a body is always one span.
+ * after the head (buf[0] is the body's first byte), it returns n > 0 (bytes of
+ * the chunked body, trailers and final CRLF included), 0 (need more) or
+ * -status.  On n > 0 the chunk data is compacted in place at
+ * buf[0 .. *body_len) (the framing between chunks is overwritten), so a body
+ * is always one span; on 0 or an error the buffer is untouched.
  */
 /* KL_CDEF_END */
 
