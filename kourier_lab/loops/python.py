@@ -183,8 +183,8 @@ class PythonLoop:
                     s.closing = True
                 if s.wbuf.over_limit():
                     c.paused = True
-            if not len(rbuf) and len(s.rbuf) == 0 and rbuf.capacity > self.config.read_buffer * 4:
-                rbuf.reset()
+            if not len(rbuf) and rbuf.capacity > self.config.read_buffer * 4:
+                rbuf.reset()        # give back what a large body made the buffer grow to
         if len(s.wbuf):
             self._flush(c)
             if c.closed:
