@@ -34,53 +34,25 @@ Registry:  buffers.create_read(name, capacity, limit), buffers.create_write(name
            buffers.names().  Each variant module registers a pair with
            register(name, read_factory, write_factory).
 """
-from typing import Callable, Dict, List, Tuple
+from typing import Callable
 
-_REGISTRY: Dict[str, Tuple[Callable, Callable]] = {}
-_ERRORS: Dict[str, str] = {}
+from ..registry import Registry
 
 DEFAULT_READ_CAPACITY = 16384
 DEFAULT_READ_LIMIT = 1 << 22
 DEFAULT_WRITE_LIMIT = 1 << 20
 
+_REGISTRY = Registry("buffer", __name__, ("python", "c", "numba"))
+available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
+
 
 def register(name: str, read_factory: Callable, write_factory: Callable) -> None:
-    _REGISTRY[name] = (read_factory, write_factory)
-
-
-def _load_builtin():
-    import importlib
-    for mod in ("python", "c", "numba"):
-        if mod in _REGISTRY or mod in _ERRORS:
-            continue
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ImportError as e:  # pragma: no cover - depends on the machine
-            _ERRORS[mod] = str(e)
-
-
-def names() -> List[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def unavailable() -> Dict[str, str]:
-    _load_builtin()
-    return dict(_ERRORS)
-
-
-def _get(name):
-    _load_builtin()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        why = f" ({_ERRORS[name]})" if name in _ERRORS else ""
-        raise ValueError(f"unknown buffer {name!r}{why}; choose one of: {', '.join(names())}") from None
+    _REGISTRY.register(name, (read_factory, write_factory))
 
 
 def create_read(name: str, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
-    return _get(name)[0](capacity, limit)
+    return _REGISTRY.get(name)[0](capacity, limit)
 
 
 def create_write(name: str, limit: int = DEFAULT_WRITE_LIMIT):
-    return _get(name)[1](limit)
+    return _REGISTRY.get(name)[1](limit)

@@ -25,53 +25,28 @@ Variants: python (select.epoll, edge-triggered), asyncio (BufferedProtocol
 on the stdlib loop or uvloop), numba, c.  A loop module registers a factory
 with register(name, factory); factory(config, app) -> loop.
 """
-from typing import Callable, Dict, List
+from typing import Callable
 
-_REGISTRY: Dict[str, Callable] = {}
-_ERRORS: Dict[str, str] = {}
+from ..registry import Registry
+
+_REGISTRY = Registry("loop", __name__, ("python", "asyncio", "c", "numba"))
+available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
 
 
 def register(name: str, factory: Callable) -> None:
-    _REGISTRY[name] = factory
-
-
-def _load_builtin():
-    import importlib
-    for mod in ("python", "asyncio", "c", "numba"):
-        if mod in _REGISTRY or mod in _ERRORS:
-            continue
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ImportError as e:  # pragma: no cover - depends on the machine
-            _ERRORS[mod] = str(e)
-
-
-def names() -> List[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def unavailable() -> Dict[str, str]:
-    _load_builtin()
-    return dict(_ERRORS)
+    _REGISTRY.register(name, factory)
 
 
 def create(name: str, config, app):
-    _load_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        why = f" ({_ERRORS[name]})" if name in _ERRORS else ""
-        raise ValueError(f"unknown loop {name!r}{why}; choose one of: {', '.join(names())}") from None
-    return factory(config, app)
+    return _REGISTRY.get(name)(config, app)
 
 
 def supports(loop: str, parser: str, buffer: str):
     """(True, "") or (False, why) for a loop/parser/buffer combination."""
-    _load_builtin()
+    ok, why = available(loop)
+    if not ok:
+        return False, why
     cls = _REGISTRY.get(loop)
-    if cls is None:
-        return False, f"unknown loop {loop!r}"
     for kind, name in (("parsers", parser), ("buffers", buffer)):
         allowed = getattr(cls, "supported_" + kind, None)
         if allowed is not None and name not in allowed:

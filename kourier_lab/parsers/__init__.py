@@ -78,9 +78,10 @@ reports a different error than the whole input:
     larger than max_header_bytes -> 431.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ..http.limits import DEFAULT_LIMITS, Limits
+from ..registry import Registry
 
 NEED_MORE = 0
 
@@ -117,43 +118,13 @@ class RequestHead:
         return default
 
 
-_REGISTRY: Dict[str, Callable[[Limits], object]] = {}
-_ERRORS: Dict[str, str] = {}
+_REGISTRY = Registry("parser", __name__, ("python", "c", "numba"))
+available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
 
 
 def register(name: str, factory: Callable[[Limits], object]) -> None:
-    _REGISTRY[name] = factory
-
-
-def _load_builtin():
-    # Import each variant; one that cannot load (no compiler, no numba) is
-    # recorded with the reason instead of breaking the others.
-    import importlib
-    for mod in ("python", "c", "numba"):
-        if mod in _REGISTRY or mod in _ERRORS:
-            continue
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ImportError as e:  # pragma: no cover - depends on the machine
-            _ERRORS[mod] = str(e)
-
-
-def names() -> List[str]:
-    """Registered parser variants that loaded on this machine."""
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def unavailable() -> Dict[str, str]:
-    _load_builtin()
-    return dict(_ERRORS)
+    _REGISTRY.register(name, factory)
 
 
 def create(name: str, limits: Limits = DEFAULT_LIMITS):
-    _load_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        why = f" ({_ERRORS[name]})" if name in _ERRORS else ""
-        raise ValueError(f"unknown parser {name!r}{why}; choose one of: {', '.join(names())}") from None
-    return factory(limits)
+    return _REGISTRY.get(name)(limits)

@@ -84,10 +84,9 @@ def run(args) -> int:
     from .workers import Supervisor
     for kind, mod, name in (("loop", loops, args.loop), ("parser", parsers, args.parser),
                             ("buffer", buffers, args.buffer)):
-        if name not in mod.names():
-            why = mod.unavailable().get(name)
-            raise UsageError(f"unknown {kind} {name!r}" + (f" ({why})" if why else "")
-                             + f"; choose one of: {', '.join(mod.names())}")
+        ok, why = mod.available(name)
+        if not ok:
+            raise UsageError(f"{kind} {name!r} is not available: {why}; choose one of: {', '.join(mod.names())}")
     ok, why = loops.supports(args.loop, args.parser, args.buffer)
     if not ok:
         raise UsageError(why)
