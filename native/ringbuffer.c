@@ -122,6 +122,8 @@ void kl_wbuf_move(kl_wbuf *w, uint8_t *mem, size_t cap)
 /* Append n bytes; the caller made room with kl_wbuf_want(). */
 void kl_wbuf_put(kl_wbuf *w, const char *src, size_t n)
 {
+    if (!n)
+        return;                 /* an empty buffer may have no memory yet */
     memcpy(w->data + w->end, src, n);
     w->end += n;
 }
