@@ -119,6 +119,8 @@ struct kl_loop {
     int deferring;
     uint64_t gen;
     /* the head memo: the bytes of the last head answered by a static route */
+    uint8_t *scratch;                   /* chunked decoding for parsers from elsewhere */
+    size_t scratch_cap;
     int memo_on;
     size_t memo_len;
     const resp *memo_resp;
@@ -208,6 +210,7 @@ void kl_loop_free(kl_loop *L)
     for (int i = 0; i < 200; i++)
         free(L->errors[i].data);
     free(L->tables);
+    free(L->scratch);
     free(L->batch.arena);
     if (L->evfd >= 0)
         close(L->evfd);
@@ -677,7 +680,27 @@ static inline int64_t parse_chunked(kl_loop *L, uint8_t *base, size_t end, size_
 {
     if (L->parser_kind == KL_PARSER_PYTHON)
         return kl_py_parse_chunked(L->py, base, end, pos, body_len);
-    return L->chunked_fn(base + pos, end - pos, &L->cfg.limits, body_len);
+    if (L->parser_kind == KL_PARSER_C)
+        return kl_parse_chunked(base + pos, end - pos, &L->cfg.limits, body_len);
+    /* A parser from elsewhere may compact while it scans, even when it then
+     * answers 0 (need more): the bytes must stay intact for the next try, so
+     * it decodes a scratch copy and only a complete body is copied back. */
+    size_t len = end - pos;
+    if (L->scratch_cap < len) {
+        size_t cap = L->scratch_cap ? L->scratch_cap : 4096;
+        while (cap < len)
+            cap *= 2;
+        uint8_t *mem = realloc(L->scratch, cap);
+        if (!mem)
+            return -500;
+        L->scratch = mem;
+        L->scratch_cap = cap;
+    }
+    memcpy(L->scratch, base + pos, len);
+    int64_t n = L->chunked_fn(L->scratch, len, &L->cfg.limits, body_len);
+    if (n > 0)
+        memcpy(base + pos, L->scratch, (size_t)*body_len);
+    return n;
 }
 
 /* >= 0: the static route answering this request; -1: Python decides (handler, 404, 405) */
