@@ -51,6 +51,7 @@ extern void kl_py_signals(void *handle);
 #define MAX_DEFERRED 4096               /* ordered answers waiting for a batch callback */
 #define DATE_LEN 29                     /* "Thu, 01 Jan 1970 00:00:00 GMT" */
 #define MEMO_MAX 512                    /* longest head the memo remembers */
+#define RUN_MAX 64                      /* identical answers copied in one memcpy */
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -70,6 +71,7 @@ typedef struct resp {
     uint8_t *data;
     size_t len;
     long date_off;                      /* offset of the Date value, -1: none */
+    uint8_t *run;                       /* RUN_MAX copies back to back (made on first use) */
 } resp;
 
 typedef struct route_entry {
@@ -123,7 +125,7 @@ struct kl_loop {
     size_t scratch_cap;
     int memo_on;
     size_t memo_len;
-    const resp *memo_resp;
+    resp *memo_resp;
     int memo_keep_alive;
     uint8_t memo[MEMO_MAX];
     kl_loop_stats stats;
@@ -145,8 +147,12 @@ static const char MONTHS[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 
 static void patch_one(resp *r, const char *date)
 {
-    if (r->data && r->date_off >= 0)
+    if (r->data && r->date_off >= 0) {
         memcpy(r->data + r->date_off, date, DATE_LEN);
+        if (r->run)
+            for (size_t i = 0; i < RUN_MAX; i++)
+                memcpy(r->run + i * r->len + r->date_off, date, DATE_LEN);
+    }
 }
 
 /* Re-write the Date of every static response when the second changed. */
@@ -202,13 +208,13 @@ void kl_loop_free(kl_loop *L)
     if (!L)
         return;
     for (int i = 0; i < L->nroutes * KL_VARIANTS; i++)
-        free(L->routes[i].data);
+        free(L->routes[i].data), free(L->routes[i].run);
     free(L->routes);
     for (size_t i = 0; i < L->table_size; i++)
         free(L->table[i].path);
     free(L->table);
     for (int i = 0; i < 200; i++)
-        free(L->errors[i].data);
+        free(L->errors[i].data), free(L->errors[i].run);
     free(L->tables);
     free(L->scratch);
     free(L->batch.arena);
@@ -310,6 +316,8 @@ static int set_resp(resp *r, const char *data, size_t len)
         return -1;
     memcpy(copy, data, len);
     free(r->data);
+    free(r->run);
+    r->run = NULL;
     r->data = copy;
     r->len = len;
     r->date_off = -1;
@@ -629,6 +637,25 @@ static int emit(kl_loop *L, conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* k copies of a static answer: from its run block, made on first use */
+static int emit_run(kl_loop *L, conn *c, resp *r, size_t k)
+{
+    if (k == 1)
+        return emit(L, c, r->data, r->len);
+    if (!r->run) {
+        r->run = malloc(RUN_MAX * r->len);
+        if (!r->run) {
+            for (size_t i = 0; i < k; i++)
+                if (emit(L, c, r->data, r->len) < 0)
+                    return -1;
+            return 0;
+        }
+        for (size_t i = 0; i < RUN_MAX; i++)
+            memcpy(r->run + i * r->len, r->data, r->len);
+    }
+    return emit(L, c, r->run, k * r->len);
+}
+
 static int emit_error(kl_loop *L, conn *c, int status)
 {
     if (status < 400 || status > 599 || !L->errors[status - 400].data)
@@ -731,10 +758,16 @@ static int process(kl_loop *L, conn *c)
         if (pending(c) > c->wb.limit)
             break;                      /* backpressure: the rest waits until output drains */
         if (L->memo_len && end - pos >= L->memo_len && memcmp(base + pos, L->memo, L->memo_len) == 0) {
-            emit(L, c, L->memo_resp->data, L->memo_resp->len);
-            L->stats.requests_static++;
-            c->continue_sent = 0;
+            size_t k = 1;
             pos += L->memo_len;
+            if (L->memo_keep_alive)     /* a run of identical requests: one copy of their answers */
+                while (k < RUN_MAX && end - pos >= L->memo_len && memcmp(base + pos, L->memo, L->memo_len) == 0) {
+                    k++;
+                    pos += L->memo_len;
+                }
+            emit_run(L, c, L->memo_resp, k);
+            L->stats.requests_static += k;
+            c->continue_sent = 0;
             if (!L->memo_keep_alive) {
                 close_after = 1;
                 pos = end;

@@ -136,14 +136,22 @@ def test_a_client_that_does_not_read_gets_everything_once_it_reads(server):
 
 
 def test_date_is_patched_in_c_once_a_second(server):
+    """Single answers and runs of identical answers (copied as one block) both
+    carry the current Date."""
     s = connect(server.port)
     dates = []
     for _ in range(2):
         s.sendall(REQ)
         dates.append(read_responses(s, 1)[0][1]["date"])
+        s.sendall(REQ * 200)
+        batch = {r[1]["date"] for r in read_responses(s, 200)}
+        # not older than the single answer just before it (a stale block would be)
+        when = email.utils.parsedate_to_datetime
+        assert all(when(d) >= when(dates[-1]) for d in batch)
+        dates.extend(sorted(batch - {dates[-1]}))
         time.sleep(1.1)
     s.close()
-    assert dates[0] != dates[1]
+    assert len(set(dates)) >= 2
     for d in dates:
         assert email.utils.format_datetime(email.utils.parsedate_to_datetime(d), usegmt=True) == d
         assert abs(email.utils.parsedate_to_datetime(d).timestamp() - time.time()) < 5
