@@ -100,3 +100,22 @@ def test_errors_are_answered_by_python_then_closed(served):
 def test_jit_time_is_recorded(served):
     loop, _port, _ = served
     assert loop.jit_seconds > 0
+
+
+def test_head_memo_is_exact(served):
+    """The memo answers byte-identical heads only: a head that shares the
+    remembered one's first bytes but not all of them is parsed (here: 400)."""
+    loop, port, nloop = served
+    s = _connect(port)
+    s.sendall(REQ * 3)
+    assert [r[0] for r in read_responses(s, 3)] == [200, 200, 200]
+    assert loop._L.ctl[nloop.C_MEMO_LEN] == len(REQ)
+    s.sendall(REQ[:-2] + b"X: \x01\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ")
+    s.close()

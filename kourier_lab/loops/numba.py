@@ -43,6 +43,7 @@ types those functions directly, so numba.core.typing.cffi_utils.register_module
 (needed for out-of-line, compiled cffi modules) is not used.
 """
 import errno
+import os
 import platform
 import select
 import socket
@@ -79,6 +80,9 @@ int close(int fd);
 int setsockopt(int sockfd, int level, int optname, const uint8_t *optval, uint32_t optlen);
 int clock_gettime(int clk_id, int64_t *tp);
 int *__errno_location(void);
+void *memcpy(uint8_t *dest, const uint8_t *src, size_t n);
+void *memmove(uint8_t *dest, const uint8_t *src, size_t n);
+int memcmp(const uint8_t *a, const uint8_t *b, size_t n);
 """)
 libc = ffi.dlopen(None)
 # module-level aliases: what Numba resolves as cffi functions in nopython code
@@ -92,6 +96,9 @@ c_close = libc.close
 c_setsockopt = libc.setsockopt
 c_clock_gettime = libc.clock_gettime
 c_errno_location = libc.__errno_location
+c_memcpy = libc.memcpy      # Numba's byte loops and slice copies are slower (and the
+c_memmove = libc.memmove    # latter needs the NRT); the copies of every response go here
+c_memcmp = libc.memcmp
 
 # struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere
 EV_SIZE, EV_DATA = (12, 4) if platform.machine() in ("x86_64", "AMD64") else (16, 8)
@@ -121,9 +128,11 @@ SLOT_FIELDS = 8
 F_WANT_WRITE, F_CLOSING, F_PEER_CLOSED, F_IN_REQ, F_PAUSED = 1, 2, 4, 8, 16
 # control words (int64 `ctl`)
 (C_NCONNS, C_NFREE, C_MAXCONN, C_NEED_SLOTS, C_REQ_TO, C_IDLE_TO, C_EPFD, C_STOPPING,
- C_MAXRESP, C_CATCH_ALL, C_NEXT_TICK, C_SERVED, C_PROMOTED) = range(13)
+ C_MAXRESP, C_CATCH_ALL, C_NEXT_TICK, C_SERVED, C_PROMOTED, C_MEMO_LEN, C_MEMO_RESP,
+ C_MEMO_KA) = range(16)
 CTL_WORDS = 16
 TICK_MS = 50
+MEMO_MAX = 512          # longest head the memo remembers
 # process() results
 P_DONE, P_BLOCKED, P_PROMOTE = 0, 1, 2
 # responses besides the routes' (indices into resp_idx after the routes' 8 each)
@@ -133,22 +142,22 @@ R_503, R_408 = 0, 1
 NativeState = namedtuple("NativeState", [
     "ctl", "fdmode", "fdslot", "slots", "freelist", "rdata", "wdata", "evbuf", "evrec", "pyev",
     "table", "limits", "path_blob", "path_idx", "resp_blob", "resp_idx", "scratch", "addrlen",
-    "one", "ts"])
+    "one", "ts", "memo"])
 
 
 # -- native helpers -----------------------------------------------------------------------
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _errno():
     return c_errno_location()[0]
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def now_ms(L):
     c_clock_gettime(CLOCK_MONOTONIC, ffi.from_buffer(L.ts))
     return L.ts[0] * 1000 + L.ts[1] // 1000000
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _epoll_set(L, op, fd, events):
     r = L.evrec
     for i in range(4):
@@ -157,7 +166,7 @@ def _epoll_set(L, op, fd, events):
     return c_epoll_ctl(L.ctl[C_EPFD], op, fd, ffi.from_buffer(r))
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _close_slot(L, slot):
     """Lingering close: drop what the client already sent, FIN, close; free the slot."""
     fd = L.slots[slot, S_FD]
@@ -176,7 +185,7 @@ def _close_slot(L, slot):
     L.ctl[C_NCONNS] -= 1
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _flush(L, slot):
     """Send the pending output; EPOLLOUT only while some remains.  Returns False
     when the connection was closed."""
@@ -212,43 +221,7 @@ def _flush(L, slot):
     return True
 
 
-@njit(cache=False)
-def _route(L, row, base):
-    """The static response row index base for the request in L.table (routes
-    are 8 rows each), or -1 when Python must answer."""
-    t = L.table
-    mo = base + t[W_METHOD]
-    ml = t[W_METHOD + 1]
-    if ml == 3 and row[mo] == 71 and row[mo + 1] == 69 and row[mo + 2] == 84:           # GET
-        head = 0
-    elif ml == 4 and row[mo] == 72 and row[mo + 1] == 69 and row[mo + 2] == 65 and row[mo + 3] == 68:
-        head = 1                                                                          # HEAD
-    else:
-        return -1
-    po = base + t[W_PATH]
-    pl = t[W_PATH + 1]
-    route = L.ctl[C_CATCH_ALL]
-    for k in range(L.path_idx.shape[0]):
-        if L.path_idx[k, 1] != pl:
-            continue
-        off = L.path_idx[k, 0]
-        same = True
-        for i in range(pl):
-            if L.path_blob[off + i] != row[po + i]:
-                same = False
-                break
-        if same:
-            route = L.path_idx[k, 2]
-            break
-    if route < 0:
-        return -1
-    f0 = t[W_FLAGS0]
-    minor = f0 & 0xFF
-    keep_alive = (f0 >> 16) & 0xFF
-    return route * 8 + head * 4 + minor * 2 + keep_alive
-
-
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _append(L, slot, resp):
     """Copy response row `resp` into the write row; False when it does not fit."""
     s = L.slots
@@ -260,56 +233,130 @@ def _append(L, slot, resp):
         wpos = s[slot, S_WPOS]
         if wlen - wpos + n > row.shape[0]:
             return False
-        for i in range(wlen - wpos):                       # compact: forward copy
-            row[i] = row[wpos + i]
+        c_memmove(ffi.from_buffer(row), ffi.from_buffer(row[wpos:]), wlen - wpos)   # compact
         wlen -= wpos
         s[slot, S_WPOS] = 0
-    row[wlen:wlen + n] = L.resp_blob[off:off + n]
+    c_memcpy(ffi.from_buffer(row[wlen:]), ffi.from_buffer(L.resp_blob[off:]), n)
     s[slot, S_WLEN] = wlen + n
     return True
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _process(L, slot):
     """Answer every complete request in the read row that the native path
     serves.  P_DONE (stopped at an incomplete head or the end), P_BLOCKED (the
     write row is full) or P_PROMOTE (Python must take over from the first
-    request left in the row)."""
-    s = L.slots
-    row = L.rdata[slot]
-    rlen = s[slot, S_RLEN]
-    lim = L.limits
+    request left in the row).  Routing and the response copy are written out
+    here rather than called: a call that takes the state tuple passes every
+    array in it, which cost more than the parse."""
+    return _serve_row(L.rdata[slot], L.wdata[slot], L.slots[slot], L.table, L.limits, L.ctl,
+                      L.path_blob, L.path_idx, L.resp_blob, L.resp_idx, L.memo)
+
+
+@njit(cache=False, _nrt=False)
+def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo):
+    """The head memo (as the C loop's and the Python parser's): parsers are
+    stateless, so a head byte-identical to the last one answered by a static
+    route gets the same answer after one memcmp -- exact, not a shortcut
+    around validation.  ctl[C_MEMO_LEN] = -1 turns it off (to measure it)."""
+    rlen = st[S_RLEN]
+    wpos = st[S_WPOS]
+    wlen = st[S_WLEN]
+    wcap = wrow.shape[0]
+    catch_all = ctl[C_CATCH_ALL]
     pos = 0
     result = P_DONE
+    served = 0
     while pos < rlen:
-        n = _parse_head(row, pos, rlen, lim[0], lim[1], lim[2], lim[3], L.table)
-        if n == 0:
-            break
-        if n < 0 or (L.table[W_FLAGS0] >> 24) != BODY_NONE:
-            result = P_PROMOTE
-            break
-        resp = _route(L, row, pos)
-        if resp < 0:
-            result = P_PROMOTE
-            break
-        if not _append(L, slot, resp):
-            result = P_BLOCKED
-            break
-        L.ctl[C_SERVED] += 1
+        mlen = ctl[C_MEMO_LEN]
+        if mlen > 0 and rlen - pos >= mlen and c_memcmp(ffi.from_buffer(row[pos:]),
+                                                       ffi.from_buffer(memo), mlen) == 0:
+            n = mlen
+            resp = ctl[C_MEMO_RESP]
+            keep_alive = ctl[C_MEMO_KA]
+        else:
+            n, resp, keep_alive = _parse_and_route(row, pos, rlen, t, lim, catch_all, path_idx,
+                                                   path_blob)
+            if n == 0:
+                break
+            if resp < 0:
+                result = P_PROMOTE
+                break
+            if mlen >= 0 and n <= MEMO_MAX:
+                c_memcpy(ffi.from_buffer(memo), ffi.from_buffer(row[pos:]), n)
+                ctl[C_MEMO_LEN] = n
+                ctl[C_MEMO_RESP] = resp
+                ctl[C_MEMO_KA] = keep_alive
+        off = resp_idx[resp, 0]
+        size = resp_idx[resp, 1]
+        if wlen + size > wcap:
+            if wlen - wpos + size > wcap:
+                result = P_BLOCKED
+                break
+            c_memmove(ffi.from_buffer(wrow), ffi.from_buffer(wrow[wpos:]), wlen - wpos)   # compact
+            wlen -= wpos
+            wpos = 0
+        c_memcpy(ffi.from_buffer(wrow[wlen:]), ffi.from_buffer(resp_blob[off:]), size)
+        wlen += size
+        served += 1
         pos += n
-        if not (L.table[W_FLAGS0] >> 16) & 0xFF:           # not keep-alive: nothing after it is read
-            s[slot, S_FLAGS] |= F_CLOSING
+        if not keep_alive:                                 # nothing after it is read
+            st[S_FLAGS] |= F_CLOSING
             pos = rlen
             break
+    st[S_WPOS] = wpos
+    st[S_WLEN] = wlen
+    ctl[C_SERVED] += served
     if pos:
         rest = rlen - pos
-        for i in range(rest):                               # forward copy to the front
-            row[i] = row[pos + i]
-        s[slot, S_RLEN] = rest
+        if rest:
+            c_memmove(ffi.from_buffer(row), ffi.from_buffer(row[pos:]), rest)   # to the front
+        st[S_RLEN] = rest
     return result
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
+def _parse_and_route(row, pos, rlen, t, lim, catch_all, path_idx, path_blob):
+    """(n, response row, keep_alive) for the head at row[pos:]: n == 0 need
+    more; response -1 when Python must answer (an error, a body, a method or
+    path without a static route)."""
+    n = _parse_head(row, pos, rlen, lim[0], lim[1], lim[2], lim[3], t)
+    if n == 0:
+        return 0, -1, 0
+    f0 = t[W_FLAGS0]
+    if n < 0 or (f0 >> 24) != BODY_NONE:
+        return n, -1, 0
+    # GET/HEAD of a static path, or of any other path when there is a catch-all
+    mo = pos + t[W_METHOD]
+    ml = t[W_METHOD + 1]
+    if ml == 3 and row[mo] == 71 and row[mo + 1] == 69 and row[mo + 2] == 84:               # GET
+        head = 0
+    elif ml == 4 and row[mo] == 72 and row[mo + 1] == 69 and row[mo + 2] == 65 and row[mo + 3] == 68:
+        head = 1                                                                          # HEAD
+    else:
+        return n, -1, 0
+    po = pos + t[W_PATH]
+    pl = t[W_PATH + 1]
+    route = catch_all
+    for k in range(path_idx.shape[0]):
+        if path_idx[k, 1] != pl:
+            continue
+        off = path_idx[k, 0]
+        same = True
+        for i in range(pl):
+            if path_blob[off + i] != row[po + i]:
+                same = False
+                break
+        if same:
+            route = path_idx[k, 2]
+            break
+    if route < 0:
+        return n, -1, 0
+    keep_alive = (f0 >> 16) & 0xFF
+    return n, route * 8 + head * 4 + (f0 & 0xFF) * 2 + keep_alive, keep_alive
+
+
+@njit(cache=False, _nrt=False)
 def _read(L, slot):
     """recv into the read row: 1 drained (EAGAIN, short read or EOF), 0 the row
     filled up, -1 the connection was closed on an error."""
@@ -338,7 +385,7 @@ def _read(L, slot):
     return 0
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _on_readable(L, slot, now):
     """Read, answer, send; as the Python loop's _on_readable.  Returns True when
     the connection must be promoted to Python."""
@@ -393,14 +440,14 @@ def _on_readable(L, slot, now):
     return False
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _send_and_close(L, fd, resp):
     off = L.resp_idx[resp, 0]
     c_send(fd, ffi.from_buffer(L.resp_blob[off:]), L.resp_idx[resp, 1], MSG_NOSIGNAL)
     c_close(fd)
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _accept(L, lfd, now):
     ctl = L.ctl
     for _ in range(ACCEPT_BATCH):
@@ -442,7 +489,7 @@ def _accept(L, lfd, now):
         _epoll_set(L, CTL_ADD, fd, EV_READ)
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _expire(L, now):
     """Every tick: 408 and close a connection whose request is late, close an idle one."""
     s = L.slots
@@ -460,7 +507,7 @@ def _expire(L, now):
             _close_slot(L, slot)
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=False, nogil=True, _nrt=False)
 def close_idle(L):
     """Graceful stop: close every native connection with no request in flight."""
     s = L.slots
@@ -469,7 +516,7 @@ def close_idle(L):
             _close_slot(L, slot)
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=False, nogil=True, _nrt=False)
 def close_all(L):
     s = L.slots
     for slot in range(s.shape[0]):
@@ -477,7 +524,7 @@ def close_all(L):
             _close_slot(L, slot)
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=False, nogil=True, _nrt=False)
 def run_native(L, until):
     """epoll_wait and serve, until an event needs Python or the monotonic clock
     (ms) reaches `until`.  Returns how many rows of L.pyev the driver must
@@ -569,7 +616,10 @@ class NumbaLoop(PythonLoop):
             path_blob=np.zeros(1, np.uint8), path_idx=np.zeros((0, 3), np.int64),
             resp_blob=np.zeros(1, np.uint8), resp_idx=np.zeros((2, 2), np.int64),
             scratch=np.zeros(65536, np.uint8), addrlen=np.zeros(1, np.uint32),
-            one=np.array([1, 0, 0, 0], np.uint8), ts=np.zeros(2, np.int64))
+            one=np.array([1, 0, 0, 0], np.uint8), ts=np.zeros(2, np.int64),
+            memo=np.zeros(MEMO_MAX, np.uint8))
+        # the head memo, on unless KOURIER_LAB_NUMBA_MEMO=0 (to measure what it saves)
+        ctl[C_MEMO_LEN] = -1 if os.environ.get("KOURIER_LAB_NUMBA_MEMO", "1") == "0" else 0
         self._grow(16)
         self._date = None
         self._routes()
@@ -627,6 +677,8 @@ class NumbaLoop(PythonLoop):
             pidx.append((len(pblob), len(p), static_index.get(p, -1)))
             pblob += p
         L = self._L
+        if L.ctl[C_MEMO_LEN] > 0:
+            L.ctl[C_MEMO_LEN] = 0            # the memo points at response rows: forget it
         L.ctl[C_CATCH_ALL] = len(statics) if app.catch_all is not None else -1
         L.ctl[C_MAXRESP] = int(resp_idx[:, 1].max())
         self._L = L._replace(resp_blob=np.frombuffer(bytes(blob) or b"\0", np.uint8).copy(),
