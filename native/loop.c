@@ -103,6 +103,8 @@ struct kl_loop {
     int ep, lfd, sigfd, evfd;
     volatile sig_atomic_t stop;
     int accepting;
+    int accept_paused;                  /* out of descriptors: listener out of epoll until accept_resume */
+    int64_t accept_resume;
     uint32_t nconns;
     conn *conns;                        /* list of live connections */
     conn *dead;                         /* closed during this round of events; freed after it */
@@ -577,7 +579,15 @@ static void do_accept(kl_loop *L)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
-            return;                     /* EAGAIN, or out of descriptors: the rest waits in the backlog */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors or memory: the listener (level-triggered)
+                 * would wake us at once, again and again; leave the backlog
+                 * alone for 100 ms */
+                epoll_ctl(L->ep, EPOLL_CTL_DEL, L->lfd, NULL);
+                L->accept_paused = 1;
+                L->accept_resume = L->cur_tick + 10;
+            }
+            return;                     /* EAGAIN: the backlog is empty */
         }
         if (L->nconns >= L->cfg.max_connections) {
             resp *r = &L->errors[503 - 400];
@@ -1049,10 +1059,24 @@ int kl_loop_run(kl_loop *L, int lfd, int sigfd)
             int64_t at = (L->cur_tick + next) * TICK_NS;
             timeout = at > now_ns ? (int)((at - now_ns) / 1000000 + 1) : 0;
         }
+        if (L->accept_paused && !L->stop) {
+            int64_t at = L->accept_resume * TICK_NS;
+            if (now_ns >= at) {
+                L->accept_paused = 0;
+                ev.events = EPOLLIN;
+                ev.data.ptr = &L->tags[0];
+                epoll_ctl(L->ep, EPOLL_CTL_ADD, lfd, &ev);
+            } else {
+                int ms = (int)((at - now_ns) / 1000000 + 1);
+                if (timeout < 0 || timeout > ms)
+                    timeout = ms;
+            }
+        }
         if (L->stop) {
             if (L->accepting) {
                 L->accepting = 0;
-                epoll_ctl(L->ep, EPOLL_CTL_DEL, lfd, NULL);
+                if (!L->accept_paused)
+                    epoll_ctl(L->ep, EPOLL_CTL_DEL, lfd, NULL);
                 stop_deadline = now_ns + (int64_t)(L->cfg.graceful_timeout * 1e9);
                 close_idle(L);
                 free_dead(L);

@@ -322,3 +322,34 @@ def test_event_loops_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
     tables = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "text/html" in o.get("data", {})]
     assert any("c/c/c" in o["data"]["text/html"] for o in tables)
+
+
+def _cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_neither_spins_nor_loses_connections():
+    """EMFILE: the level-triggered listener must not wake the loop in a busy
+    circle; the connections left in the backlog are served once descriptors free up."""
+    import resource
+    with ServerProcess("--app", "kourier_lab.server.demo:app", "--idle-timeout", "30",
+                       loop="c", parser="c", buffer="c") as srv:
+        worker = _worker_pid(srv)
+        in_use = len(os.listdir(f"/proc/{worker}/fd"))
+        soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, (in_use + 3, hard))
+        socks = [connect(srv.port) for _ in range(12)]
+        for s in socks:
+            s.sendall(REQ)
+        served = [s for s in socks[:3]]
+        for s in served:
+            assert read_responses(s, 1)[0][0] == 200
+        cpu0 = _cpu_seconds(worker)
+        time.sleep(2)
+        assert _cpu_seconds(worker) - cpu0 < 0.3      # not spinning on the listener
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, (soft, hard))
+        for s in socks[3:]:
+            assert read_responses(s, 1)[0][0] == 200
+        for s in socks:
+            s.close()
