@@ -55,21 +55,11 @@ def register(sub) -> None:
 
 
 def _parse_cpus(text):
-    cpus = []
+    from ..cpus import parse_cpu_list
     try:
-        for part in text.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                cpus.extend(range(int(a), int(b) + 1))
-            else:
-                cpus.append(int(part))
-    except ValueError:
-        raise _usage(f"--cpus: not a CPU list (e.g. 0-3 or 0,2): {text!r}") from None
-    import os
-    bad = sorted(set(cpus) - os.sched_getaffinity(0))
-    if bad:
-        raise _usage(f"--cpus: CPU(s) {bad} are not usable here ({sorted(os.sched_getaffinity(0))})")
-    return sorted(set(cpus))
+        return parse_cpu_list(text)
+    except ValueError as e:
+        raise _usage(f"--cpus: {e}") from None
 
 
 def run_bench(args) -> int:

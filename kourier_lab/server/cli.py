@@ -6,26 +6,11 @@ from ..http.limits import Limits
 
 def _cpu_list(text):
     import argparse
-    cpus = []
+    from ..cpus import parse_cpu_list
     try:
-        for part in text.split(","):
-            if "-" in part:
-                a, b = part.split("-")
-                cpus.extend(range(int(a), int(b) + 1))
-            else:
-                cpus.append(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a CPU list (e.g. 0 or 0,2 or 0-3): {text!r}") from None
-    avail = _available_cpus()
-    bad = [c for c in cpus if c not in avail]
-    if bad:
-        raise argparse.ArgumentTypeError(f"CPU(s) {bad} not available; this machine has {sorted(avail)}")
-    return cpus
-
-
-def _available_cpus():
-    import os
-    return os.sched_getaffinity(0)
+        return parse_cpu_list(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(kind):
