@@ -1,0 +1,232 @@
+"""The stress package: the many-connections load generator, the memory
+experiment (spec, limits, rows, figures, CLI), a short soak per native stack,
+and notebooks/06_memory.ipynb in quick mode.
+
+Results and figures go to temporary directories, never into data/.
+"""
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kourier_lab.bench.spec import SpecError
+from kourier_lab.server.process import ServerProcess
+from kourier_lab.stress import loadgen
+from kourier_lab.stress.connections import (ConnectionLoad, PER_ADDRESS, raised_limits,
+                                            server_capacity, tree_fds)
+from kourier_lab.stress.memory import load_memory_spec, parse_memory_spec, run_memory
+from kourier_lab.stress.soak import flat, native_stacks, run_soak
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.timeout(300)
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+def test_source_addresses_spread_over_127_8():
+    assert loadgen.source_address(0, 1000) == "127.0.0.2"
+    assert loadgen.source_address(999, 1000) == "127.0.0.2"
+    assert loadgen.source_address(1000, 1000) == "127.0.0.3"
+    # 500 k connections need 500 addresses, all inside 127.0.0.0/8
+    assert loadgen.source_address(499_999, 1000) == "127.0.1.245"
+    with pytest.raises(ValueError):
+        loadgen.source_address(1 << 40, 1000)
+
+
+def test_latency_histogram_percentiles():
+    hist = {}
+    for ms in range(1, 101):                       # 1..100 ms, once each
+        b = loadgen._bucket(ms / 1000)
+        hist[b] = hist.get(b, 0) + 1
+    p = loadgen.percentiles_from_hist(hist)
+    for pct, want in ((50, 50), (90, 90), (99, 99)):
+        assert abs(p[pct] - want) / want < 0.03, (pct, p[pct])
+    assert all(math.isnan(v) for v in loadgen.percentiles_from_hist({}).values())
+
+
+@pytest.mark.parametrize("buf, end", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 43),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0),
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhiHTTP/1.1", 40),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 59),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", 0),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", -1),
+])
+def test_response_framing(buf, end):
+    assert loadgen._response_end(buf) == end
+
+
+def test_flat_detects_climbing():
+    assert flat([100] * 30, 0.1, 0)[0]
+    assert flat([100 + (i % 3) for i in range(30)], 0.0, 4)[0]
+    assert not flat([100 + 10 * i for i in range(30)], 0.1, 8)[0]      # a leak
+    assert not flat([1, 2], 0.1, 0)[0]                                 # too few samples
+
+
+def test_raised_limits_are_recorded():
+    r = raised_limits()
+    assert r["nofile_soft"] == r["nofile_hard"] or "RLIMIT_NOFILE" in r["raised"]
+    assert "ip_local_port_range" in r["raised"]
+
+
+# --- the load against a real server ----------------------------------------------------
+
+def test_connection_load_holds_connections_over_several_processes():
+    n = 300
+    with ServerProcess("--max-connections", "1000", loop="c", parser="c", buffer="c") as srv:
+        idle = sum(tree_fds(srv.pid).values())
+        cap, why = server_capacity(srv.pid)
+        assert 0 < cap and ("RLIMIT_NOFILE" in why or "unlimited" in why)
+        with ConnectionLoad(srv.port, n, rate=600, duration=1.5, per_process=120) as load:
+            connected = load.connect()
+            assert connected["client_processes"] == 3
+            assert connected["held"] == n and not connected["errors"]
+            held_server = sum(tree_fds(srv.pid).values()) - idle
+            assert held_server == n
+            load.go()
+            result = load.finish()
+        assert result["held"] == n
+        assert result["responses"] > 300 and result["statuses"] == {"200": result["responses"]}
+        assert not result["errors"]
+        assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"]
+        # every client connection closed again: the server is back to its idle count
+        import time
+        deadline = time.monotonic() + 5
+        while sum(tree_fds(srv.pid).values()) > idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(tree_fds(srv.pid).values()) <= idle
+
+
+def test_connection_load_counts_a_server_at_its_limit():
+    """Past --max-connections our server answers 503 and closes: the clients
+    see those as rejected, and hold only what the server accepted."""
+    with ServerProcess("--max-connections", "50", loop="python", parser="python",
+                       buffer="python") as srv:
+        with ConnectionLoad(srv.port, 120, rate=100, duration=0.5) as load:
+            connected = load.connect()
+            load.go()
+            result = load.finish()
+        assert connected["held"] <= 50
+        assert connected["errors"].get("rejected_503", 0) + \
+            connected["errors"].get("closed_by_server", 0) >= 70
+        assert result["held"] <= 50
+
+
+# --- the memory experiment -------------------------------------------------------------
+
+def test_memory_spec_errors_are_one_clear_line(tmp_path):
+    good = {"steps": [100], "stacks": ["c/c/c"]}
+    parse_memory_spec(good)
+    for bad, needle in (({**good, "steps": []}, "steps"),
+                        ({**good, "steps": [0]}, "connection count"),
+                        ({**good, "steps": ["lots"]}, "connection count"),
+                        ({**good, "rate": -1}, "rate"),
+                        ({**good, "bogus": 1}, "unknown key 'bogus'"),
+                        ({"steps": [10]}, "nothing to measure"),
+                        ({**good, "quick": {"steps": [1], "x": 2}}, "quick.x"),
+                        ({**good, "profile": "nope"}, "profile")):
+        with pytest.raises(SpecError, match=needle):
+            parse_memory_spec(bad, "m.toml")
+    p = tmp_path / "broken.toml"
+    p.write_text("steps = [1,\n")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_memory_spec(p)
+
+
+def test_shipped_memory_experiment_goes_to_500k():
+    spec = load_memory_spec(ROOT / "experiments" / "memory.toml")
+    assert 500_000 in spec.steps and "max" in spec.steps
+    assert "c/c/c" in spec.stacks
+    q = spec.quickened()
+    assert q.quick and max(s for s in q.steps if s != "max") <= 1000
+
+
+def test_memory_run_rows_limits_and_figures(tmp_path):
+    """A real (tiny) run: a measured step, and a step far past this machine's
+    limits recorded as skipped with the limit that stopped it."""
+    spec = parse_memory_spec({"name": "memtest", "steps": [100, 10 ** 9], "duration": 1,
+                              "rate": 200, "settle": 0.1, "stacks": ["c/c/c", "no/such/stack"]},
+                             "memtest.toml")
+    df = run_memory(spec, out=tmp_path / "results", figures=tmp_path / "figures", echo=None)
+    ok = df[df["status"] == "ok"]
+    assert list(ok["server"]) == ["c/c/c"]
+    r = ok.iloc[0]
+    assert r["connections_held"] == 100 and r["connections"] == 100
+    assert r["requests"] > 50 and r["errors_socket"] == 0 and r["non_2xx_3xx"] == 0
+    assert r["server_vmrss_kb"] > r["idle_rss_kb"] > 0
+    assert r["server_vmpeak_kb"] >= r["server_vmrss_kb"]
+    assert r["rss_per_conn_bytes"] > 0
+    assert "RLIMIT_NOFILE" in r["limit"] or "file table" in r["limit"]
+    far = df[(df["server"] == "c/c/c") & (df["step"] == str(10 ** 9))].iloc[0]
+    assert far["status"] == "skipped" and far["limit_hit"]
+    assert far["limit"] and "allows" in far["note"]
+    missing = df[df["server"] == "no/such/stack"]
+    assert set(missing["status"]) == {"skipped"}
+    # rows on disk through the bench writer, readable by load_results
+    from kourier_lab.bench import load_results
+    back = load_results(tmp_path / "results", experiment="memtest")
+    assert len(back) == len(df) and "rss_per_conn_bytes" in back.columns
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
+        "memtest_rss.png", "memtest_rss_per_conn.png", "memtest_vmpeak.png"]
+
+
+def test_memory_cli(tmp_path, capsys):
+    from kourier_lab.cli import main
+    spec = tmp_path / "m.toml"
+    spec.write_text('steps = [50]\nduration = 1\nrate = 100\nsettle = 0.1\n'
+                    'stacks = ["python/python/python"]\n')
+    rc = main(["memory", str(spec), "--out", str(tmp_path / "r"), "--no-figures"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "python/python/python" in out and "B/conn" in out
+    assert main(["memory", str(tmp_path / "missing.toml")]) == 2
+    assert main(["soak", "--stacks", "no/such/stack"]) == 2
+
+
+# --- soak ------------------------------------------------------------------------------
+
+@needs_wrk
+@pytest.mark.parametrize("stack", native_stacks() or ["c/c/c"])
+def test_short_soak_rss_and_fds_stay_flat(stack, tmp_path):
+    df = run_soak([stack], duration=10, out=tmp_path, figures=tmp_path, echo=None)
+    r = df.iloc[0]
+    assert r["status"] == "ok", r["note"]
+    assert r["server_alive"]
+    assert r["samples"] >= 9
+    assert r["requests"] > 1000
+    assert r["malformed_answered"] > 0 and not r["malformed_unexpected"], r["malformed_unexpected"]
+    assert r["rss_flat"], (r["rss_first_third_max_kb"], r["rss_last_third_max_kb"])
+    assert r["fds_flat"], (r["fds_first_third_max"], r["fds_last_third_max"])
+    samples = pd.read_parquet(next(tmp_path.glob("*-soak/samples.parquet")))
+    assert len(samples) == r["samples"] and (samples["fds"] > 0).all()
+    assert (tmp_path / "soak_rss_fds.png").exists()
+
+
+# --- the notebook ----------------------------------------------------------------------
+
+@needs_wrk
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_memory_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
+    monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT),
+                                                                   os.environ.get("PYTHONPATH")])))
+    path = ROOT / "notebooks" / "06_memory.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    client = nbclient.NotebookClient(nb, timeout=540, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    assert list((tmp_path / "results").glob("*-memory/rows.parquet"))
+    assert list((tmp_path / "results").glob("*-soak/samples.parquet"))
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) >= 3
