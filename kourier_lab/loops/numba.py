@@ -357,9 +357,11 @@ def _parse_and_route(row, pos, rlen, t, lim, catch_all, path_idx, path_blob):
 
 
 @njit(cache=False, _nrt=False)
-def _read(L, slot):
+def _read(L, slot, hup):
     """recv into the read row: 1 drained (EAGAIN, short read or EOF), 0 the row
-    filled up, -1 the connection was closed on an error."""
+    filled up, -1 the connection was closed on an error.  With `hup` (the event
+    said the peer hung up) a short read is not taken as drained: reading goes on
+    to the EOF, so a request and its FIN in one event still close promptly."""
     s = L.slots
     fd = s[slot, S_FD]
     row = L.rdata[slot]
@@ -380,19 +382,19 @@ def _read(L, slot):
             s[slot, S_FLAGS] |= F_PEER_CLOSED
             return 1
         s[slot, S_RLEN] = rlen + n
-        if n < room:
+        if n < room and not hup:
             return 1
     return 0
 
 
 @njit(cache=False, _nrt=False)
-def _on_readable(L, slot, now):
+def _on_readable(L, slot, now, hup):
     """Read, answer, send; as the Python loop's _on_readable.  Returns True when
     the connection must be promoted to Python."""
     s = L.slots
     was_in_request = s[slot, S_FLAGS] & F_IN_REQ
     while True:
-        drained = _read(L, slot)
+        drained = _read(L, slot, hup)
         if drained < 0:
             return False
         blocked = False
@@ -451,7 +453,7 @@ def _send_and_close(L, fd, resp):
 def _accept(L, lfd, now):
     ctl = L.ctl
     for _ in range(ACCEPT_BATCH):
-        if ctl[C_NFREE] == 0:
+        if ctl[C_NFREE] == 0 and ctl[C_NCONNS] < ctl[C_MAXCONN]:
             ctl[C_NEED_SLOTS] = 1      # the driver grows the slabs; the listener is level-triggered
             return
         L.addrlen[0] = len(L.scratch)
@@ -556,6 +558,7 @@ def run_native(L, until):
             mode = L.fdmode[fd]
             if mode == M_FAST:
                 slot = L.fdslot[fd]
+                hup = (ev & (EPOLLRDHUP | EPOLLHUP)) != 0
                 promote = False
                 if ev & EPOLLOUT:
                     if not _flush(L, slot):
@@ -563,11 +566,11 @@ def run_native(L, until):
                     flags = L.slots[slot, S_FLAGS]
                     if flags & F_PAUSED and not flags & F_WANT_WRITE:
                         L.slots[slot, S_FLAGS] = flags & ~F_PAUSED
-                        promote = _on_readable(L, slot, now)
+                        promote = _on_readable(L, slot, now, hup)
                     elif ev & EV_INPUT:
-                        promote = _on_readable(L, slot, now)
+                        promote = _on_readable(L, slot, now, hup)
                 elif ev & EV_INPUT:
-                    promote = _on_readable(L, slot, now)
+                    promote = _on_readable(L, slot, now, hup)
                 if promote:
                     L.fdmode[fd] = M_PYTHON       # later events go to Python
                     ctl[C_PROMOTED] += 1
