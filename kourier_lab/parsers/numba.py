@@ -281,6 +281,62 @@ def _request_line(buf, s, le, start, t):
     return 0
 
 
+@njit(cache=True, _nrt=False)
+def _fast_request_line(buf, s, end, start, t):
+    """The common request line in one pass: token SP origin-form SP
+    "HTTP/1.1" or "HTTP/1.0" CR LF, every byte checked on the way (pct-encoding
+    included).  Returns the position of the LF with the request-line fields
+    filled in, or -1 for anything else (the caller then takes the general path,
+    which gives the exact verdict): this shape can only be valid, and for it the
+    first LF is the one found here, since no byte before it can be an LF."""
+    i = s
+    while i < end and CC[buf[i]] & C_TCHAR:
+        i += 1
+    sp1 = i
+    if sp1 == s or i + 1 >= end or buf[i] != 32 or buf[i + 1] != 47:
+        return -1
+    if sp1 - s == 7 and _eq_exact(buf, s, sp1, _LIT_CONNECT):
+        return -1
+    t0 = i + 1
+    i = t0
+    q0 = -1
+    while i < end:
+        c = buf[i]
+        if c == 37:                                     # '%' HEXDIG HEXDIG
+            if i + 2 >= end or not (CC[buf[i + 1]] & C_HEX) or not (CC[buf[i + 2]] & C_HEX):
+                return -1
+            i += 3
+        elif c == 63 and q0 < 0:                        # the first '?' starts the query
+            q0 = i + 1
+            i += 1
+        elif CC[c] & (C_QUERY if q0 >= 0 else C_PATH):
+            i += 1
+        else:
+            break
+    t1 = i
+    v = i + 1
+    if (v + 10 > end or buf[i] != 32 or buf[v] != 72 or buf[v + 1] != 84 or buf[v + 2] != 84
+            or buf[v + 3] != 80 or buf[v + 4] != 47 or buf[v + 5] != 49 or buf[v + 6] != 46
+            or (buf[v + 7] != 49 and buf[v + 7] != 48) or buf[v + 8] != 13 or buf[v + 9] != 10):
+        return -1
+    t[W_METHOD] = s - start
+    t[W_METHOD + 1] = sp1 - s
+    t[W_TARGET] = t0 - start
+    t[W_TARGET + 1] = t1 - t0
+    t[W_PATH] = t0 - start
+    if q0 >= 0:
+        t[W_PATH + 1] = q0 - 1 - t0
+        t[W_QUERY] = q0 - start
+        t[W_QUERY + 1] = t1 - q0
+    else:
+        t[W_PATH + 1] = t1 - t0
+        t[W_QUERY] = t1 - start
+        t[W_QUERY + 1] = 0
+    t[W_FLAGS0] = (buf[v + 7] - 48) | (FORM_ORIGIN << 8)
+    t[W_FLAGS1] = (1 if q0 >= 0 else 0) << 8
+    return v + 9
+
+
 # -- the framing fields ----------------------------------------------------------
 @njit(cache=True, _nrt=False)
 def _content_length(buf, t, nfields, start, max_body):
@@ -551,20 +607,25 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
     s = start
     while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
         s += 2
-    lf = _find_lf(buf, s, end)
-    if lf < 0:
-        k = end - s
-        if k - 1 > max_request_line or (k > max_request_line and buf[end - 1] != 13):
+    lf = _fast_request_line(buf, s, end, start, t)
+    if lf >= 0:
+        if lf - s - 1 > max_request_line:
             return -414
-        return 0
-    cr = 1 if lf > s and buf[lf - 1] == 13 else 0
-    if lf - s - cr > max_request_line:
-        return -414
-    if cr == 0:
-        return -400
-    r = _request_line(buf, s, lf - 1, start, t)
-    if r < 0:
-        return r
+    else:
+        lf = _find_lf(buf, s, end)
+        if lf < 0:
+            k = end - s
+            if k - 1 > max_request_line or (k > max_request_line and buf[end - 1] != 13):
+                return -414
+            return 0
+        cr = 1 if lf > s and buf[lf - 1] == 13 else 0
+        if lf - s - cr > max_request_line:
+            return -414
+        if cr == 0:
+            return -400
+        r = _request_line(buf, s, lf - 1, start, t)
+        if r < 0:
+            return r
     minor = t[W_FLAGS0] & 0xFF
     head_end, k, nhost, host, kinds = _field_lines(buf, lf + 1, end, start, max_headers, t)
     if head_end < 0:
