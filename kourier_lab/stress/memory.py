@@ -44,8 +44,8 @@ from ..bench.spec import SpecError
 from ..bench.split import cpu_list, plan_split, PROFILES
 from ..bench.targets import Target, expand_peers, expand_stacks, peers_module
 from ..bench.verify import VerifyError, free_port, verify_server
-from .connections import (ConnectionLoad, LoadError, accepting_processes, peer_connection_cap,
-                          raised_limits, server_capacity, system_capacity, tree_fds, nofile_of)
+from .connections import (ConnectionLoad, nofile_of, peer_connection_cap, raised_limits,
+                          server_capacity, system_capacity, tree_fds)
 
 HOST = "127.0.0.1"
 MAX_MARGIN = 50          # "max" stays this many connections under the computed capacity
@@ -294,7 +294,7 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
                 say(f"  {target.name} {step}: skipped ({limit})")
                 continue
             try:
-                row.update(_measure_step(target, step, spec, split, capacity, say))
+                row.update(_measure_step(target, step, spec, split))
             except Exception as e:  # a failed step is a row, never the end of the batch
                 row.update(status="failed", note=f"{type(e).__name__}: {e}"[:2000])
             if row.get("capacity") is not None:
@@ -318,7 +318,7 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
     return df
 
 
-def _measure_step(target: Target, step, spec: MemorySpec, split, capacity, say) -> Dict[str, object]:
+def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, object]:
     want = step if step != "max" else None
     # Our stacks: the per-worker connection limit must not be the cap being measured.
     max_conn = max(10000, (want or 10 ** 7) * 2)

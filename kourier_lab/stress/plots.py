@@ -11,7 +11,8 @@ from typing import List, Optional
 import pandas as pd
 
 from ..bench.paths import figures_dir
-from ..bench.plots import _figure, _plain_log_axis, to_image  # noqa: F401  (to_image: notebooks)
+from ..bench import plots as _bench_plots
+from ..bench.plots import _figure, _plain_log_axis
 from ..bench.published import load_published
 
 
@@ -112,6 +113,8 @@ def plot_vmpeak(df: pd.DataFrame):
                  f"500 k connections\n{_title(df)}", fontsize=10)
     return fig
 
+
+to_image = _bench_plots.to_image      # notebooks: a Figure as an IPython Image
 
 MEMORY_FIGURES = {"rss": plot_rss, "rss_per_conn": plot_rss_per_connection, "vmpeak": plot_vmpeak}
 
