@@ -112,7 +112,7 @@ class PythonLoop:
                         self._on_readable(c, now)
                         continue
                 if ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP):
-                    self._on_readable(c, now)
+                    self._on_readable(c, now, ev & (EPOLLHUP | EPOLLRDHUP))
             for c in self.wheel.advance(now):
                 self._expire(c)
             if self.stopping:
@@ -152,7 +152,7 @@ class PythonLoop:
             self.ep.register(c.fd, _READ)
             self.wheel.schedule(c, now + cfg.idle_timeout)
 
-    def _on_readable(self, c, now):
+    def _on_readable(self, c, now, hangup=0):
         s = c.session
         rbuf = s.rbuf
         sock = c.sock
@@ -173,8 +173,9 @@ class PythonLoop:
                 c.peer_closed = True
                 break
             rbuf.commit(n)
-            if n < room:
-                break               # drained: a short read empties the socket
+            if n < room and not hangup:
+                break               # drained: a short read empties the socket (but after a
+                                    # hang-up, read on to see the EOF: no later edge comes)
         if len(rbuf) and not s.closing:
             if s.wbuf.over_limit():
                 c.paused = True
