@@ -227,3 +227,17 @@ def test_jit_report_times_every_kernel():
     report = nparser.jit_report()
     assert set(report) == {"parse_head_kernel", "parse_chunked_kernel", "parse_batch_kernel", "cfuncs"}
     assert all(v >= 0 for v in report.values())
+
+
+def test_memo_hit_keeps_head_and_table_right():
+    raw = b"GET /m?q HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n"
+    p = nparser.NumbaParser()
+    ref = nparser.NumbaParser(memo=False)
+    assert p.parse_head(raw) == ref.parse_head(raw) == len(raw)
+    expected = ref.head()
+    assert p.parse_head(b"GET / HTTP/1.1\r\nX: \x01\r\n\r\n") == -400      # a failed parse in between
+    buf = bytearray(b"zzz" + raw)
+    assert p.parse_head(buf, 3) == len(raw)                                # a memo hit
+    assert p.info == ref.info and p.head() == expected
+    assert p.table[0]["head_len"] == len(raw) and p.table[0]["target"]["off"] == 4
+    assert p.parse_head(b"GET / HTTP/2.0\r\n\r\n") == -505 and p.table[0]["status"] == 505

@@ -1,5 +1,6 @@
-"""The Numba buffer variant: the ring buffer's and the write buffer's state and
-index arithmetic compiled by Numba, over numpy uint8 arrays.
+"""The Numba buffer variant: the ring buffer's state and index arithmetic
+compiled by Numba, over numpy uint8 arrays; a write buffer over the same kind
+of array.
 
 Layout
 ------
@@ -16,14 +17,16 @@ uint8 view of its own memory.  So one block of memory is, at once,
 The array is never resized (the export would forbid it anyway): growth and
 reset allocate a new one, so stale views stay valid, as the contract asks.
 
-State lives in a small int64 numpy array per buffer (head, tail, mark,
+The ring's state lives in a small int64 numpy array (head, tail, mark,
 capacity, ...) and every operation is one @njit kernel over (state, data).
-Those kernels are the point of the variant: they are plain functions of
-arrays, so the Numba loop calls the very same code in nopython mode, where an
-operation costs a few nanoseconds.  Called from Python, each one pays Numba's
-dispatch (~0.2 us), more than the pure-Python variant's attribute arithmetic:
-under the Python and asyncio loops this variant is slower, and the benchmark
-rows show by how much.
+They are plain functions of arrays, callable from nopython code at a few
+nanoseconds an operation.  Called from Python, each one pays Numba's dispatch
+(~0.2 us), more than the pure-Python ring's attribute arithmetic: under the
+Python and asyncio loops this variant is the slower one, and the benchmark rows
+show by how much.  (The Numba loop does not use these objects for the
+connections it serves natively: nopython code cannot reach per-connection
+Python objects, so it keeps fixed rows of 2-D slabs; see loops/numba.py.  A
+connection it hands to Python gets the buffers registered here.)
 
 The ring follows the pure-Python RingBuffer policy exactly (buffers/python.py):
 wrap where the last write ended (no write is split), move a small remainder to
@@ -33,7 +36,8 @@ on contiguous() when wrapped, restart at 0 when emptied.
 
 All kernels use cache=True.  Growth allocates the new ArrayBytes in Python
 (the kernels then copy into it), so no kernel allocates except the rotation
-of wrapped data in contiguous() (a temporary of the smaller span).
+of wrapped data in contiguous() (a temporary of the smaller span).  The write
+buffer keeps its two offsets as Python ints (see NumbaWriteBuffer for why).
 """
 import numpy as np
 from numba import njit
@@ -46,9 +50,6 @@ __all__ = ["NumbaRingBuffer", "NumbaWriteBuffer"]
 # ring state: indices into the int64 state array
 HEAD, TAIL, MARK, CAP, MIN_ROOM, LIMIT = 0, 1, 2, 3, 4, 5
 RING_STATE = 6
-# write-buffer state
-POS, END, WLIMIT = 0, 1, 2
-WRITE_STATE = 3
 
 
 def _check_size(what, value, minimum=1):
@@ -283,87 +284,43 @@ class NumbaRingBuffer:
         ring_reset_state(self._st, self._initial)
 
 
-# -- write kernels ------------------------------------------------------------------
+# -- the write side -------------------------------------------------------------------
 @njit(cache=True)
-def write_room_needed(st, cap, n):
-    """0 when n more bytes fit after the pending ones (compacting in place if
-    the sent prefix makes room), else the capacity to grow to."""
-    pos = st[POS]
-    end = st[END]
-    if end + n <= cap:
-        return 0
-    pending = end - pos
-    if pending + n <= cap and pos >= pending:
-        return 0                               # compacting will do
-    size = cap * 2 if cap else 256
-    while size < pending + n:
-        size *= 2
-    return size
-
-
-@njit(cache=True)
-def write_append(st, data, src):
-    """Append src (room was ensured: write_room_needed returned 0 for it)."""
-    pos = st[POS]
-    end = st[END]
-    n = len(src)
-    if end + n > len(data):                    # move the pending bytes to the front
-        pending = end - pos
-        data[0:pending] = data[pos:end]        # pos >= pending: no overlap
-        pos = 0
-        end = pending
-        st[POS] = 0
-    data[end:end + n] = src
-    st[END] = end + n
-
-
-@njit(cache=True)
-def write_move(st, old, new):
-    """Copy the pending bytes to the front of a new, larger array."""
-    pos = st[POS]
-    end = st[END]
+def write_move(old, pos, end, new):
+    """Copy the pending bytes old[pos:end] to the front of a new, larger array."""
     new[0:end - pos] = old[pos:end]
-    st[POS] = 0
-    st[END] = end - pos
-
-
-@njit(cache=True)
-def write_consume(st, n):
-    pos = st[POS] + n
-    if n < 0 or pos > st[END]:
-        return False
-    if pos == st[END]:
-        st[POS] = 0
-        st[END] = 0
-    else:
-        st[POS] = pos
-    return True
 
 
 class NumbaWriteBuffer:
-    """The write side: pending responses in one numpy array, appended by a
-    kernel, sent from a memoryview of [pos, end)."""
+    """The write side: pending responses in one ArrayBytes, sent from a
+    memoryview of [pos, end).
 
-    __slots__ = ("_buf", "_arr", "_mv", "_st", "limit")
+    Unlike the ring, its state is two Python ints, not a state array driven by
+    kernels: appending a response is one memcpy, which memoryview slice
+    assignment already does in C, and a Numba dispatch (~0.25 us, plus
+    np.frombuffer for the source) costs more than the copy itself.  Measured
+    with kernels for append/len under the Python loop: ~3 us of server CPU per
+    pipelined request, against ~0.6 us for the pure-Python stack.  Numba keeps
+    the one bulk operation, the copy into a grown array; the Numba loop has its
+    own native write rows."""
+
+    __slots__ = ("_buf", "_mv", "_pos", "_end", "limit")
 
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
         self.limit = _check_size("limit", limit, minimum=0)
-        self._st = np.zeros(WRITE_STATE, np.int64)
-        self._st[WLIMIT] = self.limit
         self._new(4096)
+        self._pos = self._end = 0
 
     def _new(self, capacity):
         self._buf = ArrayBytes(capacity)
-        self._arr = self._buf.array
         self._mv = memoryview(self._buf)
 
     @property
-    def state(self):
-        return self._st
+    def array(self):
+        return self._buf.array
 
     def __len__(self) -> int:
-        pos, end = self._st[:2].tolist()
-        return end - pos
+        return self._end - self._pos
 
     def __repr__(self):
         return f"<NumbaWriteBuffer pending={len(self)} limit={self.limit}>"
@@ -371,28 +328,42 @@ class NumbaWriteBuffer:
     def append(self, data) -> None:
         if isinstance(data, str):
             raise TypeError("append() takes bytes-like data, not str")
-        src = data.array if type(data) is ArrayBytes else np.frombuffer(data, np.uint8)
-        need = write_room_needed(self._st, len(self._arr), len(src))
-        if need:
-            old = self._arr
-            self._new(need)
-            write_move(self._st, old, self._arr)
-        write_append(self._st, self._arr, src)
+        n = len(data)
+        end = self._end
+        if end + n > len(self._mv):
+            pos = self._pos
+            pending = end - pos
+            if pending + n <= len(self._mv) and pos >= pending:
+                self._mv[0:pending] = self._mv[pos:end]      # compact in place (no overlap)
+            else:
+                size = max(2 * len(self._mv), 4096)
+                while size < pending + n:
+                    size *= 2
+                old = self._buf.array
+                self._new(size)
+                write_move(old, pos, end, self._buf.array)
+            self._pos = 0
+            end = self._end = pending
+        self._mv[end:end + n] = data
+        self._end = end + n
 
     def view(self) -> memoryview:
-        pos, end = self._st[:2].tolist()
-        return self._mv[pos:end]
+        return self._mv[self._pos:self._end]
 
     def consume(self, n: int) -> None:
-        if not write_consume(self._st, n):
-            raise ValueError(f"consume({n!r}): {len(self)} bytes pending")
+        pos = self._pos + n
+        if n < 0 or pos > self._end:
+            raise ValueError(f"consume({n!r}): {self._end - self._pos} bytes pending")
+        if pos == self._end:
+            self._pos = self._end = 0
+        else:
+            self._pos = pos
 
     def over_limit(self) -> bool:
-        return len(self) > self.limit
+        return self._end - self._pos > self.limit
 
     def clear(self) -> None:
-        self._st[POS] = 0
-        self._st[END] = 0
+        self._pos = self._end = 0
 
 
 register("numba", NumbaRingBuffer, NumbaWriteBuffer)

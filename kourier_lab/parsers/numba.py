@@ -892,6 +892,7 @@ def kl_parse_chunked_address() -> int:
 
 # -- the Python-level parser ---------------------------------------------------------------
 _EMPTY = np.zeros(0, np.uint8)
+_HIT, _FAILED = 1, 2
 
 
 def as_array(buf):
@@ -910,14 +911,26 @@ class NumbaParser:
     """The contract's parser over the Numba kernels (see the module docstring)."""
     name = "numba"
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS):
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo: bool = True):
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
         self.limits = limits
+        # The same head memo as the Python parser (and the C and Numba loops):
+        # byte-identical input gives the identical verdict, so a head equal to
+        # the last accepted one reuses its info after one startswith.  It saves
+        # the Python-side cost of a call (dispatch, the info tuple), which is
+        # most of a call; memo=False measures the kernel path every time.
+        self.memo = memo
+        self._last = None
+        self._last_info = None
+        # what the table holds when it is not the last successful parse: _HIT (a
+        # memo hit: the table still holds the remembered head's previous parse)
+        # or _FAILED (the last call failed; the table has its status)
+        self._stale = 0
         self._lim = limits_array(limits)
-        self.table, words = new_table(1)
-        self._t = words[0]                  # the flat uint32 view of self.table[0]
-        self._summary = self._t[:16]       # the words parse_head reads back
+        self._table, words = new_table(1)
+        self._words = words[0]              # the flat uint32 view of the table
+        self._summary = self._words[:16]   # the words parse_head reads back
         self._scratch = np.empty(0, np.uint8)
         self._batch_rows = 0
         self.info = None
@@ -929,7 +942,15 @@ class NumbaParser:
             end = len(buf)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
-        n = parse_head_kernel(as_array(buf), start, end, self._lim, self._t)
+        last = self._last
+        if last is not None and type(buf) is not memoryview and buf.startswith(last, start, end):
+            self.info = self._last_info
+            self._buf = buf
+            self._start = start
+            self._stale = _HIT
+            return len(last)
+        n = parse_head_kernel(as_array(buf), start, end, self._lim, self._words)
+        self._stale = 0 if n > 0 else _FAILED
         if n > 0:
             (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, f0, f1, cl_lo, cl_hi) = self._summary.tolist()
             mo += start
@@ -945,14 +966,36 @@ class NumbaParser:
                          cl_lo | (cl_hi << 32) if body_kind == BODY_LENGTH else -1, (f1 & 0xFF) != 0)
             self._buf = buf
             self._start = start
+            if self.memo:
+                self._last = bytes(buf[start:start + n])
+                self._last_info = self.info
         return n
+
+    @property
+    def table(self):
+        """The kl_request table (a 1-element REQUEST_DTYPE array) of the last
+        parse_head: the accepted head's fields, or the failed one's status."""
+        if self._stale == _HIT:
+            self._refresh_table()
+        return self._table
+
+    @property
+    def _t(self):
+        return self.table.view(np.uint32)
+
+    def _refresh_table(self):
+        if self._stale:
+            # the table holds another head: parse this one again (same verdict)
+            parse_head_kernel(as_array(self._buf), self._start, len(self._buf), self._lim, self._words)
+            self._stale = 0
 
     def head(self) -> RequestHead:
         """The request table of the last successful parse_head, as Python values."""
         if self.info is None:
             raise RuntimeError("head() before a successful parse_head()")
+        self._refresh_table()
         method, path, query, minor, keep_alive, body_kind, content_length, expect = self.info
-        w = self._t.tolist()
+        w = self._words.tolist()
         buf, s = self._buf, self._start
         headers = []
         host = None
@@ -998,8 +1041,10 @@ class NumbaParser:
             self._summaries = np.zeros((max_requests, SUMMARY_WORDS), np.uint32)
             self._starts = np.zeros(max_requests, np.int64)
             self._batch_rows = max_requests
-        count, consumed, last = parse_batch_kernel(as_array(buf), start, end, self._lim, self._t,
+        count, consumed, last = parse_batch_kernel(as_array(buf), start, end, self._lim, self._words,
                                                    self._summaries, self._starts, max_requests)
+        if self.info is not None:
+            self._stale = _FAILED     # the table holds the batch's last head, not info's
         return count, consumed, last, self._summaries, self._starts
 
 
