@@ -756,10 +756,11 @@ static inline int route_of(kl_loop *L, const uint8_t *base, const kl_request *re
     return L->catch_all;
 }
 
-/* Answer every complete request buffered.  Returns 1 when the connection must
- * close after flushing. */
-static int process(kl_loop *L, conn *c)
+/* Answer every complete request buffered; returns how many were answered
+ * (c->closing is set when the connection must close after flushing). */
+static size_t process(kl_loop *L, conn *c)
 {
+    size_t answered = 0;
     uint8_t *base = c->rb.data + c->rb.head;
     size_t end = c->rb.tail - c->rb.head, pos = 0;
     int close_after = 0, incomplete = 0;
@@ -777,6 +778,7 @@ static int process(kl_loop *L, conn *c)
                 }
             emit_run(L, c, L->memo_resp, k);
             L->stats.requests_static += k;
+            answered += k;
             c->continue_sent = 0;
             if (!L->memo_keep_alive) {
                 close_after = 1;
@@ -857,6 +859,7 @@ static int process(kl_loop *L, conn *c)
             L->stats.requests_python++;
         }
         c->continue_sent = 0;
+        answered++;
         pos = body_end;
         if (!keep_alive) {
             close_after = 1;
@@ -874,7 +877,7 @@ static int process(kl_loop *L, conn *c)
     c->in_request = incomplete && !close_after;
     if (close_after)
         c->closing = 1;
-    return close_after;
+    return answered;
 }
 
 static void on_readable(kl_loop *L, conn *c)
@@ -882,6 +885,7 @@ static void on_readable(kl_loop *L, conn *c)
     if (c->paused)
         return;                         /* EPOLLOUT resumes it */
     int was_in_request = c->in_request;
+    size_t answered = 0;
 again:
     for (;;) {
         int full = 0;
@@ -917,7 +921,7 @@ again:
             if (pending(c) > c->wb.limit) {
                 c->paused = 1;
             } else {
-                process(L, c);
+                answered += process(L, c);
                 if (pending(c) > c->wb.limit)
                     c->paused = 1;
             }
@@ -953,7 +957,8 @@ again:
     /* the request timeout runs from a request's first byte to its last; the
      * idle timeout from the last response on */
     if (c->in_request) {
-        if (!was_in_request)
+        /* a new request began in this round: the one still incomplete */
+        if (!was_in_request || answered)
             timer_set(L, c, L->cur_tick + L->request_ticks);
     } else {
         timer_set(L, c, L->cur_tick + L->idle_ticks);

@@ -170,6 +170,25 @@ def test_resetting_the_idle_timer_keeps_a_busy_connection(server):
     assert closed and data == b""
 
 
+def test_a_steady_pipeline_of_split_requests_is_not_timed_out(server):
+    """Every write completes one request and starts the next: each request is
+    short, so the request timeout (1 s) must not fire over 2.5 s of them."""
+    s = connect(server.port)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    half = len(REQ) // 2
+    s.sendall(REQ[:half])
+    sent = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.5:
+        s.sendall(REQ[half:] + REQ[:half])
+        sent += 1
+        time.sleep(0.1)
+    s.sendall(REQ[half:])
+    rs = read_responses(s, sent + 1)
+    assert [r[0] for r in rs] == [200] * (sent + 1)
+    s.close()
+
+
 def test_many_idle_connections_are_closed_and_the_server_still_serves(server):
     socks = [connect(server.port) for _ in range(300)]
     for s in socks[:150]:
