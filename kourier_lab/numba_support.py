@@ -346,8 +346,9 @@ def _noop_parse_args(buf, start, end, lim, t):
 def crossing_costs(rounds: int = 200, number: int = 2000):
     """Where a Numba parse of one short request spends its time when called
     from Python: the kernel alone (inside a batch), one call of a no-op
-    @njit with the same arguments (Numba's dispatch), np.frombuffer, and the
-    whole NumbaParser.parse_head (dispatch + building the info tuple).
+    @njit with the same arguments (Numba's dispatch), np.frombuffer, the
+    whole NumbaParser.parse_head (dispatch + building the info tuple; memo
+    off), and a head-memo hit (no kernel call at all).
     Best of `rounds` timings of `number` calls each, in ns."""
     import timeit
 
@@ -358,9 +359,10 @@ def crossing_costs(rounds: int = 200, number: int = 2000):
     buf = ArrayBytes(len(one) * 256)
     memoryview(buf)[:] = one * 256
     plain = bytearray(one)
-    p = nparser.NumbaParser()
+    p = nparser.NumbaParser(memo=False)
+    memo = nparser.NumbaParser()
     arr = np.frombuffer(plain, np.uint8)
-    lim, t = p._lim, p._t
+    lim, t = p._lim, p._words
 
     def best(stmt, per=1):
         return min(timeit.repeat(stmt, number=number, repeat=rounds)) / number / per * 1e9
@@ -373,6 +375,7 @@ def crossing_costs(rounds: int = 200, number: int = 2000):
         ("np.frombuffer(bytearray)", best(lambda: np.frombuffer(plain, np.uint8))),
         ("parse_head(bytearray) from Python", best(lambda: p.parse_head(plain, 0, len(one)))),
         ("parse_head(ArrayBytes) from Python", best(lambda: p.parse_head(buf, 0, len(one)))),
+        ("parse_head(ArrayBytes), head memo hit", best(lambda: memo.parse_head(buf, 0, len(one)))),
     ]
     return pd.DataFrame(rows, columns=["what", "ns"])
 
