@@ -132,6 +132,9 @@ class Client:
         self.per_address = int(cfg.get("per_address", 20000))
         self.concurrency = int(cfg.get("concurrency", 256))
         self.connect_timeout = float(cfg.get("connect_timeout", 120.0))
+        # A server that stops accepting (its own cap) leaves connects hanging
+        # in the backlog or SYN retries: give up after this long without progress.
+        self.connect_stall = float(cfg.get("connect_stall", 15.0))
         self.rate = float(cfg.get("rate", 1000.0))
         self.duration = float(cfg.get("duration", 10.0))
         self.request_timeout = float(cfg.get("request_timeout", 10.0))
@@ -150,18 +153,21 @@ class Client:
         pending: Dict[int, socket.socket] = {}
         next_i = 0
         stop_opening = ""
-        t0 = time.monotonic()
+        t0 = last_progress = time.monotonic()
         deadline = t0 + self.connect_timeout
         while (next_i < self.n and not stop_opening) or pending:
             now = time.monotonic()
-            if now > deadline:
+            stalled = pending and now - last_progress > self.connect_stall
+            if now > deadline or stalled:
                 self._err("connect_timeout", len(pending))
                 for s in pending.values():
                     self.ep.unregister(s.fileno())
                     s.close()
                 pending.clear()
-                if next_i < self.n:
-                    stop_opening = stop_opening or "connect phase deadline"
+                if next_i < self.n or stalled:
+                    stop_opening = stop_opening or (
+                        f"no connection completed for {self.connect_stall:g} s" if stalled
+                        else "connect phase deadline")
                 break
             while next_i < self.n and len(pending) < self.concurrency and not stop_opening:
                 try:
@@ -187,6 +193,7 @@ class Client:
                 s = pending.pop(fd, None)
                 if s is None:
                     continue
+                last_progress = time.monotonic()
                 err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err:
                     self.ep.unregister(fd)

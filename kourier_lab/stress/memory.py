@@ -364,9 +364,7 @@ def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, ob
     finally:
         server.stop()
     held = max(0, sum(fds.values()) - sum(idle_fds.get(p, 0) for p in fds))
-    errors = dict(connected["errors"])
-    for k, v in result["errors"].items():
-        errors[k] = errors.get(k, 0) + v
+    errors = dict(result["errors"])          # cumulative: the connect phase's and the load's
     socket_errors = sum(errors.values()) - errors.get("non_2xx", 0)
     rss_delta_kb = usage.vmrss_kb - idle.vmrss_kb
     notes = []
@@ -374,6 +372,10 @@ def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, ob
         notes.append(f"clients stopped opening: {connected['stopped']}")
     if held < want:
         notes.append(f"server held {held} of {want}")
+        if held < cap - MAX_MARGIN:
+            # not the descriptors: the server's own cap (a peer's default setting)
+            out["limit"] = (f"the server's own limit: it held {held} connections with room "
+                            f"for {cap} descriptors")
     if result["behind"]:
         notes.append(f"{result['behind']} requests not sent (every connection busy)")
     out.update({
