@@ -322,3 +322,23 @@ def test_connection_limit(loop):
         assert read_responses(again, 1)[0][0] == 200
         for s in socks[1:] + [again]:
             s.close()
+
+
+def test_steady_pipeline_of_split_requests_is_not_timed_out(server, request):
+    """Each read finishes one request and starts the next: the request timer
+    restarts for each new request, so a steady client is never sent 408."""
+    if request.node.callspec.id.startswith("numba/"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "numba loop: the request timer is not restarted when a read completes one request and "
+            "begins the next, so a steady pipeline of split requests gets 408")))
+    s = connect(server.port)
+    s.sendall(REQ[:20])
+    answers = 0
+    for _ in range(8):                  # 8 x 0.3 s > the 1 s request timeout
+        time.sleep(0.3)
+        s.sendall(REQ[20:] + REQ[:20])
+        answers += 1
+    s.sendall(REQ[20:])
+    rs = read_responses(s, answers + 1)
+    assert [r[0] for r in rs] == [200] * (answers + 1)
+    s.close()

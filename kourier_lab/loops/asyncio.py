@@ -62,6 +62,7 @@ class _Protocol(asyncio.BufferedProtocol):
     def _process(self):
         s = self.session
         was_in_request = s.in_request
+        served = s.requests
         o = self.owner
         if s.closing:
             return
@@ -76,7 +77,7 @@ class _Protocol(asyncio.BufferedProtocol):
             return
         now = time.monotonic()
         if s.in_request:
-            if not was_in_request:
+            if not was_in_request or s.requests != served:   # a new request began
                 o.wheel.reset(self, now + o.config.request_timeout)
         else:
             o.wheel.reset(self, now + o.config.idle_timeout)

@@ -157,6 +157,7 @@ class PythonLoop:
         rbuf = s.rbuf
         sock = c.sock
         was_in_request = s.in_request
+        served = s.requests
         while True:
             span = rbuf.free_span()
             room = len(span)
@@ -201,7 +202,9 @@ class PythonLoop:
         # timers: the request timeout runs from a request's first byte to its
         # last; the idle timeout from the last response on
         if s.in_request:
-            if not was_in_request:
+            # restart only when a new request began (not for every byte of a
+            # slow one), including one that began in a round that finished others
+            if not was_in_request or s.requests != served:
                 self.wheel.reset(c, now + self.config.request_timeout)
         else:
             self.wheel.reset(c, now + self.config.idle_timeout)
