@@ -785,6 +785,8 @@ static size_t process(kl_loop *L, conn *c)
                 pos = end;
                 break;
             }
+            if (L->ndefer >= MAX_DEFERRED - 2)
+                run_batch(L, c);
             continue;
         }
         kl_request *req = &L->tables[L->batch.count];

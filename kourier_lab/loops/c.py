@@ -119,8 +119,8 @@ class CLoop:
         c.idle_timeout = cfg.idle_timeout
         c.graceful_timeout = cfg.graceful_timeout
         c.max_connections = cfg.max_connections
-        c.read_buffer = cfg.read_buffer
-        c.read_buffer_limit = cfg.read_buffer_limit
+        c.read_buffer = max(cfg.read_buffer, 256)      # the ring needs room to start with
+        c.read_buffer_limit = max(cfg.read_buffer_limit, c.read_buffer)
         c.write_buffer_limit = cfg.write_buffer_limit
         c.limits.max_request_line = lim.max_request_line
         c.limits.max_header_bytes = lim.max_header_bytes
