@@ -17,6 +17,7 @@ registries record as "unavailable".
 """
 import os
 import time
+import weakref
 
 try:
     import numba  # noqa: F401
@@ -140,17 +141,32 @@ CHAR_CLASS = _char_table()
 
 
 class ArrayBytes(bytearray):
-    """A bytearray that carries a numpy uint8 view of its own memory in
+    """A bytearray that hands out a numpy uint8 view of its own memory as
     ``.array``.  The Numba buffers store their data in one, so the same bytes
     are a bytearray for the Python parser and `re` (find, slicing, the buffer
     protocol) and an array for the Numba kernels, with no per-call
-    np.frombuffer.  The view is an export: the bytearray can never be resized,
-    which the ring buffers never do (they replace the array to grow)."""
-    __slots__ = ("array",)
+    np.frombuffer as long as the owner keeps the array (the ring buffers do).
+
+    The bytearray keeps only a *weak* reference to its view: the view refers
+    back to the bytearray (it is an export of it), and numpy arrays do not take
+    part in the cyclic garbage collector, so a strong reference both ways
+    would never be freed (it leaked each connection's buffers).  While a view
+    is alive the bytearray cannot be resized, which the ring buffers never do
+    (they replace the array to grow)."""
+    __slots__ = ("_view",)
 
     def __init__(self, size: int):
         super().__init__(size)
-        self.array = np.frombuffer(self, dtype=np.uint8)
+        self._view = None
+
+    @property
+    def array(self):
+        ref = self._view
+        arr = ref() if ref is not None else None
+        if arr is None:
+            arr = np.frombuffer(self, dtype=np.uint8)
+            self._view = weakref.ref(arr)
+        return arr
 
 
 # -- the C header, for checking the mirror ------------------------------------

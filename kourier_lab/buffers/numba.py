@@ -304,7 +304,7 @@ class NumbaWriteBuffer:
     the one bulk operation, the copy into a grown array; the Numba loop has its
     own native write rows."""
 
-    __slots__ = ("_buf", "_mv", "_pos", "_end", "limit")
+    __slots__ = ("_buf", "_arr", "_mv", "_pos", "_end", "limit")
 
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
         self.limit = _check_size("limit", limit, minimum=0)
@@ -313,11 +313,12 @@ class NumbaWriteBuffer:
 
     def _new(self, capacity):
         self._buf = ArrayBytes(capacity)
+        self._arr = self._buf.array        # the owner's strong reference (see ArrayBytes)
         self._mv = memoryview(self._buf)
 
     @property
     def array(self):
-        return self._buf.array
+        return self._arr
 
     def __len__(self) -> int:
         return self._end - self._pos
@@ -339,9 +340,9 @@ class NumbaWriteBuffer:
                 size = max(2 * len(self._mv), 4096)
                 while size < pending + n:
                     size *= 2
-                old = self._buf.array
+                old = self._arr
                 self._new(size)
-                write_move(old, pos, end, self._buf.array)
+                write_move(old, pos, end, self._arr)
             self._pos = 0
             end = self._end = pending
         self._mv[end:end + n] = data

@@ -29,9 +29,17 @@ How the work is split
 
 Why slabs: per-connection buffers must be reachable from nopython code by
 index, without Python objects.  Every connection gets one row of a 2-D uint8
-read slab (read_buffer bytes) and one of a write slab (64 KiB); the slabs grow
-by doubling (in the driver, between native calls) as connections arrive.  The
-pure-Python ring/write buffers are only used after promotion.
+read slab (read_buffer bytes) and one of a write slab (16 KiB: a full row is
+sent, then reused within the same batch); the slabs grow by doubling (in the
+driver, between native calls) as connections arrive and never shrink, so a
+worker holds about 2 x (read_buffer + 16 KiB) per peak connection (~64 MB
+at 1000 connections with the defaults).  The Numba ring/write buffers are
+only used after promotion.
+
+Timers: each native connection has a deadline (ms) in its slot; the native
+side scans the slots once per 50 ms tick (408 or close).  Resetting a timer
+is one store; the scan is O(connections) per tick, a few microseconds per
+thousand connections.  Promoted connections use the Python timer wheel.
 
 What cannot be cached: every function here calls libc through cffi function
 pointers, whose addresses Numba bakes into the machine code, so they are
@@ -117,7 +125,7 @@ E_ACCEPT_SKIP = (errno.ECONNABORTED, errno.EPROTO, errno.EINTR)
 
 MAX_EVENTS = 512
 ACCEPT_BATCH = 256
-WRITE_ROW = 65536
+WRITE_ROW = 16384          # per native connection; a full row is sent and reused mid-batch
 BODY_NONE = parsers.BODY_NONE
 
 # fd modes
@@ -393,6 +401,7 @@ def _on_readable(L, slot, now, hup):
     the connection must be promoted to Python."""
     s = L.slots
     was_in_request = s[slot, S_FLAGS] & F_IN_REQ
+    served_before = L.ctl[C_SERVED]
     while True:
         drained = _read(L, slot, hup)
         if drained < 0:
@@ -430,10 +439,11 @@ def _on_readable(L, slot, now, hup):
     if L.ctl[C_STOPPING] and s[slot, S_RLEN] == 0 and not s[slot, S_FLAGS] & F_WANT_WRITE:
         _close_slot(L, slot)
         return False
-    # the request timeout runs from a request's first byte; the idle timeout
-    # from the last response on
+    # the request timeout runs from a request's first byte (a new request
+    # begins when this round answered others); the idle timeout from the last
+    # response on
     if s[slot, S_RLEN] > 0:
-        if not was_in_request:
+        if not was_in_request or L.ctl[C_SERVED] != served_before:
             s[slot, S_DEADLINE] = now + L.ctl[C_REQ_TO]
         s[slot, S_FLAGS] |= F_IN_REQ
     else:
