@@ -11,6 +11,16 @@
  *   - when a signal arrived (kl_py_signals runs Python's signal handlers).
  * The Date header of the static responses is patched in place once a second.
  *
+ * Two exact shortcuts on the static path: a head byte-identical to the last
+ * one a static route answered is answered after one memcmp (the head memo;
+ * parsers are stateless, so the same bytes get the same verdict), and a run of
+ * such requests gets its answers with one memcpy from a block of RUN_MAX
+ * pre-replicated copies.  KOURIER_LAB_C_MEMO=0 turns the memo off.
+ *
+ * Backpressure: while more than write_buffer_limit bytes are queued the
+ * connection is paused (its socket left unread) until a flush drains it.
+ * Out of descriptors: the listener leaves epoll for 100 ms (no busy loop).
+ *
  * Timers: a hashed timer wheel (10 ms ticks, 4096 slots).  A connection is
  * filed under one slot; resetting its deadline to a LATER time only stores the
  * new deadline (no unlink, no system call): when the slot comes round, the
