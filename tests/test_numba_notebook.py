@@ -23,7 +23,7 @@ def test_numba_notebook_executes_in_quick_mode(monkeypatch):
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) >= 3, "the notebook showed fewer figures than it draws"
+    assert len(images) >= 4, "the notebook showed fewer figures than it draws"
     text = "".join(o.get("text", "") or str(o.get("data", {}).get("text/plain", ""))
                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "requests served natively" in text
