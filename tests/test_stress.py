@@ -188,15 +188,8 @@ def test_memory_cli(tmp_path, capsys):
 
 # --- soak ------------------------------------------------------------------------------
 
-SOAK_LEAK = ("numba loop: each connection closed after an error response leaks ~20 KB of RSS "
-             "(tests/test_hostile.py::test_bad_requests_do_not_grow_memory); the soak's "
-             "malformed-request thread makes the worker grow ~2.5 MB/s")
-
-
 @needs_wrk
-@pytest.mark.parametrize("stack", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=SOAK_LEAK))
-    if s.split("/")[0] == "numba" else s for s in (native_stacks() or ["c/c/c"])])
+@pytest.mark.parametrize("stack", native_stacks() or ["c/c/c"])
 def test_short_soak_rss_and_fds_stay_flat(stack, tmp_path):
     df = run_soak([stack], duration=10, out=tmp_path, figures=tmp_path, echo=None)
     r = df.iloc[0]

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 
@@ -49,6 +51,23 @@ def _cpus(text):
     return _parse_cpus(text)
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM ends a run like Ctrl-C does, so the servers and client processes
+    it started are stopped on the way out (they run in their own sessions)."""
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    try:
+        old = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:            # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _figures(args):
     return False if args.no_figures else (Path(args.figures) if args.figures else True)
 
@@ -60,8 +79,9 @@ def run_memory_cmd(args) -> int:
         spec = load_memory_spec(args.experiment)
     except SpecError as e:
         raise _usage(str(e)) from None
-    df = run_memory(spec, quick=args.quick, out=args.out, figures=_figures(args),
-                    cpus=_cpus(args.cpus))
+    with _stop_on_sigterm():
+        df = run_memory(spec, quick=args.quick, out=args.out, figures=_figures(args),
+                        cpus=_cpus(args.cpus))
     print(format_memory_table(df))
     for p in df.attrs.get("figures", []):
         print(f"figure: {p}")
@@ -104,8 +124,9 @@ def run_soak_cmd(args) -> int:
             raise _usage(f"--stacks: {bad[0]!r} is not a runnable stack here "
                          f"(runnable: {', '.join(sorted(known))})")
     try:
-        df = run_soak(stacks, duration=duration, out=args.out, figures=_figures(args),
-                      cpus=_cpus(args.cpus))
+        with _stop_on_sigterm():
+            df = run_soak(stacks, duration=duration, out=args.out, figures=_figures(args),
+                          cpus=_cpus(args.cpus))
     except ValueError as e:
         raise _usage(str(e)) from None
     for p in df.attrs.get("figures", []):
