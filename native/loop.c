@@ -68,6 +68,7 @@ static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 typedef struct conn {
     int fd;
     uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
+    uint8_t hangup;       /* the peer hung up: read on to the EOF, no later edge comes */
     kl_ring rb;
     kl_wbuf wb;
     int64_t deadline;                   /* tick */
@@ -925,7 +926,7 @@ again:
                 break;
             }
             kl_ring_commit(&c->rb, (size_t)n);
-            if ((size_t)n < room)
+            if ((size_t)n < room && !c->hangup)
                 break;                  /* a short read drained the socket */
         }
         size_t before = c->rb.tail - c->rb.head;
@@ -1151,8 +1152,11 @@ int kl_loop_run(kl_loop *L, int lfd, int sigfd)
                     continue;
                 }
             }
-            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+                if (e & (EPOLLHUP | EPOLLRDHUP))
+                    c->hangup = 1;
                 on_readable(L, c);
+            }
         }
         if (L->stop && !L->accepting)
             close_idle(L);

@@ -286,16 +286,7 @@ def test_half_closed_socket_still_answered(server):
     assert_healthy(server)
 
 
-FLOOD_BUG = (
-    "numba loop: past --max-connections it neither accepts nor answers 503; the extra "
-    "connections wait unanswered in the listen backlog while the worker spins at ~100 % CPU "
-    "(the level-triggered listener keeps firing, accept asks for more slots, the slabs "
-    "cannot grow past max_connections)")
-
-
-def test_flood_past_max_connections(server, request):
-    if server.stack.split("/")[0] == "numba":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=FLOOD_BUG))
+def test_flood_past_max_connections(server):
     case_flood(server)
     assert_healthy(server)
 
@@ -392,16 +383,7 @@ def test_worker_sigkill_under_load(stack):
         srv.stop()
 
 
-HALF_CLOSE_BUG = (
-    "C loop: a client that sends a request and shutdown(SHUT_WR) at once is "
-    "answered, but when the FIN arrives in the same edge-triggered epoll event as the request, "
-    "the loop's short-read shortcut stops reading before seeing EOF (and ignores EPOLLRDHUP), "
-    "so the connection and its descriptor stay open until the idle timeout (60 s by default)")
-
-
-@pytest.mark.parametrize("stack", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=False, reason=HALF_CLOSE_BUG))
-    if s.split("/")[0] in ("c",) else s for s in COMBOS])
+@pytest.mark.parametrize("stack", COMBOS)
 def test_half_closed_connections_closed_promptly(stack):
     """Clients that half-close right after their request: answered, then closed
     by the server well before the idle timeout (30 s here), descriptors freed."""
@@ -429,16 +411,10 @@ def test_half_closed_connections_closed_promptly(stack):
         srv.stop()
 
 
-ERROR_LEAK_BUG = (
-    "numba loop: every connection answered with an error and closed (400, 431, 505 ...) "
-    "leaves ~20 KB of RSS behind (~120 KB after an oversized header); descriptors are freed. "
-    "Under `kourier-lab soak` the worker grows ~2.5 MB/s (383 -> 689 MB in 120 s)")
 DIAGONAL = [s for s in COMBOS if len(set(s.split("/"))) == 1 or s == "asyncio/python/python"]
 
 
-@pytest.mark.parametrize("stack", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=ERROR_LEAK_BUG))
-    if s.split("/")[0] == "numba" else s for s in DIAGONAL])
+@pytest.mark.parametrize("stack", DIAGONAL)
 def test_bad_requests_do_not_grow_memory(stack):
     """Many connections that each send a malformed request (answered with an
     error, then closed): the worker's RSS stays where it was."""
