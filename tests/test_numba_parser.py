@@ -221,6 +221,11 @@ def test_cfunc_parse_chunked_compacts_in_place():
     assert arr[:11].tobytes() == b"hello world"
     bad = np.frombuffer(bytearray(b"5\r\nhelloX\r\n0\r\n\r\n"), np.uint8)
     assert fn(bad.ctypes.data, len(bad), lim.ctypes.data, ctypes.byref(body_len)) == -400
+    # "need more" leaves the bytes untouched: the caller parses them again later
+    part = b"5\r\nhello\r\n6\r\n wor"
+    arr = np.frombuffer(bytearray(part), np.uint8)
+    assert fn(arr.ctypes.data, len(part), lim.ctypes.data, ctypes.byref(body_len)) == 0
+    assert arr.tobytes() == part
 
 
 def test_jit_report_times_every_kernel():

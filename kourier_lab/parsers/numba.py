@@ -765,11 +765,11 @@ def _chunk_ext_ok(buf, i, e):
 def parse_chunked_kernel(buf, start, end, lim, out, out_off):
     """Decode the chunked body at buf[start:end] into out[out_off:].  Returns
     (n, body_len): n > 0 the body's length on the wire, 0 need more, -status."""
-    return _parse_chunked(buf, start, end, lim[1], lim[3], out, out_off)
+    return _parse_chunked(buf, start, end, lim[1], lim[3], out, out_off, True)
 
 
 @njit(cache=True, _nrt=False)
-def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off):
+def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, write):
     pos = start
     total = 0
     blen = 0
@@ -810,9 +810,10 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off):
             return 0, 0
         if buf[pos + size] != 13 or buf[pos + size + 1] != 10:
             return -400, 0
-        # forward copy: with out = buf and out_off = start the writes stay behind the reads
-        for i in range(size):
-            out[out_off + blen + i] = buf[pos + i]
+        if write:
+            # forward copy: with out = buf and out_off = start the writes stay behind the reads
+            for i in range(size):
+                out[out_off + blen + i] = buf[pos + i]
         blen += size
         pos += size + 2
     t_start = pos
@@ -862,7 +863,11 @@ def _kl_parse_chunked(buf_ptr, length, limits_ptr, body_len_ptr):
     lim = carray(limits_ptr, (_LIMITS_WORDS,), np.uint32)
     out_len = carray(body_len_ptr, (1,))
     max_body = np.int64(lim[4]) | (np.int64(lim[5]) << 32)
-    n, blen = _parse_chunked(buf, 0, np.int64(length), np.int64(lim[1]), max_body, buf, 0)
+    # validate first, compact only a complete body: a call that answers "need
+    # more" (or an error) must leave the caller's bytes as they were
+    n, blen = _parse_chunked(buf, 0, np.int64(length), np.int64(lim[1]), max_body, buf, 0, False)
+    if n > 0:
+        n, blen = _parse_chunked(buf, 0, np.int64(length), np.int64(lim[1]), max_body, buf, 0, True)
     out_len[0] = blen
     return n
 
