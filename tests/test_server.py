@@ -324,13 +324,9 @@ def test_connection_limit(loop):
             s.close()
 
 
-def test_steady_pipeline_of_split_requests_is_not_timed_out(server, request):
+def test_steady_pipeline_of_split_requests_is_not_timed_out(server):
     """Each read finishes one request and starts the next: the request timer
     restarts for each new request, so a steady client is never sent 408."""
-    if request.node.callspec.id.startswith("numba/"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "numba loop: the request timer is not restarted when a read completes one request and "
-            "begins the next, so a steady pipeline of split requests gets 408")))
     s = connect(server.port)
     s.sendall(REQ[:20])
     answers = 0
