@@ -13,42 +13,17 @@ is written down once.  The Python callbacks are `extern "Python+C"`: loop.c,
 a separate translation unit, calls them.
 """
 import os
-import re
 import sys
 
 from cffi import FFI
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cffi_headers import cdef_from_header  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 CFLAGS = ["-O3", "-Wall", "-Wextra", "-std=gnu11", "-fno-strict-aliasing"]
-
-_PROTO = re.compile(r"^(?:const\s+)?[a-z_][a-z0-9_]*\s*\**\s*kl_\w+\([^;]*\);", re.M)
-
-
-def cdef_from_header(path: str, prototypes=True) -> str:
-    with open(path) as f:
-        text = f.read()
-    m = re.search(r"/\*\s*KL_CDEF_BEGIN\s*\*/(.*?)/\*\s*KL_CDEF_END\s*\*/", text, re.S)
-    if not m:
-        raise RuntimeError(f"{path}: no KL_CDEF_BEGIN/KL_CDEF_END block")
-    block = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
-    lines = []
-    for line in block.splitlines():
-        line = line.rstrip()
-        if not line:
-            continue
-        if line.startswith("#define"):
-            parts = line.split()
-            if len(parts) != 3 or not re.fullmatch(r"-?(0x[0-9a-fA-F]+|\d+)", parts[2]):
-                continue   # cffi takes `#define NAME <integer>` only
-        lines.append(line)
-    out = "\n".join(lines) + "\n"
-    if prototypes:
-        rest = re.sub(r"/\*.*?\*/", "", text[m.end():], flags=re.S)
-        out += "\n".join(" ".join(p.split()) for p in _PROTO.findall(rest)) + "\n"
-    return out
-
 
 CALLBACKS = """
 extern "Python+C" int kl_py_batch(void *handle, kl_batch *batch);

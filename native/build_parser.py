@@ -10,50 +10,18 @@ blocks of kourier_lab.h and parser.h, plus the kl_* prototypes), so the layout
 is written down once.
 """
 import os
-import re
 import sys
 
 from cffi import FFI
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cffi_headers import cdef_from_header  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
 import gen_tables  # noqa: E402
 
 CFLAGS = ["-O3", "-Wall", "-Wextra", "-std=gnu11", "-fno-strict-aliasing"]
-
-
-def cdef_from_header(path: str) -> str:
-    """The declarations cffi can read: the KL_CDEF block with comments removed,
-    plus every `kl_*` function prototype in the file."""
-    with open(path) as f:
-        text = f.read()
-    m = re.search(r"/\*\s*KL_CDEF_BEGIN\s*\*/(.*?)/\*\s*KL_CDEF_END\s*\*/", text, re.S)
-    if not m:
-        raise RuntimeError(f"{path}: no KL_CDEF_BEGIN/KL_CDEF_END block")
-    block = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
-    block = re.sub(r"//[^\n]*", "", block)
-    lines = []
-    for line in block.splitlines():
-        line = line.rstrip()
-        if not line:
-            continue
-        if line.startswith("#define"):
-            parts = line.split()
-            # cffi accepts `#define NAME <integer>` only
-            if len(parts) != 3 or not re.fullmatch(r"-?(0x[0-9a-fA-F]+|\d+)", parts[2]):
-                continue
-        lines.append(line)
-    out = "\n".join(lines)
-    rest = text[m.end():]
-    # prototypes written after the block (kourier_lab.h keeps its functions there)
-    protos = re.findall(r"^(?:int|int64_t|void|const char \*)\s*kl_\w+\([^;]*\);", rest, re.M)
-    flat = " ".join(out.split())
-    for p in protos:
-        p = " ".join(p.split())
-        if p not in flat:
-            out += "\n" + p
-    return out + "\n"
 
 
 def make_builder(absolute_paths: bool = False) -> FFI:
