@@ -10,8 +10,8 @@ How the work is split
   precomputed response into the connection's row of a write slab; send it all
   with one send(); keep-alive / close, HTTP/1.0, pipelining, backpressure
   (EPOLLOUT only while output is pending), request and idle deadlines
-  (milliseconds in a per-connection slot, expired by a scan every tick: 408 or
-  close), the connection limit (503), lingering close.  It returns to Python
+  (milliseconds, in a timer wheel compiled by Numba: 408 or close), the
+  connection limit (503), lingering close.  It returns to Python
   when an event needs Python, or at the time the driver asked for (the next
   Python timer, the next Date second, at most 50 ms).
 * Python (``NumbaLoop.run``, the driver): the app's Date refresh (the static
@@ -36,10 +36,14 @@ worker holds about 2 x (read_buffer + 16 KiB) per peak connection (~64 MB
 at 1000 connections with the defaults).  The Numba ring/write buffers are
 only used after promotion.
 
-Timers: each native connection has a deadline (ms) in its slot; the native
-side scans the slots once per 50 ms tick (408 or close).  Resetting a timer
-is one store; the scan is O(connections) per tick, a few microseconds per
-thousand connections.  Promoted connections use the Python timer wheel.
+Timers: native connections are entries of a hashed timer wheel compiled by
+Numba (loops/numba_timer_wheel.py; 50 ms ticks, 2048 buckets, entry id = the
+connection's slot number, grown with the slabs).  Resetting a timer on a
+request is one comparison and one store; the wheel is advanced when a tick
+ends and visits only the buckets of the ticks that ended, so the cost per
+tick is O(expiring + re-filed entries), not O(connections).  A connection is
+cancelled when its slot is closed or promoted; promoted connections use the
+Python timer wheel (the deadline is handed over in the slot's S_DEADLINE).
 
 What cannot be cached: every function here calls libc through cffi function
 pointers, whose addresses Numba bakes into the machine code, so they are
@@ -73,6 +77,7 @@ from ..server.app import StaticRoute
 from ..server.session import Session
 from . import register
 from .python import _READ, PythonLoop, _Conn
+from .numba_timer_wheel import grow_wheel, new_wheel, wheel_advance, wheel_cancel, wheel_next_end, wheel_reset
 from .timer_wheel import TimerWheel
 
 # -- libc through cffi (ABI in-line mode) ---------------------------------------------
@@ -140,6 +145,7 @@ F_WANT_WRITE, F_CLOSING, F_PEER_CLOSED, F_IN_REQ, F_PAUSED = 1, 2, 4, 8, 16
  C_MEMO_KA) = range(16)
 CTL_WORDS = 16
 TICK_MS = 50
+WHEEL_SLOTS = 2048      # one revolution: 102 s; longer timeouts are re-filed once per lap
 MEMO_MAX = 512          # longest head the memo remembers
 # process() results
 P_DONE, P_BLOCKED, P_PROMOTE = 0, 1, 2
@@ -150,7 +156,7 @@ R_503, R_408 = 0, 1
 NativeState = namedtuple("NativeState", [
     "ctl", "fdmode", "fdslot", "slots", "freelist", "rdata", "wdata", "evbuf", "evrec", "pyev",
     "table", "limits", "path_blob", "path_idx", "resp_blob", "resp_idx", "scratch", "addrlen",
-    "one", "ts", "memo"])
+    "one", "ts", "memo", "wheel", "expired"])
 
 
 # -- native helpers -----------------------------------------------------------------------
@@ -188,6 +194,7 @@ def _close_slot(L, slot):
     c_close(fd)
     L.fdmode[fd] = M_NONE
     L.slots[slot, S_FD] = -1
+    wheel_cancel(L.wheel, slot)
     L.freelist[L.ctl[C_NFREE]] = slot
     L.ctl[C_NFREE] += 1
     L.ctl[C_NCONNS] -= 1
@@ -444,10 +451,10 @@ def _on_readable(L, slot, now, hup):
     # response on
     if s[slot, S_RLEN] > 0:
         if not was_in_request or L.ctl[C_SERVED] != served_before:
-            s[slot, S_DEADLINE] = now + L.ctl[C_REQ_TO]
+            wheel_reset(L.wheel, slot, now + L.ctl[C_REQ_TO])
         s[slot, S_FLAGS] |= F_IN_REQ
     else:
-        s[slot, S_DEADLINE] = now + L.ctl[C_IDLE_TO]
+        wheel_reset(L.wheel, slot, now + L.ctl[C_IDLE_TO])
         s[slot, S_FLAGS] &= ~F_IN_REQ
     return False
 
@@ -494,7 +501,7 @@ def _accept(L, lfd, now):
         s[slot, S_WPOS] = 0
         s[slot, S_WLEN] = 0
         s[slot, S_FLAGS] = 0
-        s[slot, S_DEADLINE] = now + ctl[C_IDLE_TO]
+        wheel_reset(L.wheel, slot, now + ctl[C_IDLE_TO])
         L.fdmode[fd] = M_FAST
         L.fdslot[fd] = slot
         ctl[C_NCONNS] += 1
@@ -503,10 +510,13 @@ def _accept(L, lfd, now):
 
 @njit(cache=False, _nrt=False)
 def _expire(L, now):
-    """Every tick: 408 and close a connection whose request is late, close an idle one."""
+    """When a tick ends: 408 and close a connection whose request is late,
+    close an idle one (the wheel reports each expiry once)."""
     s = L.slots
-    for slot in range(s.shape[0]):
-        if s[slot, S_FD] < 0 or s[slot, S_DEADLINE] > now:
+    n = wheel_advance(L.wheel, now, L.expired)
+    for e in range(n):
+        slot = L.expired[e]
+        if s[slot, S_FD] < 0:         # pragma: no cover - closing cancels the timer
             continue
         if s[slot, S_FLAGS] & F_IN_REQ:
             s[slot, S_FLAGS] |= F_CLOSING
@@ -548,7 +558,7 @@ def run_native(L, until):
         now = now_ms(L)
         if now >= ctl[C_NEXT_TICK]:
             _expire(L, now)
-            ctl[C_NEXT_TICK] = now + TICK_MS
+            ctl[C_NEXT_TICK] = wheel_next_end(L.wheel)
         wait = min(until, ctl[C_NEXT_TICK]) - now
         if wait < 0:
             wait = 0
@@ -582,6 +592,9 @@ def run_native(L, until):
                 elif ev & EV_INPUT:
                     promote = _on_readable(L, slot, now, hup)
                 if promote:
+                    # the Python wheel takes the deadline over (see _promote)
+                    L.slots[slot, S_DEADLINE] = L.wheel.deadline[slot]
+                    wheel_cancel(L.wheel, slot)
                     L.fdmode[fd] = M_PYTHON       # later events go to Python
                     ctl[C_PROMOTED] += 1
                     L.pyev[npy, 0] = fd
@@ -630,7 +643,9 @@ class NumbaLoop(PythonLoop):
             resp_blob=np.zeros(1, np.uint8), resp_idx=np.zeros((2, 2), np.int64),
             scratch=np.zeros(65536, np.uint8), addrlen=np.zeros(1, np.uint32),
             one=np.array([1, 0, 0, 0], np.uint8), ts=np.zeros(2, np.int64),
-            memo=np.zeros(MEMO_MAX, np.uint8))
+            memo=np.zeros(MEMO_MAX, np.uint8),
+            wheel=new_wheel(TICK_MS, WHEEL_SLOTS, 0, time.clock_gettime_ns(CLOCK_MONOTONIC) // 1000000),
+            expired=np.zeros(0, np.int64))
         # the head memo, on unless KOURIER_LAB_NUMBA_MEMO=0 (to measure what it saves)
         ctl[C_MEMO_LEN] = -1 if os.environ.get("KOURIER_LAB_NUMBA_MEMO", "1") == "0" else 0
         self._grow(16)
@@ -658,7 +673,8 @@ class NumbaLoop(PythonLoop):
         new = np.arange(count - 1, old - 1, -1, dtype=np.int32)
         freelist[nfree:nfree + len(new)] = new
         L.ctl[C_NFREE] = nfree + len(new)
-        self._L = L._replace(slots=slots, rdata=rdata, wdata=wdata, freelist=freelist)
+        self._L = L._replace(slots=slots, rdata=rdata, wdata=wdata, freelist=freelist,
+                             wheel=grow_wheel(L.wheel, count), expired=np.zeros(count, np.int64))
 
     def _routes(self):
         """Copy the app's static responses (and 503/408) into the native tables;
