@@ -46,6 +46,15 @@ _REGISTRY = Registry("buffer", __name__, ("python", "c", "numba"))
 available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
 
 
+def check_size(what, value, minimum=1):
+    """A buffer size argument: an int >= minimum (TypeError / ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value}")
+    return value
+
+
 def register(name: str, read_factory: Callable, write_factory: Callable) -> None:
     _REGISTRY.register(name, (read_factory, write_factory))
 

@@ -17,7 +17,7 @@ front when the room at the end falls under 1/8 of the capacity, and grows by
 doubling up to the limit.  Why not the memfd double mapping is explained in
 native/ringbuffer.c.
 """
-from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, register
+from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, check_size, register
 
 try:
     from .._native_loop import ffi, lib
@@ -30,13 +30,6 @@ __all__ = ["RingBuffer", "WriteBuffer"]
 _EMPTY = memoryview(b"")
 
 
-def _check_size(what, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value}")
-    return value
-
 
 class RingBuffer:
     """The read side (see the contract in kourier_lab.buffers)."""
@@ -44,8 +37,8 @@ class RingBuffer:
     __slots__ = ("_r", "_buf", "_mv", "_cdata", "_initial")
 
     def __init__(self, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
-        _check_size("capacity", capacity)
-        _check_size("limit", limit)
+        check_size("capacity", capacity)
+        check_size("limit", limit)
         if capacity > limit:
             raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
         self._initial = capacity
@@ -116,7 +109,7 @@ class WriteBuffer:
     __slots__ = ("_w", "_buf", "_cdata")
 
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
-        _check_size("limit", limit, minimum=0)
+        check_size("limit", limit, minimum=0)
         self._w = ffi.new("kl_wbuf *")
         self._buf = bytearray()
         self._cdata = ffi.NULL

@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from ..numba_support import ArrayBytes
-from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, register
+from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, check_size, register
 
 __all__ = ["NumbaRingBuffer", "NumbaWriteBuffer"]
 
@@ -51,13 +51,6 @@ __all__ = ["NumbaRingBuffer", "NumbaWriteBuffer"]
 HEAD, TAIL, MARK, CAP, MIN_ROOM, LIMIT = 0, 1, 2, 3, 4, 5
 RING_STATE = 6
 
-
-def _check_size(what, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 # -- ring kernels ------------------------------------------------------------------
@@ -209,8 +202,8 @@ class NumbaRingBuffer:
     __slots__ = ("_buf", "_arr", "_mv", "_st", "_initial", "limit")
 
     def __init__(self, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
-        capacity = _check_size("capacity", capacity)
-        limit = _check_size("limit", limit)
+        capacity = check_size("capacity", capacity)
+        limit = check_size("limit", limit)
         if capacity > limit:
             raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
         self._initial = capacity
@@ -307,7 +300,7 @@ class NumbaWriteBuffer:
     __slots__ = ("_buf", "_arr", "_mv", "_pos", "_end", "limit")
 
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
-        self.limit = _check_size("limit", limit, minimum=0)
+        self.limit = check_size("limit", limit, minimum=0)
         self._new(4096)
         self._pos = self._end = 0
 

@@ -65,17 +65,10 @@ caller still holds one when appending, ``+=`` would raise BufferError; append()
 then moves the pending bytes to a fresh bytearray (the held view stays valid,
 pointing at the old one), so holding a view is slow, never wrong.
 """
-from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, register
+from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, check_size, register
 
 __all__ = ["RingBuffer", "WriteBuffer"]
 
-
-def _check_size(what, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value}")
-    return value
 
 
 class RingBuffer:
@@ -85,8 +78,8 @@ class RingBuffer:
                  "_initial", "limit")
 
     def __init__(self, capacity: int = DEFAULT_READ_CAPACITY, limit: int = DEFAULT_READ_LIMIT):
-        _check_size("capacity", capacity)
-        _check_size("limit", limit)
+        check_size("capacity", capacity)
+        check_size("limit", limit)
         if capacity > limit:
             raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
         self._initial = capacity
@@ -256,7 +249,7 @@ class WriteBuffer:
     __slots__ = ("_buf", "_pos", "limit")
 
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
-        _check_size("limit", limit, minimum=0)
+        check_size("limit", limit, minimum=0)
         self.limit = limit
         self._buf = bytearray()
         self._pos = 0

@@ -796,16 +796,7 @@ class NumbaLoop(PythonLoop):
                             except OSError:
                                 pass
                         continue
-                    if ev & EPOLLOUT:
-                        self._flush(c)
-                        if c.closed:
-                            continue
-                        if c.paused and not c.session.wbuf.over_limit():
-                            c.paused = False
-                            self._on_readable(c, now)
-                            continue
-                    if ev & EV_INPUT:
-                        self._on_readable(c, now)
+                    self._on_event(c, ev, now)     # a promoted connection: PythonLoop's code
             for c in self.wheel.advance(now):
                 self._expire(c)
             if self.stopping:

@@ -103,16 +103,7 @@ class PythonLoop:
                         except OSError:
                             pass
                     continue
-                if ev & EPOLLOUT:
-                    self._flush(c)
-                    if c.closed:
-                        continue
-                    if c.paused and not c.session.wbuf.over_limit():
-                        c.paused = False
-                        self._on_readable(c, now)
-                        continue
-                if ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP):
-                    self._on_readable(c, now, ev & (EPOLLHUP | EPOLLRDHUP))
+                self._on_event(c, ev, now)
             for c in self.wheel.advance(now):
                 self._expire(c)
             if self.stopping:
@@ -122,6 +113,19 @@ class PythonLoop:
         for c in list(conns.values()):
             self._close(c)
         ep.close()
+
+    def _on_event(self, c, ev, now):
+        """One epoll event of a connection (the Numba loop's driver shares it)."""
+        if ev & EPOLLOUT:
+            self._flush(c)
+            if c.closed:
+                return
+            if c.paused and not c.session.wbuf.over_limit():
+                c.paused = False
+                self._on_readable(c, now)
+                return
+        if ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP):
+            self._on_readable(c, now, ev & (EPOLLHUP | EPOLLRDHUP))
 
     def _accept(self, lsock, now):
         cfg = self.config
