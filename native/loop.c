@@ -15,7 +15,8 @@
  * one a static route answered is answered after one memcmp (the head memo;
  * parsers are stateless, so the same bytes get the same verdict), and a run of
  * such requests gets its answers with one memcpy from a block of RUN_MAX
- * pre-replicated copies.  KOURIER_LAB_C_MEMO=0 turns the memo off.
+ * pre-replicated copies.  The memo is off unless kl_loop_set_head_memo(L, 1)
+ * (`serve --head-memo on`).
  *
  * Backpressure: while more than write_buffer_limit bytes are queued the
  * connection is paused (its socket left unread) until a flush drains it.
@@ -259,7 +260,7 @@ int kl_loop_set_parser(kl_loop *L, int kind, kl_head_fn head, kl_chunked_fn chun
  * by a static route (every request of a pipelined or keep-alive benchmark
  * client, most of a real one) gets the same answer after one memcmp, as the
  * Python parser's memo does.  Exact, not a shortcut around validation; off
- * (kl_loop_set_head_memo(loop, 0), env KOURIER_LAB_C_MEMO=0) to measure the
+ * (the default; kl_loop_set_head_memo(loop, 1) turns it on) to measure the
  * parser on every request.
  */
 void kl_loop_set_head_memo(kl_loop *L, int on)

@@ -24,7 +24,7 @@ def served():
         pytest.skip(f"numba loop unavailable: {loops.unavailable().get('numba')}")
     from kourier_lab.loops import numba as nloop
     cfg = ServerConfig(loop="numba", parser="numba", buffer="numba", request_timeout=1.0,
-                       idle_timeout=3.0, graceful_timeout=3.0)
+                       idle_timeout=3.0, graceful_timeout=3.0, head_memo=True)
     loop = loops.create("numba", cfg, app)
     lsock = socket.create_server(("127.0.0.1", 0))
     thread = threading.Thread(target=loop.run, args=(lsock,), daemon=True)

@@ -109,7 +109,7 @@ def test_agrees_with_python_on_mutated_heads(seed):
     for _ in range(1500):
         limits = rnd.choice(_LIMITS)
         data = _mutate(rnd, rnd.choice(_SEEDS))
-        ref, got = PythonParser(limits, memo=False), nparser.NumbaParser(limits)
+        ref, got = PythonParser(limits), nparser.NumbaParser(limits)
         for end in (len(data), rnd.randint(0, len(data))):
             a, b = ref.parse_head(data, 0, end), got.parse_head(data, 0, end)
             assert a == b, (data[:end], a, b)
@@ -235,14 +235,15 @@ def test_jit_report_times_every_kernel():
 
 
 def test_memo_hit_keeps_head_and_table_right():
+    from kourier_lab import parsers
     raw = b"GET /m?q HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n"
-    p = nparser.NumbaParser()
-    ref = nparser.NumbaParser(memo=False)
+    p = parsers.create("numba", head_memo=True)
+    ref = nparser.NumbaParser()
     assert p.parse_head(raw) == ref.parse_head(raw) == len(raw)
     expected = ref.head()
     assert p.parse_head(b"GET / HTTP/1.1\r\nX: \x01\r\n\r\n") == -400      # a failed parse in between
     buf = bytearray(b"zzz" + raw)
     assert p.parse_head(buf, 3) == len(raw)                                # a memo hit
-    assert p.info == ref.info and p.head() == expected
+    assert p.hits == 1 and p.info == ref.info and p.head() == expected
     assert p.table[0]["head_len"] == len(raw) and p.table[0]["target"]["off"] == 4
     assert p.parse_head(b"GET / HTTP/2.0\r\n\r\n") == -505 and p.table[0]["status"] == 505

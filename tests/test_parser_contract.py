@@ -233,14 +233,18 @@ def test_random_splits_pipelined(parser_name):
     assert got == 200 and pos == len(stream)
 
 
-def test_memo_does_not_leak_between_different_heads(parser_name):
-    p = parsers.create(parser_name)
+@pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
+def test_memo_does_not_leak_between_different_heads(parser_name, head_memo):
+    p = parsers.create(parser_name, head_memo=head_memo)
     a = b"GET /a HTTP/1.1\r\n" + H + b"\r\n"
     b = b"GET /a HTTP/1.1\r\n" + H + b"X: \x01\r\n\r\n"
     assert p.parse_head(a) == len(a)
     assert p.parse_head(b) == -400
     assert p.parse_head(a + a, len(a)) == len(a)
     assert p.info[1] == b"/a"
+    ref = parsers.create(parser_name)
+    assert ref.parse_head(a) == len(a)
+    assert p.head() == ref.head()         # a memo hit gives the same table
 
 
 # --- chunked bodies ---------------------------------------------------------

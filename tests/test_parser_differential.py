@@ -472,7 +472,7 @@ def test_one_parser_object_over_a_stream_of_heads(heads):
     fresh parser does: nothing leaks from one head to the next."""
     for label, name, path in VARIANTS + [("python", REFERENCE, None)]:
         with _Simd(path):
-            kept = parsers.create(name)
+            kept = parsers.create(name, head_memo=True)
             for data in heads:
                 for buf in (data, bytearray(b"..." + data)):
                     start = 0 if buf is data else 3

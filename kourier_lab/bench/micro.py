@@ -9,10 +9,10 @@ Timing is timeit-style: a round runs the operation enough times to last
 (min–max).  Figures: MB/s and requests/s (parsers, buffers) or operations/s
 (timers).
 
-A parser with a `memo` switch (the Python one remembers the last head it
-accepted and recognises a byte-identical repeat with one startswith) is timed
-twice: as the server runs it, and as "<name>/no-memo", the cost of a head it
-has not seen.
+Every parser is timed twice: as the server runs it by default (every head
+parsed), and as "<name>+head-memo", behind the head memo (parsers/memo.py:
+a byte-identical repeat of the last head is recognised with one startswith,
+so the repeated corpora measure the memo, not the parser).
 
 Outside anchors, so the numbers mean something beyond ourselves:
     httptools            llhttp through httptools, on_message_complete only
@@ -135,20 +135,12 @@ def _parser_cases(variants: Optional[Sequence[str]]):
             cases[name] = f"unavailable: {missing[name]}"
             continue
         cases[name] = lambda name=name: parsers.create(name)
-        if isinstance(getattr(parsers.create(name), "memo", None), bool):
-            # A parser that remembers the last head (byte-identical repeats
-            # skip validation) is also timed with that off: the cold cost.
-            cases[f"{name}/no-memo"] = lambda name=name: _without_memo(parsers.create(name))
+        cases[f"{name}+head-memo"] = lambda name=name: parsers.create(name, head_memo=True)
     for anchor in ("httptools", "httptools+callbacks"):
         cases[anchor] = _httptools_factory(anchor)
     for name in variants or list(cases):
         yield name, cases.get(name, f"no parser named {name!r} (measurable here: "
                                     f"{', '.join(cases)})")
-
-
-def _without_memo(p):
-    p.memo = False
-    return p
 
 
 def _httptools_factory(name):

@@ -132,7 +132,7 @@ class AsyncioLoop:
 
     def __init__(self, config, app):
         self.config, self.app = config, app
-        self.parser = parsers.create(config.parser, config.limits)
+        self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo)
         self.conns = set()
         self.stopping = False
         self.loop = None

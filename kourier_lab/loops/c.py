@@ -22,8 +22,9 @@ Python is entered through cffi `extern "Python+C"` callbacks:
 
 The head memo: a request whose head is byte-identical to the last head a
 static route answered gets the same answer after one memcmp (parsers are
-stateless, so this is exact).  KOURIER_LAB_C_MEMO=0 turns it off, to measure
-the parser (or the Python parser's crossing) on every request.
+stateless, so this is exact).  It is off unless config.head_memo (`serve
+--head-memo on`): off, the parser (or the Python parser's crossing) runs for
+every request.
 
 Parsers: "c" (kl_parse_head compiled into the same module: no crossing),
 "python" (the callbacks above), "numba" (its @cfunc pointers, called from C
@@ -96,8 +97,8 @@ class CLoop:
                 raise ValueError(f"the c loop cannot call parser {config.parser!r} natively (no C entry "
                                  f"points); choose one of: {', '.join(self.supported_parsers)}")
             self._kind = lib.KL_PARSER_FNPTR
-        # the head memo (see native/loop.c): on unless KOURIER_LAB_C_MEMO=0
-        self.head_memo = os.environ.get("KOURIER_LAB_C_MEMO", "1") != "0"
+        # the head memo (native/loop.c, parsers/memo.py): config.head_memo, off by default
+        self.head_memo = bool(config.head_memo)
         self._handle = ffi.new_handle(self)
         self._loop = None
         self._stop_requested = False

@@ -146,7 +146,7 @@ F_WANT_WRITE, F_CLOSING, F_PEER_CLOSED, F_IN_REQ, F_PAUSED = 1, 2, 4, 8, 16
 CTL_WORDS = 16
 TICK_MS = 50
 WHEEL_SLOTS = 2048      # one revolution: 102 s; longer timeouts are re-filed once per lap
-MEMO_MAX = 512          # longest head the memo remembers
+from ..parsers.memo import MEMO_MAX     # longest head the memo remembers (512, as in C)
 # process() results
 P_DONE, P_BLOCKED, P_PROMOTE = 0, 1, 2
 # responses besides the routes' (indices into resp_idx after the routes' 8 each)
@@ -646,8 +646,8 @@ class NumbaLoop(PythonLoop):
             memo=np.zeros(MEMO_MAX, np.uint8),
             wheel=new_wheel(TICK_MS, WHEEL_SLOTS, 0, time.clock_gettime_ns(CLOCK_MONOTONIC) // 1000000),
             expired=np.zeros(0, np.int64))
-        # the head memo, on unless KOURIER_LAB_NUMBA_MEMO=0 (to measure what it saves)
-        ctl[C_MEMO_LEN] = -1 if os.environ.get("KOURIER_LAB_NUMBA_MEMO", "1") == "0" else 0
+        # the head memo (parsers/memo.py): config.head_memo, off by default (-1)
+        ctl[C_MEMO_LEN] = 0 if config.head_memo else -1
         self._grow(16)
         self._date = None
         self._routes()

@@ -44,7 +44,7 @@ class PythonLoop:
 
     def __init__(self, config, app):
         self.config, self.app = config, app
-        self.parser = parsers.create(config.parser, config.limits)   # stateless: one per worker
+        self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo)   # stateless: one per worker
         self.conns = {}
         self.stopping = False
         self._stop_deadline = None

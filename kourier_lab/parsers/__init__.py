@@ -126,5 +126,10 @@ def register(name: str, factory: Callable[[Limits], object]) -> None:
     _REGISTRY.register(name, factory)
 
 
-def create(name: str, limits: Limits = DEFAULT_LIMITS):
-    return _REGISTRY.get(name)(limits)
+def create(name: str, limits: Limits = DEFAULT_LIMITS, head_memo: bool = False):
+    """A parser; with head_memo, wrapped in the head memo (parsers/memo.py)."""
+    p = _REGISTRY.get(name)(limits)
+    if head_memo:
+        from .memo import HeadMemo
+        p = HeadMemo(p)
+    return p

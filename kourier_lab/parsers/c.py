@@ -73,11 +73,8 @@ assert ffi.offsetof("kl_request", "version_minor") == 48 and ffi.offsetof("kl_re
 class CParser:
     name = "c"
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo: bool = True):
+    def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.limits = limits
-        self.memo = memo           # reuse info for a byte-identical head (see info)
-        self._last = None
-        self._last_info = None
         self._n = 0
         self._lim = _limits_struct(limits)
         self._req = ffi.new("kl_request *")
@@ -127,16 +124,10 @@ class CParser:
         """(method, path, query, version_minor, keep_alive, body_kind, content_length,
         expect_continue) of the last accepted head.
 
-        Built lazily from the request table.  With `memo` on, a head byte-identical
-        to the previous one reuses the previous tuple (the C parse itself still ran
-        and validated every byte; only the Python objects are not rebuilt)."""
+        Built lazily from the request table, anew for every parse."""
         info = self._info
         if info is None:
-            buf, st, n = self._buf, self._start, self._n
-            last = self._last
-            if last is not None and len(last) == n and type(buf) is not memoryview and buf.startswith(last, st):
-                info = self._info = self._last_info
-                return info
+            buf, st = self._buf, self._start
             (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, minor, _, ka, bk, ec, hq,
              cl, _) = _FIXED.unpack_from(self._u8)
             mo += st
@@ -149,9 +140,6 @@ class CParser:
                 info = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]), bytes(buf[qo:qo + ql]) if hq else None,
                         minor, ka == 1, bk, cl, ec == 1)
             self._info = info
-            if self.memo:
-                self._last = bytes(buf[st:st + n])
-                self._last_info = info
         return info
 
     def head(self) -> RequestHead:

@@ -897,7 +897,7 @@ def kl_parse_chunked_address() -> int:
 
 # -- the Python-level parser ---------------------------------------------------------------
 _EMPTY = np.zeros(0, np.uint8)
-_HIT, _FAILED = 1, 2
+_FAILED = 2
 
 
 def as_array(buf):
@@ -916,21 +916,12 @@ class NumbaParser:
     """The contract's parser over the Numba kernels (see the module docstring)."""
     name = "numba"
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo: bool = True):
+    def __init__(self, limits: Limits = DEFAULT_LIMITS):
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
         self.limits = limits
-        # The same head memo as the Python parser (and the C and Numba loops):
-        # byte-identical input gives the identical verdict, so a head equal to
-        # the last accepted one reuses its info after one startswith.  It saves
-        # the Python-side cost of a call (dispatch, the info tuple), which is
-        # most of a call; memo=False measures the kernel path every time.
-        self.memo = memo
-        self._last = None
-        self._last_info = None
-        # what the table holds when it is not the last successful parse: _HIT (a
-        # memo hit: the table still holds the remembered head's previous parse)
-        # or _FAILED (the last call failed; the table has its status)
+        # _FAILED when the last call failed (the table holds its status, not
+        # the last accepted head's fields)
         self._stale = 0
         self._lim = limits_array(limits)
         self._table, words = new_table(1)
@@ -947,13 +938,6 @@ class NumbaParser:
             end = len(buf)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
-        last = self._last
-        if last is not None and type(buf) is not memoryview and buf.startswith(last, start, end):
-            self.info = self._last_info
-            self._buf = buf
-            self._start = start
-            self._stale = _HIT
-            return len(last)
         n = parse_head_kernel(as_array(buf), start, end, self._lim, self._words)
         self._stale = 0 if n > 0 else _FAILED
         if n > 0:
@@ -971,17 +955,12 @@ class NumbaParser:
                          cl_lo | (cl_hi << 32) if body_kind == BODY_LENGTH else -1, (f1 & 0xFF) != 0)
             self._buf = buf
             self._start = start
-            if self.memo:
-                self._last = bytes(buf[start:start + n])
-                self._last_info = self.info
         return n
 
     @property
     def table(self):
         """The kl_request table (a 1-element REQUEST_DTYPE array) of the last
         parse_head: the accepted head's fields, or the failed one's status."""
-        if self._stale == _HIT:
-            self._refresh_table()
         return self._table
 
     @property

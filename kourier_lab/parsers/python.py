@@ -7,13 +7,9 @@ validates the whole field section, and lower-cased `find`s pick the few fields
 that change framing.  Python-level code runs a fixed number of steps per
 request, not per byte.
 
-The lesson for pure Python: the cheapest validation is the one not repeated.
-The parser remembers the last head it accepted (the exact bytes); a request
-whose head is byte-identical — every request of a pipelined or keep-alive
-benchmark client, most requests of a real one — is recognised with one
-`startswith` and reuses the table.  Byte-identical input gives the identical
-verdict, so this is exact, not a shortcut around validation; `memo=False`
-turns it off so its effect can be measured.
+The parser keeps no memory between calls: every call validates every byte of
+the head it is given.  Remembering the last head (a head memo) is a separate,
+explicit knob of the server (kourier_lab/parsers/memo.py, `--head-memo`).
 """
 import re
 
@@ -64,11 +60,8 @@ MAX_CHUNK_LINE = 4096
 class PythonParser:
     name = "python"
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo: bool = True):
+    def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.limits = limits
-        self.memo = memo
-        self._last = None          # bytes of the last accepted head (memo)
-        self._last_state = None
         self.info = None
         self._head = None          # (fields, buf, start) for head()
         self._fields = None
@@ -77,16 +70,7 @@ class PythonParser:
     def parse_head(self, buf, start=0, end=None):
         if end is None:
             end = len(buf)
-        last = self._last
-        if last is not None and buf.startswith(last, start, end):
-            self.info, self._fields = self._last_state
-            self._buf, self._start = buf, start
-            return len(last)
-        n = self._parse(buf, start, end)
-        if n > 0 and self.memo:
-            self._last = bytes(buf[start:start + n])
-            self._last_state = (self.info, self._fields)
-        return n
+        return self._parse(buf, start, end)
 
     def _parse(self, buf, start, end):
         lim = self.limits

@@ -46,10 +46,11 @@ class Response:
     headers: List[Tuple[str, str]] = field(default_factory=list)
 
 
-def _encode(status: int, body: bytes, content_type: bytes, extra: bytes, date: bytes,
-            connection: bytes, head_only: bool) -> bytes:
-    return b"".join((status_line(status), b"Server: ", SERVER_NAME, b"\r\nDate: ", date,
-                     b"\r\nContent-Type: ", content_type, b"\r\nContent-Length: %d\r\n" % len(body),
+def _encode(status: int, body: bytes, content_type: Optional[bytes], extra: bytes, date: bytes,
+            connection: bytes, head_only: bool, server: bytes = SERVER_NAME) -> bytes:
+    ctype = b"" if content_type is None else b"Content-Type: " + content_type + b"\r\n"
+    return b"".join((status_line(status), b"Server: ", server, b"\r\nDate: ", date, b"\r\n",
+                     ctype, b"Content-Length: %d\r\n" % len(body),
                      extra, connection, b"\r\n", b"" if head_only else body))
 
 
@@ -59,17 +60,19 @@ _CONNECTION = {(1, True): b"", (1, False): b"Connection: close\r\n",
 
 
 class StaticRoute:
-    """A fixed response; `responses[(head_only, minor, keep_alive)]` is ready to send."""
-    __slots__ = ("status", "body", "content_type", "extra", "responses")
+    """A fixed response; `responses[(head_only, minor, keep_alive)]` is ready to send.
+    content_type None: no Content-Type field (the posts' response)."""
+    __slots__ = ("status", "body", "content_type", "extra", "server", "responses")
 
-    def __init__(self, body: bytes, status: int = 200, content_type: bytes = b"text/plain",
-                 extra: bytes = b""):
+    def __init__(self, body: bytes, status: int = 200, content_type: Optional[bytes] = b"text/plain",
+                 extra: bytes = b"", server: bytes = SERVER_NAME):
         self.status, self.body, self.content_type, self.extra = status, body, content_type, extra
+        self.server = server
         self.responses = {}
 
     def render(self, date: bytes):
         self.responses = {(h, minor, ka): _encode(self.status, self.body, self.content_type, self.extra,
-                                                  date, conn, h)
+                                                  date, conn, h, self.server)
                           for h in (False, True) for (minor, ka), conn in _CONNECTION.items()}
 
 
@@ -95,8 +98,11 @@ class App:
         self._paths.setdefault(path.encode(), set()).update((b"GET", b"HEAD"))
         return r
 
-    def route_catch_all(self, body, content_type: str = "text/plain"):
-        self.catch_all = StaticRoute(_as_bytes(body), 200, content_type.encode())
+    def route_catch_all(self, body, content_type: Optional[str] = "text/plain",
+                        server: bytes = SERVER_NAME):
+        self.catch_all = StaticRoute(_as_bytes(body), 200,
+                                     None if content_type is None else content_type.encode(),
+                                     server=server)
         self.catch_all.render(self.date)
 
     def route(self, method: str, path: str):
@@ -183,17 +189,40 @@ def _as_bytes(body) -> bytes:
     raise TypeError(f"a handler must return bytes, str, dict or Response, not {type(body).__name__}")
 
 
-def benchmark_app() -> App:
+# The benchmark app's response presets (`serve --response`); the ceiling sends
+# the same bytes (bench/ceiling.py renders them from here).
+#   default   Server, Date, Content-Type, Content-Length: 135 bytes
+#   kourier   the posts' response: Server, Date, Content-Length, no Content-Type:
+#             105 bytes (17.89 GB / 182,933,248 responses in the post's wrk run)
+RESPONSE_PRESETS = {"default": dict(content_type="text/plain", server=SERVER_NAME),
+                    "kourier": dict(content_type=None, server=b"Kourier")}
+
+
+def benchmark_app(response: str = "default") -> App:
     """The posts' benchmark server: GET on any path -> 200 "Hello World!"."""
+    try:
+        preset = RESPONSE_PRESETS[response]
+    except KeyError:
+        raise ValueError(f"unknown response preset {response!r} "
+                         f"(choose one of: {', '.join(RESPONSE_PRESETS)})") from None
     app = App()
-    app.route_catch_all(b"Hello World!")
+    app.route_catch_all(b"Hello World!", **preset)
     return app
 
 
-def load_app(spec: Optional[str]) -> App:
-    """`module:object` -> that App (or a zero-argument factory returning one)."""
+def benchmark_response(response: str = "default", date: Optional[bytes] = None) -> bytes:
+    """The exact bytes the benchmark app answers a keep-alive HTTP/1.1 GET with."""
+    app = benchmark_app(response)
+    if date is not None:
+        app.catch_all.render(date)
+    return app.catch_all.responses[(False, 1, True)]
+
+
+def load_app(spec: Optional[str], response: str = "default") -> App:
+    """`module:object` -> that App (or a zero-argument factory returning one);
+    no spec: the benchmark app with the given response preset."""
     if not spec:
-        return benchmark_app()
+        return benchmark_app(response)
     import importlib
     mod_name, _, attr = spec.partition(":")
     if not attr:

@@ -2,6 +2,7 @@
 import sys
 
 from ..http.limits import Limits
+from .config import RESPONSE_PRESETS
 
 
 def _cpu_list(text):
@@ -59,6 +60,12 @@ def register(sub):
     p.add_argument("--max-body", type=_positive(int), default=1 << 20)
     p.add_argument("--graceful-timeout", type=_positive(float), default=10.0)
     p.add_argument("--uvloop", action="store_true", help="asyncio loop: run on uvloop")
+    p.add_argument("--head-memo", choices=("on", "off"), default="off",
+                   help="remember the last request head and answer a byte-identical one without "
+                        "parsing it (default off: every request is parsed)")
+    p.add_argument("--response", choices=RESPONSE_PRESETS, default="default",
+                   help="the benchmark app's response: default (Server, Date, Content-Type, "
+                        "Content-Length) or kourier (the posts' 105-byte response)")
     p.set_defaults(func=run)
 
 
@@ -81,15 +88,17 @@ def run(args) -> int:
                            request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
                            loop=args.loop, parser=args.parser, buffer=args.buffer, cpus=args.cpus,
                            app=args.app, limits=limits, max_connections=args.max_connections,
-                           graceful_timeout=args.graceful_timeout, uvloop=args.uvloop)
+                           graceful_timeout=args.graceful_timeout, uvloop=args.uvloop,
+                           head_memo=args.head_memo == "on", response=args.response)
         from .app import load_app
-        load_app(cfg.app)
+        load_app(cfg.app, cfg.response)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
     def ready(port):
         sys.stderr.write(f"kourier-lab: serving on http://{cfg.host}:{port} (loop={cfg.loop} "
-                         f"parser={cfg.parser} buffer={cfg.buffer}, {cfg.worker_count} worker(s))\n")
+                         f"parser={cfg.parser} buffer={cfg.buffer} head-memo={'on' if cfg.head_memo else 'off'} "
+                         f"response={cfg.response}, {cfg.worker_count} worker(s))\n")
         sys.stderr.flush()
     try:
         return Supervisor(cfg, on_ready=ready).run()

@@ -4,6 +4,9 @@ from typing import List, Optional
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 
+# the benchmark app's response presets (server/app.py renders them)
+RESPONSE_PRESETS = ("default", "kourier")    # server/app.py renders them
+
 
 @dataclass
 class ServerConfig:
@@ -25,6 +28,12 @@ class ServerConfig:
     graceful_timeout: float = 10.0    # SIGTERM: seconds to finish in-flight work
     backlog: int = 4096
     uvloop: bool = False              # asyncio loop: use uvloop when installed
+    # the head memo (kourier_lab/parsers/memo.py): off by default, so that every
+    # request is parsed; on, a byte-identical head skips the parser
+    head_memo: bool = False
+    # the benchmark app's response: "default" (Server, Date, Content-Type,
+    # Content-Length) or "kourier" (the posts' 105 bytes, no Content-Type)
+    response: str = "default"
 
     def __post_init__(self):
         if not (0 <= self.port <= 65535):
@@ -34,6 +43,9 @@ class ServerConfig:
         for name in ("request_timeout", "idle_timeout", "graceful_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be > 0 seconds, got {getattr(self, name)}")
+        if self.response not in RESPONSE_PRESETS:
+            raise ValueError(f"unknown response preset {self.response!r} "
+                             f"(choose one of: {', '.join(RESPONSE_PRESETS)})")
         if self.max_connections < 1:
             raise ValueError("max connections must be >= 1")
         if not self.read_buffer_limit:

@@ -36,7 +36,7 @@ def run_worker(config: ServerConfig, index: int) -> int:
             os.sched_setaffinity(0, {config.cpus[index % len(config.cpus)]})
         except OSError as e:
             sys.stderr.write(f"kourier-lab: worker {index}: cannot pin to CPU: {e}\n")
-    app = load_app(config.app)
+    app = load_app(config.app, config.response)
     loop = loops.create(config.loop, config, app)
     signal.signal(signal.SIGTERM, lambda *_: loop.request_stop())
     signal.signal(signal.SIGINT, lambda *_: loop.request_stop())
@@ -87,7 +87,7 @@ class Supervisor:
         from .. import buffers, loops, parsers
         parsers.create(cfg.parser, cfg.limits)
         buffers.create_read(cfg.buffer)
-        loops.create(cfg.loop, cfg, load_app(cfg.app))
+        loops.create(cfg.loop, cfg, load_app(cfg.app, cfg.response))
         reserve = make_listener(cfg.host, cfg.port, cfg.backlog, listen=False)
         cfg.port = reserve.getsockname()[1]
         signal.signal(signal.SIGTERM, self._stop)
