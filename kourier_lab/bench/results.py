@@ -40,7 +40,10 @@ SCHEMA: Dict[str, str] = {
     "python_version": "string", "python_implementation": "string",
     "python_executable": "string", "git_commit": "string",
     "server_kind": "string", "server": "string", "loop": "string", "parser": "string",
-    "buffer": "string", "workers": "Int64", "server_cpus": "string", "client_cpus": "string",
+    "buffer": "string", "head_memo": "boolean", "response": "string", "load_tool": "string",
+    "request_bytes": "Int64", "response_bytes": "Int64", "offered_rate": "float64",
+    "latency_per_batch": "boolean", "latency_p999_ms": "float64", "latency_samples": "Int64",
+    "workers": "Int64", "server_cpus": "string", "client_cpus": "string",
     "wrk_threads": "Int64", "shape": "string", "connections": "Int64", "pipeline": "Int64",
     "browser_headers": "boolean", "path": "string", "duration_s": "Int64",
     "wrk_timeout_s": "float64", "repetitions": "Int64", "warmup_s": "Int64", "run": "Int64",
@@ -145,23 +148,48 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame()
     out = []
-    keys = ["batch_id", "shape", "server"]
-    ceilings = {}
+    df = df.copy()
+    for col in ("offered_rate", "head_memo", "latency_per_batch", "response_bytes",
+                "request_bytes", "load_tool", "latency_p999_ms", "latency_max_ms"):
+        if col not in df.columns:
+            df[col] = pd.NA
+    # the rate sweep: one line per offered rate (-1: closed loop)
+    df["_rate"] = df["offered_rate"].astype("float64").fillna(-1.0)
+    keys = ["batch_id", "shape", "server", "_rate"]
+    ceilings, ceiling_bytes = {}, {}
     ok = df[df["status"] == "ok"]
     for (batch, shape), g in ok[ok["server_kind"] == "ceiling"].groupby(["batch_id", "shape"]):
-        ceilings[(batch, shape)] = g["req_per_s"].median()
+        closed = g[g["_rate"] < 0]
+        ceilings[(batch, shape)] = closed["req_per_s"].median() if len(closed) else math.nan
+        if g["response_bytes"].notna().any():
+            ceiling_bytes[(batch, shape)] = int(g["response_bytes"].dropna().iloc[0])
     order = {"ceiling": 0, "stack": 1, "peer": 2}
-    for (batch, shape, server), g in df.groupby(keys, sort=False):
+    for (batch, shape, server, rate), g in df.groupby(keys, sort=False):
         good = g[g["status"] == "ok"]
         first = g.iloc[0]
         line = {
             "batch_id": batch, "shape": shape, "server": server,
             "kind": first["server_kind"], "runs": len(good),
+            "offered_rate": rate if rate >= 0 else math.nan,
+            "head_memo": bool(first["head_memo"]) if not pd.isna(first["head_memo"]) else False,
+            "load_tool": first["load_tool"] if not pd.isna(first["load_tool"]) else "wrk",
         }
         if len(good):
             med = good["req_per_s"].median()
-            ceiling = ceilings.get((batch, shape), math.nan)
+            ceiling = ceilings.get((batch, shape), math.nan) if rate < 0 else math.nan
+            per_batch = bool(good["latency_per_batch"].fillna(False).any())
+            rbytes = good["response_bytes"].dropna()
+            qbytes = good["request_bytes"].dropna()
+            cbytes = ceiling_bytes.get((batch, shape))
             line.update({
+                "request_bytes": int(qbytes.iloc[0]) if len(qbytes) else pd.NA,
+                "response_bytes": int(rbytes.iloc[0]) if len(rbytes) else pd.NA,
+                # a peer (or anything) answering with other bytes than the ceiling
+                "bytes_differ": bool(len(rbytes) and cbytes is not None
+                                     and int(rbytes.iloc[0]) != cbytes),
+                "latency_per_batch": per_batch,
+                "latency_p999_ms": good["latency_p999_ms"].median(),
+                "latency_max_ms": good["latency_max_ms"].median(),
                 "req_per_s": med,
                 "req_per_s_min": good["req_per_s"].min(),
                 "req_per_s_max": good["req_per_s"].max(),
@@ -169,8 +197,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "cpu_us_per_req": good["cpu_us_per_req"].median(),
                 "server_cpu_util": good["server_cpu_util"].median(),
                 "wrk_cpu_util": good["wrk_cpu_util"].median(),
-                "latency_p50_ms": good["latency_p50_ms"].median(),
-                "latency_p99_ms": good["latency_p99_ms"].median(),
+                # wrk under pipelining times batches, not requests: not a latency
+                "latency_p50_ms": math.nan if per_batch else good["latency_p50_ms"].median(),
+                "latency_p99_ms": math.nan if per_batch else good["latency_p99_ms"].median(),
                 "p99_overflow": bool(good["latency_overflow"].fillna(False).any()),
                 "errors": int(good["errors_socket"].fillna(0).sum()
                               + good["non_2xx_3xx"].fillna(0).sum()),
@@ -192,6 +221,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     s["_shape"] = s["shape"].map(shape_rank)
     s = s.sort_values(["batch_id", "_shape", "_order"], kind="stable").drop(
         columns=["_order", "_shape"])
+    for col in ("request_bytes", "response_bytes", "bytes_differ", "latency_per_batch",
+                "latency_p999_ms", "latency_max_ms"):
+        if col not in s.columns:
+            s[col] = pd.NA
     return s.reset_index(drop=True)
 
 
@@ -207,31 +240,46 @@ def format_summary(summary: pd.DataFrame) -> str:
         return "(no rows)"
     lines = []
     for (batch, shape), g in summary.groupby(["batch_id", "shape"], sort=False):
-        lines.append(f"\n{batch}  shape={shape}")
+        tool = str(g["load_tool"].iloc[0]) if "load_tool" in g.columns else "wrk"
+        lines.append(f"\n{batch}  shape={shape}  load={tool}")
         header = (f"{'server':<24} {'req/s (median)':>15} {'min-max':>23} {'of ceil':>8} "
-                  f"{'CPU-us/req':>10} {'srv CPU':>7} {'wrk CPU':>7} {'CPUs busy':>9} "
-                  f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  limit; note")
+                  f"{'CPU-us/req':>10} {'srv CPU':>7} {'cli CPU':>7} {'CPUs busy':>9} "
+                  f"{'p50 ms':>8} {'p99 ms':>8} {'resp B':>6} {'errors':>7}  limit; note")
         lines.append(header)
         lines.append("-" * len(header))
         for _, r in g.iterrows():
+            name = str(r["server"])
+            rate = r.get("offered_rate", math.nan)
+            if not pd.isna(rate):
+                name = f"{name} @{rate:,.0f}/s"
             if r.get("runs", 0) and not pd.isna(r.get("req_per_s", math.nan)):
-                p99 = _fmt(r["latency_p99_ms"], ".2f", "overflow" if r["p99_overflow"] else "-")
+                per_batch = bool(r.get("latency_per_batch")) if not pd.isna(
+                    r.get("latency_per_batch")) else False
+                p50 = "batch" if per_batch else _fmt(r["latency_p50_ms"], ".2f")
+                p99 = "batch" if per_batch else _fmt(
+                    r["latency_p99_ms"], ".2f", "overflow" if r["p99_overflow"] else "-")
                 notes = [str(r.get("bottleneck") or "")]
+                if r.get("head_memo"):
+                    notes.append("head memo ON")
+                if r.get("bytes_differ") is True:
+                    notes.append("response size differs from the ceiling's")
                 if r["client_saturated"] and r.get("bottleneck") != "client":
                     notes.append("wrk saturated in some runs")
                 if r["status"] != "ok":
                     notes.append(r["status"])
+                rb = r.get("response_bytes")
                 lines.append(
-                    f"{r['server']:<24} {r['req_per_s']:>15,.0f} "
+                    f"{name:<24} {r['req_per_s']:>15,.0f} "
                     f"{_fmt(r['req_per_s_min'], ',.0f'):>11}-{_fmt(r['req_per_s_max'], ',.0f'):<11} "
                     f"{_fmt(r['of_ceiling'], '.1%'):>8} {_fmt(r['cpu_us_per_req'], '.2f'):>10} "
                     f"{_fmt(r['server_cpu_util'], '.0%'):>7} {_fmt(r['wrk_cpu_util'], '.0%'):>7} "
                     f"{_fmt(r.get('server_cpus_busy'), '.0%'):>9} "
-                    f"{_fmt(r['latency_p50_ms'], '.2f'):>8} {p99:>8} {int(r['errors']):>7}  "
+                    f"{p50:>8} {p99:>8} {_fmt(None if pd.isna(rb) else int(rb), 'd'):>6} "
+                    f"{int(r['errors']):>7}  "
                     f"{'; '.join(n for n in notes if n)}")
             else:
                 note = str(r.get("note", ""))
                 if len(note) > 110:
                     note = note[:107] + "..."
-                lines.append(f"{r['server']:<24} {r['status'].upper():>15}  {note}")
+                lines.append(f"{name:<24} {r['status'].upper():>15}  {note}")
     return "\n".join(lines).lstrip("\n")

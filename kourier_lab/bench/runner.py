@@ -91,7 +91,7 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if target.kind == "ceiling":
-        cmd = _ceiling.ceiling_command(port, split.server_cpus)
+        cmd = _ceiling_command(port, split.server_cpus, exp.response)
     elif target.kind == "stack":
         cmd = [sys.executable, "-m", "kourier_lab.cli", "serve", "-a", HOST, "-p", str(port),
                "--worker-count", str(split.workers), "--loop", target.loop,
@@ -99,6 +99,8 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
                "--request-timeout", f"{exp.request_timeout_s:g}",
                "--idle-timeout", f"{exp.idle_timeout_s:g}",
                "--cpus", cpu_list(split.server_cpus),
+               "--head-memo", "on" if target.head_memo else "off",
+               "--response", exp.response,
                # room for the experiment's largest load on any one worker
                "--max-connections", str(max(10000, _most_connections(exp) + 100))]
     else:
@@ -135,6 +137,14 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
     server.pids_seen.update(pids)
     pin_tree(pids, split.server_cpus)
     return server
+
+
+def _ceiling_command(port, cpus, response):
+    """The ceiling mirroring the stacks' response preset."""
+    import inspect
+    if "response" in inspect.signature(_ceiling.ceiling_command).parameters:
+        return _ceiling.ceiling_command(port, cpus, response=response)
+    return _ceiling.ceiling_command(port, cpus)
 
 
 def _alive_same(pid: int) -> bool:
@@ -378,6 +388,11 @@ def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target:
         "loop": target.loop,
         "parser": target.parser,
         "buffer": target.buffer,
+        # the head memo: stacks say what they ran with; the ceiling never parses
+        # and the peers have none we could switch, so both are recorded as off
+        "head_memo": bool(target.head_memo),
+        "response": exp.response,
+        "load_tool": shape.load_tool,
         "workers": split.workers,
         "server_cpus": cpu_list(split.server_cpus),
         "client_cpus": cpu_list(split.client_cpus),
@@ -439,10 +454,10 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     batch_dir = root / batch_id
     batch_dir.mkdir(parents=True, exist_ok=True)
     commit = git_commit()
-    targets = expand_targets(exp.stacks, exp.peers)
+    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo)
     rows: List[Dict[str, object]] = []
 
-    bar = tqdm(total=len(targets) * len(exp.shapes) * exp.repetitions, disable=not progress,
+    bar = tqdm(total=len(targets) * sum(_runs_of(s, exp) for s in exp.shapes), disable=not progress,
                unit="run", desc=exp.name, dynamic_ncols=True)
     say = echo or (lambda s: tqdm.write(s) if progress else print(s))
     if split.note:
@@ -481,14 +496,13 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
 
 def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
     rows = []
-    reps = exp.repetitions
     if target.skip_reason:
         say(f"skipped {target.kind} {target.name}: {target.skip_reason}")
         for shape in exp.shapes:
             row = _base_row(exp, split, batch_id, commit, target, shape)
             row.update(status="skipped", note=target.skip_reason)
             rows.append(row)
-            bar.update(reps)
+            bar.update(_runs_of(shape, exp))
         return rows
     bar.set_postfix_str(f"{target.name}: starting")
     log_path = batch_dir / "logs" / f"{_slug(target.name)}.log"
@@ -500,7 +514,7 @@ def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
             row = _base_row(exp, split, batch_id, commit, target, shape)
             row.update(status="failed", note=f"start: {_one_line(e)}")
             rows.append(row)
-            bar.update(reps)
+            bar.update(_runs_of(shape, exp))
         return rows
     try:
         for shape in exp.shapes:
@@ -523,8 +537,13 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
     except VerifyError as e:
         say(f"failed {label}: verification: {_one_line(e)}")
         base.update(status="failed", note=f"verification: {_one_line(e)}")
-        bar.update(exp.repetitions)
+        bar.update(_runs_of(shape, exp))
         return [base]
+    _measure_bytes(base, server.port, shape)
+    base["latency_per_batch"] = shape.load_tool == "wrk" and shape.pipeline > 1
+    if shape.load_tool == "h2load":
+        return _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
+                                load, load_note, bar, say)
     if exp.warmup_s:
         bar.set_postfix_str(f"{label}: warm-up")
         warm = dataclasses.replace(load, duration_s=exp.warmup_s)
@@ -565,4 +584,127 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
             say(f"failed {label} run {run}: {row['note']}")
         rows.append(row)
         bar.update(1)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Bytes per request, and the h2load cells
+
+
+def _runs_of(shape: Shape, exp: Experiment) -> int:
+    """Counted runs of one server in one shape (a rate sweep: one per offered rate)."""
+    if shape.name == "rate":
+        return exp.repetitions * (len(shape.rates) or shape.rate_steps)
+    return exp.repetitions
+
+
+def _measure_bytes(base: Dict[str, object], port: int, shape: Shape) -> None:
+    """request_bytes / response_bytes of this shape's request, read off the wire."""
+    from . import verify
+    measure = getattr(verify, "measure_bytes", None)
+    if measure is None:
+        return
+    try:
+        req, resp = measure(HOST, port, shape.path, browser=shape.browser)
+    except (VerifyError, OSError) as e:
+        base["note"] = f"bytes not measured: {_one_line(e)}"
+        return
+    base.update(request_bytes=req, response_bytes=resp)
+
+
+def _h2load_row(server, target, shape, split, base, batch_id, batch_dir, load, run, rate):
+    from .h2load import run_h2load
+    tag = f"-{int(rate)}rps" if rate else ""
+    raw_rel = Path("h2load") / f"{_slug(target.name)}-{shape.name}{tag}-run{run}.txt"
+    row = dict(base, run=run, timestamp=_utcnow(), raw_path=str(Path(batch_id) / raw_rel),
+               offered_rate=rate)
+    if server.proc.poll() is not None:
+        row.update(status="failed", note=f"the server exited with code {server.proc.returncode}; "
+                                         f"log: {_log_tail(server.log_path)}")
+        return row
+    try:
+        figures = run_h2load(load, split.client_cpus, server.proc.pid, batch_dir / raw_rel,
+                             server_cpus=split.server_cpus)
+    except RuntimeError as e:          # h2load failed or printed no report
+        row.update(status="failed", note=f"h2load: {_one_line(e)}")
+        return row
+    figures.setdefault("wrk_cpu_util", figures.get("client_cpu_util", math.nan))
+    figures.setdefault("client_saturated", bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION))
+    _server_util(figures, split.workers)
+    row.update(figures)
+    row["load_tool"] = "h2load"
+    notes = [base["note"]] if base.get("note") else []
+    if figures.get("errors_socket") or figures.get("non_2xx_3xx"):
+        notes.append(f"{figures.get('errors_socket', 0)} errors, "
+                     f"{figures.get('non_2xx_3xx', 0)} non-2xx/3xx")
+    row["note"] = "; ".join(notes)
+    return row
+
+
+def _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir, load,
+                     load_note, bar, say):
+    """Closed-loop h2load runs (per-request latency), or the open-loop rate sweep."""
+    from . import h2load as h2
+    label = f"{target.name} {shape.name}"
+    if load_note:
+        base["note"] = "; ".join(filter(None, [base.get("note"), load_note]))
+    try:
+        h2.ensure_h2load()
+    except RuntimeError as e:
+        base.update(status="failed", note=f"h2load: {_one_line(e)}")
+        say(f"failed {label}: {base['note']}")
+        bar.update(_runs_of(shape, exp))
+        return [base]
+
+    def h2load_load(rate, duration):
+        return h2.H2loadLoad(url=load.url, threads=load.threads, connections=load.connections,
+                             duration_s=duration, pipeline=shape.pipeline, browser=shape.browser,
+                             rate=rate)
+
+    if exp.warmup_s:
+        bar.set_postfix_str(f"{label}: warm-up")
+        try:
+            h2.run_h2load(h2load_load(None, exp.warmup_s), split.client_cpus, None, None)
+        except RuntimeError as e:
+            base.update(status="failed", note=f"warm-up: {_one_line(e)}")
+            say(f"failed {label}: {base['note']}")
+            bar.update(_runs_of(shape, exp))
+            return [base]
+    rows = []
+    if shape.name != "rate":
+        for run in range(1, exp.repetitions + 1):
+            if run > 1 and exp.pause_s:
+                time.sleep(exp.pause_s)
+            bar.set_postfix_str(f"{label}: h2load run {run}/{exp.repetitions}")
+            row = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
+                              h2load_load(None, shape.duration_s), run, None)
+            if row["status"] != "ok":
+                say(f"failed {label} run {run}: {row['note']}")
+            rows.append(row)
+            bar.update(1)
+        return rows
+    rates = list(shape.rates)
+    if not rates:
+        # the closed-loop throughput first: the sweep goes up to 150 % of it
+        bar.set_postfix_str(f"{label}: closed-loop probe")
+        probe = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
+                            h2load_load(None, shape.duration_s), 0, None)
+        probe["shape"] = "rate-probe"
+        rows.append(probe)
+        if probe["status"] != "ok" or not probe.get("req_per_s"):
+            say(f"failed {label}: closed-loop probe: {probe['note']}")
+            bar.update(_runs_of(shape, exp))
+            return rows
+        rates = h2.rate_sweep(1.5 * float(probe["req_per_s"]), shape.rate_steps)
+    for rate in rates:
+        for run in range(1, exp.repetitions + 1):
+            if exp.pause_s:
+                time.sleep(min(exp.pause_s, 0.5))
+            bar.set_postfix_str(f"{label}: {rate:,.0f} req/s offered, run {run}")
+            row = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
+                              h2load_load(float(rate), shape.duration_s), run, float(rate))
+            if row["status"] != "ok":
+                say(f"failed {label} at {rate:,.0f} req/s run {run}: {row['note']}")
+            rows.append(row)
+            bar.update(1)
     return rows

@@ -12,13 +12,25 @@
     idle_timeout = 60
     stacks = ["python/python/python", "c/c/c"]   # loop/parser/buffer, or "all" / "diagonal"
     peers = ["hyper", "go"]                      # peer names, or "all"
-    shapes = ["pipelined", "keepalive"]          # pipelined | keepalive | browser | connections
+    shapes = ["pipelined", "keepalive"]          # pipelined | keepalive | browser | connections | rate
+    head_memo = false                    # the stacks' head memo (parsers/memo.py): false (default),
+                                         # true, or [false, true] = an axis (each stack both ways)
+    response = "default"                 # the benchmark app's response (and the ceiling's):
+                                         # "default" (135 bytes) or "kourier" (the posts' 105)
+    load_tool = "wrk"                    # wrk | h2load (default for every shape but rate)
 
     [shape.pipelined]                    # optional per-shape overrides
     connections = 64
     pipeline = 256
     duration = 5
     path = "/hello"
+    load_tool = "h2load"                 # per-shape override
+
+    [shape.rate]                         # the open-loop sweep (h2load, always)
+    connections = 64
+    rate_steps = 6                       # offered rates from 10 % to 150 % of the closed-loop
+                                         # throughput measured first, geometric
+    rates = [10000, 50000]               # or explicit offered requests/s (then no closed-loop probe)
 
 The ceiling is always measured (it is the reference every row is compared to).
 Every problem is reported as one SpecError naming the file and the key.
@@ -55,14 +67,21 @@ SHAPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "browser": {"connections": 64, "pipeline": 16, "browser": True},
     # As many connections as the box allows (memory), one request at a time.
     "connections": {"connections": "max", "pipeline": 1, "browser": False},
+    # Open loop: requests offered at fixed rates (h2load), latency from each
+    # request's intended send time, up to and past saturation.
+    "rate": {"connections": 64, "pipeline": 1, "browser": False},
 }
+LOAD_TOOLS = ("wrk", "h2load")
+RESPONSES = ("default", "kourier")
 # "max" connections is capped here; the runner lowers it further to what the
 # file-descriptor limit and the ephemeral port range allow.
 MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
-             "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape"}
-_SHAPE_KEYS = {"connections", "pipeline", "duration", "path", "timeout"}
+             "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
+             "head_memo", "response", "load_tool"}
+_SHAPE_KEYS = {"connections", "pipeline", "duration", "path", "timeout", "load_tool",
+               "rate_steps", "rates"}
 _STACK_RE = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+/[a-z0-9_-]+$")
 STACK_GROUPS = ("all", "diagonal")
 
@@ -76,6 +95,9 @@ class Shape:
     duration_s: int
     timeout_s: int
     path: str = "/hello"
+    load_tool: str = "wrk"
+    rate_steps: int = 6                # rate shape: offered rates in the sweep
+    rates: tuple = ()                  # rate shape: explicit offered rates (requests/s)
 
 
 @dataclass(frozen=True)
@@ -95,12 +117,14 @@ class Experiment:
     peers: List[str]
     shapes: List[Shape]
     quick: bool = False
+    head_memo: tuple = (False,)        # the memo settings every stack runs with (an axis)
+    response: str = "default"
 
     def quickened(self) -> "Experiment":
         """The same matrix with the shortest runs that still mean something:
         1 s runs, 2 repetitions, 1 s warm-up, short pauses, capped connections."""
         shapes = [dataclasses.replace(
-            s, duration_s=1,
+            s, duration_s=1, rate_steps=min(s.rate_steps, 3), rates=s.rates[:3],
             connections=(min(1000, MAX_CONNECTIONS_DEFAULT) if s.connections == "max"
                          else s.connections)) for s in self.shapes]
         return dataclasses.replace(self, repetitions=min(self.repetitions, 2), duration_s=1,
@@ -175,6 +199,21 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         if not re.fullmatch(r"[a-z0-9_-]+", p):
             raise SpecError(f"{where}: peer name {p!r} is not a peer name (e.g. \"hyper\")")
 
+    memo = data.get("head_memo", False)
+    memo_list = memo if isinstance(memo, list) else [memo]
+    if not memo_list or not all(isinstance(m, bool) for m in memo_list):
+        raise SpecError(f"{where}: head_memo must be true, false or a list of them "
+                        f"(e.g. [false, true]), not {memo!r}")
+    head_memo = tuple(dict.fromkeys(memo_list))
+    response = data.get("response", "default")
+    if response not in RESPONSES:
+        raise SpecError(f"{where}: response must be one of {', '.join(RESPONSES)}, "
+                        f"not {response!r}")
+    load_tool = data.get("load_tool", "wrk")
+    if load_tool not in LOAD_TOOLS:
+        raise SpecError(f"{where}: load_tool must be one of {', '.join(LOAD_TOOLS)}, "
+                        f"not {load_tool!r}")
+
     shape_names = _str_list(where, "shapes", data.get("shapes", ["pipelined"]))
     if not shape_names:
         raise SpecError(f"{where}: shapes is empty (choose from: {', '.join(SHAPE_DEFAULTS)})")
@@ -211,12 +250,30 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
                 c.isspace() for c in spath):
             raise SpecError(f"{where}: {key}.path must start with '/' and have no spaces, "
                             f"not {spath!r}")
-        shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath))
+        tool = over.get("load_tool", "h2load" if sname == "rate" else load_tool)
+        if tool not in LOAD_TOOLS:
+            raise SpecError(f"{where}: {key}.load_tool must be one of {', '.join(LOAD_TOOLS)}, "
+                            f"not {tool!r}")
+        if sname == "rate" and tool != "h2load":
+            raise SpecError(f"{where}: the rate shape needs load_tool = \"h2load\" "
+                            f"(wrk cannot offer a fixed rate)")
+        steps = _int(where, f"{key}.rate_steps", over.get("rate_steps", 6), 1, 50)
+        rates = over.get("rates", [])
+        if not isinstance(rates, list) or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
+            raise SpecError(f"{where}: {key}.rates must be a list of positive requests/s, "
+                            f"not {rates!r}")
+        if (set(over) & {"rate_steps", "rates"}) and sname != "rate":
+            raise SpecError(f"{where}: rate_steps and rates belong to [shape.rate], "
+                            f"not [shape.{sname}]")
+        shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath, tool,
+                            steps, tuple(float(r) for r in rates)))
 
     return Experiment(name=name, path=path, description=description, profile=profile,
                       repetitions=repetitions, duration_s=duration, warmup_s=warmup,
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
-                      idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes)
+                      idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes,
+                      head_memo=head_memo, response=response)
 
 
 def load_experiment(path: Union[str, Path]) -> Experiment:

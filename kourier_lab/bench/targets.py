@@ -22,6 +22,15 @@ class Target:
     parser: Optional[str] = None
     buffer: Optional[str] = None
     skip_reason: str = ""
+    head_memo: bool = False        # stacks only: served with --head-memo on
+
+    @property
+    def stack(self) -> str:
+        """loop/parser/buffer of a stack target, whatever its memo setting."""
+        return f"{self.loop}/{self.parser}/{self.buffer}"
+
+
+MEMO_SUFFIX = "+memo"     # a memo-on stack's server name: "c/c/c+memo", its own labelled variant
 
 
 CEILING = Target("ceiling", "ceiling")
@@ -173,5 +182,19 @@ def expand_peers(entries: List[str]) -> List[Target]:
     return out
 
 
-def expand_targets(stacks: List[str], peers: List[str]) -> List[Target]:
-    return [CEILING, *expand_stacks(stacks), *expand_peers(peers)]
+def with_head_memo(targets: List[Target], head_memo=(False,)) -> List[Target]:
+    """Each stack once per memo setting (memo-on ones named "<stack>+memo")."""
+    import dataclasses
+    out = []
+    for t in targets:
+        if t.kind != "stack" or t.loop is None:
+            out.append(t)
+            continue
+        for memo in head_memo:
+            out.append(dataclasses.replace(t, head_memo=True, name=t.name + MEMO_SUFFIX)
+                       if memo else t)
+    return out
+
+
+def expand_targets(stacks: List[str], peers: List[str], head_memo=(False,)) -> List[Target]:
+    return [CEILING, *with_head_memo(expand_stacks(stacks), head_memo), *expand_peers(peers)]
