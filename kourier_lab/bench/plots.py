@@ -21,7 +21,9 @@ from .paths import figures_dir
 from .published import published_ratios
 
 STYLE = Path(__file__).with_name("kourier.mplstyle")
-KIND_COLORS = {"ceiling": "#7f7f7f", "stack": "#3b6ea8", "peer": "#d9822b"}
+KIND_COLORS = {"ceiling": "#7f7f7f", "stack": "#3b6ea8", "memo": "#a9c4e4", "peer": "#d9822b"}
+KIND_LABELS = {"stack": "our stacks", "memo": "our stacks, head memo ON (parser skipped)",
+               "peer": "peers"}
 
 
 def _figure(nrows=1, ncols=1, **kw):
@@ -42,11 +44,26 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok") & df["req_per_s"].notna()]
 
 
+def _closed_loop(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of closed-loop runs (not a point of an open-loop rate sweep)."""
+    if "offered_rate" in df.columns:
+        df = df[df["offered_rate"].isna()]
+    return df[~df["shape"].isin(["rate", "rate-probe"])]
+
+
+def _kinds(df: pd.DataFrame) -> pd.Series:
+    """server_kind, with memo-on stacks as their own kind ("memo")."""
+    memo = df["head_memo"].fillna(False).astype(bool) if "head_memo" in df.columns else False
+    return df["server_kind"].where(~((df["server_kind"] == "stack") & memo), "memo")
+
+
 def _per_server(df: pd.DataFrame, column: str) -> pd.DataFrame:
     """median/min/max of `column` per shape and server, ceiling first, then by median."""
-    g = _ok(df).groupby(["shape", "server", "server_kind"], sort=False)[column]
+    ok = _closed_loop(_ok(df)).copy()
+    ok["server_kind"] = _kinds(ok)
+    g = ok.groupby(["shape", "server", "server_kind"], sort=False)[column]
     s = g.agg(["median", "min", "max"]).reset_index()
-    s["_k"] = s["server_kind"].map({"ceiling": 0, "stack": 1, "peer": 2})
+    s["_k"] = s["server_kind"].map({"ceiling": 0, "stack": 1, "memo": 2, "peer": 3})
     s["_shape"] = s["shape"].map({v: i for i, v in enumerate(dict.fromkeys(df["shape"]))})
     return s.sort_values(["_shape", "_k", "median"], ascending=[True, True, False])
 
@@ -67,15 +84,18 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, ceiling_line: bool):
     err_lo = (stats["median"] - stats["min"]) / scale
     err_hi = (stats["max"] - stats["median"]) / scale
     colors = [KIND_COLORS.get(k, "#999999") for k in stats["server_kind"]]
-    ax.bar(list(x), med, color=colors, yerr=[err_lo, err_hi], capsize=3,
-           error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    bars = ax.bar(list(x), med, color=colors, yerr=[err_lo, err_hi], capsize=3,
+                  error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    for b, k in zip(bars, stats["server_kind"]):
+        if k == "memo":
+            b.set_hatch("//")
     ax.set_xticks(list(x))
     ax.set_xticklabels(stats["server"], rotation=30, ha="right")
     ax.set_ylabel(unit)
     from matplotlib.patches import Patch
     kinds = list(dict.fromkeys(stats["server_kind"]))
-    ax.legend(handles=[Patch(color=KIND_COLORS.get(k, "#999999"),
-                             label={"stack": "our stacks", "peer": "peers"}.get(k, k))
+    ax.legend(handles=[Patch(facecolor=KIND_COLORS.get(k, "#999999"), hatch="//" if k == "memo" else None,
+                             label=KIND_LABELS.get(k, k))
                        for k in kinds], loc="upper right", fontsize=8)
     if ceiling_line:
         ceil = stats[stats["server_kind"] == "ceiling"]
@@ -122,29 +142,48 @@ def plot_cpu_per_request(df: pd.DataFrame) -> Figure:
     return fig
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
 def plot_latency(df: pd.DataFrame) -> Figure:
-    """wrk's latency percentiles (median over runs) per server; an overflowed
-    percentile (wrk printed 0.00us) is left out, not drawn as zero."""
-    ok = _ok(df)
+    """Latency percentiles (median over runs) per server and closed-loop shape.
+
+    wrk under pipelining records one sample per batch (and its percentiles
+    overflow to 0.00us): those rows are not latency and are left out, with a
+    note; per-request percentiles come from h2load rows (load_tool=h2load).
+    An overflowed percentile is left out, not drawn as zero."""
+    ok = _closed_loop(_ok(df))
+    if "latency_per_batch" in ok.columns:
+        batch_only = ok[ok["latency_per_batch"].fillna(False).astype(bool)]
+        ok = ok[~ok["latency_per_batch"].fillna(False).astype(bool)]
+    else:
+        batch_only = ok.iloc[0:0]
     shapes = list(dict.fromkeys(ok["shape"])) or ["(none)"]
     fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
-    cols = ["latency_p50_ms", "latency_p75_ms", "latency_p90_ms", "latency_p99_ms"]
+    pcts = [(50, "latency_p50_ms"), (75, "latency_p75_ms"), (90, "latency_p90_ms"),
+            (99, "latency_p99_ms"), (99.9, "latency_p999_ms")]
+    pcts = [(p, c) for p, c in pcts if c in ok.columns]
     for ax, shape in zip(axes[0], shapes):
-        g = ok[ok["shape"] == shape].groupby("server", sort=False)[cols].median()
+        g = ok[ok["shape"] == shape].groupby("server", sort=False)[[c for _, c in pcts]].median()
+        g = g.dropna(axis=1, how="all")
         if g.empty:
-            ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
+            why = ("wrk's pipelined latency is per batch, not per request: run the shape with "
+                   "load_tool = \"h2load\"" if len(batch_only) else "no measured rows")
+            ax.text(0.5, 0.5, why, ha="center", transform=ax.transAxes, fontsize=8, wrap=True)
             continue
-        for server, r in g.iterrows():
-            ax.plot([50, 75, 90, 99], r.values, marker="o", label=server)
-        ax.set_xticks([50, 75, 90, 99])
-        ax.set_xticklabels(["p50", "p75", "p90", "p99"])
+        xs = [i for i, (_, c) in enumerate(pcts) if c in g.columns]
+        for i, (server, r) in enumerate(g.iterrows()):
+            ax.plot(xs, r.values, marker=MARKERS[i % len(MARKERS)], label=server)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"p{pcts[i][0]:g}" for i in xs])
         ax.set_yscale("log")
         _plain_log_axis(ax.yaxis)
         ax.set_ylabel("latency (ms)")
         ax.set_title(shape)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Latency percentiles (missing point: wrk's histogram overflowed)\n"
-                 f"{_batch_title(df)}", fontsize=10)
+    tools = ", ".join(sorted(set(ok["load_tool"].dropna()))) if "load_tool" in ok.columns else "wrk"
+    fig.suptitle(f"Latency percentiles per request ({tools or 'none'}; wrk's per-batch pipelined "
+                 f"figures left out)\n{_batch_title(df)}", fontsize=10)
     return fig
 
 
@@ -156,7 +195,9 @@ def measured_ratios(df: pd.DataFrame, shape: str = "pipelined",
     """Median req/s of our best stack and of the ceiling over each measured rival
     of the post (hyper, Go): the measured counterparts of Kourier/hyper and
     Kourier/Go, plus hyper/Go, which the post's table also implies."""
-    ok = _ok(df[df["shape"] == shape])
+    ok = _closed_loop(_ok(df[df["shape"] == shape]))
+    if "head_memo" in ok.columns:          # the honest figure: every request parsed
+        ok = ok[~ok["head_memo"].fillna(False).astype(bool)]
     med = ok.groupby(["server", "server_kind"])["req_per_s"].median().reset_index()
     peers = med[(med["server_kind"] == "peer") & med["server"].isin(list(rivals))]
     stacks = med[med["server_kind"] == "stack"]
@@ -226,7 +267,13 @@ def write_figures(df: pd.DataFrame, out_dir: Optional[Path] = None) -> List[Path
     experiments = df["experiment"].dropna().unique()
     prefix = experiments[0] if len(experiments) == 1 else "results"
     paths = []
-    for name, make in FIGURES.items():
+    figures = dict(FIGURES)
+    try:                                   # the h2load figures, when there are such rows
+        from . import latency_plots
+        figures.update(latency_plots.figures_for(df))
+    except (ImportError, AttributeError):
+        pass
+    for name, make in figures.items():
         fig = make(df)
         path = out_dir / f"{prefix}_{name}.png"
         fig.savefig(path, bbox_inches="tight")
