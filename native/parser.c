@@ -905,3 +905,68 @@ int64_t kl_parse_batch(const uint8_t *buf, size_t len, const kl_limits *limits, 
     *last_status = r;
     return count;
 }
+
+/* ------------------------------------------------------------------------ */
+/* batch entry point for Python callers: runs of equal head summaries          */
+
+/* the hot-path summary of a head equals run r's (spans compared as bytes) */
+static int same_summary(const uint8_t *base, const kl_head_run *r, size_t pos, const kl_request *req)
+{
+    return r->version_minor == req->version_minor && r->keep_alive == req->keep_alive &&
+           r->body_kind == req->body_kind && r->expect_continue == req->expect_continue &&
+           r->has_query == req->has_query && r->content_length == req->content_length &&
+           r->method.len == req->method.len && r->path.len == req->path.len &&
+           r->query.len == req->query.len &&
+           memcmp(base + r->method.off, base + pos + req->method.off, req->method.len) == 0 &&
+           memcmp(base + r->path.off, base + pos + req->path.off, req->path.len) == 0 &&
+           memcmp(base + r->query.off, base + pos + req->query.off, req->query.len) == 0;
+}
+
+int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t end,
+                          const kl_limits *limits, kl_head_run *out, int64_t max_runs,
+                          int64_t max_heads)
+{
+    if (start > end || end > buflen) return -1;
+    kl_head_fn head = active()->head;
+    const uint8_t *base = (const uint8_t *)buf + start;
+    size_t len = end - start, pos = 0;
+    int64_t runs = 0, heads = 0;
+    kl_request req;   /* scratch: only the summary leaves this function */
+    while (heads < max_heads && pos < len) {
+        int r = head(base + pos, len - pos, limits, &req);
+        kl_head_run *last = runs ? &out[runs - 1] : NULL;
+        if (r > 0 && last && last->n == r && same_summary(base, last, pos, &req)) {
+            last->count++;          /* the same n and summary: one more head in the run */
+        } else {
+            /* no room, or spans past what a uint32 offset holds: the caller goes on from here */
+            if (runs == max_runs || pos + (size_t)(r > 0 ? r : 0) > UINT32_MAX) break;
+            kl_head_run *run = &out[runs];
+            run->n = r;
+            run->count = 1;
+            run->same_info = 0;
+            if (r <= 0) {
+                memset(&run->method, 0, offsetof(kl_head_run, same_info) - offsetof(kl_head_run, method));
+                runs++;
+                break;
+            }
+            run->method.off = (uint32_t)pos + req.method.off;
+            run->method.len = req.method.len;
+            run->path.off = (uint32_t)pos + req.path.off;
+            run->path.len = req.path.len;
+            run->query.off = (uint32_t)pos + req.query.off;
+            run->query.len = req.query.len;
+            run->content_length = req.content_length;
+            run->version_minor = req.version_minor;
+            run->keep_alive = req.keep_alive;
+            run->body_kind = req.body_kind;
+            run->expect_continue = req.expect_continue;
+            run->has_query = req.has_query;
+            run->same_info = last && same_summary(base, last, pos, &req);
+            runs++;
+        }
+        heads++;
+        pos += (size_t)r;
+        if (req.body_kind != KL_BODY_NONE || !req.keep_alive) break;
+    }
+    return runs;
+}

@@ -56,6 +56,41 @@ int kl_parse_head_at(const char *buf, size_t buflen, size_t start, size_t end,
                      const kl_limits *limits, kl_request *req);
 int64_t kl_decode_chunked_at(const char *buf, size_t buflen, size_t start, size_t end,
                              const kl_limits *limits, uint8_t *out, int64_t *body_len);
+/*
+ * Batch entry point for the Python-level loops: every complete head of
+ * buf[start, end) in one crossing (each head fully parsed and validated, as
+ * kl_parse_head_at would), summarised as runs.  A run is `count` consecutive
+ * heads with the same length n and the same hot-path summary (method, path
+ * and query bytes, version, keep-alive, body kind, content length, expect),
+ * so a caller builds one summary per run instead of one per head.  Spans are
+ * relative to buf + start and point into the run's first head.
+ *
+ * Stops after (and includes) a head that is incomplete or invalid (a run with
+ * n = 0 or -status, count 1), has a body, or ends the connection; after
+ * max_heads heads; when the next head would start at `end`; or, leaving the
+ * rest for another call, when `max_runs` runs are written or the next head
+ * would start beyond UINT32_MAX bytes from start.  Returns the number of runs
+ * written, or -1 when the span is outside the buffer.
+ */
+typedef struct kl_head_run {
+    int32_t  n;               /* each head's length; 0 (need more) or -status ends the batch */
+    uint32_t count;           /* consecutive heads this run describes (>= 1) */
+    kl_span  method;          /* from buf + start: spans of the run's first head */
+    kl_span  path;
+    kl_span  query;
+    int64_t  content_length;  /* -1 when absent */
+    uint8_t  version_minor;
+    uint8_t  keep_alive;
+    uint8_t  body_kind;       /* KL_BODY_* */
+    uint8_t  expect_continue;
+    uint8_t  has_query;
+    uint8_t  same_info;       /* 1: the summary equals the previous run's (only n differs) */
+    uint8_t  _pad[2];
+} kl_head_run;
+
+int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t end,
+                          const kl_limits *limits, kl_head_run *out, int64_t max_runs,
+                          int64_t max_heads);
 /* KL_CDEF_END */
 
 #endif

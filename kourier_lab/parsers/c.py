@@ -69,6 +69,13 @@ _FIXED = struct.Struct("<iI10I6B2xqI")
 assert _FIXED.size == ffi.offsetof("kl_request", "header_count") + 4
 assert ffi.offsetof("kl_request", "version_minor") == 48 and ffi.offsetof("kl_request", "content_length") == 56
 
+# one kl_head_run (parser.h): n, count, method/path/query spans, content_length,
+# version_minor, keep_alive, body_kind, expect_continue, has_query, same_info
+_RUN = struct.Struct("<iI6Iq6B2x")
+assert _RUN.size == ffi.sizeof("kl_head_run") and ffi.offsetof("kl_head_run", "content_length") == 32
+RUN_CAPACITY = 64           # runs per crossing; a longer batch takes another call
+NO_MAX = 1 << 62            # parse_heads' default max_count: no limit
+
 
 class CParser:
     name = "c"
@@ -114,6 +121,72 @@ class CParser:
 
         self.parse_head = parse_head
 
+        runs = ffi.new("kl_head_run[]", RUN_CAPACITY)
+        runs_mem = memoryview(ffi.buffer(runs))
+        heads_at, unpack_run, run_size = lib.kl_parse_heads_at, _RUN.unpack_from, _RUN.size
+
+        def parse_heads(buf, start=0, end=None, max_count=NO_MAX):
+            """Every complete head from `start` in one C call: a list of (n, info),
+            each entry what parse_head(buf, pos, end) and .info give for the next
+            head.  Stops after (and includes) an entry with n <= 0 (info None), a
+            head with a body or one that ends the connection; after max_count
+            entries; or when the next head would start at `end`.  Consecutive
+            heads with equal info share one info tuple (and, with equal n, one
+            (n, info) tuple), so `info is previous` means "same route"; every
+            head is still parsed and validated by C.  head() is undefined
+            afterwards (call parse_head first)."""
+            size = len(buf)
+            if end is None:
+                end = size
+            is_bytes = type(buf) is bytes
+            src = buf if is_bytes else from_buffer(buf)
+            this._info = None
+            this._buf = None
+            out = []
+            info = pair = None
+            base = start
+            while True:
+                try:
+                    k = heads_at(src, size, base, end, lim, runs, RUN_CAPACITY, max_count - len(out))
+                except OverflowError:
+                    k = -1
+                if k == -1:
+                    raise ValueError(f"bad span [{base}, {end}) of a {size}-byte buffer")
+                pos = base
+                for i in range(k):
+                    n, count, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, same = \
+                        unpack_run(runs_mem, i * run_size)
+                    if n <= 0:
+                        out.append((n, None))
+                        return out
+                    if not same:
+                        mo += base
+                        po += base
+                        qo += base
+                        if is_bytes:      # slices of bytes are bytes already
+                            new = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None, minor,
+                                   ka == 1, bk, cl, ec == 1)
+                        else:
+                            new = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
+                                   bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl, ec == 1)
+                        # a run cut by RUN_CAPACITY goes on in the next call: C cannot
+                        # flag it there, so compare the values here
+                        if i or new != info:
+                            info = new
+                            pair = None
+                    if pair is None or pair[0] != n or pair[1] is not info:
+                        pair = (n, info)
+                    if count == 1:
+                        out.append(pair)
+                    else:
+                        out += [pair] * count
+                    pos += n * count
+                if k == 0 or bk or not ka or len(out) >= max_count or pos >= end:
+                    return out
+                base = pos      # C ran out of room for runs: go on from the next head
+
+        self.parse_heads = parse_heads
+
     def _span(self, index):
         u = self._u32
         off = self._start + u[index]
@@ -128,6 +201,8 @@ class CParser:
         info = self._info
         if info is None:
             buf, st = self._buf, self._start
+            if buf is None:
+                raise RuntimeError("no head parsed: call parse_head first")
             (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, minor, _, ka, bk, ec, hq,
              cl, _) = _FIXED.unpack_from(self._u8)
             mo += st

@@ -1,0 +1,222 @@
+"""CParser.parse_heads (one C call, native/parser.c kl_parse_heads_at) against
+repeated parse_head on the same bytes, over the contract's corpus.
+
+parse_heads returns a list of (n, info); it must equal what parse_head and
+.info give head after head, stop where the protocol says, and share one info
+tuple between consecutive heads only when their info values are equal.
+"""
+import random
+
+import pytest
+
+from kourier_lab import parsers
+from kourier_lab.parsers import BODY_NONE
+from kourier_lab.parsers.c import RUN_CAPACITY
+from test_parser_contract import H, INVALID, LIMITED, SMALL, VALID
+
+NO_MAX = 1 << 40
+
+
+def reference(p, buf, start, end, max_count=NO_MAX):
+    """What parse_heads must return, from parse_head and .info."""
+    out = []
+    pos = start
+    while pos < end and len(out) < max_count:
+        n = p.parse_head(buf, pos, end)
+        info = p.info if n > 0 else None
+        out.append((n, info))
+        if n <= 0 or info[5] != BODY_NONE or not info[4]:
+            break
+        pos += n
+    return out
+
+
+def check_sharing(out):
+    """Consecutive entries share an info object exactly when their values are equal."""
+    for (_, a), (_, b) in zip(out, out[1:]):
+        if a is None or b is None:
+            continue
+        assert (a is b) == (a == b), (a, b)
+
+
+def check(p, buf, start=0, end=None, max_count=NO_MAX):
+    end = len(buf) if end is None else end
+    got = p.parse_heads(buf, start, end, max_count)
+    want = reference(parsers.create("c", p.limits), buf, start, end, max_count)
+    assert got == want
+    check_sharing(got)
+    return got
+
+
+GETS = [c[1] for c in VALID if c[2][1].get("body_kind", 0) == 0]
+PLAIN = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+CLOSE = b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
+POST = b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello"
+CHUNKED = b"POST /p HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+HTTP10 = b"GET / HTTP/1.0\r\n\r\n"
+HTTP10_KA = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+
+
+def mixed_stream(rnd, count):
+    """Valid heads of every kind, with an occasional body, close, 1.0 or error."""
+    pieces = GETS + [PLAIN] * 10 + [POST, CHUNKED, CLOSE, HTTP10, HTTP10_KA] + [c[1] for c in INVALID[:8]]
+    return b"".join(rnd.choice(pieces) for _ in range(count))
+
+
+def as_kind(data, kind, offset=0):
+    """data in a bytes / bytearray / memoryview buffer, starting at `offset` (junk before)."""
+    raw = b"\x00junk\xff"[:offset].ljust(offset, b"x") + data
+    if kind == "bytes":
+        return raw
+    if kind == "bytearray":
+        return bytearray(raw)
+    return memoryview(bytearray(raw))
+
+
+KINDS = ["bytes", "bytearray", "memoryview"]
+
+
+@pytest.fixture
+def p():
+    return parsers.create("c")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("offset", [0, 5])
+def test_pipelined_identical_heads_share_one_entry(p, kind, offset):
+    buf = as_kind(PLAIN * 300, kind, offset)
+    out = check(p, buf, offset)
+    assert len(out) == 300
+    assert all(e is out[0] for e in out)    # one (n, info) tuple for the whole run
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_valid_head_alone_and_in_a_stream(p, kind):
+    for _, raw, _ in VALID:
+        check(p, as_kind(raw, kind))
+        check(p, as_kind(raw * 3, kind))
+        check(p, as_kind(PLAIN + raw + PLAIN, kind))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_errors_end_the_batch(p, kind):
+    for _, raw, status in INVALID:
+        out = check(p, as_kind(PLAIN * 2 + raw + PLAIN, kind))
+        assert out[-1] == (-status, None) and len(out) == 3
+
+
+def test_limits(p):
+    small = parsers.create("c", SMALL)
+    for _, raw, status in LIMITED:
+        out = check(small, PLAIN * 2 + raw + PLAIN)
+        if status != "ok":
+            assert out[-1] == (-status, None)
+
+
+@pytest.mark.parametrize("tail", [POST, CHUNKED, CLOSE, HTTP10], ids=["length", "chunked", "close", "http/1.0"])
+def test_stops_after_a_body_or_a_closing_head(p, tail):
+    out = check(p, PLAIN * 4 + tail + PLAIN * 4)
+    assert len(out) == 5
+    n, info = out[-1]
+    assert n > 0 and info is not out[0][1]
+
+
+def test_http10_keep_alive_is_not_the_same_route_as_11(p):
+    out = check(p, PLAIN + b"GET / HTTP/1.0\r\nHost: 127.0.0.1:8080\r\nConnection: keep-alive\r\n\r\n" + PLAIN)
+    assert [e[1][3] for e in out] == [1, 0, 1]
+    assert out[0][1] is not out[1][1] and out[1][1] is not out[2][1]
+
+
+def test_sharing_compares_values_not_lengths(p):
+    # same lengths, different bytes; same bytes spread differently over path and query
+    heads = [b"GET /ab HTTP/1.1\r\n" + H + b"\r\n", b"GET /ac HTTP/1.1\r\n" + H + b"\r\n",
+             b"GET /a?b HTTP/1.1\r\n" + H + b"\r\n", b"GET /a? HTTP/1.1\r\n" + H + b"\r\n",
+             b"GET /a HTTP/1.1\r\n" + H + b"\r\n", b"PUT /a HTTP/1.1\r\n" + H + b"\r\n",
+             b"GET /a HTTP/1.1\r\n" + H + b"X-Pad: 1\r\n\r\n", b"GET /a HTTP/1.1\r\n" + H + b"\r\n"]
+    out = check(p, b"".join(heads))
+    assert len(out) == len(heads)
+    # the last three differ only in n (a header): one info, three entries, two (n, info) tuples
+    assert out[4][1] is not out[5][1] and out[6][1] is out[7][1]
+    assert out[6] is not out[7] and out[6][0] != out[7][0]
+
+
+def test_run_sharing_goes_on_across_crossings(p):
+    """More runs than one C call holds: the rest takes another call, the result is the same."""
+    a = b"GET /a HTTP/1.1\r\n" + H + b"\r\n"
+    a_padded = b"GET /a HTTP/1.1\r\n" + H + b"X: y\r\n\r\n"   # same info, another n
+    b = b"GET /b HTTP/1.1\r\n" + H + b"\r\n"
+    for extra in range(4):
+        heads = [a, b] * (RUN_CAPACITY // 2) + [b] * extra + [a, a_padded, a] * 40
+        out = check(p, b"".join(heads))
+        assert len(out) == len(heads)
+        tail = out[-120:]
+        assert all(e[1] is tail[0][1] for e in tail)
+
+
+@pytest.mark.parametrize("max_count", [0, 1, 2, 3, 7, 64, 65, 200])
+def test_max_count(p, max_count):
+    a = b"GET /a HTTP/1.1\r\n" + H + b"\r\n"
+    b = b"GET /b HTTP/1.1\r\n" + H + b"\r\n"
+    out = check(p, (a * 3 + b) * 50, max_count=max_count)
+    assert len(out) == min(max_count, 200)
+
+
+def test_empty_span_and_bad_spans(p):
+    assert p.parse_heads(PLAIN, len(PLAIN), len(PLAIN), 10) == []
+    assert p.parse_heads(PLAIN * 2, len(PLAIN)) == [(len(PLAIN), p.parse_heads(PLAIN)[0][1])]
+    for start, end in [(5, 4), (0, len(PLAIN) + 1), (-1, 3)]:
+        with pytest.raises(ValueError):
+            p.parse_heads(PLAIN, start, end, 10)
+
+
+def test_head_needs_a_parse_head_after_parse_heads(p):
+    assert p.parse_head(PLAIN, 0, len(PLAIN)) == len(PLAIN)
+    p.parse_heads(PLAIN * 2)
+    with pytest.raises(RuntimeError):
+        p.head()
+    assert p.parse_head(PLAIN, 0, len(PLAIN)) == len(PLAIN)
+    assert p.head().host == b"127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_random_streams_and_incomplete_tails(p, kind):
+    rnd = random.Random(11)
+    for _ in range(30):
+        stream = mixed_stream(rnd, rnd.randint(1, 40))
+        offset = rnd.randint(0, 6)
+        buf = as_kind(stream, kind, offset)
+        for _ in range(8):      # every cut of the stream, from any head boundary on
+            end = rnd.randint(offset, len(buf))
+            out = check(p, buf, offset, end)
+            pos = offset
+            for n, _ in out[:-1]:
+                pos += n
+            if out:
+                assert out[-1][0] <= 0 or out[-1][1][5] != BODY_NONE or not out[-1][1][4] or \
+                    pos + out[-1][0] == end
+
+
+def test_random_splits_as_a_loop_would_feed_them(p):
+    """Bytes arriving in random pieces; each read consumes the batch up to its end
+    (or its first incomplete head): every head is seen once, in order."""
+    rnd = random.Random(5)
+    heads = [rnd.choice(GETS + [PLAIN] * 5) for _ in range(300)]
+    stream = b"".join(heads)
+    buf = bytearray()
+    pos = fed = 0
+    seen = []
+    while fed < len(stream):
+        step = rnd.randint(1, 300)
+        buf += stream[fed:fed + step]
+        fed += step
+        while pos < len(buf):
+            out = check(p, buf, pos, len(buf), rnd.choice([1, 5, NO_MAX]))
+            for n, info in out:
+                if n <= 0:
+                    assert n == 0
+                    break
+                seen.append(bytes(buf[pos:pos + n]))
+                pos += n
+            if out[-1][0] == 0:
+                break
+    assert seen == heads and pos == len(stream)
