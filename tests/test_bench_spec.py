@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The bench's experiments (experiments/ also holds other commands' files, e.g.
 # memory.toml for `kourier-lab memory`).
 BENCH_EXPERIMENTS = ["quick.toml", "kourier_blog_2025.toml", "server_matrix.toml",
-                     "all_stacks.toml"]
+                     "all_stacks.toml", "latency.toml"]
 
 
 @pytest.mark.parametrize("name", BENCH_EXPERIMENTS)
@@ -168,3 +168,29 @@ def test_bottleneck_classification():
     assert classify(0.97, 0.5, 1.0, 0.55) == ("server", 0.03)
     assert classify(0.3, 0.4, 1.0, 0.5) == ("contention", 0.7)        # others on the server CPU
     assert classify(0.3, 0.4, 0.6, 0.5, softirq=0.25) == ("neither", 0.05)  # our softirq
+
+
+def test_head_memo_response_and_load_tool_keys():
+    from kourier_lab.bench.spec import parse_experiment
+    from kourier_lab.bench.targets import Target, with_head_memo
+    base = {"stacks": ["c/c/c"], "shapes": ["pipelined"]}
+    exp = parse_experiment(base)
+    assert exp.head_memo == (False,) and exp.response == "default"      # honest by default
+    assert exp.shapes[0].load_tool == "wrk"
+    exp = parse_experiment(dict(base, head_memo=[False, True], response="kourier",
+                                load_tool="h2load", shapes=["pipelined", "rate"],
+                                shape={"rate": {"rates": [1000, 2000]}}))
+    assert exp.head_memo == (False, True) and exp.response == "kourier"
+    assert [(s.name, s.load_tool) for s in exp.shapes] == [("pipelined", "h2load"), ("rate", "h2load")]
+    assert exp.shapes[1].rates == (1000.0, 2000.0)
+    stack = Target("stack", "c/c/c", "c", "c", "c")
+    names = [(t.name, t.head_memo) for t in with_head_memo([stack, Target("peer", "go")], exp.head_memo)]
+    assert names == [("c/c/c", False), ("c/c/c+memo", True), ("go", False)]
+    for bad, word in ((dict(base, head_memo="yes"), "head_memo"),
+                      (dict(base, response="tiny"), "response"),
+                      (dict(base, load_tool="ab"), "load_tool"),
+                      (dict(base, shapes=["rate"], shape={"rate": {"load_tool": "wrk"}}), "h2load"),
+                      (dict(base, shape={"pipelined": {"rates": [1]}}), "rates"),
+                      (dict(base, shapes=["rate"], shape={"rate": {"rates": [0]}}), "rates")):
+        with pytest.raises(SpecError, match=word):
+            parse_experiment(bad, "x.toml")

@@ -28,6 +28,9 @@ def register(sub) -> None:
     b.add_argument("--figures", default=None, help="figures directory (default data/figures)")
     b.add_argument("--no-figures", action="store_true", help="do not write figures")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--head-memo", choices=("off", "on", "both"), default=None,
+                   help="override the experiment's head_memo: off (every request parsed), on, "
+                        "or both (each stack twice; memo-on rows are named <stack>+memo)")
     b.add_argument("--cpus", default=None,
                    help="CPUs to split between server and wrk, e.g. 0-3 (default: all usable)")
     b.set_defaults(func=run_bench)
@@ -71,6 +74,10 @@ def run_bench(args) -> int:
         exp = load_experiment(args.experiment)
     except SpecError as e:
         raise _usage(str(e)) from None
+    if args.head_memo:
+        import dataclasses
+        exp = dataclasses.replace(exp, head_memo={"off": (False,), "on": (True,),
+                                                  "both": (False, True)}[args.head_memo])
     cpus = _parse_cpus(args.cpus) if args.cpus else None
     figures = False if args.no_figures else (Path(args.figures) if args.figures else True)
     try:
