@@ -268,11 +268,13 @@ def write_figures(df: pd.DataFrame, out_dir: Optional[Path] = None) -> List[Path
     prefix = experiments[0] if len(experiments) == 1 else "results"
     paths = []
     figures = dict(FIGURES)
-    try:                                   # the h2load figures, when there are such rows
+    # the h2load figures, when there are such rows
+    tool = df["load_tool"] if "load_tool" in df.columns else pd.Series("wrk", index=df.index)
+    if (tool == "h2load").any():
         from . import latency_plots
-        figures.update(latency_plots.figures_for(df))
-    except (ImportError, AttributeError):
-        pass
+        figures["request_latency"] = latency_plots.plot_request_latency
+        if "offered_rate" in df.columns and df["offered_rate"].notna().any():
+            figures["latency_vs_load"] = latency_plots.plot_latency_vs_load
     for name, make in figures.items():
         fig = make(df)
         path = out_dir / f"{prefix}_{name}.png"
