@@ -376,8 +376,9 @@ def crossing_costs(rounds: int = 200, number: int = 2000):
     memoryview(buf)[:] = one * 256
     view = buf.array      # held, as a ring buffer holds its array: parse_head then skips np.frombuffer
     plain = bytearray(one)
-    p = nparser.NumbaParser(memo=False)
-    memo = nparser.NumbaParser()
+    from .parsers.memo import HeadMemo
+    p = nparser.NumbaParser()
+    memo = HeadMemo(nparser.NumbaParser())
     arr = np.frombuffer(plain, np.uint8)
     lim, t = p._lim, p._words
 
@@ -485,9 +486,12 @@ def parser_throughput(rounds: int = 200, budget_requests: int = 2000):
         if batch.parse_batch(buf, 0, len(buf), 256)[:2] != (nreq, len(buf)):
             raise AssertionError(f"{corpus}: the batch kernel did not parse every request")
         cases = [("numba: parse_batch (one call)", lambda: batch.parse_batch(buf, 0, len(buf), 256)),
-                 ("numba: parse_head per request, memo off", per_request(NumbaParser(memo=False), buf, nreq)),
-                 ("numba: parse_head per request, memo on", per_request(NumbaParser(), buf, nreq)),
-                 ("python: parse_head per request, memo on", per_request(parsers.create("python"), buf, nreq))]
+                 ("numba: parse_head per request", per_request(NumbaParser(), buf, nreq)),
+                 ("numba: parse_head per request, head memo on",
+                  per_request(parsers.create("numba", head_memo=True), buf, nreq)),
+                 ("python: parse_head per request", per_request(parsers.create("python"), buf, nreq)),
+                 ("python: parse_head per request, head memo on",
+                  per_request(parsers.create("python", head_memo=True), buf, nreq))]
         if httptools is not None:
             class Counting:
                 def on_message_complete(self):

@@ -327,14 +327,13 @@ def test_event_loops_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
     monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.delenv("KOURIER_LAB_C_MEMO", raising=False)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(root / "notebooks" / "03_event_loops.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     nbclient.NotebookClient(nb, timeout=800, kernel_name="python3",
                             resources={"metadata": {"path": str(root / "notebooks")}}).execute()
     batches = sorted(p.parent.name for p in (tmp_path / "results").glob("*/rows.parquet"))
-    assert len(batches) == 2 and any(b.endswith("event_loops_parse_every_request") for b in batches)
+    assert len(batches) == 2 and any(b.endswith("event_loops_head_memo") for b in batches)
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) >= 3
