@@ -125,7 +125,7 @@ class CParser:
         runs_mem = memoryview(ffi.buffer(runs))
         heads_at, unpack_run, run_size = lib.kl_parse_heads_at, _RUN.unpack_from, _RUN.size
 
-        def parse_heads(buf, start=0, end=None, max_count=NO_MAX):
+        def parse_heads(buf, start=0, end=None, max_count=None):
             """Every complete head from `start` in one C call: a list of (n, info),
             each entry what parse_head(buf, pos, end) and .info give for the next
             head.  Stops after (and includes) an entry with n <= 0 (info None), a
@@ -138,6 +138,8 @@ class CParser:
             size = len(buf)
             if end is None:
                 end = size
+            if max_count is None:
+                max_count = NO_MAX
             is_bytes = type(buf) is bytes
             src = buf if is_bytes else from_buffer(buf)
             this._info = None
