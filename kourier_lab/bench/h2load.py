@@ -302,6 +302,14 @@ def _due_offsets(r: float, horizon_s: float) -> np.ndarray:
     return q[q < horizon_s]
 
 
+def nearest_rank(values: np.ndarray, percents: Sequence[float]) -> List[float]:
+    """Nearest-rank percentiles: each one is a latency some request really had
+    (the ceil(p/100 * n)-th smallest; the epsilon keeps 99.9 % of 1000 at 999)."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    n = v.size
+    return [float(v[min(n - 1, max(0, math.ceil(p / 100.0 * n - 1e-9) - 1))]) for p in percents]
+
+
 def _percentiles(values_ms: np.ndarray, prefix: str = "latency") -> Dict[str, float]:
     out: Dict[str, float] = {}
     if values_ms.size == 0:
@@ -309,8 +317,7 @@ def _percentiles(values_ms: np.ndarray, prefix: str = "latency") -> Dict[str, fl
             out[f"{prefix}_{name}_ms"] = math.nan
         out[f"{prefix}_max_ms"] = math.nan
         return out
-    # nearest rank: every percentile is a latency some request really had
-    qs = np.percentile(values_ms, [p for _, p in PERCENTILES], method="inverted_cdf")
+    qs = nearest_rank(values_ms, [p for _, p in PERCENTILES])
     for (name, _), v in zip(PERCENTILES, qs):
         out[f"{prefix}_{name}_ms"] = round(float(v), 3)     # µs resolution
     out[f"{prefix}_max_ms"] = round(float(values_ms.max()), 3)
@@ -387,7 +394,7 @@ def latency_from_log(path, rate: Optional[float] = None, connections: Optional[i
         "latency_connect_spread_ms": float((conn_t[-1] - conn_t[0]) / 1e3),
     })
     lag_ms = lag / 1e3
-    qs = np.percentile(lag_ms, [50, 99], method="inverted_cdf") if lag_ms.size else [math.nan] * 2
+    qs = nearest_rank(lag_ms, [50, 99]) if lag_ms.size else [math.nan] * 2
     out.update(latency_send_lag_p50_ms=float(qs[0]), latency_send_lag_p99_ms=float(qs[1]),
                latency_send_lag_max_ms=float(lag_ms.max()) if lag_ms.size else math.nan)
     raw = _percentiles(log[ok, 2] / 1e3, prefix="latency_uncorrected")
@@ -467,6 +474,9 @@ def run_h2load(load: H2loadLoad, client_cpus: Sequence[int], server_pid: Optiona
             raise H2loadError(f"h2load exited with code {proc.returncode}: {e}") from None
         if proc.returncode != 0:
             raise H2loadError(f"h2load exited with code {proc.returncode}")
+        if not figures["requests_started"]:
+            # h2load exits 0 when it cannot connect: nothing was measured
+            raise H2loadError(f"h2load sent no request (could not connect to {load.url}?)")
         if figures["requests"]:
             figures.update(latency_from_log(log_path, load.rate, load.connections,
                                             load.duration_s))
