@@ -17,6 +17,20 @@ again on the longer span when more bytes arrive.
               (query None when there is no '?')
     p.head() after n > 0: the whole request table as a RequestHead (spans
              materialized as bytes; valid until the caller changes buf)
+    out = p.parse_heads(buf, start, end, max_count)   # the batch protocol
+      a list of (n, info) for consecutive heads from `start` on, each the next
+      head after the previous one's n bytes; n and info exactly as
+      parse_head(buf, pos, end) and p.info would give.  It stops after (and
+      includes) the first entry with n <= 0 (info None), or with a body
+      (info[5] != BODY_NONE: the caller must handle the body first), or with
+      keep_alive False (info[4]); or when max_count entries are collected; or
+      when the next head would start at `end` (an empty list: start == end).
+      Consecutive entries may share one info object when their values are
+      equal (callers may use `is` as a fast equality test, never rely on it).
+      After parse_heads, p.head() is NOT defined: a caller that needs the
+      whole table for one of the heads calls parse_head(buf, pos, end) on it
+      again first.  A parser without its own parse_heads gets it from
+      parse_heads_by_head(p, buf, start, end, max_count) below.
     n, body = p.parse_chunked(buf, start, end)   # start = first byte after the head
       n > 0   the whole chunked body (trailers and final CRLF included) is n bytes;
               body is the decoded data (bytes)
@@ -116,6 +130,25 @@ class RequestHead:
             if k.lower() == name:
                 return v
         return default
+
+
+def parse_heads_by_head(parser, buf, start, end, max_count):
+    """The batch protocol (see the module docstring) over parse_head and info:
+    for parsers without a parse_heads of their own."""
+    out = []
+    parse = parser.parse_head
+    pos = start
+    while pos < end and len(out) < max_count:
+        n = parse(buf, pos, end)
+        if n <= 0:
+            out.append((n, None))
+            break
+        info = parser.info
+        out.append((n, info))
+        if info[5] != BODY_NONE or not info[4]:
+            break
+        pos += n
+    return out
 
 
 _REGISTRY = Registry("parser", __name__, ("python", "c", "numba"))

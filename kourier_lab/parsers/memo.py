@@ -18,7 +18,7 @@ and loops/numba.py):
   * the C loop: native/loop.c (kl_loop_set_head_memo), one memcmp per head;
   * the Numba loop: the memo row in loops/numba.py (ctl[C_MEMO_LEN]).
 """
-from . import BODY_NONE
+from . import BODY_NONE, parse_heads_by_head
 
 MEMO_MAX = 512          # longest head remembered, in bytes (the same in C and Numba)
 
@@ -61,6 +61,11 @@ class HeadMemo:
                 self._last = bytes(buf[start:start + n])
                 self._last_info = info
         return n
+
+    def parse_heads(self, buf, start, end, max_count):
+        """The batch protocol, head by head through the memo (never the wrapped
+        parser's own parse_heads, which would bypass it)."""
+        return parse_heads_by_head(self, buf, start, end, max_count)
 
     def head(self):
         if self._hit:       # the parser holds another head: parse the remembered one

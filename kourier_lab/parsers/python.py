@@ -1,17 +1,31 @@
 """The pure-Python parser: the standard library only (`re` and bytes methods).
 
-Every byte is validated, but the work is pushed into C-implemented primitives:
-`bytes.find` locates the head, one compiled regular expression validates the
-whole request line (character classes generated from http/chars.py), one more
-validates the whole field section, and lower-cased `find`s pick the few fields
-that change framing.  Python-level code runs a fixed number of steps per
-request, not per byte.
+Every byte is validated, but the work is pushed into C-implemented primitives.
+Two paths give the same answers (tests/test_parser_contract.py checks it):
+
+  * the common-head path: ONE compiled regular expression (character classes
+    generated from http/chars.py) matches a whole common head -- an origin-form
+    request line of HTTP/1.0 or 1.1, the field lines, the empty line -- and picks
+    out the framing fields in the same match: Host and Connection and
+    Content-Length at most once each (a second one fails the match),
+    Transfer-Encoding and Expect not at all.  A head it accepts costs one
+    match, one groups() and a few comparisons.  Anything else -- a head it
+    does not match (unusual or invalid or incomplete), or one near a limit --
+    goes to the exact path, which alone decides errors.
+  * the exact path: `bytes.find` locates the head, one regular expression
+    validates the request line, one more the whole field section, and
+    lower-cased `find`s pick the fields that change framing.
+
+Python-level code runs a fixed number of steps per request, not per byte.
+`parse_heads` (the batch protocol in parsers/__init__.py) runs the common-head
+path over every head already buffered in one call.
 
 The parser keeps no memory between calls: every call validates every byte of
 the head it is given.  Remembering the last head (a head memo) is a separate,
 explicit knob of the server (kourier_lab/parsers/memo.py, `--head-memo`).
 """
 import re
+from functools import lru_cache
 
 from ..http.chars import (FIELD_CONTENT, FIELD_VCHAR, HEXDIG, PATH_CHAR, QUERY_CHAR, REG_NAME,
                           SCHEME_CHAR, TCHAR, regex_class)
@@ -54,7 +68,41 @@ _CHUNK_EXT = re.compile(rb'(?:[ \t]*;[ \t]*%s+(?:[ \t]*=[ \t]*(?:%s+|"(?:[\t \x2
 _FRAMING = re.compile(rb"\r\n(?:host|content-length|transfer-encoding|connection|expect):")
 _HEXRUN = re.compile(rb"%s+" % _HEX)
 
+# -- the common-head path --------------------------------------------------------
+# An origin-form request line, Host as the first field line, any other field
+# lines, the empty line.  Only the structure and the byte classes are checked
+# here, each by a single character-class run where possible (that is what
+# makes it cheap); _common_info checks the rest from the groups: '%' escapes,
+# the Host value, framing fields among the other lines.
+# The target: path chars are query chars minus '?', so one run takes both.
+_TARGET = regex_class(QUERY_CHAR, b"%")
+
+
+@lru_cache(maxsize=None)
+def _common_head(max_headers):
+    """The common-head regular expression for a field-count limit; its groups
+    are (method, target, minor, host value with trailing OWS, other field lines)."""
+    return re.compile(
+        rb"(%s+) (/%s*) HTTP/1\.([01])\r\n"
+        rb"(?i:host):[ \t]*(%s*)\r\n"
+        rb"((?:%s+:%s*\r\n){0,%d})"
+        rb"\r\n" % (_TOKEN, _TARGET, _CONTENT, _TOKEN, _CONTENT, max_headers - 1))
+
+
 MAX_CHUNK_LINE = 4096
+
+
+def _keep_alive(minor, connection_values):
+    """keep_alive from the Connection field values: HTTP/1.1 unless "close",
+    HTTP/1.0 only with "keep-alive"."""
+    keep_alive = minor == 1
+    for v in connection_values:
+        toks = [t.strip(b" \t") for t in v.lower().split(b",")]
+        if b"close" in toks:
+            return False
+        if minor == 0 and b"keep-alive" in toks:
+            keep_alive = True
+    return keep_alive
 
 
 class PythonParser:
@@ -63,16 +111,96 @@ class PythonParser:
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.limits = limits
         self.info = None
-        self._head = None          # (fields, buf, start) for head()
-        self._fields = None
+        self._fields = None        # the exact path's table, for head()
+        self._buf = self._start = None
+        self._table_pending = 0    # > 0: head() must run the exact path over this many bytes
+        self._common = _common_head(limits.max_headers).match
+        # the common-head path takes heads up to this size: then neither the
+        # request line nor the head can be over its limit
+        self._common_max = min(limits.max_request_line, limits.max_header_bytes)
 
     # -- head ------------------------------------------------------------
     def parse_head(self, buf, start=0, end=None):
         if end is None:
             end = len(buf)
+        m = self._common(buf, start, end)
+        if m is not None:
+            n = m.end() - start
+            if n <= self._common_max:
+                info = self._common_info(m.groups())
+                if info is not None:
+                    self.info = info
+                    self._buf, self._start, self._table_pending = buf, start, n
+                    return n
         return self._parse(buf, start, end)
 
+    def parse_heads(self, buf, start, end, max_count):
+        """The batch protocol (parsers/__init__.py): every head buffered from
+        `start` on, each through the common-head path when it matches, else
+        through the exact path.  Consecutive heads whose match groups are
+        equal share one info tuple (equal groups give equal info)."""
+        out = []
+        append = out.append
+        common, common_max, common_info = self._common, self._common_max, self._common_info
+        groups = info = None
+        pos = start
+        for _ in range(max_count):
+            if pos >= end:
+                break
+            m = common(buf, pos, end)
+            if m is not None:
+                g = m.groups()
+                if g != groups:
+                    groups, info = g, common_info(g)
+                n = m.end() - pos
+                if info is not None and n <= common_max:
+                    append((n, info))
+                    pos += n
+                    if info[4]:             # keep-alive: the next head
+                        continue
+                    break
+            # not a common head (or an error, or incomplete): the exact answer
+            n = self._parse(buf, pos, end)
+            if n <= 0:
+                append((n, None))
+                break
+            exact = self.info
+            append((n, exact))
+            if exact[5] != BODY_NONE or not exact[4]:
+                break
+            pos += n
+        self._table_pending = 0
+        self._fields = None             # head() is not defined after parse_heads
+        return out
+
+    def _common_info(self, groups):
+        """info for the groups of a common-head match, or None when the exact
+        path must decide (CONNECT, a bad '%' escape or Host value, a framing
+        field other than Connection among the other lines)."""
+        method, target, minor, host, others = groups
+        if method == b"CONNECT":
+            return None
+        if b"%" in target and _BAD_PCT.search(target):
+            return None
+        if not _HOST_VALUE.fullmatch(host.rstrip(b" \t")):
+            return None
+        minor = 1 if minor == b"1" else 0
+        keep_alive = minor == 1
+        if others:
+            connections = []
+            block = b"\r\n" + others.lower()
+            for m in _FRAMING.finditer(block):
+                if m.end() - m.start() != 13:           # "\r\nconnection:"
+                    return None
+                connections.append(block[m.end():block.find(b"\r\n", m.end())])
+            if connections:
+                keep_alive = _keep_alive(minor, connections)
+        path, has_query, query = target.partition(b"?")
+        return (method, path, query if has_query else None, minor, keep_alive, BODY_NONE, -1, False)
+
     def _parse(self, buf, start, end):
+        """The exact path: every head, every error."""
+        self._table_pending = 0
         lim = self.limits
         s = start
         while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
@@ -218,13 +346,8 @@ class PythonParser:
             if len(codings) > 1:
                 return -501
             body_kind = BODY_CHUNKED
-        for v in conns:
-            toks = [t.strip(b" \t") for t in v.lower().split(b",")]
-            if b"close" in toks:
-                keep_alive = False
-                break
-            if minor == 0 and b"keep-alive" in toks:
-                keep_alive = True
+        if conns:
+            keep_alive = _keep_alive(minor, conns)
         for v in expects:
             if v.lower() != b"100-continue":
                 return -417
@@ -239,6 +362,11 @@ class PythonParser:
         return [m.group(1, 2) for m in _FIELD_SPLIT.finditer(buf, rl_end, head_end - 2)]
 
     def head(self) -> RequestHead:
+        if self._table_pending:     # the common-head path keeps no table: build it now
+            n = self._parse(self._buf, self._start, self._start + self._table_pending)
+            assert n > 0, n
+        if self._fields is None:
+            raise RuntimeError("head() is defined only after parse_head() returned n > 0")
         method, path, query, minor, keep_alive, body_kind, content_length, expect = self.info
         fields, form, (t_off, t_len), head_len, rl_end = self._fields
         buf, start = self._buf, self._start

@@ -4,8 +4,17 @@
 request in order into the write buffer (pipelining: any number per read), and
 says what the loop must do next.  Parsers are stateless, so a request whose
 body has not fully arrived is simply parsed again when more bytes come.
+
+The heads come in batches (the parser's parse_heads, parsers/__init__.py):
+every head is parsed and validated, but consecutive requests with equal info
+(same method, path, version, keep-alive: one route, one answer) form a run,
+resolved once and, for a static route, answered with one append of the
+response repeated -- no Python code per request on that path.
 """
-from ..parsers import BODY_CHUNKED, BODY_NONE
+from itertools import groupby
+from operator import itemgetter
+
+from ..parsers import BODY_CHUNKED, BODY_NONE, parse_heads_by_head
 from .app import Request, StaticRoute
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -13,11 +22,18 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # process() results
 OPEN = 0          # keep reading
 CLOSE = 1         # flush the write buffer, then close
+_WAIT = 2         # (internal) a body has not fully arrived
+
+# Heads per parse_heads call.  The write limit is checked between runs, so
+# this also bounds how many answers one run appends past it.
+BATCH = 64
+
+_N, _INFO = itemgetter(0), itemgetter(1)
 
 
 class Session:
     __slots__ = ("rbuf", "wbuf", "parser", "app", "in_request", "continue_sent", "closing",
-                 "timer_deadline", "timer_slot", "conn", "requests")
+                 "timer_deadline", "timer_slot", "conn", "requests", "_parse_heads")
 
     def __init__(self, rbuf, wbuf, parser, app):
         self.rbuf, self.wbuf, self.parser, self.app = rbuf, wbuf, parser, app
@@ -28,76 +44,107 @@ class Session:
         self.timer_slot = None
         self.conn = None             # the loop's own handle (socket / transport)
         self.requests = 0
+        self._parse_heads = getattr(parser, "parse_heads", None) or (
+            lambda buf, start, end, max_count: parse_heads_by_head(parser, buf, start, end, max_count))
 
     def process(self) -> int:
         """Answer every complete request buffered; OPEN or CLOSE."""
         data, start, end = self.rbuf.contiguous()
         pos = start
-        parse = self.parser.parse_head
         wbuf = self.wbuf
         app = self.app
-        append = wbuf.append
         result = OPEN
-        last_route = None
-        while pos < end:
-            if wbuf.over_limit():
-                break           # backpressure: the rest waits until output drains
-            n = parse(data, pos, end)
-            if n <= 0:
-                if n < 0:
-                    append(app.error(-n, 1, False))
-                    result = CLOSE
-                    pos = end
-                break
-            info = self.parser.info
-            method, path, query, minor, keep_alive, body_kind, clen, expect = info
-            body_end = pos + n
-            body = b""
-            if body_kind != BODY_NONE:
-                if body_kind == BODY_CHUNKED:
-                    m, body = self.parser.parse_chunked(data, body_end, end)
-                    if m < 0:
-                        append(app.error(-m, minor, False))
+        while result == OPEN and pos < end and not wbuf.over_limit():
+            batch = self._parse_heads(data, pos, end, BATCH)
+            for info, run in groupby(batch, _INFO):
+                if wbuf.over_limit():
+                    result = _WAIT      # backpressure: the rest waits until output drains
+                    break
+                if info is None:        # the batch's last entry: an error, or need more
+                    n = batch[-1][0]
+                    if n < 0:
+                        wbuf.append(app.error(-n, 1, False))
                         result = CLOSE
                         pos = end
-                        break
-                    body_end += m
-                else:
-                    m = clen if end - body_end >= clen else 0
-                    if m:
-                        body = bytes(data[body_end:body_end + m])
-                        body_end += m
-                    elif clen == 0:
-                        m = -1  # complete, empty
-                if m == 0:
-                    if expect and not self.continue_sent:
-                        append(CONTINUE)
-                        self.continue_sent = True
+                    else:
+                        result = _WAIT
                     break
-            route = last_route if (last_route is not None and info is last_info) else app.resolve(method, path)
-            if route.__class__ is StaticRoute:
-                append(route.responses[(method == b"HEAD", minor, keep_alive)])
-                last_route, last_info = route, info
-            elif route.__class__ is int:
-                append(app.error(route, minor, keep_alive, method == b"HEAD", path))
-            else:
-                head = self.parser.head()
-                req = Request(method.decode("latin-1"), path.decode("latin-1"),
-                              None if query is None else query.decode("latin-1"),
-                              "HTTP/1.%d" % minor, head.headers, body, head.target)
-                append(app.call(route, req, minor, keep_alive))
-            self.requests += 1
-            self.continue_sent = False
-            pos = body_end
-            if not keep_alive:
-                result = CLOSE
-                pos = end        # nothing after a closing request is read
+                method, path, query, minor, keep_alive, body_kind, clen, expect = info
+                route = app.resolve(method, path)
+                if route.__class__ is StaticRoute and body_kind == BODY_NONE:
+                    # k requests, one answer: append it k times at once
+                    run = list(run)
+                    k = len(run)
+                    answer = route.responses[(method == b"HEAD", minor, keep_alive)]
+                    wbuf.append(answer if k == 1 else answer * k)
+                    pos += sum(map(_N, run))
+                    self.requests += k
+                    self.continue_sent = False
+                    if not keep_alive:
+                        result = CLOSE
+                        pos = end        # nothing after a closing request is read
+                    continue
+                for n, info in run:     # a handler, an error route, or a body: one by one
+                    pos, result = self._answer_one(data, pos, end, n, info, route)
+                    if result != OPEN:
+                        break
+                if result != OPEN:
+                    break
+            if not batch:
                 break
+        if result == _WAIT:
+            result = OPEN
         self.rbuf.consume(pos - start)
         self.in_request = pos < end and result == OPEN
         if result == CLOSE:
             self.closing = True
         return result
+
+    def _answer_one(self, data, pos, end, n, info, route):
+        """Answer the request whose n-byte head is at pos: (next pos, OPEN);
+        (pos, _WAIT) when its body has not fully arrived; (end, CLOSE) when
+        the connection must close."""
+        app = self.app
+        append = self.wbuf.append
+        method, path, query, minor, keep_alive, body_kind, clen, expect = info
+        body_end = pos + n
+        body = b""
+        if body_kind != BODY_NONE:
+            if body_kind == BODY_CHUNKED:
+                m, body = self.parser.parse_chunked(data, body_end, end)
+                if m < 0:
+                    append(app.error(-m, minor, False))
+                    return end, CLOSE
+                body_end += m
+            else:
+                m = clen if end - body_end >= clen else 0
+                if m:
+                    body = bytes(data[body_end:body_end + m])
+                    body_end += m
+                elif clen == 0:
+                    m = -1  # complete, empty
+            if m == 0:
+                if expect and not self.continue_sent:
+                    append(CONTINUE)
+                    self.continue_sent = True
+                return pos, _WAIT
+        if route.__class__ is StaticRoute:
+            append(route.responses[(method == b"HEAD", minor, keep_alive)])
+        elif route.__class__ is int:
+            append(app.error(route, minor, keep_alive, method == b"HEAD", path))
+        else:
+            parser = self.parser
+            parser.parse_head(data, pos, end)      # head() is defined after parse_head only
+            head = parser.head()
+            req = Request(method.decode("latin-1"), path.decode("latin-1"),
+                          None if query is None else query.decode("latin-1"),
+                          "HTTP/1.%d" % minor, head.headers, body, head.target)
+            append(app.call(route, req, minor, keep_alive))
+        self.requests += 1
+        self.continue_sent = False
+        if not keep_alive:
+            return end, CLOSE        # nothing after a closing request is read
+        return body_end, OPEN
 
     def timeout_response(self) -> bytes:
         """What to send when the request timeout fires (then close)."""
