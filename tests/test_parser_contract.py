@@ -298,3 +298,150 @@ def test_chunked_bad(parser_name, name, raw, status):
 def test_unknown_parser_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown parser 'nope'"):
         parsers.create("nope")
+
+
+# --- the batch protocol: parse_heads -----------------------------------------
+# VALID heads without a body (there their bodies are missing) that keep the connection
+BATCH_OK = [c[1] for c in VALID if c[2][1].get("keep_alive", True)
+            and b"Content-Length" not in c[1] and b"Transfer-Encoding" not in c[1]] + [
+    b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello",
+    b"POST /p HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nX-Other: 1\r\n" + H + b"Connection: keep-alive\r\n\r\n",
+]
+BATCH_END = [c[1] for c in INVALID] + [
+    b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+]
+
+
+def _parse_heads(p):
+    """The parser's own parse_heads, or the generic one over parse_head (numba)."""
+    own = getattr(p, "parse_heads", None)
+    return own or (lambda buf, start, end, max_count: parsers.parse_heads_by_head(p, buf, start, end, max_count))
+
+
+def _heads_by_parse_head(p, buf, start, end, max_count):
+    """The protocol spelled out with parse_head and info: what parse_heads must return."""
+    out, pos = [], start
+    while pos < end and len(out) < max_count:
+        n = p.parse_head(buf, pos, end)
+        out.append((n, p.info if n > 0 else None))
+        if n <= 0 or out[-1][1][5] != BODY_NONE or not out[-1][1][4]:
+            break
+        pos += n
+    return out
+
+
+def _skip_body(p, buf, pos, end, info):
+    """The position after the body of a head ending at pos, or None while incomplete."""
+    if info[5] == BODY_LENGTH:
+        return pos + info[6] if end - pos >= info[6] else None
+    n, _ = p.parse_chunked(buf, pos, end)
+    assert n >= 0
+    return pos + n if n > 0 else None
+
+
+@pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
+@pytest.mark.parametrize("seed", range(4))
+def test_parse_heads_equals_parse_head(parser_name, head_memo, seed):
+    """A stream of mixed requests (bodies, and maybe an error or a closing
+    request at the end) arriving in random pieces: every parse_heads answer
+    equals the heads given one by one by parse_head."""
+    rnd = random.Random(seed)
+    reqs = [rnd.choice(BATCH_OK) for _ in range(120)]
+    if seed % 2:
+        reqs.append(rnd.choice(BATCH_END))
+    stream = b"".join(reqs)
+    p = parsers.create(parser_name, head_memo=head_memo)
+    parse_heads = _parse_heads(p)
+    ref = parsers.create(parser_name)
+    buf = bytearray()
+    pos, fed, heads, finished = 0, 0, 0, False
+    while not finished and fed < len(stream):
+        step = rnd.randint(1, 400)
+        buf += stream[fed:fed + step]
+        fed += step
+        while True:
+            max_count = rnd.randint(1, 40)
+            got = parse_heads(buf, pos, len(buf), max_count)
+            want = _heads_by_parse_head(ref, buf, pos, len(buf), max_count)
+            assert got == want, (pos, len(buf))
+            if not got:
+                assert pos == len(buf)
+                break
+            for n, info in got[:-1]:
+                pos += n
+            heads += len(got)
+            n, info = got[-1]
+            if n <= 0:
+                heads -= 1
+                finished = n < 0
+                break
+            if not info[4] and info[5] == BODY_NONE:
+                finished = True
+                break
+            if info[5] == BODY_NONE:
+                pos += n
+                continue
+            after = _skip_body(ref, buf, pos + n, len(buf), info)
+            if after is None:       # the body is not all here: parse the head again later
+                heads -= 1
+                break
+            pos = after
+            if not info[4]:
+                finished = True
+                break
+    assert finished or pos == len(stream)
+    assert heads >= 120
+
+
+def test_parse_heads_edges(parser_name):
+    p = parsers.create(parser_name)
+    parse_heads = _parse_heads(p)
+    a = b"GET /a HTTP/1.1\r\n" + H + b"\r\n"
+    assert parse_heads(a, 0, 0, 10) == []                  # start == end
+    assert parse_heads(a * 3, len(a) * 3, len(a) * 3, 10) == []
+    out = parse_heads(a * 3, 0, len(a) * 3, 2)               # max_count
+    assert [n for n, _ in out] == [len(a)] * 2
+    assert parse_heads(a * 3 + a[:5], 0, len(a) * 3 + 5, 10)[-1] == (0, None)   # need more
+    out = parse_heads(a + b"GET / HTTP/1.1\r\n\r\n" + a, 0, 2 * len(a) + 18, 10)
+    assert [n for n, _ in out] == [len(a), -400]               # an error ends the list
+    # head() is defined again after parse_head on one of the heads
+    assert p.parse_head(a * 3, len(a), len(a) * 3) == len(a)
+    assert p.head().path == b"/a" and p.head().host == b"example.com"
+
+
+# --- the Python parser's two paths agree ---------------------------------------
+COMMON_SHAPED = [c[1] for c in VALID + INVALID] + [
+    b"CONNECT /x HTTP/1.1\r\n" + H + b"\r\n",
+    b"GET /a%2 HTTP/1.1\r\n" + H + b"\r\n",
+    b"GET /a?%41%4 HTTP/1.1\r\n" + H + b"\r\n",
+    b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHOST: [::1]:80 \t\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"X: 1\r\nhost: y\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"X-Connection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Connection: keep-alive\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n" + H + b"CONNECTION: Keep-Alive\r\n\r\n",
+    b"GET / HTTP/1.0\r\n" + H + b"Connection: close, keep-alive\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("limits", [None, SMALL], ids=["default", "small"])
+def test_python_common_head_path_agrees_with_exact_path(limits):
+    """Whatever the common-head path answers, the exact path answers the same."""
+    from kourier_lab.parsers.python import PythonParser
+    p = PythonParser(limits) if limits else PythonParser()
+    for raw in COMMON_SHAPED:
+        for data in (raw, raw + raw):
+            got = p.parse_head(data, 0, len(data))
+            got_info = p.info if got > 0 else None
+            want = p._parse(data, 0, len(data))
+            assert got == want, raw
+            if got > 0:
+                assert got_info == p.info, raw
+                batch = p.parse_heads(data, 0, len(data), 2)
+                assert batch[0] == (got, got_info), raw
