@@ -3,9 +3,28 @@
  *
  * It is not an HTTP server: it never parses.  It counts request terminators
  * ("\r\n\r\n", tracked across reads so a terminator split between two reads
- * still counts) and writes one canned 200 response per terminator.  Whatever
- * any real server measures, it is shown as a fraction of this, measured in
- * the same batch on the same core split.
+ * still counts) and writes one canned response per terminator.  Whatever any
+ * real server measures, it is shown as a fraction of this, measured in the
+ * same batch on the same core split, so it must send exactly the bytes the
+ * server sends and do less work per request than the server in every shape.
+ *
+ * The response is given on the command line (hex, so any bytes pass through
+ * argv unchanged); bench/ceiling.py renders it from the server's own
+ * benchmark_response().  If it has a "Date: " header, the 29-byte IMF-fixdate
+ * value (RFC 7231, GMT, as the server's http_date) is rewritten each second.
+ *
+ * Why it is cheap:
+ *   - terminators are found with memchr('\n') (glibc's vector scan) plus one
+ *     4-byte compare of "\r\n\r\n" ending there, not a byte-by-byte loop;
+ *   - one read() per readiness edge unless the read filled the buffer (a short
+ *     read drained the socket; edge-triggered epoll reports new data), and
+ *     one write() per read: the answers come from one block of the response
+ *     replicated for as many requests as a full read buffer can hold;
+ *   - EPOLLOUT stays registered (edge-triggered, it only fires after a write
+ *     found the socket full) and a readiness event without EPOLLIN reads
+ *     nothing, so no syscall is spent on an EAGAIN.
+ * A response cut by a short write has its remainder copied to the connection,
+ * so a Date rewrite of the shared block never tears a response in two.
  *
  * Shape: one process per server CPU.  Every process has its own listening
  * socket bound with SO_REUSEPORT (the kernel spreads connections among them),
@@ -14,7 +33,8 @@
  * inherited.  This is the same process-per-core layout as our server's
  * workers, so the comparison is like for like.
  *
- * usage: ceiling PORT [CPU,CPU,...]   (listens on 127.0.0.1)
+ * usage: ceiling PORT [CPU,CPU,...] --response HEX    (listens on 127.0.0.1)
+ *   HEX: the full response (status line, headers, body) as hex digits.
  * SIGTERM/SIGINT stop it (the parent forwards the signal to its workers).
  *
  * Build: cc -O2 -o ceiling native/ceiling.c   (the bench harness does this
@@ -35,30 +55,36 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-static const char RESPONSE[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 12\r\n"
-    "\r\n"
-    "Hello World!";
-#define RESPONSE_LEN (sizeof(RESPONSE) - 1)
-/* Responses written per write() at most: a 256-deep pipelined batch in one go. */
-#define BATCH 256
 #define MAX_CPUS 1024
+#define MAX_RESPONSE 65536
+#define RBUF_SIZE (1 << 16)
+/* The most requests one full read can end: each needs its 4-byte terminator. */
+#define BLOCK_RESPONSES (RBUF_SIZE / 4)
+#define DATE_LEN 29                     /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 
 typedef struct conn {
-    uint64_t owed;       /* responses still to write */
-    uint32_t offset;     /* bytes of the first owed response already written */
-    uint8_t matched;     /* how much of "\r\n\r\n" the last bytes read matched */
+    uint64_t owed;          /* whole responses still to write, after the partial one */
+    char *partial;          /* remainder of a response a short write cut (own copy) */
+    uint32_t partial_off;   /* bytes of it already written */
+    uint32_t partial_len;   /* its length; 0: none */
+    char tail[3];           /* the last 3 bytes read (a terminator may span reads) */
+    uint8_t guard;          /* bytes at the start of the next read that cannot end a
+                               terminator (they belong to the one just counted) */
     uint8_t open;
 } conn;
 
 static conn *conns;
 static size_t nconns;
-static char canned[BATCH * RESPONSE_LEN];
+static char *response;          /* the template */
+static size_t response_len;
+static long date_off = -1;      /* offset of the Date value in the template, -1: none */
+static char *block;             /* BLOCK_RESPONSES copies of the response */
+static time_t block_second = -1;
 static volatile sig_atomic_t stopping;
 
 static void on_stop(int sig) { (void)sig; stopping = 1; }
@@ -78,39 +104,115 @@ static conn *conn_for(int fd) {
 
 static void close_conn(int fd) {
     conn *c = conn_for(fd);
+    free(c->partial);
     memset(c, 0, sizeof(*c));
     close(fd);
 }
 
-/* Count terminators in buf, carrying a partial match over from the last read. */
-static uint64_t count_terminators(conn *c, const char *buf, ssize_t n) {
+/* RFC 7231 IMF-fixdate, always 29 bytes (locale-free, unlike strftime). */
+static void put2(char *p, int v) { p[0] = (char)('0' + v / 10 % 10); p[1] = (char)('0' + v % 10); }
+
+static void format_date(time_t t, char out[DATE_LEN]) {
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int year = tm.tm_year + 1900;
+    memcpy(out, "Sun, 00 Jan 0000 00:00:00 GMT", DATE_LEN);
+    memcpy(out, days + 3 * tm.tm_wday, 3);
+    put2(out + 5, tm.tm_mday);
+    memcpy(out + 8, months + 3 * tm.tm_mon, 3);
+    put2(out + 12, year / 100);
+    put2(out + 14, year % 100);
+    put2(out + 17, tm.tm_hour);
+    put2(out + 20, tm.tm_min);
+    put2(out + 23, tm.tm_sec);
+}
+
+/* Once a second: the current Date into every copy of the response. */
+static void refresh_date(void) {
+    if (date_off < 0) return;
+    time_t now = time(NULL);
+    if (now == block_second) return;
+    block_second = now;
+    char d[DATE_LEN];
+    format_date(now, d);
+    for (size_t i = 0; i < BLOCK_RESPONSES; i++)
+        memcpy(block + i * response_len + date_off, d, DATE_LEN);
+}
+
+static const uint32_t TERMINATOR = 0x0a0d0a0du;   /* "\r\n\r\n" read little-endian */
+
+static uint32_t load4(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* Count terminators in buf.  A terminator ends at a '\n' preceded by "\r\n\r";
+ * terminators never overlap (after one, four new bytes are needed), as in a
+ * byte-by-byte state machine.  The last 3 bytes and the overlap guard carry
+ * over to the next read. */
+static uint64_t count_terminators(conn *c, const char *buf, size_t n) {
     uint64_t found = 0;
-    uint8_t m = c->matched;
-    for (ssize_t i = 0; i < n; i++) {
-        char ch = buf[i];
-        if (ch == '\r') m = (m == 2) ? 3 : 1;
-        else if (ch == '\n' && (m == 1 || m == 3)) {
-            if (m == 3) { found++; m = 0; } else m = 2;
-        } else m = 0;
+    size_t next_ok = c->guard;          /* the first index a terminator may end at */
+    /* Terminators ending in the first 3 bytes use the carried tail. */
+    char head[6];
+    size_t nh = n < 3 ? n : 3;
+    memcpy(head, c->tail, 3);
+    memcpy(head + 3, buf, nh);
+    for (size_t i = next_ok; i < nh; i++) {
+        if (load4(head + i) == TERMINATOR) { found++; next_ok = i + 4; i += 3; }
     }
-    c->matched = m;
+    const char *p = buf + (next_ok > 3 ? next_ok : 3);
+    const char *end = buf + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        if (load4(nl - 3) == TERMINATOR) { found++; p = nl + 4; }
+        else p = nl + 1;
+    }
+    /* p is past the end by the bytes the last terminator still guards. */
+    c->guard = (uint8_t)(p > end ? p - end : 0);
+    if (n >= 3) memcpy(c->tail, end - 3, 3);
+    else memcpy(c->tail, head + nh, 3);     /* the last 3 of tail+buf */
     return found;
 }
 
-/* Write what is owed until done or the socket is full; returns -1 to close. */
+/* Write what is owed until done or the socket is full; returns -1 to close.
+ * One write (writev with a partial remainder in front) per call unless the
+ * block was not enough for everything owed. */
 static int flush_conn(int fd, conn *c) {
-    while (c->owed) {
-        uint64_t k = c->owed < BATCH ? c->owed : BATCH;
-        size_t len = k * RESPONSE_LEN - c->offset;
-        ssize_t w = write(fd, canned + c->offset, len);
+    while (c->owed || c->partial_len) {
+        uint64_t k = c->owed < BLOCK_RESPONSES ? c->owed : BLOCK_RESPONSES;
+        size_t whole = (size_t)k * response_len;
+        size_t plen = c->partial_len - c->partial_off;
+        ssize_t w;
+        if (plen) {
+            struct iovec iov[2] = {{c->partial + c->partial_off, plen}, {block, whole}};
+            w = writev(fd, iov, whole ? 2 : 1);
+        } else {
+            w = write(fd, block, whole);
+        }
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
             if (errno == EINTR) continue;
             return -1;
         }
-        uint64_t total = (uint64_t)c->offset + (uint64_t)w;
-        c->owed -= total / RESPONSE_LEN;
-        c->offset = (uint32_t)(total % RESPONSE_LEN);
+        size_t done = (size_t)w;
+        if (plen) {
+            size_t from_partial = done < plen ? done : plen;
+            c->partial_off += (uint32_t)from_partial;
+            done -= from_partial;
+            if (c->partial_off == c->partial_len) c->partial_len = c->partial_off = 0;
+        }
+        c->owed -= done / response_len;
+        size_t cut = done % response_len;
+        if (cut) {
+            /* Keep the rest of the cut response as written so far (same Date). */
+            if (!c->partial && !(c->partial = malloc(response_len))) return -1;
+            memcpy(c->partial, block, response_len);
+            c->partial_off = (uint32_t)cut;
+            c->partial_len = (uint32_t)response_len;
+            c->owed--;
+        }
+        if ((size_t)w < plen + whole) return 0;     /* the socket is full: EPOLLOUT resumes */
     }
     return 0;
 }
@@ -140,7 +242,7 @@ static void serve(int port) {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = lfd};
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
     struct epoll_event events[512];
-    static char rbuf[1 << 16];
+    static char rbuf[RBUF_SIZE];
 
     while (!stopping) {
         int n = epoll_wait(ep, events, 512, 500);
@@ -148,8 +250,10 @@ static void serve(int port) {
             if (errno == EINTR) continue;
             perror("ceiling: epoll_wait"); exit(1);
         }
+        refresh_date();
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
+            uint32_t e = events[i].events;
             if (fd == lfd) {
                 for (;;) {
                     int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
@@ -166,13 +270,16 @@ static void serve(int port) {
                 continue;
             }
             conn *c = conn_for(fd);
-            int closing = (events[i].events & (EPOLLERR | EPOLLHUP)) != 0;
-            /* Edge-triggered: drain the socket, answering as we go. */
-            while (!closing) {
+            if (!c->open) continue;
+            int closing = (e & (EPOLLERR | EPOLLHUP)) != 0;
+            /* After the peer's FIN no new edge comes: read on to the end. */
+            int to_eof = (e & EPOLLRDHUP) != 0;
+            while (!closing && (e & (EPOLLIN | EPOLLRDHUP))) {
                 ssize_t r = read(fd, rbuf, sizeof rbuf);
                 if (r > 0) {
-                    c->owed += count_terminators(c, rbuf, r);
+                    c->owed += count_terminators(c, rbuf, (size_t)r);
                     if (flush_conn(fd, c) < 0) closing = 1;
+                    if ((size_t)r < sizeof rbuf && !to_eof) break;   /* drained */
                     continue;
                 }
                 if (r == 0) closing = 1;
@@ -180,7 +287,10 @@ static void serve(int port) {
                 else if (errno != EAGAIN && errno != EWOULDBLOCK) closing = 1;
                 break;
             }
-            if (!closing && flush_conn(fd, c) < 0) closing = 1;
+            /* Socket space freed; a read above has already written what it could. */
+            if (!closing && !(e & (EPOLLIN | EPOLLRDHUP)) && (e & EPOLLOUT)
+                && (c->owed || c->partial_len) && flush_conn(fd, c) < 0)
+                closing = 1;
             if (closing) close_conn(fd);
         }
     }
@@ -193,18 +303,69 @@ static void pin(int cpu) {
     if (sched_setaffinity(0, sizeof set, &set) < 0) perror("ceiling: sched_setaffinity");
 }
 
+static int hex_digit(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* The template from hex; finds its Date value.  Returns 0, or -1 with a message. */
+static int set_response(const char *hex) {
+    size_t nhex = strlen(hex);
+    if (nhex == 0 || nhex % 2 || nhex / 2 > MAX_RESPONSE) {
+        fprintf(stderr, "ceiling: --response needs an even number of hex digits "
+                        "(1 to %d bytes)\n", MAX_RESPONSE);
+        return -1;
+    }
+    response_len = nhex / 2;
+    response = malloc(response_len);
+    if (!response) { perror("ceiling: malloc"); return -1; }
+    for (size_t i = 0; i < response_len; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) { fprintf(stderr, "ceiling: --response is not hex\n"); return -1; }
+        response[i] = (char)(hi << 4 | lo);
+    }
+    const char *d = memmem(response, response_len, "\r\nDate: ", 8);
+    if (d) {
+        date_off = (d - response) + 8;
+        if ((size_t)date_off + DATE_LEN + 2 > response_len
+            || memcmp(response + date_off + DATE_LEN, "\r\n", 2) != 0) {
+            fprintf(stderr, "ceiling: the response's Date value is not %d bytes\n", DATE_LEN);
+            return -1;
+        }
+    }
+    block = malloc(BLOCK_RESPONSES * response_len);
+    if (!block) { perror("ceiling: malloc"); return -1; }
+    for (size_t i = 0; i < BLOCK_RESPONSES; i++)
+        memcpy(block + i * response_len, response, response_len);
+    refresh_date();
+    return 0;
+}
+
+static int usage(const char *argv0) {
+    fprintf(stderr, "usage: %s PORT [CPU,CPU,...] --response HEX\n", argv0);
+    return 2;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s PORT [CPU,CPU,...]\n", argv[0]);
-        return 2;
+    const char *port_arg = NULL, *cpus_arg = NULL, *hex = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--response") == 0) {
+            if (++i == argc) return usage(argv[0]);
+            hex = argv[i];
+        } else if (!port_arg) port_arg = argv[i];
+        else if (!cpus_arg) cpus_arg = argv[i];
+        else return usage(argv[0]);
     }
+    if (!port_arg || !hex) return usage(argv[0]);
     char *end;
-    long port = strtol(argv[1], &end, 10);
+    long port = strtol(port_arg, &end, 10);
     if (*end || port <= 0 || port > 65535) {
-        fprintf(stderr, "ceiling: bad port %s\n", argv[1]);
+        fprintf(stderr, "ceiling: bad port %s\n", port_arg);
         return 2;
     }
-    for (size_t i = 0; i < BATCH; i++) memcpy(canned + i * RESPONSE_LEN, RESPONSE, RESPONSE_LEN);
+    if (set_response(hex) < 0) return 2;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -212,10 +373,11 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    if (argc == 2) { serve((int)port); return 0; }
+    if (!cpus_arg) { serve((int)port); return 0; }
 
     int cpus[MAX_CPUS], ncpus = 0;
-    for (char *tok = strtok(argv[2], ","); tok; tok = strtok(NULL, ",")) {
+    char *list = strdup(cpus_arg);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         long cpu = strtol(tok, &end, 10);
         if (*end || cpu < 0 || cpu >= CPU_SETSIZE || ncpus == MAX_CPUS) {
             fprintf(stderr, "ceiling: bad CPU list entry %s\n", tok);

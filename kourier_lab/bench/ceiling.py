@@ -3,7 +3,9 @@
 The binary goes to a cache directory outside the repository
 ($KOURIER_LAB_CACHE, else $XDG_CACHE_HOME/kourier_lab, else ~/.cache/kourier_lab),
 named after a hash of the source and the compiler command, so an edit to the
-source rebuilds it and nothing stale is ever run.
+source rebuilds it and nothing stale is ever run.  The response it sends is
+not built in: ceiling_command renders it from the server's benchmark_response,
+so both always send the same bytes.
 """
 from __future__ import annotations
 
@@ -58,8 +60,13 @@ def build_ceiling(force: bool = False) -> Path:
     return out
 
 
-def ceiling_command(port: int, cpus: Optional[Sequence[int]] = None) -> list:
+def ceiling_command(port: int, cpus: Optional[Sequence[int]] = None,
+                    response: str = "default") -> list:
+    """The ceiling's command line: it answers with the benchmark app's exact
+    response for the preset (`serve --response`), Date rewritten each second."""
+    from ..server.app import benchmark_response
     cmd = [str(build_ceiling()), str(port)]
     if cpus:
         cmd.append(",".join(str(c) for c in cpus))
+    cmd += ["--response", benchmark_response(response).hex()]
     return cmd

@@ -177,3 +177,78 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# Bytes per request: what the load tool sends, what the server answers
+
+
+def _browser_headers() -> List[Tuple[str, str]]:
+    """The browser shape's headers, read from pipeline.lua (the script wrk runs),
+    so the measured request can never drift from the one sent under load."""
+    import re
+    from .wrk import PIPELINE_LUA
+    text = PIPELINE_LUA.read_text()
+    start = text.index('if args[2] == "browser"')
+    block = text[start:text.index("}", start)]
+    headers = re.findall(r'\["([^"]+)"\]\s*=\s*"([^"]*)"', block)
+    if not headers:
+        raise VerifyError(f"no browser headers found in {PIPELINE_LUA.name}")
+    return headers
+
+
+def load_request(host: str, port: int, path: str = "/hello", browser: bool = False) -> bytes:
+    """One request exactly as wrk sends it for http://host:port/path.
+
+    wrk.format writes the request line, Host (from the URL, with its port),
+    the script's headers, and a blank line; no Content-Length without a body.
+    Lua's table order decides the header order under wrk, which changes no byte
+    count; here Host comes first, then pipeline.lua's order.
+    """
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
+    if browser:
+        lines += [f"{name}: {value}" for name, value in _browser_headers()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class _CountingReader(_Reader):
+    """A _Reader that counts the bytes its callers consumed."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__(sock, deadline)
+        self.consumed = 0
+
+    def line(self) -> bytes:
+        out = super().line()
+        self.consumed += len(out) + 2
+        return out
+
+    def exactly(self, n: int) -> bytes:
+        out = super().exactly(n)
+        self.consumed += n
+        return out
+
+
+def measure_bytes(host: str, port: int, path: str = "/hello", browser: bool = False,
+                  timeout: float = 10.0) -> Tuple[int, int]:
+    """(request_bytes, response_bytes) for one request of the load's shape.
+
+    request_bytes is the length of load_request(); response_bytes the length of
+    the whole response read back off the socket (status line, headers and the
+    body its Content-Length, or chunked framing, delimits).
+    """
+    req = load_request(host, port, path, browser)
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as e:
+        raise VerifyError(f"cannot connect to {host}:{port}: {e}") from None
+    with sock:
+        reader = _CountingReader(sock, deadline)
+        try:
+            sock.sendall(req)
+        except OSError as e:
+            raise VerifyError(f"GET {path}: send failed: {e}") from None
+        status, _, body = read_response(reader)
+        _check(status, body, f"GET {path}")
+        return len(req), reader.consumed
