@@ -145,7 +145,8 @@ class H2loadLoad:
 
     @property
     def per_client_rate(self) -> Optional[float]:
-        return None if self.rate is None else self.rate / self.connections
+        """--rps as passed (6 significant digits): the schedule latency_from_log rebuilds."""
+        return None if self.rate is None else float(f"{self.rate / self.connections:.6g}")
 
     def command(self, h2load: str = "h2load", log_path: Optional[Path] = None) -> List[str]:
         if self.connections < 1 or self.threads < 1 or self.pipeline < 1:
@@ -163,7 +164,7 @@ class H2loadLoad:
                 raise ValueError("a rate run cannot have an in-run warm-up: its latency is "
                                  "rebuilt from the schedule, which starts at the first request; "
                                  "warm up with a separate closed-loop run")
-            cmd.append(f"--rps={self.per_client_rate:.6g}")
+            cmd.append(f"--rps={self.per_client_rate:g}")
         elif self.warmup_s:
             cmd.append(f"--warm-up-time={_duration_arg(self.warmup_s)}")
         if self.browser:
@@ -478,7 +479,8 @@ def run_h2load(load: H2loadLoad, client_cpus: Sequence[int], server_pid: Optiona
             # h2load exits 0 when it cannot connect: nothing was measured
             raise H2loadError(f"h2load sent no request (could not connect to {load.url}?)")
         if figures["requests"]:
-            figures.update(latency_from_log(log_path, load.rate, load.connections,
+            sent_rate = None if load.rate is None else load.per_client_rate * load.connections
+            figures.update(latency_from_log(log_path, sent_rate, load.connections,
                                             load.duration_s))
     finally:
         if not keep_log:

@@ -51,6 +51,24 @@ def _empty(ax, text="no per-request latency rows"):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
 
+def _saturation(closed: pd.DataFrame, rate_rows: pd.DataFrame):
+    """The server's closed-loop throughput in the rate rows' own load shape (same
+    connections and in-flight depth; the runner's "rate-probe" row when there is
+    one), or None: a pipelined closed loop is no saturation point for them."""
+    if closed.empty:
+        return None
+    c = closed[closed["server"] == rate_rows["server"].iloc[0]]
+    probe = c[c["shape"] == "rate-probe"]
+    if len(probe):
+        c = probe
+    else:
+        for col in ("pipeline", "connections"):
+            if col in c.columns and col in rate_rows.columns:
+                c = c[c[col].isin(rate_rows[col].dropna().unique())]
+    sat = c["req_per_s"].median() if len(c) else None
+    return sat if sat is not None and pd.notna(sat) else None
+
+
 def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
     """p50 (solid) and p99 (dashed) latency, log scale, against offered requests/s,
     one colour and marker per server; each server's closed-loop throughput (its
@@ -82,8 +100,8 @@ def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
         if bound.any():
             ax.scatter(x[bound.to_numpy()], g["latency_p99_ms"][bound], s=110,
                        facecolors="none", edgecolors=color, linewidths=1.2)
-        sat = closed[closed["server"] == server]["req_per_s"].median() if len(closed) else None
-        if sat is not None and pd.notna(sat):
+        sat = _saturation(closed, s)
+        if sat is not None:
             ax.axvline(sat, color=color, linestyle=":", linewidth=1)
             ax.annotate(f"{server} closed loop", (sat, 1.0), xycoords=("data", "axes fraction"),
                         rotation=90, ha="right", va="top", fontsize=7, color=color)
