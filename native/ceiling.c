@@ -165,11 +165,15 @@ static uint64_t count_terminators(conn *c, const char *buf, size_t n) {
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) break;
-        if (load4(nl - 3) == TERMINATOR) { found++; p = nl + 4; }
-        else p = nl + 1;
+        if (load4(nl - 3) == TERMINATOR) {
+            found++;
+            next_ok = (size_t)(nl - buf) + 4;
+            p = nl + 4;
+        } else {
+            p = nl + 1;
+        }
     }
-    /* p is past the end by the bytes the last terminator still guards. */
-    c->guard = (uint8_t)(p > end ? p - end : 0);
+    c->guard = (uint8_t)(next_ok > n ? next_ok - n : 0);
     if (n >= 3) memcpy(c->tail, end - 3, 3);
     else memcpy(c->tail, head + nh, 3);     /* the last 3 of tail+buf */
     return found;
