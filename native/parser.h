@@ -1,10 +1,11 @@
 /*
  * parser.h — what native/parser.c offers beyond the two entry points fixed in
  * kourier_lab.h: SIMD path selection, an out-of-place chunked decoder (for
- * callers whose buffer must stay untouched) and a batch entry point that parses
+ * callers whose buffer must stay untouched), a batch entry point that parses
  * pipelined requests in one call (to measure the parser apart from the cffi
- * crossing).  build_parser.py copies the declarations between the KL_CDEF
- * markers into the cffi cdef.
+ * crossing) and kl_parse_heads_at, the batch that Python loops use (one
+ * crossing per read, runs of equal summaries).  build_parser.py copies the
+ * declarations between the KL_CDEF markers into the cffi cdef.
  */
 #ifndef KL_PARSER_H
 #define KL_PARSER_H
