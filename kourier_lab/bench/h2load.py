@@ -281,14 +281,18 @@ def parse_h2load_output(text: str) -> Dict[str, object]:
 
 
 def read_log(path: Path) -> np.ndarray:
-    """The log as an (n, 3) int64 array: start µs (epoch), status, duration µs."""
-    data = Path(path).read_bytes()
-    if not data.strip():
+    """The log as an (n, 3) int64 array: start µs (epoch), status, duration µs.
+    (pandas' C reader: a 15 s pipelined run logs millions of lines.)"""
+    import pandas as pd
+    path = Path(path)
+    if path.stat().st_size == 0:
         return np.empty((0, 3), dtype=np.int64)
-    arr = np.array(data.split(), dtype=np.int64)
-    if arr.size % 3:
-        raise H2loadError(f"{Path(path).name}: not an h2load log (3 columns per line)")
-    return arr.reshape(-1, 3)
+    try:
+        df = pd.read_csv(path, sep="\t", header=None, usecols=[0, 1, 2], dtype=np.int64,
+                         engine="c")
+    except (ValueError, pd.errors.ParserError) as e:
+        raise H2loadError(f"{path.name}: not an h2load log ({e})") from None
+    return df.to_numpy(dtype=np.int64)
 
 
 def _due_offsets(r: float, horizon_s: float) -> np.ndarray:
