@@ -115,6 +115,7 @@ class PythonParser:
         self._buf = self._start = None
         self._table_pending = 0    # > 0: head() must run the exact path over this many bytes
         self._common = _common_head(limits.max_headers).match
+        self._common_scanner = _common_head(limits.max_headers).scanner
         # the common-head path takes heads up to this size: then neither the
         # request line nor the head can be over its limit
         self._common_max = min(limits.max_request_line, limits.max_header_bytes)
@@ -137,29 +138,37 @@ class PythonParser:
     def parse_heads(self, buf, start, end, max_count):
         """The batch protocol (parsers/__init__.py): every head buffered from
         `start` on, each through the common-head path when it matches, else
-        through the exact path.  Consecutive heads whose match groups are
-        equal share one info tuple (equal groups give equal info)."""
+        through the exact path.
+
+        The common heads are matched one after the other by a scanner, each
+        match anchored where the previous one ended (Pattern.scanner: the
+        standard library's re.Scanner uses it; it holds the buffer once for
+        all its matches).  Every head is matched -- validated -- whole; when
+        its bytes equal the previous head's, so do its groups, and it gets
+        the same info tuple without extracting them."""
         out = []
         append = out.append
-        common, common_max, common_info = self._common, self._common_max, self._common_info
-        groups = info = None
+        scanner, common_max, common_info = self._common_scanner, self._common_max, self._common_info
+        last = None         # the bytes of the last common head, and its info
+        info = None
         pos = start
-        for _ in range(max_count):
-            if pos >= end:
+        while pos < end and len(out) < max_count:
+            for _, m in zip(range(max_count - len(out)), iter(scanner(buf, pos, end).match, None)):
+                head = m[0]
+                if head != last:
+                    last = head
+                    info = common_info(m.groups()) if len(head) <= common_max else None
+                    if info is None:
+                        break               # the exact path decides this one
+                n = len(head)
+                append((n, info))
+                pos += n
+                if not info[4]:             # not keep-alive: nothing after it
+                    return self._batch_done(out)
+            if pos >= end or len(out) >= max_count:
                 break
-            m = common(buf, pos, end)
-            if m is not None:
-                g = m.groups()
-                if g != groups:
-                    groups, info = g, common_info(g)
-                n = m.end() - pos
-                if info is not None and n <= common_max:
-                    append((n, info))
-                    pos += n
-                    if info[4]:             # keep-alive: the next head
-                        continue
-                    break
-            # not a common head (or an error, or incomplete): the exact answer
+            # not a common head (unusual, an error, incomplete): the exact answer
+            last = None
             n = self._parse(buf, pos, end)
             if n <= 0:
                 append((n, None))
@@ -169,6 +178,9 @@ class PythonParser:
             if exact[5] != BODY_NONE or not exact[4]:
                 break
             pos += n
+        return self._batch_done(out)
+
+    def _batch_done(self, out):
         self._table_pending = 0
         self._fields = None             # head() is not defined after parse_heads
         return out
