@@ -59,6 +59,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_CPUS 1024
 #define MAX_RESPONSE 65536
@@ -160,7 +163,27 @@ static uint64_t count_terminators(conn *c, const char *buf, size_t n) {
     for (size_t i = next_ok; i < nh; i++) {
         if (load4(head + i) == TERMINATOR) { found++; next_ok = i + 4; i += 3; }
     }
-    const char *p = buf + (next_ok > 3 ? next_ok : 3);
+    size_t i = next_ok > 3 ? next_ok : 3;  /* from here buf holds the 3 bytes before i */
+#ifdef __SSE2__
+    /* 16 candidate ends at a time: '\n' at i, '\r' at i-1, '\n' at i-2, '\r' at i-3. */
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+    for (; i + 16 <= n; i += 16) {
+        const char *q = buf + i;
+        __m128i hit = _mm_and_si128(
+            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)q), lf),
+                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q - 1)), cr)),
+            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q - 2)), lf),
+                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q - 3)), cr)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+        while (mask) {
+            size_t at = i + (size_t)__builtin_ctz(mask);
+            mask &= mask - 1;
+            if (at >= next_ok) { found++; next_ok = at + 4; }
+        }
+    }
+#endif
+    /* The rest (all of it without SSE2): memchr for '\n', then the 3 bytes before. */
+    const char *p = buf + (i > next_ok ? i : next_ok);
     const char *end = buf + n;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
