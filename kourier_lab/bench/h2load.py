@@ -50,9 +50,10 @@ the end are not logged at all.  latency_from_log() rebuilds the schedule:
    due + slack, so every millisecond of waiting beyond the tool's granularity
    is charged.  latency_send_lag_* say how late sends were.
 5. Due requests not logged by the end (never sent, or in flight when h2load
-   stopped) are the latest due ones; each counts as a sample of at least
-   end - (due + slack): a lower bound (latency_unfinished, and
-   latency_lower_bound = True when there were any).
+   stopped) are the latest due ones.  Those due within the last slack are
+   left out (in flight at the end, as any request may be); each earlier one
+   counts as a sample of at least end - (due + slack): a lower bound
+   (latency_unfinished, and latency_lower_bound = True when there were any).
 
 Limits: arrivals are bursts (each client releases r*P requests per 10 ms tick,
 all clients nearly in phase), a harsher arrival process than Poisson at the
@@ -384,15 +385,19 @@ def latency_from_log(path, rate: Optional[float] = None, connections: Optional[i
     lag = start - due_of_log
     lat = end - np.minimum(start, due_of_log + slack_us)
     lat_ms = lat[ok] / 1e3
-    unfinished_due = due[matched:]
-    # never completed inside the run: at least until its end
-    bound_ms = np.maximum(horizon - (unfinished_due + slack_us), 0.0) / 1e3
+    not_logged = due[matched:]
+    # due within the last slack: in flight at the end as any request may be,
+    # no evidence of a wait; left out.  Due earlier and never completed: a
+    # sample of at least the time from due + slack to the end.
+    unfinished_due = not_logged[not_logged + slack_us < horizon]
+    bound_ms = (horizon - (unfinished_due + slack_us)) / 1e3
     samples = np.concatenate((lat_ms, bound_ms))
     out.update(_percentiles(samples))
     out.update({
         "latency_samples": int(samples.size),
         "latency_avg_ms": float(samples.mean()) if samples.size else math.nan,
         "latency_unfinished": int(unfinished_due.size),
+        "latency_in_flight_at_end": int(not_logged.size - unfinished_due.size),
         "latency_lower_bound": bool(unfinished_due.size),
         "latency_scheduled": int(n_due),
         "latency_slack_ms": slack * 1e3,
