@@ -430,7 +430,8 @@ COMMON_SHAPED = [c[1] for c in VALID + INVALID] + [
 ]
 
 
-@pytest.mark.parametrize("limits", [None, SMALL], ids=["default", "small"])
+@pytest.mark.parametrize("limits", [None, SMALL, Limits(max_headers=1), Limits(max_headers=2)],
+                         ids=["default", "small", "one-field", "two-fields"])
 def test_python_common_head_path_agrees_with_exact_path(limits):
     """Whatever the common-head path answers, the exact path answers the same."""
     from kourier_lab.parsers.python import PythonParser

@@ -5,20 +5,22 @@ Two paths give the same answers (tests/test_parser_contract.py checks it):
 
   * the common-head path: ONE compiled regular expression (character classes
     generated from http/chars.py) matches a whole common head -- an origin-form
-    request line of HTTP/1.0 or 1.1, the field lines, the empty line -- and picks
-    out the framing fields in the same match: Host and Connection and
-    Content-Length at most once each (a second one fails the match),
-    Transfer-Encoding and Expect not at all.  A head it accepts costs one
-    match, one groups() and a few comparisons.  Anything else -- a head it
-    does not match (unusual or invalid or incomplete), or one near a limit --
-    goes to the exact path, which alone decides errors.
+    request line of HTTP/1.0 or 1.1, Host as the first field line, any other
+    field lines, the empty line -- checking its structure and every byte's
+    class.  From its groups, a few C-level calls check the rest: '%' escapes,
+    the Host value, and one scan of the other lines for framing fields
+    (Connection is read; a second Host, Content-Length, Transfer-Encoding
+    or Expect sends the head to the exact path).  Anything it does not match
+    (unusual, invalid, incomplete, near a limit) goes to the exact path,
+    which alone decides errors.
   * the exact path: `bytes.find` locates the head, one regular expression
     validates the request line, one more the whole field section, and
     lower-cased `find`s pick the fields that change framing.
 
 Python-level code runs a fixed number of steps per request, not per byte.
-`parse_heads` (the batch protocol in parsers/__init__.py) runs the common-head
-path over every head already buffered in one call.
+`parse_heads` (the batch protocol in parsers/__init__.py) matches every head
+already buffered in one call; a head byte-identical to the one before it is
+still matched whole, only its groups are not extracted again.
 
 The parser keeps no memory between calls: every call validates every byte of
 the head it is given.  Remembering the last head (a head memo) is a separate,
@@ -72,21 +74,29 @@ _HEXRUN = re.compile(rb"%s+" % _HEX)
 # An origin-form request line, Host as the first field line, any other field
 # lines, the empty line.  Only the structure and the byte classes are checked
 # here, each by a single character-class run where possible (that is what
-# makes it cheap); _common_info checks the rest from the groups: '%' escapes,
-# the Host value, framing fields among the other lines.
+# makes it cheap); PythonParser._common_info checks the rest from the groups.
 # The target: path chars are query chars minus '?', so one run takes both.
 _TARGET = regex_class(QUERY_CHAR, b"%")
 
 
 @lru_cache(maxsize=None)
-def _common_head(max_headers):
-    """The common-head regular expression for a field-count limit; its groups
-    are (method, target, minor, host value with trailing OWS, other field lines)."""
+def _common_head(max_headers, groups):
+    """The common-head regular expression for a field-count limit.  With
+    groups, they are (method, target, minor, Host value with its OWS, the
+    other field lines or None); without, the same heads match (capturing
+    costs: the batch scan uses this one and extracts groups only from a head
+    unlike the last)."""
+    g = (lambda x: b"(" + x + b")") if groups else (lambda x: x)
+    # the empty line right after Host, or more field lines then the empty line
+    # (a branch costs less than a repeat that matches nothing)
+    if max_headers > 1:
+        more = g(rb"(?:%s+:%s*\r\n){1,%d}" % (_TOKEN, _CONTENT, max_headers - 1)) + rb"\r\n"
+    else:
+        more = g(b"") + rb"(?!)"    # Host is the only field line allowed (the group stays)
+    others = rb"(?:\r\n|%s)" % more
     return re.compile(
-        rb"(%s+) (/%s*) HTTP/1\.([01])\r\n"
-        rb"(?i:host):[ \t]*(%s*)\r\n"
-        rb"((?:%s+:%s*\r\n){0,%d})"
-        rb"\r\n" % (_TOKEN, _TARGET, _CONTENT, _TOKEN, _CONTENT, max_headers - 1))
+        g(rb"%s+" % _TOKEN) + b" " + g(rb"/%s*" % _TARGET) + rb" HTTP/1\." + g(rb"[01]") + rb"\r\n"
+        rb"(?i:host):" + g(rb"%s*" % _CONTENT) + rb"\r\n" + others)
 
 
 MAX_CHUNK_LINE = 4096
@@ -114,8 +124,8 @@ class PythonParser:
         self._fields = None        # the exact path's table, for head()
         self._buf = self._start = None
         self._table_pending = 0    # > 0: head() must run the exact path over this many bytes
-        self._common = _common_head(limits.max_headers).match
-        self._common_scanner = _common_head(limits.max_headers).scanner
+        self._common = _common_head(limits.max_headers, True).match
+        self._common_scanner = _common_head(limits.max_headers, False).scanner
         # the common-head path takes heads up to this size: then neither the
         # request line nor the head can be over its limit
         self._common_max = min(limits.max_request_line, limits.max_header_bytes)
@@ -148,7 +158,8 @@ class PythonParser:
         the same info tuple without extracting them."""
         out = []
         append = out.append
-        scanner, common_max, common_info = self._common_scanner, self._common_max, self._common_info
+        scanner, common, common_max = self._common_scanner, self._common, self._common_max
+        common_info = self._common_info
         last = None         # the bytes of the last common head, and its info
         info = None
         pos = start
@@ -157,7 +168,7 @@ class PythonParser:
                 head = m[0]
                 if head != last:
                     last = head
-                    info = common_info(m.groups()) if len(head) <= common_max else None
+                    info = common_info(common(head).groups()) if len(head) <= common_max else None
                     if info is None:
                         break               # the exact path decides this one
                 n = len(head)
@@ -194,7 +205,7 @@ class PythonParser:
             return None
         if b"%" in target and _BAD_PCT.search(target):
             return None
-        if not _HOST_VALUE.fullmatch(host.rstrip(b" \t")):
+        if not _HOST_VALUE.fullmatch(host.strip(b" \t")):
             return None
         minor = 1 if minor == b"1" else 0
         keep_alive = minor == 1
