@@ -59,8 +59,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
 #endif
 
 #define MAX_CPUS 1024
@@ -148,6 +148,40 @@ static const uint32_t TERMINATOR = 0x0a0d0a0du;   /* "\r\n\r\n" read little-endi
 
 static uint32_t load4(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Vector scans over candidate ends i.. (buf holds the 3 bytes before i): a
+ * terminator ends at i when buf[i-3..i] is "\r\n\r\n", found with four shifted
+ * compares per vector, counted in order so that none overlaps the one before.
+ * They return where they stopped (fewer than a vector of ends left). */
+#define SCAN_BODY(VEC, LOAD, SET1, CMPEQ, AND, MOVEMASK, WIDTH)                        \
+    const VEC cr = SET1('\r'), lf = SET1('\n');                                         \
+    for (; i + WIDTH <= n; i += WIDTH) {                                                \
+        const char *q = buf + i;                                                        \
+        VEC hit = AND(AND(CMPEQ(LOAD((const VEC *)q), lf), CMPEQ(LOAD((const VEC *)(q - 1)), cr)), \
+                      AND(CMPEQ(LOAD((const VEC *)(q - 2)), lf), CMPEQ(LOAD((const VEC *)(q - 3)), cr))); \
+        unsigned mask = (unsigned)MOVEMASK(hit);                                        \
+        while (mask) {                                                                  \
+            size_t at = i + (size_t)__builtin_ctz(mask);                                \
+            mask &= mask - 1;                                                           \
+            if (at >= *next_ok) { ++*found; *next_ok = at + 4; }                        \
+        }                                                                               \
+    }                                                                                   \
+    return i;
+
+static size_t scan_sse2(const char *buf, size_t n, size_t i, size_t *next_ok, uint64_t *found) {
+    SCAN_BODY(__m128i, _mm_loadu_si128, _mm_set1_epi8, _mm_cmpeq_epi8, _mm_and_si128,
+              _mm_movemask_epi8, 16)
+}
+
+__attribute__((target("avx2")))
+static size_t scan_avx2(const char *buf, size_t n, size_t i, size_t *next_ok, uint64_t *found) {
+    SCAN_BODY(__m256i, _mm256_loadu_si256, _mm256_set1_epi8, _mm256_cmpeq_epi8, _mm256_and_si256,
+              _mm256_movemask_epi8, 32)
+}
+
+static int have_avx2;       /* set once in main (cpuid) */
+#endif
+
 /* Count terminators in buf.  A terminator ends at a '\n' preceded by "\r\n\r";
  * terminators never overlap (after one, four new bytes are needed), as in a
  * byte-by-byte state machine.  The last 3 bytes and the overlap guard carry
@@ -164,25 +198,10 @@ static uint64_t count_terminators(conn *c, const char *buf, size_t n) {
         if (load4(head + i) == TERMINATOR) { found++; next_ok = i + 4; i += 3; }
     }
     size_t i = next_ok > 3 ? next_ok : 3;  /* from here buf holds the 3 bytes before i */
-#ifdef __SSE2__
-    /* 16 candidate ends at a time: '\n' at i, '\r' at i-1, '\n' at i-2, '\r' at i-3. */
-    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
-    for (; i + 16 <= n; i += 16) {
-        const char *q = buf + i;
-        __m128i hit = _mm_and_si128(
-            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)q), lf),
-                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q - 1)), cr)),
-            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q - 2)), lf),
-                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q - 3)), cr)));
-        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
-        while (mask) {
-            size_t at = i + (size_t)__builtin_ctz(mask);
-            mask &= mask - 1;
-            if (at >= next_ok) { found++; next_ok = at + 4; }
-        }
-    }
+#if defined(__x86_64__) && defined(__GNUC__)
+    i = have_avx2 ? scan_avx2(buf, n, i, &next_ok, &found) : scan_sse2(buf, n, i, &next_ok, &found);
 #endif
-    /* The rest (all of it without SSE2): memchr for '\n', then the 3 bytes before. */
+    /* The rest (all of it off x86-64): memchr for '\n', then the 3 bytes before. */
     const char *p = buf + (i > next_ok ? i : next_ok);
     const char *end = buf + n;
     while (p < end) {
@@ -392,6 +411,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ceiling: bad port %s\n", port_arg);
         return 2;
     }
+#if defined(__x86_64__) && defined(__GNUC__)
+    have_avx2 = __builtin_cpu_supports("avx2");
+#endif
     if (set_response(hex) < 0) return 2;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
