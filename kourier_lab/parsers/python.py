@@ -28,6 +28,7 @@ explicit knob of the server (kourier_lab/parsers/memo.py, `--head-memo`).
 """
 import re
 from functools import lru_cache
+from itertools import islice
 
 from ..http.chars import (FIELD_CONTENT, FIELD_VCHAR, HEXDIG, PATH_CHAR, QUERY_CHAR, REG_NAME,
                           SCHEME_CHAR, TCHAR, regex_class)
@@ -148,53 +149,51 @@ class PythonParser:
     def parse_heads(self, buf, start, end, max_count):
         """The batch protocol (parsers/__init__.py): every head buffered from
         `start` on, each through the common-head path when it matches, else
-        through the exact path.
-
-        The common heads are matched one after the other by a scanner, each
-        match anchored where the previous one ended (Pattern.scanner: the
-        standard library's re.Scanner uses it; it holds the buffer once for
-        all its matches).  Every head is matched -- validated -- whole; when
-        its bytes equal the previous head's, so do its groups, and it gets
-        the same info tuple without extracting them."""
+        through the exact path."""
         out = []
-        append = out.append
-        scanner, common, common_max = self._common_scanner, self._common, self._common_max
-        common_info = self._common_info
-        last = None         # the bytes of the last common head, and its info
-        info = None
         pos = start
         while pos < end and len(out) < max_count:
-            for _, m in zip(range(max_count - len(out)), iter(scanner(buf, pos, end).match, None)):
-                head = m[0]
-                if head != last:
-                    last = head
-                    info = common_info(common(head).groups()) if len(head) <= common_max else None
-                    if info is None:
-                        break               # the exact path decides this one
-                n = len(head)
-                append((n, info))
-                pos += n
-                if not info[4]:             # not keep-alive: nothing after it
-                    return self._batch_done(out)
-            if pos >= end or len(out) >= max_count:
+            pos, closing = self._common_heads(buf, pos, end, max_count - len(out), out.append)
+            if closing or pos >= end or len(out) >= max_count:
                 break
-            # not a common head (unusual, an error, incomplete): the exact answer
-            last = None
+            # the head at pos is not a common one (unusual, an error, incomplete)
             n = self._parse(buf, pos, end)
             if n <= 0:
-                append((n, None))
+                out.append((n, None))
                 break
-            exact = self.info
-            append((n, exact))
-            if exact[5] != BODY_NONE or not exact[4]:
+            info = self.info
+            out.append((n, info))
+            if info[5] != BODY_NONE or not info[4]:
                 break
             pos += n
-        return self._batch_done(out)
-
-    def _batch_done(self, out):
         self._table_pending = 0
         self._fields = None             # head() is not defined after parse_heads
         return out
+
+    def _common_heads(self, buf, pos, end, room, append):
+        """Append (n, info) for the common heads from pos on, at most `room`:
+        (where they end, whether the last one closes the connection).
+
+        They are matched one after the other by a scanner, each match anchored
+        where the previous one ended (Pattern.scanner: the standard library's
+        re.Scanner uses it; it holds the buffer once for all its matches).
+        Every head is matched -- validated -- whole; when its bytes equal the
+        previous head's, so do its groups, and it gets the same (n, info)
+        entry without extracting them again."""
+        common, common_info = self._common, self._common_info
+        last = entry = m = None
+        for m in islice(iter(self._common_scanner(buf, pos, end).match, None), room):
+            head = m[0]
+            if head != last:
+                info = common_info(common(head).groups()) if len(head) <= self._common_max else None
+                if info is None:
+                    return m.start(), False     # the exact path decides this one
+                last, entry = head, (len(head), info)
+                if not info[4]:                 # not keep-alive: nothing after it
+                    append(entry)
+                    return m.end(), True
+            append(entry)
+        return (pos if m is None else m.end()), False
 
     def _common_info(self, groups):
         """info for the groups of a common-head match, or None when the exact
