@@ -11,12 +11,15 @@
  *   - when a signal arrived (kl_py_signals runs Python's signal handlers).
  * The Date header of the static responses is patched in place once a second.
  *
- * Two exact shortcuts on the static path: a head byte-identical to the last
- * one a static route answered is answered after one memcmp (the head memo;
- * parsers are stateless, so the same bytes get the same verdict), and a run of
- * such requests gets its answers with one memcpy from a block of RUN_MAX
- * pre-replicated copies.  The memo is off unless kl_loop_set_head_memo(L, 1)
- * (`serve --head-memo on`).
+ * Every head is parsed (unless the head memo is on).  What is shared across a
+ * run of parsed requests: a request whose method and path bytes equal the
+ * previous head's takes that head's route without a lookup, and consecutive
+ * requests answered by the same static response get their answers with one
+ * memcpy from a block of RUN_MAX pre-replicated copies.  The head memo (off
+ * unless kl_loop_set_head_memo(L, 1), `serve --head-memo on`) is the one
+ * shortcut past the parser: a head byte-identical to the last one a static
+ * route answered is answered after one memcmp (parsers are stateless, so the
+ * same bytes get the same verdict).
  *
  * Backpressure: while more than write_buffer_limit bytes are queued the
  * connection is paused (its socket left unread) until a flush drains it.
@@ -40,6 +43,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +67,7 @@ extern void kl_py_signals(void *handle);
 #define DATE_LEN 29                     /* "Thu, 01 Jan 1970 00:00:00 GMT" */
 #define MEMO_MAX 512                    /* longest head the memo remembers */
 #define RUN_MAX 64                      /* identical answers copied in one memcpy */
+#define STAGE_MAX 64                    /* static answers sent by reference in one sendmsg */
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -70,6 +75,7 @@ typedef struct conn {
     int fd;
     uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
     uint8_t hangup;       /* the peer hung up: read on to the EOF, no later edge comes */
+    size_t staged;        /* bytes of static answers staged in the loop's iovecs (see out_ref) */
     kl_ring rb;
     kl_wbuf wb;
     int64_t deadline;                   /* tick */
@@ -142,6 +148,16 @@ struct kl_loop {
     resp *memo_resp;
     int memo_keep_alive;
     uint8_t memo[MEMO_MAX];
+    /* a run of parsed requests answered by the same static response: written
+     * with one copy from its run block once the run ends (flush_run) */
+    resp *run_resp;
+    size_t run_k;
+    /* static answers of the connection being served, by reference, while its
+     * write buffer is empty: sent with one sendmsg by flush, what the socket
+     * does not take is copied into the write buffer (the connection's
+     * `staged` counts them; at most one connection has any) */
+    struct iovec stage[STAGE_MAX];
+    int nstage;
     kl_loop_stats stats;
     char tags[3];                       /* epoll data for the listener, the eventfd, the signal pipe */
 };
@@ -488,7 +504,7 @@ static int ring_prepare(kl_loop *L, conn *c, size_t *room)
     return 0;
 }
 
-static int out(conn *c, const void *data, size_t len)
+static int copy_out(conn *c, const void *data, size_t len)
 {
     if (kl_wbuf_want(&c->wb, len)) {
         size_t cap = kl_wbuf_want(&c->wb, len);
@@ -503,9 +519,47 @@ static int out(conn *c, const void *data, size_t len)
     return 0;
 }
 
+/* the staged answers, in order, into the write buffer (they stay first) */
+static int unstage(kl_loop *L, conn *c)
+{
+    int rc = 0;
+    if (c->staged) {
+        for (int i = 0; i < L->nstage; i++)
+            if (L->stage[i].iov_len && copy_out(c, L->stage[i].iov_base, L->stage[i].iov_len) < 0)
+                rc = -1;
+        c->staged = 0;
+    }
+    L->nstage = 0;
+    return rc;
+}
+
+/* bytes that are not static answers (Python's arena): copied, after what is staged */
+static int out(kl_loop *L, conn *c, const void *data, size_t len)
+{
+    if (c->staged && unstage(L, c) < 0)
+        return -1;
+    return copy_out(c, data, len);
+}
+
+/* a static answer (memory that stays put until the next round of events):
+ * staged by reference while nothing is buffered before it, else copied */
+static int out_ref(kl_loop *L, conn *c, const void *data, size_t len)
+{
+    if (!len)
+        return 0;
+    if (c->wb.end == c->wb.start && L->nstage < STAGE_MAX && (c->staged || !L->nstage)) {
+        L->stage[L->nstage].iov_base = (void *)data;
+        L->stage[L->nstage].iov_len = len;
+        L->nstage++;
+        c->staged += len;
+        return 0;
+    }
+    return out(L, c, data, len);
+}
+
 static inline size_t pending(const conn *c)
 {
-    return c->wb.end - c->wb.start;
+    return c->wb.end - c->wb.start + c->staged;
 }
 
 static void set_events(kl_loop *L, conn *c, int want_write)
@@ -519,7 +573,44 @@ static void set_events(kl_loop *L, conn *c, int want_write)
 
 static void flush(kl_loop *L, conn *c)
 {
-    while (pending(c)) {
+    int full = 0;
+    if (c->staged) {                    /* the write buffer is empty: the staged answers go first */
+        struct iovec *v = L->stage;
+        int nv = L->nstage;
+        while (c->staged) {
+            struct msghdr msg = {0};
+            msg.msg_iov = v;
+            msg.msg_iovlen = (size_t)nv;
+            ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno == EINTR)
+                    continue;
+                close_conn(L, c);
+                return;
+            }
+            c->staged -= (size_t)n;
+            while (n > 0) {             /* drop what was sent */
+                if ((size_t)n >= v->iov_len) {
+                    n -= (ssize_t)v->iov_len;
+                    v++, nv--;
+                } else {
+                    v->iov_base = (uint8_t *)v->iov_base + n;
+                    v->iov_len -= (size_t)n;
+                    n = 0;
+                }
+            }
+        }
+        L->nstage = 0;
+        if (c->staged) {                /* the socket is full: keep the rest as copies */
+            memmove(L->stage, v, (size_t)nv * sizeof *v);
+            L->nstage = nv;
+            unstage(L, c);
+            full = 1;
+        }
+    }
+    while (!full && pending(c)) {
         ssize_t n = send(c->fd, c->wb.data + c->wb.start, pending(c), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -553,6 +644,10 @@ static void close_conn(kl_loop *L, conn *c)
     if (c->closed)
         return;
     c->closed = 1;
+    if (c->staged) {
+        c->staged = 0;
+        L->nstage = 0;
+    }
     if (c->filed >= 0)
         wheel_unlink(L, c);
     epoll_ctl(L->ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -652,7 +747,7 @@ static void do_accept(kl_loop *L)
 static int emit(kl_loop *L, conn *c, const uint8_t *data, size_t len)
 {
     if (!L->deferring)
-        return out(c, data, len);
+        return out_ref(L, c, data, len);
     deferred *d = &L->defer[L->ndefer++];
     d->data = data;
     d->len = len;
@@ -686,6 +781,15 @@ static int emit_error(kl_loop *L, conn *c, int status)
     return emit(L, c, r->data, r->len);
 }
 
+/* Write the pending run of identical static answers (before any other answer). */
+static inline void flush_run(kl_loop *L, conn *c)
+{
+    if (L->run_k) {
+        emit_run(L, c, L->run_resp, L->run_k);
+        L->run_k = 0;
+    }
+}
+
 /* Call Python once for the batch, then write every deferred answer in order. */
 static void run_batch(kl_loop *L, conn *c)
 {
@@ -698,15 +802,15 @@ static void run_batch(kl_loop *L, conn *c)
     for (uint32_t i = 0; i < L->ndefer; i++) {
         deferred *d = &L->defer[i];
         if (d->data) {
-            out(c, d->data, d->len);
+            out_ref(L, c, d->data, d->len);
         } else {
             kl_pyreq *q = &b->reqs[d->index];
             if (q->done) {
-                out(c, b->arena + q->out_off, q->out_len);
+                out(L, c, b->arena + q->out_off, q->out_len);
             } else {                    /* the callback failed before this one: 500, close */
                 resp *r = &L->errors[500 - 400];
                 if (r->data)
-                    out(c, r->data, r->len);
+                    out_ref(L, c, r->data, r->len);
                 c->closing = 1;
                 break;
             }
@@ -752,6 +856,27 @@ static inline int64_t parse_chunked(kl_loop *L, uint8_t *base, size_t end, size_
     return n;
 }
 
+/* a[0..n) == b[0..n); `room16`: 16 bytes are readable at a and at b */
+static inline int same_bytes(const uint8_t *a, const uint8_t *b, size_t n, int room16)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (room16 && n <= 16) {            /* two word compares, the bytes past n masked off */
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8), memcpy(&a1, a + 8, 8), memcpy(&b0, b, 8), memcpy(&b1, b + 8, 8);
+        uint64_t x0 = a0 ^ b0, x1 = a1 ^ b1;
+        if (n < 8) {
+            x0 &= n ? ~0ULL >> (64 - 8 * n) : 0;
+            x1 = 0;
+        } else if (n < 16) {
+            x1 &= n > 8 ? ~0ULL >> (64 - 8 * (n - 8)) : 0;
+        }
+        return (x0 | x1) == 0;
+    }
+#endif
+    (void)room16;
+    return memcmp(a, b, n) == 0;
+}
+
 /* >= 0: the static route answering this request; -1: Python decides (handler, 404, 405) */
 static inline int route_of(kl_loop *L, const uint8_t *base, const kl_request *req)
 {
@@ -776,12 +901,21 @@ static size_t process(kl_loop *L, conn *c)
     uint8_t *base = c->rb.data + c->rb.head;
     size_t end = c->rb.tail - c->rb.head, pos = 0;
     int close_after = 0, incomplete = 0;
+    /* the last static route resolved in this buffer: a request whose method
+     * and path bytes equal that head's takes its route without a lookup */
+    const uint8_t *last_m = NULL;
+    uint32_t last_mp_len = 0, last_path_at = 0, last_mlen = 0;
+    int last_r = -1;
     L->gen++;
+    L->run_k = 0;
     while (pos < end) {
-        if (pending(c) > c->wb.limit)
-            break;                      /* backpressure: the rest waits until output drains */
+        /* backpressure: the rest waits until output drains (a pending run
+         * counts as written, as it would be without deferring) */
+        if (pending(c) + (L->run_k && !L->deferring ? L->run_k * L->run_resp->len : 0) > c->wb.limit)
+            break;
         if (L->memo_len && end - pos >= L->memo_len && memcmp(base + pos, L->memo, L->memo_len) == 0) {
             size_t k = 1;
+            flush_run(L, c);
             pos += L->memo_len;
             if (L->memo_keep_alive)     /* a run of identical requests: one copy of their answers */
                 while (k < RUN_MAX && end - pos >= L->memo_len && memcmp(base + pos, L->memo, L->memo_len) == 0) {
@@ -804,6 +938,7 @@ static size_t process(kl_loop *L, conn *c)
         kl_request *req = &L->tables[L->batch.count];
         int n = parse_head(L, base, end, pos, req);
         if (n <= 0) {
+            flush_run(L, c);
             if (n < 0) {
                 emit_error(L, c, -n);
                 close_after = 1;
@@ -820,6 +955,7 @@ static size_t process(kl_loop *L, conn *c)
             if (req->body_kind == KL_BODY_CHUNKED) {
                 m = parse_chunked(L, base, end, body_end, &body_len);
                 if (m < 0) {
+                    flush_run(L, c);
                     emit_error(L, c, (int)-m);
                     close_after = 1;
                     pos = end;
@@ -834,6 +970,7 @@ static size_t process(kl_loop *L, conn *c)
             }
             if (m == 0) {
                 incomplete = 1;
+                flush_run(L, c);
                 if (req->expect_continue && !c->continue_sent) {
                     emit(L, c, (const uint8_t *)CONTINUE, sizeof CONTINUE - 1);
                     c->continue_sent = 1;
@@ -844,13 +981,30 @@ static size_t process(kl_loop *L, conn *c)
             if (m > 0)
                 body_end += (size_t)m;
         }
-        int r = route_of(L, base + pos, req);
+        /* the route: the previous head's when the bytes from the method to
+         * the path's end are the same (so are the method and the path) */
+        const uint8_t *hm = base + pos + req->method.off;
+        uint32_t mp_len = req->path.off + req->path.len - req->method.off;
+        uint32_t path_at = req->path.off - req->method.off;
+        int ordered = req->path.off >= req->method.off + req->method.len;
+        int r;
+        if (last_m && ordered && mp_len == last_mp_len && path_at == last_path_at &&
+            req->method.len == last_mlen && same_bytes(hm, last_m, mp_len, hm + 16 <= base + end)) {
+            r = last_r;
+        } else {
+            r = route_of(L, base + pos, req);
+            if (ordered)
+                last_m = hm, last_mp_len = mp_len, last_path_at = path_at, last_mlen = req->method.len,
+                last_r = r;
+        }
         int keep_alive = req->keep_alive != 0;
         if (r >= 0 && r < L->nroutes) {
-            const uint8_t *m = base + pos + req->method.off;
-            int variant = (req->method.len == 4 && m[0] == 'H') * 4 + (req->version_minor ? 2 : 0) + keep_alive;
+            int variant = (req->method.len == 4 && hm[0] == 'H') * 4 + (req->version_minor ? 2 : 0) + keep_alive;
             resp *s = &L->routes[r * KL_VARIANTS + variant];
-            emit(L, c, s->data, s->len);
+            if (L->run_k && (s != L->run_resp || L->run_k == RUN_MAX))
+                flush_run(L, c);
+            L->run_resp = s;            /* answered with the run when it ends, in order */
+            L->run_k++;
             L->stats.requests_static++;
             if (L->memo_on && req->body_kind == KL_BODY_NONE && (size_t)n <= MEMO_MAX) {
                 memcpy(L->memo, base + pos, (size_t)n);
@@ -859,6 +1013,7 @@ static size_t process(kl_loop *L, conn *c)
                 L->memo_keep_alive = keep_alive;
             }
         } else {
+            flush_run(L, c);
             uint32_t i = L->batch.count++;
             kl_pyreq *q = &L->pyreqs[i];
             q->base = base + pos;
@@ -880,9 +1035,12 @@ static size_t process(kl_loop *L, conn *c)
             pos = end;                  /* nothing after a closing request is read */
             break;
         }
-        if (L->batch.count == MAX_PY || L->ndefer >= MAX_DEFERRED - 2)
+        if (L->batch.count == MAX_PY || L->ndefer >= MAX_DEFERRED - 2) {
+            flush_run(L, c);
             run_batch(L, c);
+        }
     }
+    flush_run(L, c);
     if (L->deferring)
         run_batch(L, c);
     kl_ring_consume(&c->rb, pos);
@@ -986,7 +1144,7 @@ static void expire(kl_loop *L, conn *c)
     if (c->in_request) {
         resp *r = &L->errors[408 - 400];
         if (r->data)
-            out(c, r->data, r->len);
+            out(L, c, r->data, r->len);
         c->closing = 1;
         L->stats.timeouts++;
         flush(L, c);

@@ -290,6 +290,60 @@ static int valid_host_value(const uint8_t *p, const uint8_t *e)
     return p == e;
 }
 
+#if KL_HAVE_X86
+/* nibble tables (as kl_nib_*) for reg-name + '%' and for DIGIT, built from
+   kl_class by build_host_tables(); kl_host_vec_ok = 0 keeps the scalar check */
+static uint8_t kl_nib_hostc[16] __attribute__((aligned(16)));
+static uint8_t kl_nib_digit[16] __attribute__((aligned(16)));
+static int kl_host_vec_ok;
+
+static void build_host_tables(void)
+{
+    uint8_t hostc[16] = {0}, digit[16] = {0};
+    int ok = 1;
+    for (int b = 0; b < 256; b++) {
+        int h = is_regc((uint8_t)b), d = is_digit((uint8_t)b) != 0;
+        if (b >= 0x80) {
+            if (h || d) ok = 0;          /* a nibble table holds 7-bit classes only */
+            continue;
+        }
+        if (h) hostc[b & 15] |= (uint8_t)(1u << (b >> 4));
+        if (d) digit[b & 15] |= (uint8_t)(1u << (b >> 4));
+    }
+    memcpy(kl_nib_hostc, hostc, 16);
+    memcpy(kl_nib_digit, digit, 16);
+    __atomic_store_n(&kl_host_vec_ok, ok, __ATOMIC_RELEASE);
+}
+
+/* valid_host_value for a value [p, e) of at most 16 bytes, not starting with
+   '[', with 16 readable bytes ending at e: reg-name bytes up to the first other
+   byte, which must be ':' followed by digits only (or the end) */
+static inline KL_SSE42 int host_value_16(const uint8_t *p, const uint8_t *e)
+{
+    const size_t n = (size_t)(e - p);
+    const __m128i bits = _mm_load_si128((const __m128i *)kl_hi_bit);
+    const __m128i v = _mm_loadu_si128((const __m128i *)(e - 16));
+    const unsigned inval = (0xffffu << (16 - n)) & 0xffffu;      /* window bits of the value */
+    const unsigned other = miss16_nib(v, _mm_load_si128((const __m128i *)kl_nib_hostc), bits) & inval;
+    if (!other) return 1;
+    const unsigned k = (unsigned)__builtin_ctz(other);
+    if (e[(int)k - 16] != ':') return 0;
+    const unsigned nondigit = miss16_nib(v, _mm_load_si128((const __m128i *)kl_nib_digit), bits);
+    return (nondigit & inval & ~((2u << k) - 1)) == 0;
+}
+#endif
+
+#if KL_HAVE_X86
+/* the first LF among p[0..32), or NULL (the caller has 32 readable bytes) */
+static inline KL_SSE42 const uint8_t *first_lf_32(const uint8_t *p)
+{
+    const __m128i lf = _mm_set1_epi8('\n');
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), lf)) |
+                 (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), lf)) << 16;
+    return m ? p + __builtin_ctz(m) : NULL;
+}
+#endif
+
 /* authority-form: uri-host ":" 1*DIGIT (python.py _AUTHORITY_FORM) */
 static int valid_authority_form(const uint8_t *p, const uint8_t *e)
 {
@@ -400,14 +454,32 @@ static int valid_chunk_ext(const uint8_t *p, const uint8_t *e)
 
 enum { K_OTHER = 0, K_HOST, K_CL, K_TE, K_CONN, K_EXPECT };
 
+KL_INLINE uint64_t ld64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+KL_INLINE uint32_t ld32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+KL_INLINE uint16_t ld16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+#define FOLD64 0x2020202020202020ULL
+#define FOLD32 0x20202020u
+#define FOLD16 0x2020u
+
+/* ci_eq on whole words: each byte still gets |0x20 and one compare with the
+   literal's byte (overlapping loads compare some bytes twice, same verdict) */
 KL_INLINE int name_kind(const uint8_t *n, size_t len)
 {
     switch (len) {
-    case 4: return ci_eq(n, len, "host", 4) ? K_HOST : K_OTHER;
-    case 6: return ci_eq(n, len, "expect", 6) ? K_EXPECT : K_OTHER;
-    case 10: return ci_eq(n, len, "connection", 10) ? K_CONN : K_OTHER;
-    case 14: return ci_eq(n, len, "content-length", 14) ? K_CL : K_OTHER;
-    case 17: return ci_eq(n, len, "transfer-encoding", 17) ? K_TE : K_OTHER;
+    case 4: return (ld32(n) | FOLD32) == ld32("host") ? K_HOST : K_OTHER;
+    case 6:
+        return (ld32(n) | FOLD32) == ld32("expe") && (ld16(n + 4) | FOLD16) == ld16("ct") ? K_EXPECT : K_OTHER;
+    case 10:
+        return (ld64(n) | FOLD64) == ld64("connecti") && (ld16(n + 8) | FOLD16) == ld16("on") ? K_CONN
+                                                                                           : K_OTHER;
+    case 14:
+        return (ld64(n) | FOLD64) == ld64("content-") && (ld64(n + 6) | FOLD64) == ld64("t-length") ? K_CL
+                                                                                               : K_OTHER;
+    case 17:
+        return (ld64(n) | FOLD64) == ld64("transfer") && (ld64(n + 8) | FOLD64) == ld64("-encodin") &&
+                       (uint8_t)(n[16] | 0x20) == 'g'
+                   ? K_TE
+                   : K_OTHER;
     default: return K_OTHER;
     }
 }
@@ -550,7 +622,15 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
     const size_t max_rl = lim->max_request_line;
     const size_t avail = (size_t)(end - s);
     if (avail == 0) return 0;
-    const uint8_t *lf = memchr(s, '\n', avail < max_rl + 2 ? avail : max_rl + 2);
+    const size_t lf_room = avail < max_rl + 2 ? avail : max_rl + 2;
+    const uint8_t *lf = NULL;
+#if KL_HAVE_X86
+    /* a request line within the first 32 bytes (most are): the first LF from
+       one vector compare, as memchr would find it; else memchr */
+    if (level != KL_SIMD_SCALAR && lf_room >= 32) lf = first_lf_32(s);
+    if (!lf)
+#endif
+        lf = memchr(s, '\n', lf_room);
     if (!lf) {
         if ((avail >= 1 && avail - 1 > max_rl) || (avail > max_rl && end[-1] != '\r')) return -414;
         return 0;
@@ -567,7 +647,8 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
     const uint8_t *hend = len > max_hb ? buf + max_hb : end;
     const uint8_t *p = lf + 1, *q, *head_end;
     uint32_t nlines = 0;
-    int bad = 0, bare_end = 0, nhost = 0, special = 0;
+    int bad = 0, bare_end = 0, nhost = 0, ncl = 0, nte = 0;
+    unsigned special = 0;   /* bit k: a field of kind k was seen */
     int32_t host_i = -1;
     uint8_t kinds[KL_MAX_HEADERS];
     for (;;) {
@@ -616,11 +697,13 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
                 int k = name_kind(p, (size_t)(name_e - p));
                 kinds[nlines] = (uint8_t)k;
                 if (k) {
-                    special = 1;
+                    special |= 1u << k;
                     if (k == K_HOST) {
                         nhost++;
                         host_i = (int32_t)nlines;
                     }
+                    ncl += k == K_CL;
+                    nte += k == K_TE;
                 }
             }
             nlines++;
@@ -648,15 +731,20 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
     int64_t clen = -1;
     req->host.off = req->host.len = 0;
     if (special) {
-        int ncl = 0, nte = 0;
         if (host_i >= 0) {
-            const uint8_t *hv = buf + req->values[host_i].off;
-            if (!valid_host_value(hv, hv + req->values[host_i].len)) return -400;
+            const uint8_t *hv = buf + req->values[host_i].off, *he = hv + req->values[host_i].len;
+            int ok;
+#if KL_HAVE_X86
+            /* a short reg-name host (the common case) in one vector step; the
+               scalar check defines the verdict and takes everything else */
+            if (level != KL_SIMD_SCALAR && kl_host_vec_ok && he - hv <= 16 && he - buf >= 16 &&
+                (hv == he || hv[0] != '['))
+                ok = host_value_16(hv, he);
+            else
+#endif
+                ok = valid_host_value(hv, he);
+            if (!ok) return -400;
             req->host = req->values[host_i];
-        }
-        for (uint32_t i = 0; i < nlines; i++) {
-            ncl += kinds[i] == K_CL;
-            nte += kinds[i] == K_TE;
         }
         if (ncl && nte) return -400;
         if (ncl) {
@@ -673,7 +761,7 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
         /* Connection: "close" anywhere wins; HTTP/1.0 keeps alive only with
            "keep-alive" (RFC 9112 9.3) */
         int closed = 0, ka = 0;
-        for (uint32_t i = 0; i < nlines; i++) {
+        for (uint32_t i = 0; (special & (1u << K_CONN)) && i < nlines; i++) {
             if (kinds[i] != K_CONN) continue;
             const uint8_t *a0 = buf + req->values[i].off, *e = a0 + req->values[i].len;
             for (;;) {
@@ -689,7 +777,7 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
         }
         if (closed) keep_alive = 0;
         else if (ka && minor == 0) keep_alive = 1;
-        for (uint32_t i = 0; i < nlines; i++) {
+        for (uint32_t i = 0; (special & (1u << K_EXPECT)) && i < nlines; i++) {
             if (kinds[i] != K_EXPECT) continue;
             if (!ci_eq(buf + req->values[i].off, req->values[i].len, "100-continue", 12)) return -417;
             if (minor == 1) expect = 1;
@@ -815,6 +903,9 @@ const char *kl_parser_simd_name(int level)
 int kl_parser_set_simd(int level)
 {
     if (level < 0 || level > 2 || !kl_parser_simd_supported(level)) return -1;
+#if KL_HAVE_X86
+    if (level != KL_SIMD_SCALAR) build_host_tables();   /* before the store that publishes the path */
+#endif
     __atomic_store_n(&kl_active, &kl_impls[level], __ATOMIC_RELEASE);
     return level;
 }
