@@ -24,9 +24,12 @@ OPEN = 0          # keep reading
 CLOSE = 1         # flush the write buffer, then close
 _WAIT = 2         # (internal) a body has not fully arrived
 
-# Heads per parse_heads call.  The write limit is checked between runs, so
-# this also bounds how many answers one run appends past it.
-BATCH = 64
+# Heads per parse_heads call (the benchmark's whole 256-deep pipeline in one).
+BATCH = 256
+# A run of static answers up to this size is appended at once, past the write
+# limit if need be; a larger one answer by answer, checking the limit before
+# each, as every other answer is.
+RUN_BYTES = 65536
 
 _N, _INFO = itemgetter(0), itemgetter(1)
 
@@ -72,19 +75,34 @@ class Session:
                 method, path, query, minor, keep_alive, body_kind, clen, expect = info
                 route = app.resolve(method, path)
                 if route.__class__ is StaticRoute and body_kind == BODY_NONE:
-                    # k requests, one answer: append it k times at once
+                    answer = route.responses[(method == b"HEAD", minor, keep_alive)]
                     run = list(run)
                     k = len(run)
-                    answer = route.responses[(method == b"HEAD", minor, keep_alive)]
-                    wbuf.append(answer if k == 1 else answer * k)
-                    pos += sum(map(_N, run))
+                    if len(answer) * k <= RUN_BYTES:
+                        # k requests, one answer: append it k times at once
+                        wbuf.append(answer * k)
+                        pos += sum(map(_N, run))
+                    else:
+                        k = 0
+                        for n, _ in run:
+                            if wbuf.over_limit():
+                                result = _WAIT
+                                break
+                            wbuf.append(answer)
+                            pos += n
+                            k += 1
                     self.requests += k
                     self.continue_sent = False
-                    if not keep_alive:
+                    if not keep_alive:  # (a closing request is a run of its own)
                         result = CLOSE
                         pos = end        # nothing after a closing request is read
+                    if result != OPEN:
+                        break
                     continue
                 for n, info in run:     # a handler, an error route, or a body: one by one
+                    if wbuf.over_limit():
+                        result = _WAIT
+                        break
                     pos, result = self._answer_one(data, pos, end, n, info, route)
                     if result != OPEN:
                         break
