@@ -281,6 +281,66 @@ def test_run_h2load_open_loop_against_our_server(c_server):
     assert f["latency_p50_ms"] > 0
 
 
+@pytest.fixture
+def stalling_server():
+    """A keep-alive HTTP/1.1 responder on loopback that answers at once, except
+    that it holds every answer due between 400 and 700 ms after its first request
+    until 700 ms (a 300 ms stall, like a GC pause)."""
+    import asyncio
+    import threading
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    ready = threading.Event()
+    state = {}
+
+    async def handle(reader, writer):
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                now = loop.time()
+                first = state.setdefault("first", now)
+                if first + 0.4 <= now < first + 0.7:
+                    await asyncio.sleep(first + 0.7 - now)
+                writer.write(resp)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        state["port"] = server.sockets[0].getsockname()[1]
+        state["stop"] = asyncio.Event()
+        ready.set()
+        async with server:
+            await state["stop"].wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield state["port"]
+    loop.call_soon_threadsafe(state["stop"].set)
+    thread.join(10)
+
+
+@needs_h2load
+def test_run_h2load_open_loop_sees_a_real_stall(stalling_server):
+    """Real h2load against a server that stalls 300 ms: h2load's own timings show
+    a few slow requests (the ones caught in the stall); rebuilt from the schedule,
+    every request due during the stall waited for it."""
+    load = H2loadLoad(f"http://127.0.0.1:{stalling_server}/", 1, 4, 1, rate=1000)
+    f = run_h2load(load, _cpus(), None, None)
+    assert f["latency_errors"] == 0 and f["latency_scheduled"] >= 900
+    # ~30 % of the schedule was due in the stall, 2/3 of it waiting over 100 ms
+    assert f["latency_p90_ms"] > 100.0
+    assert f["latency_max_ms"] > 250.0
+    # from the real sends: one stuck request per connection (-m 1), 4 of ~1000
+    assert f["latency_uncorrected_p99_ms"] < 50.0
+    assert f["latency_send_lag_max_ms"] > 250.0
+
+
 @needs_h2load
 def test_run_h2load_refused_is_an_error(tmp_path):
     from kourier_lab.bench.verify import free_port
