@@ -43,6 +43,11 @@ SCHEMA: Dict[str, str] = {
     "buffer": "string", "head_memo": "boolean", "response": "string", "load_tool": "string",
     "request_bytes": "Int64", "response_bytes": "Int64", "offered_rate": "float64",
     "latency_per_batch": "boolean", "latency_p999_ms": "float64", "latency_samples": "Int64",
+    # h2load's open-loop figures (bench/h2load.py): latency from the intended send time
+    "latency_lower_bound": "boolean", "latency_unfinished": "Int64",
+    "latency_in_flight_at_end": "Int64", "latency_uncorrected_p99_ms": "float64",
+    "latency_send_lag_p99_ms": "float64", "client_cpu_util": "float64",
+    "achieved_of_offered": "float64",
     "workers": "Int64", "server_cpus": "string", "client_cpus": "string",
     "wrk_threads": "Int64", "shape": "string", "connections": "Int64", "pipeline": "Int64",
     "browser_headers": "boolean", "path": "string", "duration_s": "Int64",
