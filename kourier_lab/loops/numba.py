@@ -68,11 +68,13 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the machine
     raise ImportError(f"the numba loop needs numba and cffi ({e})") from e
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core.extending import intrinsic
 
 from .. import buffers, parsers
-from ..numba_support import W_FLAGS0, W_METHOD, W_PATH, limits_array, new_table
-from ..parsers.numba import _parse_head
+from ..numba_support import limits_array, new_table
+from ..parsers.numba import (H_FLAGS0, H_LEN, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN, HEAD_FIELDS, _ld,
+                             parse_heads_kernel)
 from ..server.app import StaticRoute
 from ..server.session import Session
 from . import register
@@ -129,6 +131,7 @@ EAGAIN, EINTR = errno.EAGAIN, errno.EINTR
 E_ACCEPT_SKIP = (errno.ECONNABORTED, errno.EPROTO, errno.EINTR)
 
 MAX_EVENTS = 512
+MAX_HEADS = 1024           # heads parsed per kernel call (a 16 KiB row holds at most ~900)
 ACCEPT_BATCH = 256
 WRITE_ROW = 16384          # per native connection; a full row is sent and reused mid-batch
 BIG_ROWS = 4               # shared write rows, lent while a connection's answers are produced and sent
@@ -158,10 +161,35 @@ R_503, R_408 = 0, 1
 NativeState = namedtuple("NativeState", [
     "ctl", "fdmode", "fdslot", "slots", "freelist", "rdata", "wdata", "evbuf", "evrec", "pyev",
     "table", "limits", "path_blob", "path_idx", "resp_blob", "resp_idx", "scratch", "addrlen",
-    "one", "ts", "memo", "wheel", "expired", "wbig", "bigfree"])
+    "one", "ts", "memo", "wheel", "expired", "wbig", "bigfree", "heads"])
 
 
 # -- native helpers -----------------------------------------------------------------------
+@intrinsic
+def _ptr(typingctx, arr, off):
+    """&arr[off] as a C pointer, for libc calls: ffi.from_buffer(arr[off:]) builds
+    a slice first (bounds normalisation, a new array struct) on every call."""
+    sig = types.CPointer(arr.dtype)(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+    return sig, codegen
+
+
+@njit(cache=False, _nrt=False)
+def _emit_run(wrow, at, resp_blob, off, size, count):
+    """`count` copies of the answer resp_blob[off:off+size] at wrow[at:]: one
+    copy, then the copies made so far copied after themselves (log2(count)
+    memcpy calls for a run of identical answers, not one per request)."""
+    c_memcpy(_ptr(wrow, at), _ptr(resp_blob, off), size)
+    done = 1
+    while done < count:
+        k = min(done, count - done)
+        c_memcpy(_ptr(wrow, at + done * size), _ptr(wrow, at), k * size)
+        done += k
+
+
 @njit(cache=False, _nrt=False)
 def _errno():
     return c_errno_location()[0]
@@ -300,12 +328,14 @@ def _process(L, slot):
     here rather than called: a call that takes the state tuple passes every
     array in it, which cost more than the parse."""
     return _serve_row(L.rdata[slot], _wrow(L, slot), L.slots[slot], L.table, L.limits, L.ctl,
-                      L.path_blob, L.path_idx, L.resp_blob, L.resp_idx, L.memo)
+                      L.path_blob, L.path_idx, L.resp_blob, L.resp_idx, L.memo, L.heads)
 
 
 @njit(cache=False, _nrt=False)
-def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo):
-    """Every head is parsed in full; a head whose method and path bytes equal
+def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo, heads):
+    """Every head is parsed in full, all the heads of the row in one call of
+    the parser's parse_heads_kernel (one head per call with the memo on: it is
+    checked first); a head whose method and path bytes equal
     the previous one's (in this call) reuses that head's route instead of
     looking it up again.  The head memo (as the C loop's and the Python
     parser's): parsers are stateless, so a head byte-identical to the last one
@@ -317,41 +347,46 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
     wlen = st[S_WLEN]
     wcap = wrow.shape[0]
     catch_all = ctl[C_CATCH_ALL]
-    max_request_line, max_header_bytes, max_headers, max_body = lim[0], lim[1], lim[2], lim[3]
     pos = 0
+    hk = hn = 0              # the next row of `heads` to answer, the rows parsed
     result = P_DONE
     served = 0
     route = -1               # the previous head's route, its method and path spans
     head = 0
     pmo = pml = ppo = ppl = 0
+    run_resp = -1            # the answer being repeated, where its copies start, how many
+    run_off = run_size = run_at = run_count = 0
     while pos < rlen:
         mlen = ctl[C_MEMO_LEN]
-        if mlen > 0 and rlen - pos >= mlen and c_memcmp(ffi.from_buffer(row[pos:]),
-                                                       ffi.from_buffer(memo), mlen) == 0:
+        if mlen > 0 and rlen - pos >= mlen and c_memcmp(_ptr(row, pos), _ptr(memo, 0), mlen) == 0:
             n = mlen
             resp = ctl[C_MEMO_RESP]
             keep_alive = ctl[C_MEMO_KA]
         else:
-            n = _parse_head(row, pos, rlen, max_request_line, max_header_bytes, max_headers, max_body, t)
+            if hk == hn:
+                hn = parse_heads_kernel(row, pos, rlen, lim, t, heads, 1 if mlen >= 0 else heads.shape[0])
+                hk = 0
+            n = heads[hk, H_LEN]
             if n == 0:
                 break
-            f0 = t[W_FLAGS0]
+            f0 = heads[hk, H_FLAGS0]
             if n < 0 or (f0 >> 24) != BODY_NONE:
                 result = P_PROMOTE             # an error or a body: Python answers
                 break
-            mo = pos + t[W_METHOD]
-            ml = t[W_METHOD + 1]
-            po = pos + t[W_PATH]
-            pl = t[W_PATH + 1]
+            mo = pos + heads[hk, H_METHOD]
+            ml = heads[hk, H_METHOD_LEN]
+            po = pos + heads[hk, H_PATH]
+            pl = heads[hk, H_PATH_LEN]
+            hk += 1
             same = route >= 0 and ml == pml and pl == ppl
             if same:
                 for i in range(ml):
-                    if row[mo + i] != row[pmo + i]:
+                    if _ld(row, mo + i) != _ld(row, pmo + i):
                         same = False
                         break
             if same:
                 for i in range(pl):
-                    if row[po + i] != row[ppo + i]:
+                    if _ld(row, po + i) != _ld(row, ppo + i):
                         same = False
                         break
             if not same:
@@ -363,22 +398,34 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             keep_alive = (f0 >> 16) & 0xFF
             resp = route * 8 + head * 4 + (f0 & 0xFF) * 2 + keep_alive
             if mlen >= 0 and n <= MEMO_MAX:
-                c_memcpy(ffi.from_buffer(memo), ffi.from_buffer(row[pos:]), n)
+                c_memcpy(_ptr(memo, 0), _ptr(row, pos), n)
                 ctl[C_MEMO_LEN] = n
                 ctl[C_MEMO_RESP] = resp
                 ctl[C_MEMO_KA] = keep_alive
         off = resp_idx[resp, 0]
         size = resp_idx[resp, 1]
         if wlen + size > wcap:
+            if run_count:
+                _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
+                run_count = 0
+                run_resp = -1
             if wlen - wpos + size > wcap:
                 # P_BLOCKED waits for the row to drain; an answer larger than the
                 # whole row never fits: Python's growable buffer takes it
                 result = P_BLOCKED if wlen > wpos else P_PROMOTE
                 break
-            c_memmove(ffi.from_buffer(wrow), ffi.from_buffer(wrow[wpos:]), wlen - wpos)   # compact
+            c_memmove(_ptr(wrow, 0), _ptr(wrow, wpos), wlen - wpos)   # compact
             wlen -= wpos
             wpos = 0
-        c_memcpy(ffi.from_buffer(wrow[wlen:]), ffi.from_buffer(resp_blob[off:]), size)
+        if resp != run_resp:                   # a new run of identical answers
+            if run_count:
+                _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
+            run_resp = resp
+            run_off = off
+            run_size = size
+            run_at = wlen
+            run_count = 0
+        run_count += 1                         # its bytes are written when the run ends
         wlen += size
         served += 1
         pos += n
@@ -386,13 +433,15 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             st[S_FLAGS] |= F_CLOSING
             pos = rlen
             break
+    if run_count:
+        _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
     st[S_WPOS] = wpos
     st[S_WLEN] = wlen
     ctl[C_SERVED] += served
     if pos:
         rest = rlen - pos
         if rest:
-            c_memmove(ffi.from_buffer(row), ffi.from_buffer(row[pos:]), rest)   # to the front
+            c_memmove(_ptr(row, 0), _ptr(row, pos), rest)   # to the front
         st[S_RLEN] = rest
     return result
 
@@ -712,7 +761,8 @@ class NumbaLoop(PythonLoop):
             memo=np.zeros(MEMO_MAX, np.uint8),
             wheel=new_wheel(TICK_MS, WHEEL_SLOTS, 0, time.clock_gettime_ns(CLOCK_MONOTONIC) // 1000000),
             expired=np.zeros(0, np.int64),
-            wbig=np.zeros((BIG_ROWS, BIG_ROW), np.uint8), bigfree=np.arange(BIG_ROWS, dtype=np.int32))
+            wbig=np.zeros((BIG_ROWS, BIG_ROW), np.uint8), bigfree=np.arange(BIG_ROWS, dtype=np.int32),
+            heads=np.zeros((MAX_HEADS, HEAD_FIELDS), np.int64))
         ctl[C_NBIGFREE] = BIG_ROWS
         # the head memo (parsers/memo.py): config.head_memo, off by default (-1)
         ctl[C_MEMO_LEN] = 0 if config.head_memo else -1

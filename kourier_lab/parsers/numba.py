@@ -700,6 +700,11 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
     return head_end - start
 
 
+# the same function, inlined where it is called: for the native loops, whose
+# per-head call passed two array structs and six scalars through the stack
+_parse_head_inline = njit(cache=True, _nrt=False, inline="always")(_parse_head.py_func)
+
+
 @njit(cache=True, _nrt=False)
 def parse_batch_kernel(buf, start, end, lim, t, summaries, starts, max_requests):
     """Parse pipelined heads back to back (bodies are not skipped: for GET-style
@@ -712,7 +717,7 @@ def parse_batch_kernel(buf, start, end, lim, t, summaries, starts, max_requests)
     last = 0
     max_request_line, max_header_bytes, max_headers, max_body = lim[0], lim[1], lim[2], lim[3]
     while count < max_requests:
-        n = _parse_head(buf, pos, end, max_request_line, max_header_bytes, max_headers, max_body, t)
+        n = _parse_head_inline(buf, pos, end, max_request_line, max_header_bytes, max_headers, max_body, t)
         if n <= 0:
             last = n
             break
@@ -723,6 +728,45 @@ def parse_batch_kernel(buf, start, end, lim, t, summaries, starts, max_requests)
         pos += n
         count += 1
     return count, pos - start, last
+
+
+# the rows parse_heads_kernel fills (int64): the contract's n, then the head's
+# flag word (version_minor, target_form, keep_alive, body_kind bytes) and its
+# method and path spans, relative to the head's first byte
+H_LEN, H_FLAGS0, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN = range(6)
+HEAD_FIELDS = 6
+
+
+@njit(cache=True, _nrt=False)
+def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads):
+    """Every head of a read in one call, for the native loops (the parse is
+    inlined here, and this kernel is cached on disk; the loops are compiled in
+    every process).  Row k of `heads` gets head k's H_* fields; heads follow
+    each other from `start`.  Stops after a row whose n <= 0 (0: need more,
+    -status: invalid), a head with a body (the bytes after it are not a head)
+    or one that ends the connection, or after max_heads rows.  `t` holds the
+    last head's whole table.  Returns the number of rows."""
+    max_request_line, max_header_bytes, max_headers, max_body = lim[0], lim[1], lim[2], lim[3]
+    pos = start
+    k = 0
+    while k < max_heads:
+        n = _parse_head_inline(buf, pos, end, max_request_line, max_header_bytes, max_headers, max_body, t)
+        heads[k, H_LEN] = n
+        k += 1
+        if n <= 0:
+            break
+        f0 = t[W_FLAGS0]
+        heads[k - 1, H_FLAGS0] = f0
+        heads[k - 1, H_METHOD] = t[W_METHOD]
+        heads[k - 1, H_METHOD_LEN] = t[W_METHOD + 1]
+        heads[k - 1, H_PATH] = t[W_PATH]
+        heads[k - 1, H_PATH_LEN] = t[W_PATH + 1]
+        if (f0 >> 24) != BODY_NONE or not (f0 >> 16) & 0xFF:
+            break
+        pos += n
+        if pos >= end:
+            break
+    return k
 
 
 # -- chunked bodies ---------------------------------------------------------------------
