@@ -404,6 +404,7 @@ def test_parse_heads_edges(parser_name):
     assert parse_heads(a * 3, len(a) * 3, len(a) * 3, 10) == []
     out = parse_heads(a * 3, 0, len(a) * 3, 2)               # max_count
     assert [n for n, _ in out] == [len(a)] * 2
+    assert [n for n, _ in parse_heads(a * 3, 0, len(a) * 3, None)] == [len(a)] * 3   # no limit
     assert parse_heads(a * 3 + a[:5], 0, len(a) * 3 + 5, 10)[-1] == (0, None)   # need more
     out = parse_heads(a + b"GET / HTTP/1.1\r\n\r\n" + a, 0, 2 * len(a) + 18, 10)
     assert [n for n, _ in out] == [len(a), -400]               # an error ends the list

@@ -23,8 +23,9 @@ again on the longer span when more bytes arrive.
       parse_head(buf, pos, end) and p.info would give.  It stops after (and
       includes) the first entry with n <= 0 (info None), or with a body
       (info[5] != BODY_NONE: the caller must handle the body first), or with
-      keep_alive False (info[4]); or when max_count entries are collected; or
-      when the next head would start at `end` (an empty list: start == end).
+      keep_alive False (info[4]); or when max_count entries are collected
+      (None: no limit); or when the next head would start at `end` (an empty
+      list: start == end).
       Consecutive entries may share one info object when their values are
       equal (callers may use `is` as a fast equality test, never rely on it).
       After parse_heads, p.head() is NOT defined: a caller that needs the
@@ -135,6 +136,8 @@ class RequestHead:
 def parse_heads_by_head(parser, buf, start, end, max_count):
     """The batch protocol (see the module docstring) over parse_head and info:
     for parsers without a parse_heads of their own."""
+    if max_count is None:
+        max_count = end - start         # every head is at least one byte
     out = []
     parse = parser.parse_head
     pos = start

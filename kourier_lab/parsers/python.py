@@ -150,6 +150,8 @@ class PythonParser:
         """The batch protocol (parsers/__init__.py): every head buffered from
         `start` on, each through the common-head path when it matches, else
         through the exact path."""
+        if max_count is None:
+            max_count = end - start     # every head is at least one byte
         out = []
         pos = start
         while pos < end and len(out) < max_count:
