@@ -7,9 +7,11 @@ body has not fully arrived is simply parsed again when more bytes come.
 
 The heads come in batches (the parser's parse_heads, parsers/__init__.py):
 every head is parsed and validated, but consecutive requests with equal info
-(same method, path, version, keep-alive: one route, one answer) form a run,
-resolved once and, for a static route, answered with one append of the
-response repeated -- no Python code per request on that path.
+(same method, path, version, keep-alive: one route, one answer) form a run
+(itertools.groupby; its == on tuples is quick when a parser hands out the
+same info object again), resolved once and, for a static route, answered
+with one append of the response repeated -- no Python code per request on
+that path.  Handlers, error routes and bodies are answered one by one.
 """
 from itertools import groupby
 from operator import itemgetter
