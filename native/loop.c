@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "parser.h"
 
 /* the cffi `extern "Python+C"` callbacks (defined by the generated module) */
 extern int kl_py_batch(void *handle, kl_batch *batch);
@@ -109,6 +110,7 @@ struct kl_loop {
     void *py;
     int parser_kind;
     kl_head_fn head_fn;
+    kl_head_impl_fn c_head;             /* KL_PARSER_C: the parser's active level, taken at kl_loop_run */
     kl_chunked_fn chunked_fn;
     /* routes */
     resp *routes;                       /* [nroutes * KL_VARIANTS] */
@@ -826,6 +828,11 @@ static inline int parse_head(kl_loop *L, const uint8_t *base, size_t end, size_t
 {
     if (L->parser_kind == KL_PARSER_PYTHON)
         return kl_py_parse_head(L->py, L->gen, base, end, pos, req);
+    if (L->parser_kind == KL_PARSER_C) {
+        int r = L->c_head(base + pos, end - pos, &L->cfg.limits, req);
+        req->status = r < 0 ? -r : 0;   /* as kl_parse_head */
+        return r;
+    }
     return L->head_fn(base + pos, end - pos, &L->cfg.limits, req);
 }
 
@@ -1210,6 +1217,7 @@ int kl_loop_run(kl_loop *L, int lfd, int sigfd)
         return -errno;
     L->lfd = lfd;
     L->sigfd = sigfd;
+    L->c_head = kl_parser_head_impl();
     L->request_ticks = ticks_of(L->cfg.request_timeout);
     L->idle_ticks = ticks_of(L->cfg.idle_timeout);
     L->cur_tick = mono_ns() / TICK_NS;

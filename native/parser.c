@@ -611,10 +611,143 @@ static int transfer_encoding(const uint8_t *buf, const kl_request *req, const ui
     return ncodings > 1 ? -501 : 0;
 }
 
+/* what the field-line pass hands to the semantic checks */
+typedef struct head_fields {
+    uint32_t nlines;
+    int nhost, ncl, nte;
+    unsigned special;        /* bit k: a field of kind k was seen */
+    int32_t host_i;
+    const uint8_t *head_end;
+} head_fields;
+
+#if KL_HAVE_X86
+/* the first byte at or after p outside the class, or NULL when finding it
+   would load past end */
+static inline KL_AVX2 const uint8_t *fast_scan_nib(const uint8_t *p, const uint8_t *end, __m256i tbl,
+                                                   __m256i bits)
+{
+    for (; end - p >= 32; p += 32) {
+        unsigned m = miss32_nib(_mm256_loadu_si256((const __m256i *)p), tbl, bits);
+        if (m) return p + __builtin_ctz(m);
+    }
+    return NULL;
+}
+
+static inline KL_AVX2 const uint8_t *fast_scan_field(const uint8_t *p, const uint8_t *end)
+{
+    for (; end - p >= 32; p += 32) {
+        unsigned m = miss32_field(_mm256_loadu_si256((const __m256i *)p));
+        if (m) return p + __builtin_ctz(m);
+    }
+    return NULL;
+}
+
+/*
+ * The common head, in one lean pass: origin-form target without '%', version
+ * HTTP/1.1 or HTTP/1.0, no leading CRLF, well-formed field lines, within the
+ * limits, every load inside [buf, end).  Returns 1 with the request line and
+ * field spans set exactly as sections 1 and 2 of head_body set them for such a
+ * head (the class scans are the same, only fewer bounds and error branches),
+ * or 0: the head is anything else (or too close to the end of the bytes) and
+ * the general path decides.  It never answers an error itself.
+ */
+static inline KL_AVX2 int fast_head_avx2(const uint8_t *buf, const uint8_t *end, const kl_limits *lim,
+                                         kl_request *req, uint8_t *kinds, head_fields *f)
+{
+    const __m256i bits = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_hi_bit));
+    const __m256i t_tchar = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_nib_tchar));
+    const __m256i t_path = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_nib_path));
+    /* request line: method SP "/" path ["?" query] SP HTTP/1.x CRLF */
+    const uint8_t *q = fast_scan_nib(buf, end, t_tchar, bits);
+    if (!q || q == buf || *q != ' ') return 0;
+    const size_t m = (size_t)(q - buf);
+    if (m == 7 && memcmp(buf, "CONNECT", 7) == 0) return 0;
+    const uint8_t *t = q + 1;
+    if (end - t < 32 || *t != '/') return 0;
+    q = fast_scan_nib(t, end, t_path, bits);
+    if (!q) return 0;
+    req->path = mkspan(buf, t, q);
+    req->has_query = 0;
+    req->query.off = req->query.len = 0;
+    if (*q == '?') {
+        const uint8_t *qs = q + 1;
+        const __m256i t_query = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_nib_query));
+        q = fast_scan_nib(qs, end, t_query, bits);
+        if (!q) return 0;
+        req->query = mkspan(buf, qs, q);
+        req->has_query = 1;
+    }
+    if (*q != ' ' || end - q < 11) return 0;      /* '%' (or anything else): the general path */
+    const uint8_t *v = q + 1;
+    const uint64_t ver = ld64(v);
+    int minor;
+    if (ver == ld64("HTTP/1.1")) minor = 1;
+    else if (ver == ld64("HTTP/1.0")) minor = 0;
+    else return 0;
+    if (v[8] != '\r' || v[9] != '\n' || (size_t)(v + 8 - buf) > lim->max_request_line) return 0;
+    req->method = mkspan(buf, buf, buf + m);
+    req->target = mkspan(buf, t, q);
+    req->target_form = KL_FORM_ORIGIN;
+    req->version_minor = (uint8_t)minor;
+
+    /* field lines: token ":" OWS field-content CRLF, up to the empty line */
+    const uint8_t *p = v + 10;
+    uint32_t nlines = 0;
+    for (;;) {
+        if (end - p < 2) return 0;
+        if (*p == '\r') {
+            if (p[1] != '\n') return 0;
+            f->head_end = p + 2;
+            break;
+        }
+        const uint8_t *ne = fast_scan_nib(p, end, t_tchar, bits);
+        if (!ne || ne == p || *ne != ':') return 0;
+        q = ne + 1;
+        q += q < end && *q == ' ';                   /* the usual single SP */
+        while (q < end && is_ws(*q)) q++;
+        const uint8_t *val = q;
+        q = fast_scan_field(q, end);
+        if (!q || end - q < 2 || q[0] != '\r' || q[1] != '\n') return 0;
+        const uint8_t *ve = q;
+        if (KL_UNLIKELY(ve > val && is_ws(ve[-1])))
+            while (ve > val && is_ws(ve[-1])) ve--;
+        if (nlines >= KL_MAX_HEADERS) return 0;
+        req->names[nlines] = mkspan(buf, p, ne);
+        req->values[nlines] = mkspan(buf, val, ve);
+        int k = name_kind(p, (size_t)(ne - p));
+        kinds[nlines] = (uint8_t)k;
+        if (k) {
+            f->special |= 1u << k;
+            if (k == K_HOST) {
+                f->nhost++;
+                f->host_i = (int32_t)nlines;
+            }
+            f->ncl += k == K_CL;
+            f->nte += k == K_TE;
+        }
+        nlines++;
+        p = q + 2;
+    }
+    if ((size_t)(f->head_end - buf) > lim->max_header_bytes || nlines > lim->max_headers) return 0;
+    f->nlines = nlines;
+    return 1;
+}
+#endif
+
 KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl_request *req,
                         const int level)
 {
     const uint8_t *end = buf + len;
+    const size_t max_hb = lim->max_header_bytes;
+    head_fields f = {0, 0, 0, 0, 0, -1, NULL};
+    uint8_t kinds[KL_MAX_HEADERS];
+    int bad = 0, bare_end = 0, r;
+#if KL_HAVE_X86
+    if (level == KL_SIMD_AVX2) {
+        if (fast_head_avx2(buf, end, lim, req, kinds, &f)) goto semantics;
+        f = (head_fields){0, 0, 0, 0, 0, -1, NULL};
+    }
+#endif
     const uint8_t *s = buf;
     while (s + 1 < end && s[0] == '\r' && s[1] == '\n') s += 2;   /* RFC 9112 2.2 */
 
@@ -638,25 +771,19 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
     const int cr = lf > s && lf[-1] == '\r';
     if ((size_t)(lf - s) - (size_t)cr > max_rl) return -414;
     if (!cr) return -400;
-    int r = request_line(buf, s, lf - 1, req, level);
+    r = request_line(buf, s, lf - 1, req, level);
     if (r) return r;
 
     /* 2. field lines up to the first empty line.  Nothing past max_header_bytes
        can belong to an acceptable head, so the scan stops there. */
-    const size_t max_hb = lim->max_header_bytes;
     const uint8_t *hend = len > max_hb ? buf + max_hb : end;
-    const uint8_t *p = lf + 1, *q, *head_end;
-    uint32_t nlines = 0;
-    int bad = 0, bare_end = 0, nhost = 0, ncl = 0, nte = 0;
-    unsigned special = 0;   /* bit k: a field of kind k was seen */
-    int32_t host_i = -1;
-    uint8_t kinds[KL_MAX_HEADERS];
+    const uint8_t *p = lf + 1, *q;
     for (;;) {
         if (KL_UNLIKELY(p >= hend)) goto incomplete;
         if (*p == '\r') {
             if (KL_UNLIKELY(p + 1 >= hend)) goto incomplete;
             if (KL_LIKELY(p[1] == '\n')) {
-                head_end = p + 2;
+                f.head_end = p + 2;
                 break;
             }
             bad = 1;
@@ -664,7 +791,7 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
             goto skip_line;
         }
         if (KL_UNLIKELY(*p == '\n')) {   /* LF LF: the head ends, on a bare LF */
-            head_end = p + 1;
+            f.head_end = p + 1;
             bare_end = 1;
             break;
         }
@@ -691,22 +818,22 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
             }
             const uint8_t *ve = q;
             while (ve > v && is_ws(ve[-1])) ve--;
-            if (KL_LIKELY(nlines < KL_MAX_HEADERS)) {
-                req->names[nlines] = mkspan(buf, p, name_e);
-                req->values[nlines] = mkspan(buf, v, ve);
+            if (KL_LIKELY(f.nlines < KL_MAX_HEADERS)) {
+                req->names[f.nlines] = mkspan(buf, p, name_e);
+                req->values[f.nlines] = mkspan(buf, v, ve);
                 int k = name_kind(p, (size_t)(name_e - p));
-                kinds[nlines] = (uint8_t)k;
+                kinds[f.nlines] = (uint8_t)k;
                 if (k) {
-                    special |= 1u << k;
+                    f.special |= 1u << k;
                     if (k == K_HOST) {
-                        nhost++;
-                        host_i = (int32_t)nlines;
+                        f.nhost++;
+                        f.host_i = (int32_t)f.nlines;
                     }
-                    ncl += k == K_CL;
-                    nte += k == K_TE;
+                    f.ncl += k == K_CL;
+                    f.nte += k == K_TE;
                 }
             }
-            nlines++;
+            f.nlines++;
             p = q + 2;
             continue;
         }
@@ -715,24 +842,25 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
            which needs the head's end; find the line's LF */
         q = memchr(q, '\n', (size_t)(hend - q));
         if (!q) goto incomplete;
-        nlines++;
+        f.nlines++;
         p = q + 1;
     }
 
-    if ((size_t)(head_end - buf) > max_hb) return -431;
+semantics:
+    if ((size_t)(f.head_end - buf) > max_hb) return -431;
     if (bare_end) return -400;
-    if (nlines > lim->max_headers) return -431;
+    if (f.nlines > lim->max_headers) return -431;
     if (bad) return -400;
 
     /* 3. framing and semantics, in python.py _semantics' order */
     const int minor = req->version_minor;
-    if (nhost > 1 || (nhost == 0 && minor == 1)) return -400;
+    if (f.nhost > 1 || (f.nhost == 0 && minor == 1)) return -400;
     int keep_alive = minor == 1, body_kind = KL_BODY_NONE, expect = 0;
     int64_t clen = -1;
     req->host.off = req->host.len = 0;
-    if (special) {
-        if (host_i >= 0) {
-            const uint8_t *hv = buf + req->values[host_i].off, *he = hv + req->values[host_i].len;
+    if (f.special) {
+        if (f.host_i >= 0) {
+            const uint8_t *hv = buf + req->values[f.host_i].off, *he = hv + req->values[f.host_i].len;
             int ok;
 #if KL_HAVE_X86
             /* a short reg-name host (the common case) in one vector step; the
@@ -744,24 +872,24 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
 #endif
                 ok = valid_host_value(hv, he);
             if (!ok) return -400;
-            req->host = req->values[host_i];
+            req->host = req->values[f.host_i];
         }
-        if (ncl && nte) return -400;
-        if (ncl) {
-            r = content_length(buf, req, kinds, nlines, lim, &clen);
+        if (f.ncl && f.nte) return -400;
+        if (f.ncl) {
+            r = content_length(buf, req, kinds, f.nlines, lim, &clen);
             if (r) return r;
             body_kind = KL_BODY_LENGTH;
         }
-        if (nte) {
+        if (f.nte) {
             if (minor == 0) return -400;
-            r = transfer_encoding(buf, req, kinds, nlines);
+            r = transfer_encoding(buf, req, kinds, f.nlines);
             if (r) return r;
             body_kind = KL_BODY_CHUNKED;
         }
         /* Connection: "close" anywhere wins; HTTP/1.0 keeps alive only with
            "keep-alive" (RFC 9112 9.3) */
         int closed = 0, ka = 0;
-        for (uint32_t i = 0; (special & (1u << K_CONN)) && i < nlines; i++) {
+        for (uint32_t i = 0; (f.special & (1u << K_CONN)) && i < f.nlines; i++) {
             if (kinds[i] != K_CONN) continue;
             const uint8_t *a0 = buf + req->values[i].off, *e = a0 + req->values[i].len;
             for (;;) {
@@ -777,7 +905,7 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
         }
         if (closed) keep_alive = 0;
         else if (ka && minor == 0) keep_alive = 1;
-        for (uint32_t i = 0; (special & (1u << K_EXPECT)) && i < nlines; i++) {
+        for (uint32_t i = 0; (f.special & (1u << K_EXPECT)) && i < f.nlines; i++) {
             if (kinds[i] != K_EXPECT) continue;
             if (!ci_eq(buf + req->values[i].off, req->values[i].len, "100-continue", 12)) return -417;
             if (minor == 1) expect = 1;
@@ -787,10 +915,10 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
     req->body_kind = (uint8_t)body_kind;
     req->expect_continue = (uint8_t)expect;
     req->content_length = clen;
-    req->header_count = nlines;
-    req->head_len = (uint32_t)(head_end - buf);
+    req->header_count = f.nlines;
+    req->head_len = (uint32_t)(f.head_end - buf);
     req->status = 0;
-    return (int)(head_end - buf);
+    return (int)(f.head_end - buf);
 
 incomplete:
     return len >= max_hb ? -431 : 0;
@@ -940,6 +1068,11 @@ static inline const kl_impl *active(void)
 int kl_parser_simd(void)
 {
     return active()->level;
+}
+
+kl_head_impl_fn kl_parser_head_impl(void)
+{
+    return active()->head;
 }
 
 int kl_parse_head(const uint8_t *buf, size_t len, const kl_limits *limits, kl_request *req)

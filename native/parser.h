@@ -27,6 +27,13 @@ int kl_parser_init(void);
 /* Force a level (tests run every path on one corpus); -1 if unsupported here. */
 int kl_parser_set_simd(int level);
 int kl_parser_simd(void);                 /* the active level */
+/*
+ * The active level's head parser: kl_parse_head without the dispatch and
+ * without setting req->status (the caller does), for a loop that parses many
+ * heads on one level.
+ */
+typedef int (*kl_head_impl_fn)(const uint8_t *buf, size_t len, const kl_limits *limits, kl_request *req);
+kl_head_impl_fn kl_parser_head_impl(void);
 const char *kl_parser_simd_name(int level);
 int kl_parser_simd_supported(int level);  /* 1 when this CPU can run it */
 
