@@ -68,17 +68,14 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .runner import CLIENT_SATURATION, SAMPLE_INTERVAL_S, _pin
-from .sampler import TreeSampler, cpu_fractions, cpu_ticks
-from .wrk import PIPELINE_LUA
+from .runner import CLIENT_SATURATION, run_sampled
+from .wrk import browser_headers
 
 DEBIAN_PACKAGE = "nghttp2-client"
 # h2load's rps timer never ticks faster than this (Client::connection_made).
@@ -97,18 +94,6 @@ def ensure_h2load() -> str:
         return path
     raise H2loadError(f"h2load is not installed; install the distribution's package "
                       f"(Debian/Ubuntu: sudo apt-get install {DEBIAN_PACKAGE})")
-
-
-def browser_headers() -> List[tuple]:
-    """The browser shape's headers, read from pipeline.lua (what wrk sends), so
-    both tools send the same request."""
-    text = PIPELINE_LUA.read_text()
-    start = text.index('if args[2] == "browser"')
-    block = text[start:text.index("}", start)]
-    headers = re.findall(r'\["([^"]+)"\]\s*=\s*"([^"]*)"', block)
-    if not headers:
-        raise H2loadError(f"no browser headers found in {PIPELINE_LUA.name}")
-    return headers
 
 
 def _duration_arg(seconds: float) -> str:
@@ -439,42 +424,9 @@ def run_h2load(load: H2loadLoad, client_cpus: Sequence[int], server_pid: Optiona
     cmd = load.command(h2load, log_path)
     deadline_s = load.duration_s + load.warmup_s + 30
     try:
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, preexec_fn=_pin(client_cpus))
-        sampler = TreeSampler(server_pid) if server_pid else None
-        ticks0 = (cpu_ticks(server_cpus), cpu_ticks(client_cpus))
-        t0 = time.monotonic()
-        if sampler:
-            sampler.start()
-        killed = False
-        try:
-            while True:
-                pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() - t0 > deadline_s:
-                    proc.kill()
-                    pid, status, ru = os.wait4(proc.pid, 0)
-                    killed = True
-                    break
-                if sampler:
-                    sampler.sample()
-                time.sleep(SAMPLE_INTERVAL_S)
-        except BaseException:
-            if proc.returncode is None:
-                try:
-                    proc.kill()
-                    os.wait4(proc.pid, 0)
-                except (ProcessLookupError, ChildProcessError):
-                    pass
-                proc.returncode = -9
-            raise
-        wall = time.monotonic() - t0
-        srv_frac = cpu_fractions(ticks0[0], cpu_ticks(server_cpus))
-        cli_frac = cpu_fractions(ticks0[1], cpu_ticks(client_cpus))
-        usage = sampler.finish() if sampler else None
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        r = run_sampled(cmd, out_path, client_cpus, server_pid, server_cpus, deadline_s)
+        proc, ru, wall, killed = r.proc, r.rusage, r.wall_s, r.killed
+        srv_frac, cli_frac, usage = r.server_cpus, r.client_cpus, r.usage
         text = out_path.read_text(errors="replace")
         if killed:
             raise H2loadError(f"h2load did not finish within {deadline_s:g} s and was killed")

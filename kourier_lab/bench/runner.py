@@ -238,26 +238,23 @@ def resolve_load(shape: Shape, split: Split, port: int) -> Tuple[WrkLoad, str]:
                     shape.timeout_s), "; ".join(notes))
 
 
-def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int],
-            raw_path: Optional[Path], wrk: str = "wrk",
-            server_cpus: Sequence[int] = ()) -> Dict[str, object]:
-    """Run wrk pinned to client_cpus while sampling the server tree; every figure.
+@dataclasses.dataclass
+class SampledRun:
+    """A load tool's run: the reaped process, its rusage, and what was sampled."""
+    proc: subprocess.Popen
+    rusage: object
+    wall_s: float
+    killed: bool
+    server_cpus: Dict[str, float]      # cpu_fractions of the server's CPUs
+    client_cpus: Dict[str, float]
+    usage: object                      # TreeSampler.finish() of the server tree, or None
 
-    With server_cpus, also how busy those CPUs and the client's were in all
-    (any process, and softirq): busy CPUs that our processes did not use mean
-    kernel networking work or another tenant of a shared machine.
 
-    Raises WrkError when wrk fails or prints no report.
-    """
-    cmd = load.command(wrk)
-    deadline_s = load.duration_s + load.timeout_s + 30
-    out_path = raw_path
-    if out_path is None:
-        import tempfile
-        fd, name = tempfile.mkstemp(prefix="wrk-", suffix=".txt")
-        os.close(fd)
-        out_path = Path(name)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+def run_sampled(cmd: Sequence[str], out_path: Path, client_cpus: Sequence[int],
+                server_pid: Optional[int], server_cpus: Sequence[int],
+                deadline_s: float) -> SampledRun:
+    """Run a load tool (output to out_path) pinned to client_cpus until it exits
+    or deadline_s passes (then kill it), sampling the server tree meanwhile."""
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_pin(client_cpus))
@@ -281,7 +278,7 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
                 sampler.sample()
             time.sleep(SAMPLE_INTERVAL_S)
     except BaseException:
-        # Interrupted (a notebook's interrupt reaches only us): take wrk down too.
+        # Interrupted (a notebook's interrupt reaches only us): take the tool down too.
         if proc.returncode is None:
             try:
                 proc.kill()
@@ -295,6 +292,32 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
     cli_frac = cpu_fractions(ticks0[1], cpu_ticks(client_cpus))
     usage = sampler.finish() if sampler else None
     proc.returncode = os.waitstatus_to_exitcode(status)   # reaped by wait4 above
+    return SampledRun(proc, ru, wall, killed, srv_frac, cli_frac, usage)
+
+
+def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int],
+            raw_path: Optional[Path], wrk: str = "wrk",
+            server_cpus: Sequence[int] = ()) -> Dict[str, object]:
+    """Run wrk pinned to client_cpus while sampling the server tree; every figure.
+
+    With server_cpus, also how busy those CPUs and the client's were in all
+    (any process, and softirq): busy CPUs that our processes did not use mean
+    kernel networking work or another tenant of a shared machine.
+
+    Raises WrkError when wrk fails or prints no report.
+    """
+    cmd = load.command(wrk)
+    deadline_s = load.duration_s + load.timeout_s + 30
+    out_path = raw_path
+    if out_path is None:
+        import tempfile
+        fd, name = tempfile.mkstemp(prefix="wrk-", suffix=".txt")
+        os.close(fd)
+        out_path = Path(name)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    r = run_sampled(cmd, out_path, client_cpus, server_pid, server_cpus, deadline_s)
+    proc, ru, wall, killed = r.proc, r.rusage, r.wall_s, r.killed
+    srv_frac, cli_frac, usage = r.server_cpus, r.client_cpus, r.usage
     text = out_path.read_text(errors="replace")
     if raw_path is None:
         out_path.unlink(missing_ok=True)

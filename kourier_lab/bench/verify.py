@@ -183,20 +183,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 # Bytes per request: what the load tool sends, what the server answers
 
 
-def _browser_headers() -> List[Tuple[str, str]]:
-    """The browser shape's headers, read from pipeline.lua (the script wrk runs),
-    so the measured request can never drift from the one sent under load."""
-    import re
-    from .wrk import PIPELINE_LUA
-    text = PIPELINE_LUA.read_text()
-    start = text.index('if args[2] == "browser"')
-    block = text[start:text.index("}", start)]
-    headers = re.findall(r'\["([^"]+)"\]\s*=\s*"([^"]*)"', block)
-    if not headers:
-        raise VerifyError(f"no browser headers found in {PIPELINE_LUA.name}")
-    return headers
-
-
 def load_request(host: str, port: int, path: str = "/hello", browser: bool = False) -> bytes:
     """One request exactly as wrk sends it for http://host:port/path.
 
@@ -207,7 +193,8 @@ def load_request(host: str, port: int, path: str = "/hello", browser: bool = Fal
     """
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
     if browser:
-        lines += [f"{name}: {value}" for name, value in _browser_headers()]
+        from .wrk import browser_headers
+        lines += [f"{name}: {value}" for name, value in browser_headers()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

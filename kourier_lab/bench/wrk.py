@@ -21,6 +21,18 @@ from typing import Dict, List, Sequence
 
 PIPELINE_LUA = Path(__file__).with_name("lua") / "pipeline.lua"
 
+
+def browser_headers() -> List[tuple]:
+    """The browser shape's headers, read from pipeline.lua (the script wrk runs),
+    so every tool and the bytes measurement send the same request."""
+    text = PIPELINE_LUA.read_text()
+    start = text.index('if args[2] == "browser"')
+    block = text[start:text.index("}", start)]
+    headers = re.findall(r'\["([^"]+)"\]\s*=\s*"([^"]*)"', block)
+    if not headers:
+        raise WrkError(f"no browser headers found in {PIPELINE_LUA.name}")
+    return headers
+
 PERCENTILES = (50, 75, 90, 99)
 
 _TIME_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
