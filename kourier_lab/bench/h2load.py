@@ -74,7 +74,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .runner import CLIENT_SATURATION, run_sampled
+from .runner import CLIENT_SATURATION, run_sampled, server_figures
 from .wrk import browser_headers
 
 DEBIAN_PACKAGE = "nghttp2-client"
@@ -468,18 +468,7 @@ def run_h2load(load: H2loadLoad, client_cpus: Sequence[int], server_pid: Optiona
     })
     if load.rate:
         figures["achieved_of_offered"] = figures["req_per_s"] / load.rate
-    if usage is not None:
-        req = figures["requests"]
-        figures.update({
-            "server_cpu_s": usage.cpu_s,
-            "server_cpu_user_s": usage.cpu_user_s,
-            "server_cpu_sys_s": usage.cpu_sys_s,
-            "server_processes": usage.processes,
-            "server_vmhwm_kb": usage.vmhwm_kb,
-            "server_vmpeak_kb": usage.vmpeak_kb,
-            "server_vmrss_kb": usage.vmrss_kb,
-            "cpu_us_per_req": usage.cpu_s * 1e6 / req if req else math.nan,
-        })
+    figures.update(server_figures(usage, figures["requests"]))
     return figures
 
 

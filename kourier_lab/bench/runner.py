@@ -295,6 +295,22 @@ def run_sampled(cmd: Sequence[str], out_path: Path, client_cpus: Sequence[int],
     return SampledRun(proc, ru, wall, killed, srv_frac, cli_frac, usage)
 
 
+def server_figures(usage, requests) -> Dict[str, object]:
+    """The sampled server tree's figures, CPU-µs per request among them ({} unsampled)."""
+    if usage is None:
+        return {}
+    return {
+        "server_cpu_s": usage.cpu_s,
+        "server_cpu_user_s": usage.cpu_user_s,
+        "server_cpu_sys_s": usage.cpu_sys_s,
+        "server_processes": usage.processes,
+        "server_vmhwm_kb": usage.vmhwm_kb,
+        "server_vmpeak_kb": usage.vmpeak_kb,
+        "server_vmrss_kb": usage.vmrss_kb,
+        "cpu_us_per_req": usage.cpu_s * 1e6 / requests if requests else math.nan,
+    }
+
+
 def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int],
             raw_path: Optional[Path], wrk: str = "wrk",
             server_cpus: Sequence[int] = ()) -> Dict[str, object]:
@@ -317,7 +333,7 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     r = run_sampled(cmd, out_path, client_cpus, server_pid, server_cpus, deadline_s)
     proc, ru, wall, killed = r.proc, r.rusage, r.wall_s, r.killed
-    srv_frac, cli_frac, usage = r.server_cpus, r.client_cpus, r.usage
+    srv_frac, cli_frac = r.server_cpus, r.client_cpus
     text = out_path.read_text(errors="replace")
     if raw_path is None:
         out_path.unlink(missing_ok=True)
@@ -341,18 +357,7 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
         "client_cpus_softirq": cli_frac["softirq"],
     })
     figures["client_saturated"] = bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION)
-    if usage is not None:
-        req = figures["requests"]
-        figures.update({
-            "server_cpu_s": usage.cpu_s,
-            "server_cpu_user_s": usage.cpu_user_s,
-            "server_cpu_sys_s": usage.cpu_sys_s,
-            "server_processes": usage.processes,
-            "server_vmhwm_kb": usage.vmhwm_kb,
-            "server_vmpeak_kb": usage.vmpeak_kb,
-            "server_vmrss_kb": usage.vmrss_kb,
-            "cpu_us_per_req": usage.cpu_s * 1e6 / req if req else math.nan,
-        })
+    figures.update(server_figures(r.usage, figures["requests"]))
     return figures
 
 
