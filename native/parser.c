@@ -621,13 +621,18 @@ typedef struct head_fields {
 } head_fields;
 
 #if KL_HAVE_X86
-/* the first byte at or after p outside the class, or NULL when finding it
-   would load past end */
+/* the first byte at or after p outside the class, or NULL when every byte up
+   to end is in it; fewer than 32 bytes before end are read with one load
+   ending at end (the caller has end - buf >= 32), never outside [buf, end) */
 static inline KL_AVX2 const uint8_t *fast_scan_nib(const uint8_t *p, const uint8_t *end, __m256i tbl,
                                                    __m256i bits)
 {
     for (; end - p >= 32; p += 32) {
         unsigned m = miss32_nib(_mm256_loadu_si256((const __m256i *)p), tbl, bits);
+        if (m) return p + __builtin_ctz(m);
+    }
+    if (p < end) {
+        unsigned m = miss32_nib(_mm256_loadu_si256((const __m256i *)(end - 32)), tbl, bits) >> (32 - (end - p));
         if (m) return p + __builtin_ctz(m);
     }
     return NULL;
@@ -639,13 +644,17 @@ static inline KL_AVX2 const uint8_t *fast_scan_field(const uint8_t *p, const uin
         unsigned m = miss32_field(_mm256_loadu_si256((const __m256i *)p));
         if (m) return p + __builtin_ctz(m);
     }
+    if (p < end) {
+        unsigned m = miss32_field(_mm256_loadu_si256((const __m256i *)(end - 32))) >> (32 - (end - p));
+        if (m) return p + __builtin_ctz(m);
+    }
     return NULL;
 }
 
 /*
  * The common head, in one lean pass: origin-form target without '%', version
  * HTTP/1.1 or HTTP/1.0, no leading CRLF, well-formed field lines, within the
- * limits, every load inside [buf, end).  Returns 1 with the request line and
+ * limits, at least 32 bytes given (every load stays inside [buf, end)).  Returns 1 with the request line and
  * field spans set exactly as sections 1 and 2 of head_body set them for such a
  * head (the class scans are the same, only fewer bounds and error branches),
  * or 0: the head is anything else (or too close to the end of the bytes) and
@@ -657,13 +666,14 @@ static inline KL_AVX2 int fast_head_avx2(const uint8_t *buf, const uint8_t *end,
     const __m256i bits = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_hi_bit));
     const __m256i t_tchar = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_nib_tchar));
     const __m256i t_path = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)kl_nib_path));
+    if (end - buf < 32) return 0;
     /* request line: method SP "/" path ["?" query] SP HTTP/1.x CRLF */
     const uint8_t *q = fast_scan_nib(buf, end, t_tchar, bits);
     if (!q || q == buf || *q != ' ') return 0;
     const size_t m = (size_t)(q - buf);
     if (m == 7 && memcmp(buf, "CONNECT", 7) == 0) return 0;
     const uint8_t *t = q + 1;
-    if (end - t < 32 || *t != '/') return 0;
+    if (t >= end || *t != '/') return 0;
     q = fast_scan_nib(t, end, t_path, bits);
     if (!q) return 0;
     req->path = mkspan(buf, t, q);
