@@ -4,9 +4,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# wrk and a C compiler for the benchmarks and native modules; Go, nginx and the Debian
+# wrk and h2load (nghttp2-client) and a C compiler for the benchmarks and native modules; Go, nginx and the Debian
 # Rust crates (hyper, tokio; built offline) for the peers
-APT_PACKAGES := wrk build-essential golang-go nginx librust-hyper-dev librust-tokio-dev
+APT_PACKAGES := wrk nghttp2-client build-essential golang-go nginx librust-hyper-dev librust-tokio-dev
 # Debian's cargo only when the machine has no Rust toolchain of its own
 ifeq ($(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null),)
 APT_PACKAGES += cargo
