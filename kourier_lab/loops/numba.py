@@ -73,7 +73,8 @@ from numba.core.extending import intrinsic
 
 from .. import buffers, parsers
 from ..numba_support import limits_array, new_table
-from ..parsers.numba import (H_FLAGS0, H_LEN, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN, HEAD_FIELDS, _ld,
+from ..parsers.numba import (H_COUNT, H_FLAGS0, H_LEN, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN, HEAD_FIELDS,
+                             _ld,
                              parse_heads_kernel)
 from ..server.app import StaticRoute
 from ..server.session import Session
@@ -360,13 +361,15 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
         mlen = ctl[C_MEMO_LEN]
         if mlen > 0 and rlen - pos >= mlen and c_memcmp(_ptr(row, pos), _ptr(memo, 0), mlen) == 0:
             n = mlen
+            count = 1
             resp = ctl[C_MEMO_RESP]
             keep_alive = ctl[C_MEMO_KA]
         else:
             if hk == hn:
-                hn = parse_heads_kernel(row, pos, rlen, lim, t, heads, 1 if mlen >= 0 else heads.shape[0])
+                hn = parse_heads_kernel(row, pos, rlen, lim, t, heads, 1 if mlen >= 0 else MAX_HEADS)
                 hk = 0
             n = heads[hk, H_LEN]
+            count = heads[hk, H_COUNT]       # heads of length n in a row that get this answer
             if n == 0:
                 break
             f0 = heads[hk, H_FLAGS0]
@@ -404,19 +407,25 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
                 ctl[C_MEMO_KA] = keep_alive
         off = resp_idx[resp, 0]
         size = resp_idx[resp, 1]
-        if wlen + size > wcap:
+        blocked = False
+        if wlen + count * size > wcap:
             if run_count:
                 _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
                 run_count = 0
                 run_resp = -1
-            if wlen - wpos + size > wcap:
+            if wpos:
+                c_memmove(_ptr(wrow, 0), _ptr(wrow, wpos), wlen - wpos)   # compact
+                wlen -= wpos
+                wpos = 0
+            fit = (wcap - wlen) // size
+            if fit == 0:
                 # P_BLOCKED waits for the row to drain; an answer larger than the
                 # whole row never fits: Python's growable buffer takes it
-                result = P_BLOCKED if wlen > wpos else P_PROMOTE
+                result = P_BLOCKED if wlen > 0 else P_PROMOTE
                 break
-            c_memmove(_ptr(wrow, 0), _ptr(wrow, wpos), wlen - wpos)   # compact
-            wlen -= wpos
-            wpos = 0
+            if fit < count:
+                count = fit                    # the rest are parsed again once the row drains
+                blocked = True
         if resp != run_resp:                   # a new run of identical answers
             if run_count:
                 _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
@@ -425,10 +434,13 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             run_size = size
             run_at = wlen
             run_count = 0
-        run_count += 1                         # its bytes are written when the run ends
-        wlen += size
-        served += 1
-        pos += n
+        run_count += count                     # their bytes are written when the run ends
+        wlen += count * size
+        served += count
+        pos += count * n
+        if blocked:
+            result = P_BLOCKED
+            break
         if not keep_alive:                                 # nothing after it is read
             st[S_FLAGS] |= F_CLOSING
             pos = rlen

@@ -730,37 +730,71 @@ def parse_batch_kernel(buf, start, end, lim, t, summaries, starts, max_requests)
     return count, pos - start, last
 
 
-# the rows parse_heads_kernel fills (int64): the contract's n, then the head's
-# flag word (version_minor, target_form, keep_alive, body_kind bytes) and its
-# method and path spans, relative to the head's first byte
-H_LEN, H_FLAGS0, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN = range(6)
-HEAD_FIELDS = 6
+# the rows parse_heads_kernel fills (int64), one per run of heads that get the
+# same answer: the contract's n (every head of the run has that length), the
+# number of heads, then the first head's flag word (version_minor,
+# target_form, keep_alive, body_kind bytes) and its method and path spans,
+# relative to the head's first byte
+H_LEN, H_COUNT, H_FLAGS0, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN = range(7)
+HEAD_FIELDS = 7
 
 
 @njit(cache=True, _nrt=False)
 def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads):
     """Every head of a read in one call, for the native loops (the parse is
     inlined here, and this kernel is cached on disk; the loops are compiled in
-    every process).  Row k of `heads` gets head k's H_* fields; heads follow
-    each other from `start`.  Stops after a row whose n <= 0 (0: need more,
+    every process).  Every head is parsed in full; consecutive heads with the
+    same length, flag word, method and path bytes (so the same route and the
+    same answer) share one row of `heads` (H_COUNT of them), rows follow each
+    other from `start`.  Stops after a row whose n <= 0 (0: need more,
     -status: invalid), a head with a body (the bytes after it are not a head)
-    or one that ends the connection, or after max_heads rows.  `t` holds the
-    last head's whole table.  Returns the number of rows."""
+    or one that ends the connection, after max_heads heads or when `heads` is
+    full.  `t` holds the last head's whole table.  Returns the number of rows."""
     max_request_line, max_header_bytes, max_headers, max_body = lim[0], lim[1], lim[2], lim[3]
     pos = start
+    prev = start             # where the last row's first head starts
     k = 0
-    while k < max_heads:
+    count = 0
+    while count < max_heads:
         n = _parse_head_inline(buf, pos, end, max_request_line, max_header_bytes, max_headers, max_body, t)
-        heads[k, H_LEN] = n
-        k += 1
+        count += 1
         if n <= 0:
+            if k == heads.shape[0]:
+                break        # no room: the caller parses it again on its next call
+            heads[k, H_LEN] = n
+            heads[k, H_COUNT] = 1
+            k += 1
             break
         f0 = t[W_FLAGS0]
-        heads[k - 1, H_FLAGS0] = f0
-        heads[k - 1, H_METHOD] = t[W_METHOD]
-        heads[k - 1, H_METHOD_LEN] = t[W_METHOD + 1]
-        heads[k - 1, H_PATH] = t[W_PATH]
-        heads[k - 1, H_PATH_LEN] = t[W_PATH + 1]
+        mo, ml, po, pl = t[W_METHOD], t[W_METHOD + 1], t[W_PATH], t[W_PATH + 1]
+        same = (k > 0 and heads[k - 1, H_LEN] == n and heads[k - 1, H_FLAGS0] == f0
+                and heads[k - 1, H_METHOD_LEN] == ml and heads[k - 1, H_PATH_LEN] == pl)
+        if same:
+            a = prev + heads[k - 1, H_METHOD]
+            for i in range(ml):
+                if _ld(buf, a + i) != _ld(buf, pos + mo + i):
+                    same = False
+                    break
+        if same:
+            a = prev + heads[k - 1, H_PATH]
+            for i in range(pl):
+                if _ld(buf, a + i) != _ld(buf, pos + po + i):
+                    same = False
+                    break
+        if same:
+            heads[k - 1, H_COUNT] += 1
+        else:
+            if k == heads.shape[0]:
+                break
+            heads[k, H_LEN] = n
+            heads[k, H_COUNT] = 1
+            heads[k, H_FLAGS0] = f0
+            heads[k, H_METHOD] = mo
+            heads[k, H_METHOD_LEN] = ml
+            heads[k, H_PATH] = po
+            heads[k, H_PATH_LEN] = pl
+            prev = pos
+            k += 1
         if (f0 >> 24) != BODY_NONE or not (f0 >> 16) & 0xFF:
             break
         pos += n
