@@ -5,10 +5,12 @@ How the work is split
 ---------------------
 * Native (``run_native``, nopython): epoll_wait, then for every event: accept
   new connections (accept4, TCP_NODELAY, epoll_ctl), read into the
-  connection's row of a read slab, parse every complete head with the Numba
-  parser's kernel, and for each GET/HEAD of a static route copy the
-  precomputed response into the connection's row of a write slab; send it all
-  with one send(); keep-alive / close, HTTP/1.0, pipelining, backpressure
+  connection's row of a read slab, parse every complete head of the read in
+  one call of the Numba parser's parse_heads_kernel (each head in full; a run
+  of heads with the same method, path and flags comes back as one row with a
+  count), and for each GET/HEAD of a static route copy the precomputed
+  response (a run: log2(count) copies) into a write row; send it all with one
+  send(); keep-alive / close, HTTP/1.0, pipelining, backpressure
   (EPOLLOUT only while output is pending), request and idle deadlines
   (milliseconds, in a timer wheel compiled by Numba: 408 or close), the
   connection limit (503), lingering close.  It returns to Python
@@ -29,8 +31,11 @@ How the work is split
 
 Why slabs: per-connection buffers must be reachable from nopython code by
 index, without Python objects.  Every connection gets one row of a 2-D uint8
-read slab (read_buffer bytes) and one of a write slab (16 KiB: a full row is
-sent, then reused within the same batch); the slabs grow by doubling (in the
+read slab (read_buffer bytes) and one of a write slab (16 KiB); while a
+read's answers are produced and sent, the connection borrows one of BIG_ROWS
+shared 256 KiB write rows (kept only while its output is pending), so the
+answers to a whole 256-deep pipeline leave in one send (a full 16 KiB row is
+sent, then reused, when none is free); the slabs grow by doubling (in the
 driver, between native calls) as connections arrive and never shrink, so a
 worker holds about 2 x (read_buffer + 16 KiB) per peak connection (~64 MB
 at 1000 connections with the defaults).  The Numba ring/write buffers are

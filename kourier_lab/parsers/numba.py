@@ -20,6 +20,9 @@ Entry points
   body_len); the decoded data goes to out[out_off:]; passing the input array
   itself with out_off=start compacts in place (the writes never overtake the
   reads), which is what the C ``kl_parse_chunked`` does.
+* ``parse_heads_kernel(buf, start, end, limits, table_words, heads, max_heads)``
+  parses every head of a read for the native loops, one row per run of heads
+  that get the same answer (see its docstring).
 * ``parse_batch_kernel(...)`` parses pipelined heads back to back in one call
   (no bodies), for the native loops and for measuring the parser without the
   Python-call overhead (a Numba call from Python costs ~0.3-1 us, about as much
