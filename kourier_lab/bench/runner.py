@@ -91,7 +91,7 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if target.kind == "ceiling":
-        cmd = _ceiling_command(port, split.server_cpus, exp.response)
+        cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response)
     elif target.kind == "stack":
         cmd = [sys.executable, "-m", "kourier_lab.cli", "serve", "-a", HOST, "-p", str(port),
                "--worker-count", str(split.workers), "--loop", target.loop,
@@ -137,14 +137,6 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
     server.pids_seen.update(pids)
     pin_tree(pids, split.server_cpus)
     return server
-
-
-def _ceiling_command(port, cpus, response):
-    """The ceiling mirroring the stacks' response preset."""
-    import inspect
-    if "response" in inspect.signature(_ceiling.ceiling_command).parameters:
-        return _ceiling.ceiling_command(port, cpus, response=response)
-    return _ceiling.ceiling_command(port, cpus)
 
 
 def _alive_same(pid: int) -> bool:

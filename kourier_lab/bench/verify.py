@@ -110,14 +110,18 @@ def _check(status: int, body: bytes, what: str) -> None:
         raise VerifyError(f"{what}: body {body[:40]!r}, expected {EXPECTED_BODY!r}")
 
 
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except OSError as e:
+        raise VerifyError(f"cannot connect to {host}:{port}: {e}") from None
+
+
 def verify_server(host: str, port: int, path: str = "/hello", pipeline: int = 16,
                   timeout: float = 10.0) -> None:
     """Raise VerifyError unless one GET and a `pipeline`-deep batch answer correctly."""
     deadline = time.monotonic() + timeout
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as e:
-        raise VerifyError(f"cannot connect to {host}:{port}: {e}") from None
+    sock = _connect(host, port, timeout)
     with sock:
         reader = _Reader(sock, deadline)
         req = request_bytes(host, port, path)
@@ -226,10 +230,7 @@ def measure_bytes(host: str, port: int, path: str = "/hello", browser: bool = Fa
     """
     req = load_request(host, port, path, browser)
     deadline = time.monotonic() + timeout
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as e:
-        raise VerifyError(f"cannot connect to {host}:{port}: {e}") from None
+    sock = _connect(host, port, timeout)
     with sock:
         reader = _CountingReader(sock, deadline)
         try:

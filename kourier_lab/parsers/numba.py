@@ -159,6 +159,15 @@ def _eq_nocase(buf, i, e, lit):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _same_bytes(buf, a, b, n):
+    """buf[a:a + n] == buf[b:b + n]."""
+    for k in range(n):
+        if _ld(buf, a + k) != _ld(buf, b + k):
+            return False
+    return True
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _field_kind(buf, i, e):
     n = e - i
     if n == 4:
@@ -772,18 +781,8 @@ def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads):
         mo, ml, po, pl = t[W_METHOD], t[W_METHOD + 1], t[W_PATH], t[W_PATH + 1]
         same = (k > 0 and heads[k - 1, H_LEN] == n and heads[k - 1, H_FLAGS0] == f0
                 and heads[k - 1, H_METHOD_LEN] == ml and heads[k - 1, H_PATH_LEN] == pl)
-        if same:
-            a = prev + heads[k - 1, H_METHOD]
-            for i in range(ml):
-                if _ld(buf, a + i) != _ld(buf, pos + mo + i):
-                    same = False
-                    break
-        if same:
-            a = prev + heads[k - 1, H_PATH]
-            for i in range(pl):
-                if _ld(buf, a + i) != _ld(buf, pos + po + i):
-                    same = False
-                    break
+        same = (same and _same_bytes(buf, prev + heads[k - 1, H_METHOD], pos + mo, ml)
+                and _same_bytes(buf, prev + heads[k - 1, H_PATH], pos + po, pl))
         if same:
             heads[k - 1, H_COUNT] += 1
         else:
