@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional, Union
 
 import pandas as pd
 
+from .bottleneck import classify_row as classify_bottleneck
 from .paths import results_dir
 
 # Column -> pandas dtype.  Nullable types so skipped rows (no figures) and
@@ -26,8 +27,9 @@ from .paths import results_dir
 #   client_cpus_busy    whoever used it (our processes, softirq, other tenants)
 #   server_cpus_other   busy minus what the server (client: wrk) used and minus
 #   client_cpus_other   softirq: other processes of a shared machine
-#   bottleneck          client | server | contention (others used >= 20 % of our
-#                       CPUs) | neither (latency-bound)
+#   bottleneck          server | client | both | contention | neither: one rule
+#                       and one threshold for both sides (bench/bottleneck.py);
+#                       the summary applies it to the medians
 #   latency_overflow    wrk printed a percentile as 0.00us (histogram overflow):
 #                       that percentile is NaN, not 0
 #   non_2xx_3xx         wrk's "Non-2xx or 3xx responses" (it counts status >= 400)
@@ -211,13 +213,19 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "client_saturated": bool(good["client_saturated"].fillna(False).any()),
                 "vmhwm_mb": good["server_vmhwm_kb"].max() / 1024,
                 "server_cpus_busy": good["server_cpus_busy"].median(),
-                "bottleneck": good["bottleneck"].mode().iloc[0] if good["bottleneck"].notna().any()
-                else "",
+                "client_cpus_busy": _median(good, "client_cpus_busy"),
+                "server_cpus_softirq": _median(good, "server_cpus_softirq"),
+                "client_cpus_softirq": _median(good, "client_cpus_softirq"),
+                # per-run labels, e.g. "server 2/3, both 1/3" (runs can straddle a threshold)
+                "bottleneck_runs": _label_counts(good),
                 "status": "ok" if len(good) == len(g) else f"{len(g) - len(good)} failed",
                 "note": "",
             })
         else:
             line.update(status=first["status"], note=first["note"])
+        if len(good):
+            # the same rule as each run's label, applied to the medians
+            line["bottleneck"] = classify_bottleneck(line)
         line["_order"] = order.get(first["server_kind"], 3)
         out.append(line)
     s = pd.DataFrame(out)
@@ -227,10 +235,22 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     s = s.sort_values(["batch_id", "_shape", "_order"], kind="stable").drop(
         columns=["_order", "_shape"])
     for col in ("request_bytes", "response_bytes", "bytes_differ", "latency_per_batch",
-                "latency_p999_ms", "latency_max_ms"):
+                "latency_p999_ms", "latency_max_ms", "bottleneck", "bottleneck_runs",
+                "client_cpus_busy"):
         if col not in s.columns:
             s[col] = pd.NA
     return s.reset_index(drop=True)
+
+
+def _median(g: pd.DataFrame, col: str) -> float:
+    return g[col].median() if col in g.columns else math.nan
+
+
+def _label_counts(g: pd.DataFrame) -> str:
+    if "bottleneck" not in g.columns or not g["bottleneck"].notna().any():
+        return ""
+    counts = g["bottleneck"].dropna().value_counts()
+    return ", ".join(f"{label} {n}/{len(g)}" for label, n in counts.items())
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:
@@ -268,8 +288,10 @@ def format_summary(summary: pd.DataFrame) -> str:
                     notes.append("head memo ON")
                 if r.get("bytes_differ") is True:
                     notes.append("response size differs from the ceiling's")
-                if r["client_saturated"] and r.get("bottleneck") != "client":
+                if r["client_saturated"] and r.get("bottleneck") not in ("client", "both"):
                     notes.append("wrk saturated in some runs")
+                if "," in str(r.get("bottleneck_runs") or ""):
+                    notes.append(f"runs: {r['bottleneck_runs']}")
                 if r["status"] != "ok":
                     notes.append(r["status"])
                 rb = r.get("response_bytes")

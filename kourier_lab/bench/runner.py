@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import ceiling as _ceiling
+from .bottleneck import classify_row as classify_bottleneck
 from .machine import git_commit, machine_info
 from .paths import repo_root, results_dir
 from .sampler import TreeSampler, cpu_fractions, cpu_ticks, pin_tree
@@ -37,9 +38,6 @@ HOST = "127.0.0.1"
 # wrk's own CPU use at or above this fraction of its CPUs means wrk, not the
 # server, may have been the limit.
 CLIENT_SATURATION = 0.90
-SERVER_SATURATION = 0.90
-# Other processes using this share of the server's or wrk's CPUs: contended.
-CONTENTION = 0.20
 SAMPLE_INTERVAL_S = 0.25
 READY_TIMEOUT_S = 15.0
 READY_TIMEOUT_JIT_S = 60.0     # Numba variants compile on first start
@@ -365,12 +363,8 @@ def _server_util(figures: Dict[str, object], server_cpus: int) -> None:
         figures["client_cpus_other"] = (figures.get("client_cpus_busy", math.nan)
                                         - figures["wrk_cpu_util"]
                                         - figures.get("client_cpus_softirq", math.nan))
-        # What limited this run: wrk, the server, others on our CPUs
-        # (contention), else neither (latency-bound).
-        contended = max(figures["server_cpus_other"], figures["client_cpus_other"]) >= CONTENTION
-        figures["bottleneck"] = ("client" if figures["client_saturated"] else
-                                 "server" if util >= SERVER_SATURATION else
-                                 "contention" if contended else "neither")
+        # What limited this run: one rule for both sides (bench/bottleneck.py).
+        figures["bottleneck"] = classify_bottleneck(figures)
 
 
 # ---------------------------------------------------------------------------
