@@ -2,7 +2,7 @@
  * kourier_lab.h — the one place that fixes every memory layout shared across
  * languages.  The C variants use it directly, cffi reads it (cdef copies the
  * declarations below between the KL_CDEF markers), the Numba variants mirror it
- * with numpy dtypes (kourier_lab/numba_support.py; tests/test_numba_parser.py
+ * with numpy dtypes (kourier_lab/numba_layout.py; tests/test_numba_parser.py
  * checks their offsets against this header through cffi).
  *
  * The request table holds offsets, never pointers: every span is relative to

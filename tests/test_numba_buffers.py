@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("numba")
 
 from kourier_lab.buffers import numba as nbuf  # noqa: E402
-from kourier_lab.numba_support import ArrayBytes  # noqa: E402
+from kourier_lab.numba_layout import ArrayBytes  # noqa: E402
 
 
 def _churn(count):

@@ -10,7 +10,7 @@ np = pytest.importorskip("numpy")
 pytest.importorskip("numba")
 cffi = pytest.importorskip("cffi")
 
-from kourier_lab import numba_support as ns  # noqa: E402
+from kourier_lab import numba_layout as ns  # noqa: E402
 from kourier_lab.http.limits import Limits  # noqa: E402
 from kourier_lab.parsers import BODY_LENGTH  # noqa: E402
 from kourier_lab.parsers import numba as nparser  # noqa: E402

@@ -4,7 +4,7 @@ of array.
 
 Layout
 ------
-Data lives in a ``numba_support.ArrayBytes``: a bytearray that carries a numpy
+Data lives in a ``numba_layout.ArrayBytes``: a bytearray that carries a numpy
 uint8 view of its own memory.  So one block of memory is, at once,
   * a numpy array for the kernels here and for the Numba parser (which reads
     ``.array`` instead of calling np.frombuffer on every parse),
@@ -42,7 +42,7 @@ buffer keeps its two offsets as Python ints (see NumbaWriteBuffer for why).
 import numpy as np
 from numba import njit
 
-from ..numba_support import ArrayBytes
+from ..numba_layout import ArrayBytes
 from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, check_size, register
 
 __all__ = ["NumbaRingBuffer", "NumbaWriteBuffer"]

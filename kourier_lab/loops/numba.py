@@ -77,7 +77,7 @@ from numba import njit, types
 from numba.core.extending import intrinsic
 
 from .. import buffers, parsers
-from ..numba_support import limits_array, new_table
+from ..numba_layout import limits_array, new_table
 from ..parsers.numba import (H_COUNT, H_FLAGS0, H_LEN, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN, HEAD_FIELDS,
                              _ld,
                              parse_heads_kernel)

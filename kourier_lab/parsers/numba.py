@@ -8,13 +8,13 @@ Every byte is classified through one 256-entry table of class bits built from
 http/chars.py, the same sets the Python parser compiles into its regexes.
 
 The result is the request table of native/kourier_lab.h (``kl_request``),
-mirrored by ``numba_support.REQUEST_DTYPE``; the kernels write it through a flat
-uint32 view of the same memory (see numba_support for why).
+mirrored by ``numba_layout.REQUEST_DTYPE``; the kernels write it through a flat
+uint32 view of the same memory (see numba_layout for why).
 
 Entry points
 ------------
 * ``parse_head_kernel(buf, start, end, limits, table_words)`` -> n (the
-  contract's return value); limits is numba_support.limits_array(), table_words
+  contract's return value); limits is numba_layout.limits_array(), table_words
   the flat uint32 view of one kl_request.
 * ``parse_chunked_kernel(buf, start, end, limits, out, out_off)`` -> (n,
   body_len); the decoded data goes to out[out_off:]; passing the input array
@@ -46,14 +46,14 @@ kernel and the native loops are where the compiled code shows.
 import sys
 import time
 
-from ..numba_support import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_IPLIT, C_PATH, C_QDTEXT, C_QPAIR,
+from ..numba_layout import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_IPLIT, C_PATH, C_QDTEXT, C_QPAIR,
                              C_QUERY, C_REGNAME, C_SCHEME, C_TCHAR, CHAR_CLASS, LIMITS_DTYPE,
                              REQUEST_WORDS, SUMMARY_WORDS, W_CONTENT_LENGTH, W_FLAGS0, W_FLAGS1,
                              W_HEAD_LEN, W_HEADER_COUNT, W_HOST, W_METHOD, W_NAMES, W_PATH,
                              W_QUERY, W_STATUS, W_TARGET, W_VALUES, ArrayBytes, limits_array,
                              new_table)
 
-import numpy as np  # noqa: E402  (numba_support raises the clear ImportError first)
+import numpy as np  # noqa: E402  (numba_layout raises the clear ImportError first)
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core.extending import intrinsic
@@ -620,7 +620,7 @@ def _head_verdict(buf, lf, start, end, max_header_bytes, max_headers):
 @njit(cache=True, _nrt=False)
 def parse_head_kernel(buf, start, end, lim, t):
     """Parse the head at buf[start:end] into the flat request table `t`; `lim`
-    is numba_support.limits_array().  Returns n > 0 (head length), 0 (need
+    is numba_layout.limits_array().  Returns n > 0 (head length), 0 (need
     more) or -status; t[W_STATUS] gets 0 or the status."""
     n = _parse_head(buf, start, end, lim[0], lim[1], lim[2], lim[3], t)
     t[W_STATUS] = 0 if n >= 0 else -n
@@ -995,7 +995,7 @@ _FAILED = 2
 
 def as_array(buf):
     """A uint8 numpy view of a bytes-like object, without copying.  A
-    numba_support.ArrayBytes (what the Numba buffers hand out) carries its
+    numba_layout.ArrayBytes (what the Numba buffers hand out) carries its
     view already; anything else is viewed with np.frombuffer for the duration
     of one call (holding an export of a bytearray would forbid resizing it)."""
     if type(buf) is ArrayBytes:
