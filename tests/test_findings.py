@@ -1,0 +1,104 @@
+"""Sentences computed from rows (bench/findings.py): each states the relation
+the figures show, with its conditions, and changes when the figures change."""
+import math
+
+import pandas as pd
+import pytest
+
+from kourier_lab.bench import findings
+from kourier_lab.bench.bottleneck import classify_row
+from kourier_lab.bench.results import summarize, to_frame
+
+
+def _rows(server, kind, rps, cpu_us, srv, wrk, shape="pipelined", memo=False, resp=135,
+          quick=False, runs=3):
+    out = []
+    for run in range(1, runs + 1):
+        f = dict(server_cpu_util=srv, wrk_cpu_util=wrk, server_cpus_busy=srv,
+                 client_cpus_busy=wrk, server_cpus_softirq=0.0, client_cpus_softirq=0.0)
+        out.append(dict(batch_id="b1", experiment="e", shape=shape, server=server,
+                        server_kind=kind, run=run, status="ok", req_per_s=rps * (1 + 0.01 * run),
+                        cpu_us_per_req=cpu_us, latency_p50_ms=1.0, latency_p99_ms=1.0,
+                        latency_overflow=False, errors_socket=0, non_2xx_3xx=0,
+                        client_saturated=wrk >= 0.9, server_vmhwm_kb=1024, head_memo=memo,
+                        response_bytes=resp, request_bytes=40, quick=quick, duration_s=1 if quick
+                        else 3, repetitions=runs, workers=1, wrk_threads=1, server_cpus="0",
+                        client_cpus="1", connections=64, pipeline=256,
+                        bottleneck=classify_row(f), **f))
+    return out
+
+
+def _frame(quick=False):
+    rows = (_rows("ceiling", "ceiling", 2.3e6, 0.074, 0.17, 0.99, quick=quick)
+            + _rows("c/c/c", "stack", 2.29e6, 0.141, 0.30, 0.93, quick=quick)
+            + _rows("python/c/c", "stack", 2.10e6, 0.384, 0.80, 0.97, quick=quick)
+            + _rows("python/python/python", "stack", 1.04e6, 0.956, 0.94, 0.60, quick=quick)
+            + _rows("c/c/c+memo", "stack", 2.40e6, 0.070, 0.17, 0.99, memo=True, quick=quick)
+            + _rows("hyper", "peer", 0.884e6, 1.14, 0.98, 0.50, resp=129, quick=quick)
+            + _rows("go", "peer", 41e3, 24.3, 0.96, 0.37, resp=126, quick=quick))
+    return to_frame(rows)
+
+
+def test_compare_states_cpu_ratio_and_conditions():
+    s = summarize(_frame())
+    text = findings.compare(s, "python/c/c", "python/python/python", quick=False)
+    assert "2.5x less server CPU per request" in text          # 0.956 / 0.384
+    assert "memo off" in text and "understates" in text        # python/c/c was wrk-bound
+    assert "python/c/c load-tool-bound" in text and "python/python/python server-bound" in text
+    back = findings.compare(s, "python/python/python", "python/c/c", quick=True)
+    assert "more server CPU per request" in back and "quick mode" in back
+    assert "not measured" in findings.compare(s, "c/numba/c", "c/c/c")
+
+
+def test_bottleneck_counts():
+    text = findings.bottleneck_counts(summarize(_frame()))
+    assert text.startswith("Of 7 measured rows")
+    assert "wrk alone was the limit in 4" in text and "the server alone in 3" in text
+
+
+def test_ceiling_check_flags_rows_beyond_it_with_the_reason():
+    check = findings.ceiling_check(summarize(_frame())).set_index("server")
+    memo = check.loc["c/c/c+memo"]
+    assert memo["over_ceiling_req_per_s"] and memo["under_ceiling_cpu_per_req"]
+    assert "head memo on" in memo["reason"] and "load tool's limit" in memo["reason"]
+    assert not check.loc["hyper", "over_ceiling_req_per_s"] and check.loc["hyper", "reason"] == ""
+    lines = findings.ceiling_sentences(summarize(_frame()))
+    assert "not a bound" in lines[0] and "c/c/c+memo" in lines[0]
+
+
+def test_reproduction_says_comparable_only_when_settings_allow():
+    table = findings.reproduction(_frame())
+    assert list(table["published_pair"]) == ["kourier/hyper"] * 2 + ["kourier/go"] * 2 + ["hyper/go"]
+    hg = table.iloc[-1]
+    assert hg["measured"] == pytest.approx(0.884e6 / 41e3, rel=0.02)
+    assert hg["verdict"].startswith("comparable")             # both peers server-bound, full mode
+    ceiling_hyper = table.iloc[0]
+    assert "not comparable" in ceiling_hyper["verdict"] and "never parses" in ceiling_hyper["verdict"]
+    assert "ceiling load-tool-bound" in ceiling_hyper["differs"]
+    best = table.iloc[1]                                       # c/c/c, memo rows left out
+    assert "c/c/c" in best["measured_pair"] and "+memo" not in best["measured_pair"]
+    quick = findings.reproduction(_frame(quick=True))
+    assert all("not comparable" in v and "quick" in v for v in quick["verdict"])
+    lines = findings.reproduction_lines(table)
+    assert "published 2.77x" in lines[0] and "measured" in lines[0]
+
+
+def test_quick_mode_note():
+    assert findings.quick_mode_note(False).startswith("Full mode")
+    note = findings.quick_mode_note(None, rows=_frame(quick=True),
+                                    changed=["fewer stacks"], not_comparable=["the ratios"])
+    assert "load runs of 1 s, 3 counted runs" in note and "fewer stacks" in note
+    assert "Not comparable" in note and "the ratios" in note
+
+
+def test_micro_relations_and_simd_order():
+    table = pd.DataFrame({"browser": [1817.0, 81.0, 921.0, 5000.0]},
+                         index=["python+head-memo", "python", "httptools", "c"])
+    assert "11x slower than httptools" in findings.micro_relation(table, "python", "httptools",
+                                                                  "browser")
+    assert findings.fastest(table, "browser").startswith("on browser the fastest is c")
+    simd = pd.DataFrame([dict(simd=p, case="browser", call="batch", **{"MB/s": v})
+                         for p, v in (("avx2", 1050.0), ("scalar", 1000.0), ("sse42", 1120.0))])
+    (line,) = findings.simd_gains(simd)
+    assert line.index("sse42") < line.index("avx2")
+    assert "AVX2 is slower than SSE4.2" in line
