@@ -42,8 +42,35 @@ DEFAULT_READ_CAPACITY = 16384
 DEFAULT_READ_LIMIT = 1 << 22
 DEFAULT_WRITE_LIMIT = 1 << 20
 
-_REGISTRY = Registry("buffer", __name__, ("python", "c", "numba"))
-available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
+READ_INTERFACE = ("free_span", "commit", "spans", "contiguous", "consume", "__len__", "reset")
+WRITE_INTERFACE = ("append", "view", "consume", "__len__", "over_limit")
+
+
+def _adapt_user_buffer(obj, spec):
+    """What a user's buffer spec names -> (read_factory, write_factory): an
+    object (class or module) with ReadBuffer and WriteBuffer attributes, or a
+    (read_factory, write_factory) pair.  One of each is made here so that a
+    missing method is reported by name."""
+    from ..registry import VariantError, require_methods
+    if isinstance(obj, tuple) and len(obj) == 2:
+        read, write = obj
+    else:
+        read, write = getattr(obj, "ReadBuffer", None), getattr(obj, "WriteBuffer", None)
+        if read is None or write is None:
+            raise VariantError(f"buffer {spec!r}: needs ReadBuffer and WriteBuffer attributes "
+                               f"(a class or module holding both) or a (read, write) pair")
+    try:
+        rb, wb = read(DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT), write(DEFAULT_WRITE_LIMIT)
+    except Exception as e:
+        raise VariantError(f"buffer {spec!r}: creating it raised {type(e).__name__}: {e}") from None
+    require_methods(rb, f"buffer {spec!r} ReadBuffer", READ_INTERFACE, "ReadBuffer")
+    require_methods(wb, f"buffer {spec!r} WriteBuffer", WRITE_INTERFACE, "WriteBuffer")
+    return read, write
+
+
+_REGISTRY = Registry("buffer", __name__, ("python", "c", "numba"), adapt=_adapt_user_buffer)
+available, names, unavailable, source = (_REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable,
+                                         _REGISTRY.source)
 
 
 def check_size(what, value, minimum=1):

@@ -21,16 +21,34 @@ A loop class may restrict the combinations it runs with class attributes
 a native loop works on its own native buffer, for example.  supports()
 answers for the CLI and the test suites.
 
+A loop that also takes a user's variants of a kind it restricts says so
+with `user_parsers = True` / `user_buffers = True`.
+
 Variants: python (select.epoll, edge-triggered), asyncio (BufferedProtocol
-on the stdlib loop or uvloop), numba, c.  A loop module registers a factory
+on the stdlib loop or uvloop), numba, c; or a user's loop by spec
+(path/to/file.py:MyLoop, package.module:MyLoop; see registry.py).  A loop module registers a factory
 with register(name, factory); factory(config, app) -> loop.
 """
 from typing import Callable
 
 from ..registry import Registry
 
-_REGISTRY = Registry("loop", __name__, ("python", "asyncio", "c", "numba"))
-available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
+INTERFACE = ("run", "request_stop")
+
+
+def _adapt_user_loop(obj, spec):
+    """A user's loop class (or factory(config, app) -> loop)."""
+    from ..registry import VariantError, require_methods
+    if not callable(obj):
+        raise VariantError(f"loop {spec!r}: {type(obj).__name__} object is not a class or factory")
+    if isinstance(obj, type):
+        require_methods(obj, f"loop {spec!r}", INTERFACE, "loop")
+    return obj
+
+
+_REGISTRY = Registry("loop", __name__, ("python", "asyncio", "c", "numba"), adapt=_adapt_user_loop)
+available, names, unavailable, source = (_REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable,
+                                         _REGISTRY.source)
 
 
 def register(name: str, factory: Callable) -> None:
@@ -47,10 +65,17 @@ def supports(loop: str, parser: str, buffer: str):
     if not ok:
         return False, why
     cls = _REGISTRY.get(loop)
+    from ..registry import is_user_spec
     for kind, name in (("parsers", parser), ("buffers", buffer)):
         allowed = getattr(cls, "supported_" + kind, None)
-        if allowed is not None and name not in allowed:
-            return False, f"the {loop} loop runs with {kind} {', '.join(allowed)} only, not {name!r}"
+        if allowed is None or name in allowed:
+            continue
+        # a user's variant: a loop that takes foreign ones of this kind says so
+        # with user_<kind> = True (the C loop: any Python parser through the
+        # crossing, any parser with C entry points natively)
+        if is_user_spec(name) and getattr(cls, "user_" + kind, False):
+            continue
+        return False, f"the {loop} loop runs with {kind} {', '.join(allowed)} only, not {name!r}"
     return True, ""
 
 

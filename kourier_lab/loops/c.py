@@ -28,18 +28,21 @@ every request.
 
 Parsers: "c" (kl_parse_head compiled into the same module: no crossing),
 "python" (the callbacks above), "numba" (its @cfunc pointers, called from C
-like kl_parse_head: see _entry_points).  Any other parser with C entry points
-(`native_entry_points()` -> two addresses with the signatures of
-kl_parse_head / kl_parse_chunked) runs natively once its name is added to
-`supported_parsers`.
+like kl_parse_head: see _entry_points).  A user's parser (a spec such as
+path/to/file.py:Name, see registry.py) runs natively when it has C entry
+points (`native_entry_points()` -> two addresses with the signatures of
+kl_parse_head / kl_parse_chunked: a user's C file, parsers/user_c.py, or
+Numba @cfuncs), else through the Python crossing like "python".
 """
 import ctypes
 import os
 import signal
+import sys
 import time
 
 from .. import parsers
 from ..http.status import REASONS
+from ..registry import is_user_spec
 from ..server.app import Request, StaticRoute
 from . import register
 
@@ -79,6 +82,7 @@ def _variant(head_only, minor, keep_alive):
 class CLoop:
     name = "c"
     supported_parsers = ("c", "python", "numba")
+    user_parsers = True         # a user's parser: natively with C entry points, else the crossing
     supported_buffers = ("c",)
 
     def __init__(self, config, app):
@@ -92,11 +96,13 @@ class CLoop:
             self._kind = lib.KL_PARSER_PYTHON
         elif config.parser == "c":
             self._kind = lib.KL_PARSER_C
-        else:
-            if _entry_points(self.parser) is None:
-                raise ValueError(f"the c loop cannot call parser {config.parser!r} natively (no C entry "
-                                 f"points); choose one of: {', '.join(self.supported_parsers)}")
+        elif _entry_points(self.parser) is not None:
             self._kind = lib.KL_PARSER_FNPTR
+        elif is_user_spec(config.parser):
+            self._kind = lib.KL_PARSER_PYTHON      # a user's Python parser: the crossing
+        else:
+            raise ValueError(f"the c loop cannot call parser {config.parser!r} natively (no C entry "
+                             f"points); choose one of: {', '.join(self.supported_parsers)}")
         # the head memo (native/loop.c, parsers/memo.py): config.head_memo, off by default
         self.head_memo = bool(config.head_memo)
         self._handle = ffi.new_handle(self)
@@ -297,14 +303,32 @@ def kl_py_batch(handle, batch):
     return 0
 
 
+def _parser_failed(loop, e, base, pos, end):
+    """A parser that raised (a user's variant): -500, so C answers 500 and closes
+    that connection; one line on stderr names the exception and the input."""
+    shown = ffi.buffer(base + pos, min(end - pos, 160))[:]
+    sys.stderr.write(f"kourier-lab: 500 and close: {type(e).__name__}: {e} "
+                     f"(parser {type(loop.parser).__name__}) on input {shown!r}"
+                     f"{'...' if end - pos > 160 else ''}\n")
+    return -500
+
+
 @ffi.def_extern(error=-500)
 def kl_py_parse_head(handle, gen, base, end, pos, req):
-    return ffi.from_handle(handle)._parse_head(gen, base, end, pos, req)
+    loop = ffi.from_handle(handle)
+    try:
+        return loop._parse_head(gen, base, end, pos, req)
+    except Exception as e:     # noqa: BLE001 - the server outlives a broken parser
+        return _parser_failed(loop, e, base, pos, end)
 
 
 @ffi.def_extern(error=-500)
 def kl_py_parse_chunked(handle, base, end, pos, body_len):
-    return ffi.from_handle(handle)._parse_chunked(base, end, pos, body_len)
+    loop = ffi.from_handle(handle)
+    try:
+        return loop._parse_chunked(base, end, pos, body_len)
+    except Exception as e:     # noqa: BLE001
+        return _parser_failed(loop, e, base, pos, end)
 
 
 @ffi.def_extern()

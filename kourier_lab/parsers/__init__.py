@@ -5,7 +5,8 @@ never a socket.  It is stateless between calls (the same bytes give the same
 answer whatever the split), so "resumable at any byte boundary" means: call it
 again on the longer span when more bytes arrive.
 
-    p = parsers.create("python", limits)
+    p = parsers.create("python", limits)      # or "path/to/file.py:MyParser",
+                                              # "package.module:MyParser", "file.c:prefix"
     n = p.parse_head(buf, start, end)     # buf: bytes / bytearray / memoryview
       n > 0   the head is complete and valid; n is its length (blank line included)
               and p.head() gives the request table as a RequestHead
@@ -154,8 +155,43 @@ def parse_heads_by_head(parser, buf, start, end, max_count):
     return out
 
 
-_REGISTRY = Registry("parser", __name__, ("python", "c", "numba"))
-available, names, unavailable = _REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable
+INTERFACE = ("parse_head", "head", "parse_chunked")     # + the info attribute after parse_head
+
+
+def _adapt_user_parser(obj, spec):
+    """A user's parser class (or factory) -> factory(limits) -> parser.
+
+    The class is called with the Limits (or with nothing, when its __init__
+    takes no argument); one instance is made here so that a missing method is
+    reported now, by name, rather than in the middle of a request."""
+    from ..registry import VariantError, require_methods
+    if not callable(obj):
+        raise VariantError(f"parser {spec!r}: {type(obj).__name__} object is not a class or factory")
+    import inspect
+    try:
+        takes_limits = bool(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        takes_limits = True
+
+    def factory(limits):
+        return obj(limits) if takes_limits else obj()
+    try:
+        sample = factory(DEFAULT_LIMITS)
+    except Exception as e:
+        raise VariantError(f"parser {spec!r}: creating it raised {type(e).__name__}: {e}") from None
+    require_methods(sample, f"parser {spec!r}", INTERFACE, "parser")
+    return factory
+
+
+def _load_c_parser(path, attr, digest):
+    from .user_c import load_c_parser
+    return load_c_parser(path, attr, digest)
+
+
+_REGISTRY = Registry("parser", __name__, ("python", "c", "numba"), adapt=_adapt_user_parser,
+                     loaders={".c": _load_c_parser})
+available, names, unavailable, source = (_REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable,
+                                         _REGISTRY.source)
 
 
 def register(name: str, factory: Callable[[Limits], object]) -> None:

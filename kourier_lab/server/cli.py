@@ -48,9 +48,12 @@ def register(sub):
                    help="seconds to receive a whole request before 408 (default 20)")
     p.add_argument("--idle-timeout", type=_positive(float), default=60.0,
                    help="seconds an idle keep-alive connection stays open (default 60)")
-    p.add_argument("--loop", default="python", help="event loop variant (python, asyncio, c, numba)")
-    p.add_argument("--parser", default="python", help="parser variant (python, c, numba)")
-    p.add_argument("--buffer", default="python", help="buffer variant (python, c, numba)")
+    p.add_argument("--loop", default="python",
+                   help="event loop variant (python, asyncio, c, numba; or FILE.py:Class, module:Class)")
+    p.add_argument("--parser", default="python",
+                   help="parser variant (python, c, numba; or FILE.py:Class, module:Class, FILE.c:prefix)")
+    p.add_argument("--buffer", default="python",
+                   help="buffer variant (python, c, numba; or FILE.py:Name, module:Name)")
     p.add_argument("--cpus", type=_cpu_list, default=None, help="pin worker i to the i-th CPU of this list")
     p.add_argument("--app", default=None, help="module:object of a kourier_lab App (default: the benchmark app)")
     p.add_argument("--max-connections", type=_positive(int), default=10000, help="per worker (default 10000)")
@@ -73,11 +76,16 @@ def run(args) -> int:
     from ..cli import UsageError
     from .. import buffers, loops, parsers
     from .config import ServerConfig
+    from ..registry import is_user_spec, normalize
     from .workers import Supervisor
+    # a file path means the same in every worker process (and whatever their cwd)
+    args.loop, args.parser, args.buffer = (normalize(v) for v in (args.loop, args.parser, args.buffer))
     for kind, mod, name in (("loop", loops, args.loop), ("parser", parsers, args.parser),
                             ("buffer", buffers, args.buffer)):
         ok, why = mod.available(name)
         if not ok:
+            if is_user_spec(name):
+                raise UsageError(why)
             raise UsageError(f"{kind} {name!r} is not available: {why}; choose one of: {', '.join(mod.names())}")
     ok, why = loops.supports(args.loop, args.parser, args.buffer)
     if not ok:

@@ -13,6 +13,7 @@ same info object again), resolved once and, for a static route, answered
 with one append of the response repeated -- no Python code per request on
 that path.  Handlers, error routes and bodies are answered one by one.
 """
+import sys
 from itertools import groupby
 from operator import itemgetter
 
@@ -53,7 +54,26 @@ class Session:
             lambda buf, start, end, max_count: parse_heads_by_head(parser, buf, start, end, max_count))
 
     def process(self) -> int:
-        """Answer every complete request buffered; OPEN or CLOSE."""
+        """Answer every complete request buffered; OPEN or CLOSE.
+
+        An exception from the parser or a handler (a user's variant, most
+        likely) answers 500 and closes this connection only: the worker keeps
+        serving, and one line on stderr names the exception and the input."""
+        try:
+            return self._process()
+        except Exception as e:      # noqa: BLE001 - the server outlives a broken variant
+            data, start, end = self.rbuf.contiguous()
+            shown = bytes(data[start:min(end, start + 160)])
+            sys.stderr.write(f"kourier-lab: 500 and close: {type(e).__name__}: {e} "
+                             f"(parser {type(self.parser).__name__}) on input {shown!r}"
+                             f"{'...' if end - start > 160 else ''}\n")
+            self.wbuf.append(self.app.error(500, 1, False))
+            self.rbuf.consume(end - start)
+            self.in_request = False
+            self.closing = True
+            return CLOSE
+
+    def _process(self) -> int:
         data, start, end = self.rbuf.contiguous()
         pos = start
         wbuf = self.wbuf
