@@ -138,9 +138,26 @@ def _parser_cases(variants: Optional[Sequence[str]]):
         cases[f"{name}+head-memo"] = lambda name=name: parsers.create(name, head_memo=True)
     for anchor in ("httptools", "httptools+callbacks"):
         cases[anchor] = _httptools_factory(anchor)
+    from ..registry import is_user_spec, normalize
     for name in variants or list(cases):
+        if name not in cases and is_user_spec(name):      # a user's parser by file or module
+            spec = normalize(name)
+            ok, why = parsers.available(spec)
+            yield spec, (lambda spec=spec: parsers.create(spec)) if ok else why
+            continue
         yield name, cases.get(name, f"no parser named {name!r} (measurable here: "
-                                    f"{', '.join(cases)})")
+                                    f"{', '.join(cases)}; or a file.py:Class)")
+
+
+def _source_columns(name: str) -> Dict[str, object]:
+    """variant_source / variant_sha256 of a parser variant (registry.source)."""
+    from .. import parsers
+    base = None if name.startswith("httptools") else name.removesuffix("+head-memo")
+    try:
+        src = parsers.source(base) if base else {}
+    except (ValueError, OSError):
+        src = {}
+    return {"variant_source": src.get("path") or None, "variant_sha256": src.get("sha256") or None}
 
 
 def _httptools_factory(name):
@@ -213,8 +230,8 @@ def bench_parsers(variants=None, repeat=7, round_s=0.2, echo=print) -> List[Dict
 
                 def op(p=p, buf=buf, nreq=nreq, end=len(buf)):
                     _parse_all(p, buf, nreq, end)
-            rows.append(_row("parsers", name, case, _time_op(op, repeat, round_s),
-                             len(data), nreq, nreq))
+            rows.append({**_row("parsers", name, case, _time_op(op, repeat, round_s),
+                                len(data), nreq, nreq), **_source_columns(name)})
             echo(_line(rows[-1]))
     return rows
 

@@ -42,7 +42,12 @@ SCHEMA: Dict[str, str] = {
     "python_version": "string", "python_implementation": "string",
     "python_executable": "string", "git_commit": "string",
     "server_kind": "string", "server": "string", "loop": "string", "parser": "string",
-    "buffer": "string", "head_memo": "boolean", "response": "string", "load_tool": "string",
+    "buffer": "string",
+    # where each variant's code came from (registry.source): a user's file or
+    # the built-in module, and the file's SHA-256
+    "loop_source": "string", "loop_sha256": "string", "parser_source": "string",
+    "parser_sha256": "string", "buffer_source": "string", "buffer_sha256": "string",
+    "head_memo": "boolean", "response": "string", "load_tool": "string",
     "request_bytes": "Int64", "response_bytes": "Int64", "offered_rate": "float64",
     "latency_per_batch": "boolean", "latency_p999_ms": "float64", "latency_samples": "Int64",
     # h2load's open-loop figures (bench/h2load.py): latency from the intended send time

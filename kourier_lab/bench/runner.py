@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import importlib
 import math
 import os
 import re
@@ -385,6 +386,24 @@ def _utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _variant_sources(target: Target) -> Dict[str, object]:
+    """<component>_source / <component>_sha256: the file each of a stack's
+    variants came from (a user's file, or the built-in module) and its hash,
+    so that a row can be traced to the code that made it."""
+    out: Dict[str, object] = {}
+    for component, registry in (("loop", "loops"), ("parser", "parsers"), ("buffer", "buffers")):
+        value = getattr(target, component)
+        src = {}
+        if target.kind == "stack" and value:
+            try:
+                src = importlib.import_module(f"kourier_lab.{registry}").source(value)
+            except (ImportError, AttributeError, ValueError, OSError):
+                src = {}
+        out[f"{component}_source"] = src.get("path") or None
+        out[f"{component}_sha256"] = src.get("sha256") or None
+    return out
+
+
 def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: Target,
               shape: Shape) -> Dict[str, object]:
     row = {
@@ -402,6 +421,7 @@ def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target:
         "loop": target.loop,
         "parser": target.parser,
         "buffer": target.buffer,
+        **_variant_sources(target),
         # the head memo: stacks say what they ran with; the ceiling never parses
         # and the peers have none we could switch, so both are recorded as off
         "head_memo": bool(target.head_memo),

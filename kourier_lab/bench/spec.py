@@ -10,7 +10,9 @@
     timeout = 2                          # wrk --timeout, whole seconds
     request_timeout = 20                 # handed to our server (the post's values)
     idle_timeout = 60
-    stacks = ["python/python/python", "c/c/c"]   # loop/parser/buffer, or "all" / "diagonal"
+    stacks = ["python/python/python", "c/c/c"]   # loop/parser/buffer, or "all" / "diagonal";
+                                         # a part may be a user's variant: "c/naive.py:Naive/c"
+                                         # (a path relative to this file), "python/pkg.mod:P/python"
     peers = ["hyper", "go"]                      # peer names, or "all"
     shapes = ["pipelined", "keepalive"]          # pipelined | keepalive | browser | connections | rate
     head_memo = false                    # the stacks' head memo (parsers/memo.py): false (default),
@@ -51,6 +53,7 @@ except ModuleNotFoundError:  # Python 3.10
     except ModuleNotFoundError:  # pragma: no cover - depends on the interpreter
         tomllib = None
 
+from ..registry import normalize, split_stack
 from .split import PROFILES
 
 
@@ -190,10 +193,17 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
     idle_timeout = _number(where, "idle_timeout", data.get("idle_timeout", 60), 0.001)
 
     stacks = _str_list(where, "stacks", data.get("stacks", []))
-    for s in stacks:
-        if s not in STACK_GROUPS and not _STACK_RE.match(s):
-            raise SpecError(f"{where}: stack {s!r} is not loop/parser/buffer "
-                            f"(e.g. \"c/c/c\") nor one of {', '.join(STACK_GROUPS)}")
+    for i, s in enumerate(stacks):
+        if s in STACK_GROUPS or _STACK_RE.match(s):
+            continue
+        parts = split_stack(s)
+        if parts is None:
+            raise SpecError(f"{where}: stack {s!r} is not loop/parser/buffer (e.g. \"c/c/c\", "
+                            f"\"c/my_parser.py:MyParser/c\") nor one of {', '.join(STACK_GROUPS)}")
+        # a user's variant by file: relative to the experiment file, then absolute,
+        # so that it means the same in the server process
+        base = str(Path(path).resolve().parent) if path else None
+        stacks[i] = "/".join(normalize(part, base) for part in parts)
     peers = _str_list(where, "peers", data.get("peers", []))
     for p in peers:
         if not re.fullmatch(r"[a-z0-9_-]+", p):

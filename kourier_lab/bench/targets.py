@@ -57,9 +57,16 @@ def stack_registries():
 
 
 def _stack_target(loop: str, parser: str, buffer: str, regs) -> Target:
+    from ..registry import is_user_spec, label
     why = []
     for component, value in (("loops", loop), ("parsers", parser), ("buffers", buffer)):
         names, bad, problem = regs[component]
+        if is_user_spec(value) and names is not None:
+            # a user's variant: loaded here once, so a broken one is a skip reason
+            ok, reason = importlib.import_module(f"kourier_lab.{component}").available(value)
+            if not ok:
+                why.append(reason)
+            continue
         if names is None:
             why.append(problem)
         elif value not in names:
@@ -72,7 +79,8 @@ def _stack_target(loop: str, parser: str, buffer: str, regs) -> Target:
         ok, reason = _supports(loop, parser, buffer)
         if not ok:
             why.append(reason)
-    return Target("stack", f"{loop}/{parser}/{buffer}", loop, parser, buffer, "; ".join(why))
+    return Target("stack", f"{label(loop)}/{label(parser)}/{label(buffer)}", loop, parser, buffer,
+                  "; ".join(why))
 
 
 def _supports(loop: str, parser: str, buffer: str) -> Tuple[bool, str]:
@@ -136,7 +144,12 @@ def expand_stacks(entries: List[str]) -> List[Target]:
                     combos = [_diagonal(lp, known) for lp in known["loops"]]
                 out.extend(_stack_target(*c, regs) for c in combos)
         else:
-            out.append(_stack_target(*entry.split("/"), regs))
+            from ..registry import split_stack
+            parts = split_stack(entry)
+            if parts is None:
+                out.append(Target("stack", entry, skip_reason=f"stack {entry!r} is not loop/parser/buffer"))
+                continue
+            out.append(_stack_target(*parts, regs))
     seen, unique = set(), []
     for t in out:
         if t.name not in seen:
