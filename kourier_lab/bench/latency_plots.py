@@ -10,17 +10,14 @@ with pipeline > 1): it is left out, whatever its latency columns hold.
 from __future__ import annotations
 
 import pandas as pd
-from matplotlib import rc_params_from_file
-from matplotlib import ticker as _ticker
 from matplotlib.figure import Figure
 
-from .plots import STYLE, _batch_title, _figure, _plain_log_axis
+from . import style
+from .style import figure as _figure
 
-# The style's colour cycle, so a server keeps one colour across its two lines.
-COLORS = rc_params_from_file(str(STYLE), use_default_template=False)[
-    "axes.prop_cycle"].by_key()["color"]
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+# one sequential ramp for the percentiles (light p50 -> dark p99.9): they are
+# grades of one quantity, not different servers, so they take no server colour
+PERCENTILE_COLORS = ("#9ecae1", "#6baed6", "#3182bd", "#08519c")
 PERCENTILE_COLUMNS = (("p50", "latency_p50_ms"), ("p90", "latency_p90_ms"),
                       ("p99", "latency_p99_ms"), ("p99.9", "latency_p999_ms"))
 
@@ -40,11 +37,14 @@ def per_request_rows(df: pd.DataFrame) -> pd.DataFrame:
     return ok[~per_batch & ~wrk_pipelined]
 
 
-def _server_order(rows: pd.DataFrame) -> list:
-    kind = {"ceiling": 0, "stack": 1, "peer": 2}
+def _kinds(rows: pd.DataFrame) -> dict:
     first = rows.drop_duplicates("server")
-    first = first.assign(_k=_col(first, "server_kind", "stack").map(kind).fillna(3))
-    return list(first.sort_values("_k", kind="stable")["server"])
+    return dict(zip(first["server"], _col(first, "server_kind", "stack")))
+
+
+def _server_order(rows: pd.DataFrame) -> list:
+    """Ceiling, our stacks, memo stacks, peers (style.order_servers)."""
+    return style.order_servers(rows["server"], _kinds(rows))
 
 
 def _empty(ax, text="no per-request latency rows"):
@@ -84,14 +84,17 @@ def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
         return fig
     closed = per_request_rows(df)
     closed = closed[_col(closed, "offered_rate").isna()] if len(closed) else closed
-    for i, server in enumerate(_server_order(rows)):
+    order = _server_order(rows)
+    styles = style.assign_styles(order, _kinds(rows))
+    for server in order:
         s = rows[rows["server"] == server]
         agg = {"latency_p50_ms": "median", "latency_p99_ms": "median", "req_per_s": "median"}
         g = s.groupby("offered_rate").agg(agg).sort_index()
         bound = (s.assign(_b=_col(s, "latency_lower_bound", False).fillna(False).astype(bool))
                  .groupby("offered_rate")["_b"].any().reindex(g.index))
-        color = COLORS[i % len(COLORS)]
-        marker = MARKERS[i % len(MARKERS)]
+        color, marker = styles[server]["color"], styles[server]["marker"]
+        if marker == "None":                  # the ceiling: a line style, here with points
+            marker = "o"
         x = g.index.to_numpy(dtype=float)
         ax.plot(x, g["latency_p50_ms"], color=color, marker=marker, linestyle="-",
                 label=f"{server} p50")
@@ -102,20 +105,24 @@ def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
                        facecolors="none", edgecolors=color, linewidths=1.2)
         sat = _saturation(closed, s)
         if sat is not None:
-            ax.axvline(sat, color=color, linestyle=":", linewidth=1)
-            ax.annotate(f"{server} closed loop", (sat, 1.0), xycoords=("data", "axes fraction"),
-                        rotation=90, ha="right", va="top", fontsize=7, color=color)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _plain_log_axis(ax.yaxis)
-    ax.xaxis.set_major_formatter(_ticker.FuncFormatter(
-        lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k" if v >= 1e3 else f"{v:g}"))
+            style.reference_line(ax, sat, "_closed loop", axis="x", color=color,
+                                 text=f"{server} closed loop")
+    style.log_axis(ax, "x", si=True)
+    style.log_axis(ax, "y")
     ax.set_xlabel("offered requests/s (open loop, log scale)")
     ax.set_ylabel("latency from intended send (ms, log)")
     ax.grid(axis="both")
-    ax.legend(fontsize=8, ncol=2, loc="upper left")
-    fig.suptitle("Latency against offered load (p50 solid, p99 dashed; ringed: lower bound, "
-                 "requests unfinished)\n" + _batch_title(rows), fontsize=10)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=styles[sv]["color"], marker=styles[sv]["marker"] if
+                      styles[sv]["marker"] != "None" else "o", label=sv) for sv in order]
+    handles += [Line2D([], [], color="#333333", linestyle="-", label="p50"),
+                Line2D([], [], color="#333333", linestyle="--", marker="o", markerfacecolor="white",
+                       label="p99"),
+                Line2D([], [], color="#333333", linestyle="--", linewidth=1.2,
+                       label="closed-loop throughput")]
+    style.legend_outside(fig, handles=handles)
+    fig.suptitle(style.title_from_rows("Latency against offered load (p50 solid, p99 dashed; ringed: "
+                                       "lower bound, requests unfinished)", rows), fontsize=10)
     return fig
 
 
@@ -137,16 +144,18 @@ def plot_request_latency(df: pd.DataFrame) -> Figure:
         width = 0.8 / len(cols)
         for j, (label, c) in enumerate(cols):
             xs = [i - 0.4 + width * (j + 0.5) for i in range(len(servers))]
-            ax.bar(xs, med[c], width=width, label=label, color=COLORS[j % len(COLORS)])
+            ax.bar(xs, med[c], width=width, label=label,
+                   color=PERCENTILE_COLORS[j % len(PERCENTILE_COLORS)])
         ax.set_xticks(list(range(len(servers))))
         ax.set_xticklabels(servers, rotation=30, ha="right")
-        ax.set_yscale("log")
-        _plain_log_axis(ax.yaxis)
+        for tick, server in zip(ax.get_xticklabels(), servers):   # the server's colour on its name
+            tick.set_color(style.server_color(server, _kinds(s).get(server)))
+        style.log_axis(ax, "y")
         ax.set_ylabel("latency per request (ms, log)")
         ax.set_title(shape)
-        ax.legend(fontsize=8)
-    fig.suptitle("Closed-loop latency per request (h2load log; median over runs)\n"
-                 + (_batch_title(rows) if len(rows) else ""), fontsize=10)
+    style.legend_outside(fig, title="percentile")
+    fig.suptitle(style.title_from_rows("Closed-loop latency per request (h2load log; median over runs)",
+                                       rows), fontsize=10)
     return fig
 
 

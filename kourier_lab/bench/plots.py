@@ -1,4 +1,4 @@
-"""Figures from result rows, in the package's style (kourier.mplstyle).
+"""Figures from result rows, in the package's style (style.py, kourier.mplstyle).
 
 Figures are built as matplotlib Figure objects on the Agg canvas, without
 pyplot, so they never depend on (or change) the caller's backend: a notebook
@@ -12,32 +12,19 @@ from pathlib import Path
 from typing import List, Optional
 
 import pandas as pd
-from matplotlib import style as _style
-from matplotlib import ticker as _ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .paths import figures_dir
 from .published import published_ratios
 
-STYLE = Path(__file__).with_name("kourier.mplstyle")
-KIND_COLORS = {"ceiling": "#7f7f7f", "stack": "#3b6ea8", "memo": "#a9c4e4", "peer": "#d9822b"}
-KIND_LABELS = {"stack": "our stacks", "memo": "our stacks, head memo ON (parser skipped)",
-               "peer": "peers"}
-
-
-def _figure(nrows=1, ncols=1, **kw):
-    with _style.context(str(STYLE)):
-        fig = Figure(layout="constrained", **kw)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
+from . import style
+from .style import STYLE, figure as _figure  # noqa: F401  (STYLE, _figure: used by the other plot modules)
 
 
 def _plain_log_axis(axis) -> None:
-    """Log scale labelled 0.5, 2, 100 rather than 5x10^-1."""
-    axis.set_major_formatter(_ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(_ticker.NullFormatter())
+    """Log scale labelled 0.5, 2, 100 rather than 5x10^-1, with enough labelled ticks."""
+    style.log_axis(axis.axes, "y" if axis is axis.axes.yaxis else "x")
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -63,86 +50,96 @@ def _per_server(df: pd.DataFrame, column: str) -> pd.DataFrame:
     ok["server_kind"] = _kinds(ok)
     g = ok.groupby(["shape", "server", "server_kind"], sort=False)[column]
     s = g.agg(["median", "min", "max"]).reset_index()
-    s["_k"] = s["server_kind"].map({"ceiling": 0, "stack": 1, "memo": 2, "peer": 3})
+    s["_k"] = s["server_kind"].map(style.GROUP_ORDER)
     s["_shape"] = s["shape"].map({v: i for i, v in enumerate(dict.fromkeys(df["shape"]))})
     return s.sort_values(["_shape", "_k", "median"], ascending=[True, True, False])
 
 
 def _batch_title(df: pd.DataFrame) -> str:
-    batches = df["batch_id"].dropna().unique()
-    first = df.iloc[0] if len(df) else None
-    where = ""
-    if first is not None:
-        where = (f" — {first['machine_cpu_model']}, server CPUs {first['server_cpus']}, "
-                 f"wrk CPUs {first['client_cpus']}")
-    return (batches[0] if len(batches) == 1 else f"{len(batches)} batches") + where
+    """The second line of every title: batch, core split, head memo, CPU model."""
+    return style.title_from_rows("", df)
 
 
-def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, ceiling_line: bool):
-    x = range(len(stats))
-    med = stats["median"] / scale
-    err_lo = (stats["median"] - stats["min"]) / scale
-    err_hi = (stats["max"] - stats["median"]) / scale
-    colors = [KIND_COLORS.get(k, "#999999") for k in stats["server_kind"]]
-    bars = ax.bar(list(x), med, color=colors, yerr=[err_lo, err_hi], capsize=3,
-                  error_kw={"elinewidth": 1, "ecolor": "#333333"})
-    for b, k in zip(bars, stats["server_kind"]):
-        if k == "memo":
-            b.set_hatch("//")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(stats["server"], rotation=30, ha="right")
+def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
+    """One bar per server (median, min-max whiskers) in its own colour, grouped
+    (stacks, memo stacks, peers) with a gap between groups; the ceiling is not a
+    bar but the dashed reference line every bar is read against."""
+    ceil = stats[stats["server_kind"] == "ceiling"]
+    bars = stats[stats["server_kind"] != "ceiling"]
+    xs, x, prev = [], 0.0, None
+    groups = {}
+    for k in bars["server_kind"]:
+        if prev is not None and k != prev:
+            x += 0.6
+        xs.append(x)
+        groups.setdefault(k, []).append(x)
+        prev, x = k, x + 1
+    for xi, (_, r) in zip(xs, bars.iterrows()):
+        ax.bar(xi, r["median"] / scale, **style.bar_style(r["server"], r["server_kind"]),
+               yerr=[[(r["median"] - r["min"]) / scale], [(r["max"] - r["median"]) / scale]], capsize=3,
+               error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    ax.set_xticks(xs)
+    ax.set_xticklabels(bars["server"], rotation=40, ha="right", fontsize=8)
+    style.color_tick_labels(ax, list(bars["server"]), dict(zip(bars["server"], bars["server_kind"])))
+    for k, at in groups.items():
+        ax.annotate({"stack": "our stacks", "memo": "+memo", "peer": "peers"}.get(k, k),
+                    ((min(at) + max(at)) / 2, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                    color="#555555")
     ax.set_ylabel(unit)
-    from matplotlib.patches import Patch
-    kinds = list(dict.fromkeys(stats["server_kind"]))
-    ax.legend(handles=[Patch(facecolor=KIND_COLORS.get(k, "#999999"), hatch="//" if k == "memo" else None,
-                             label=KIND_LABELS.get(k, k))
-                       for k in kinds], loc="upper right", fontsize=8)
-    if ceiling_line:
-        ceil = stats[stats["server_kind"] == "ceiling"]
-        if len(ceil):
-            y = ceil["median"].iloc[0] / scale
-            ax.axhline(y, color=KIND_COLORS["ceiling"], linestyle="--", linewidth=1)
-            ax.annotate("ceiling", (-0.4, y), ha="left", va="bottom", fontsize=8,
-                        color="#555555")
+    if len(ceil):
+        y = ceil["median"].iloc[0] / scale
+        style.reference_line(ax, y, "_ceiling", text=f"ceiling {fmt(y)}")
+    if not xs:
+        ax.set_xlim(-0.5, 0.5)
+
+
+def _bar_figsize(stats: pd.DataFrame, shapes) -> tuple:
+    """Wide enough for every bar's label: ~0.4 in per bar, plus the legend."""
+    most = max([int((stats["shape"] == s).sum()) for s in shapes] + [4])
+    return (max(7.0, len(shapes) * (1.2 + 0.42 * most) + 3.0), 5.0)
 
 
 def plot_throughput(df: pd.DataFrame) -> Figure:
     """Requests/s per server (median, min–max whiskers), the ceiling as a line, per shape."""
     stats = _per_server(df, "req_per_s")
     shapes = list(dict.fromkeys(stats["shape"])) or ["(none)"]
-    fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
+    fig, axes = _figure(1, len(shapes), figsize=_bar_figsize(stats, shapes))
+    big = len(stats) and stats["max"].max() >= 1e6
+    scale, unit = (1e6, "M requests/s") if big else (1e3, "k requests/s")
     for ax, shape in zip(axes[0], shapes):
         s = stats[stats["shape"] == shape]
         if s.empty:
             ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
             continue
-        scale, unit = (1e6, "M requests/s") if s["max"].max() >= 1e6 else (1e3, "k requests/s")
-        _bars(ax, s, scale, unit, ceiling_line=True)
-        ax.set_title(f"{shape}")
-    fig.suptitle(f"Requests per second (median, min–max)\n{_batch_title(df)}", fontsize=10)
+        _bars(ax, s, scale, unit, lambda v: f"{v:.3g}{unit.split()[0]}")
+        ax.set_title(f"{shape}", pad=12)
+    style.legend_outside(fig, handles=style.key_handles(stats["server_kind"]))
+    fig.suptitle(style.title_from_rows("Requests per second (median, min–max)", df), fontsize=10)
     return fig
 
 
 def plot_cpu_per_request(df: pd.DataFrame) -> Figure:
-    """Server CPU-µs per request (all server processes, user+system), per shape."""
+    """Server CPU-µs per request (all server processes, user+system), per shape.
+    One scale type for the whole figure: log when any shape spans 20x or more."""
     stats = _per_server(df[df["cpu_us_per_req"].notna()], "cpu_us_per_req")
     shapes = list(dict.fromkeys(stats["shape"])) or ["(none)"]
-    fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
+    fig, axes = _figure(1, len(shapes), figsize=_bar_figsize(stats, shapes))
+    pos = stats[stats["min"] > 0]
+    log = bool(len(pos)) and pos["max"].max() > 20 * pos["min"].min()
     for ax, shape in zip(axes[0], shapes):
         s = stats[stats["shape"] == shape]
         if s.empty:
             ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
             continue
-        _bars(ax, s, 1.0, "server CPU-µs per request", ceiling_line=False)
-        if s["max"].max() > 20 * s["min"].min() > 0:      # log only when it spans decades
-            ax.set_yscale("log")
-            _plain_log_axis(ax.yaxis)
-        ax.set_title(shape)
-    fig.suptitle(f"Server CPU per request (lower is better)\n{_batch_title(df)}", fontsize=10)
+        _bars(ax, s, 1.0, "server CPU-µs per request", lambda v: f"{v:.3g} µs")
+        if log:
+            style.log_axis(ax, "y")
+        ax.set_title(shape, pad=12)
+    style.legend_outside(fig, handles=style.key_handles(stats["server_kind"]))
+    fig.suptitle(style.title_from_rows("Server CPU per request (lower is better"
+                                       + (", log scale)" if log else ")"), df), fontsize=10)
     return fig
-
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def plot_latency(df: pd.DataFrame) -> Figure:
@@ -159,10 +156,12 @@ def plot_latency(df: pd.DataFrame) -> Figure:
     else:
         batch_only = ok.iloc[0:0]
     shapes = list(dict.fromkeys(ok["shape"])) or ["(none)"]
-    fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.5 * len(shapes)), 4.6))
+    fig, axes = _figure(1, len(shapes), figsize=(max(7, 4.8 * len(shapes) + 2.5), 4.8))
     pcts = [(50, "latency_p50_ms"), (75, "latency_p75_ms"), (90, "latency_p90_ms"),
             (99, "latency_p99_ms"), (99.9, "latency_p999_ms")]
     pcts = [(p, c) for p, c in pcts if c in ok.columns]
+    kinds = dict(zip(ok["server"], _kinds(ok))) if len(ok) else {}
+    styles = style.assign_styles(style.order_servers(ok["server"], kinds), kinds)
     for ax, shape in zip(axes[0], shapes):
         g = ok[ok["shape"] == shape].groupby("server", sort=False)[[c for _, c in pcts]].median()
         g = g.dropna(axis=1, how="all")
@@ -172,18 +171,17 @@ def plot_latency(df: pd.DataFrame) -> Figure:
             ax.text(0.5, 0.5, why, ha="center", transform=ax.transAxes, fontsize=8, wrap=True)
             continue
         xs = [i for i, (_, c) in enumerate(pcts) if c in g.columns]
-        for i, (server, r) in enumerate(g.iterrows()):
-            ax.plot(xs, r.values, marker=MARKERS[i % len(MARKERS)], label=server)
+        for server in style.order_servers(g.index, kinds):
+            ax.plot(xs, g.loc[server].values, label=server, **styles[server])
         ax.set_xticks(xs)
         ax.set_xticklabels([f"p{pcts[i][0]:g}" for i in xs])
-        ax.set_yscale("log")
-        _plain_log_axis(ax.yaxis)
-        ax.set_ylabel("latency (ms)")
+        style.log_axis(ax, "y")
+        ax.set_ylabel("latency (ms, log)")
         ax.set_title(shape)
-        ax.legend(fontsize=8)
+    style.legend_outside(fig)
     tools = ", ".join(sorted(set(ok["load_tool"].dropna()))) if "load_tool" in ok.columns else "wrk"
-    fig.suptitle(f"Latency percentiles per request ({tools or 'none'}; wrk's per-batch pipelined "
-                 f"figures left out)\n{_batch_title(df)}", fontsize=10)
+    fig.suptitle(style.title_from_rows(f"Latency percentiles per request ({tools or 'none'}; wrk's "
+                                       "per-batch pipelined figures left out)", df), fontsize=10)
     return fig
 
 
@@ -228,16 +226,15 @@ def plot_ratios(df: pd.DataFrame, shape: str = "pipelined") -> Figure:
     meas = measured_ratios(df, shape)
     labels = [f"published {p}" for p in pub["pair"]] + [f"measured {p}" for p in meas["pair"]]
     values = list(pub["ratio"]) + list(meas["ratio"])
-    colors = ["#b5473a"] * len(pub) + ["#3b6ea8"] * len(meas)
-    fig, axes = _figure(1, 1, figsize=(8, 1.6 + 0.45 * max(len(labels), 2)))
+    colors = [style.PUBLISHED_COLOR] * len(pub) + [style.MEASURED_COLOR] * len(meas)
+    fig, axes = _figure(1, 1, figsize=(9.5, 1.6 + 0.45 * max(len(labels), 2)))
     ax = axes[0][0]
     y = list(range(len(labels)))
     ax.barh(y, values, color=colors)
     ax.set_yticks(y)
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    _plain_log_axis(ax.xaxis)
+    style.log_axis(ax, "x")
     ax.axvline(1.0, color="#333333", linewidth=0.8)
     ax.grid(axis="x")
     for yi, v in zip(y, values):
@@ -247,8 +244,9 @@ def plot_ratios(df: pd.DataFrame, shape: str = "pipelined") -> Figure:
         ax.text(0.98, 0.02, "hyper and go were not measured in this batch", transform=ax.transAxes,
                 ha="right", fontsize=8, color="#555555")
     ax.set_xlabel("ratio of requests/s (log scale)")
-    fig.suptitle(f"Ratios, {shape}: published (Ryzen 5 1600) vs measured here\n"
-                 f"{_batch_title(df)}", fontsize=10)
+    style.legend_outside(fig, handles=[Patch(color=style.PUBLISHED_COLOR, label="published (Ryzen 5 1600)"),
+                                       Patch(color=style.MEASURED_COLOR, label="measured here")])
+    fig.suptitle(style.title_from_rows(f"Ratios, {shape}: published vs measured here", df), fontsize=10)
     return fig
 
 

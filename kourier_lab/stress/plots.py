@@ -12,7 +12,8 @@ import pandas as pd
 
 from ..bench.paths import figures_dir
 from ..bench import plots as _bench_plots
-from ..bench.plots import _figure, _plain_log_axis
+from ..bench import style
+from ..bench.style import figure as _figure
 from ..bench.published import load_published
 
 
@@ -21,21 +22,18 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
               & df["connections_held"].notna()].copy()
 
 
-def _title(df: pd.DataFrame) -> str:
-    if df.empty:
-        return ""
-    first = df.iloc[0]
-    return (f"{first['batch_id']} — {first['machine_cpu_model']}, server CPUs "
-            f"{first['server_cpus']}, client CPUs {first['client_cpus']}")
+def _title(what: str, df: pd.DataFrame) -> str:
+    return style.title_from_rows(what, df)
 
 
 def _series(ax, ok: pd.DataFrame, column: str, scale: float) -> None:
-    for server, g in ok.groupby("server", sort=False):
-        g = g.sort_values("connections_held")
-        kind = g["server_kind"].iloc[0]
+    """One line per server in its fixed colour and marker (bench.style)."""
+    kinds = dict(zip(ok["server"], ok["server_kind"]))
+    styles = style.assign_styles(style.order_servers(ok["server"], kinds), kinds)
+    for server in style.order_servers(ok["server"], kinds):
+        g = ok[ok["server"] == server].sort_values("connections_held")
         ax.plot(g["connections_held"].astype(float), g[column].astype(float) / scale,
-                marker="o" if kind == "stack" else "s",
-                linestyle="-" if kind == "stack" else "--", label=server)
+                label=server, **styles[server])
 
 
 def _limits_note(ax, df: pd.DataFrame) -> None:
@@ -55,13 +53,13 @@ def plot_rss(df: pd.DataFrame):
         ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
         return fig
     _series(ax, ok, "server_vmrss_kb", 1024.0)
-    ax.set_xscale("log")
-    _plain_log_axis(ax.xaxis)
-    ax.set_xlabel("connections held by the server")
+    style.log_axis(ax, "x", si=True)
+    ax.set_xlabel("connections held by the server (log)")
     ax.set_ylabel("RSS of the server tree (MB)")
-    ax.legend(fontsize=8)
+    style.min_span(ax, 8.0, floor=0.0)
+    style.legend_outside(fig)
     _limits_note(ax, df)
-    fig.suptitle(f"Server RSS with many open connections\n{_title(df)}", fontsize=10)
+    fig.suptitle(_title("Server RSS with many open connections", df), fontsize=10)
     return fig
 
 
@@ -74,14 +72,13 @@ def plot_rss_per_connection(df: pd.DataFrame):
         ax.text(0.5, 0.5, "no measured rows", ha="center", transform=ax.transAxes)
         return fig
     _series(ax, ok, "rss_per_conn_bytes", 1024.0)
-    ax.set_xscale("log")
-    _plain_log_axis(ax.xaxis)
-    ax.set_xlabel("connections held by the server")
+    style.log_axis(ax, "x", si=True)
+    ax.set_xlabel("connections held by the server (log)")
     ax.set_ylabel("RSS per connection (KiB, above idle)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    style.legend_outside(fig)
     _limits_note(ax, df)
-    fig.suptitle(f"Memory per connection\n{_title(df)}", fontsize=10)
+    fig.suptitle(_title("Memory per connection", df), fontsize=10)
     return fig
 
 
@@ -96,21 +93,18 @@ def plot_vmpeak(df: pd.DataFrame):
     pub = load_published("memory")
     for _, r in pub.iterrows():
         ax.plot([r["connections"]], [r["vmpeak_kb"] / 1024.0 ** 2], marker="*", markersize=12,
-                linestyle="none", color="#b5473a")
+                linestyle="none", color=style.PUBLISHED_COLOR)
         ax.annotate(f"published {r['server_label']}", (r["connections"], r["vmpeak_kb"] / 1024 ** 2),
                     xytext=(-6, 0), textcoords="offset points", ha="right", va="center", fontsize=8,
-                    color="#b5473a")
-    ax.set_xscale("log")
-    _plain_log_axis(ax.xaxis)
-    ax.set_yscale("log")
-    _plain_log_axis(ax.yaxis)
-    ax.set_xlabel("connections")
-    ax.set_ylabel("VmPeak of the server tree (GiB, virtual)")
-    if not ok.empty:
-        ax.legend(fontsize=8, loc="upper left")
+                    color=style.PUBLISHED_COLOR)
+    style.log_axis(ax, "x", si=True)
+    style.log_axis(ax, "y")
+    ax.set_xlabel("connections (log)")
+    ax.set_ylabel("VmPeak of the server tree (GiB, virtual, log)")
+    style.legend_outside(fig)
     _limits_note(ax, df)
-    fig.suptitle("VmPeak (virtual memory, the post's figure); stars: the post, Ryzen 5 1600, "
-                 f"500 k connections\n{_title(df)}", fontsize=10)
+    fig.suptitle(_title("VmPeak (virtual memory, the post's figure); stars: the post, Ryzen 5 1600, "
+                        "500 k connections", df), fontsize=10)
     return fig
 
 
@@ -132,6 +126,10 @@ def write_memory_figures(df: pd.DataFrame, out_dir: Optional[Path] = None) -> Li
     return paths
 
 
+SOAK_MIN_RSS_SPAN_MB = 16.0
+SOAK_MIN_FD_SPAN = 20.0
+
+
 def plot_soak(samples: pd.DataFrame):
     """RSS and open descriptors of each stack's server tree, once a second."""
     fig, axes = _figure(2, 1, figsize=(8, 6.5))
@@ -139,16 +137,22 @@ def plot_soak(samples: pd.DataFrame):
     if samples.empty:
         ax_rss.text(0.5, 0.5, "no samples", ha="center", transform=ax_rss.transAxes)
         return fig
-    for server, g in samples.groupby("server", sort=False):
-        ax_rss.plot(g["t_s"], g["vmrss_kb"] / 1024.0, label=server)
-        ax_fd.plot(g["t_s"], g["fds"], label=server)
+    servers = list(dict.fromkeys(samples["server"]))
+    styles = style.assign_styles(servers)
+    for server in servers:
+        g = samples[samples["server"] == server]
+        line = dict(styles[server], marker="None")       # one sample a second: a line, no dots
+        ax_rss.plot(g["t_s"], g["vmrss_kb"] / 1024.0, label=server, **line)
+        ax_fd.plot(g["t_s"], g["fds"], label=server, **line)
     ax_rss.set_ylabel("RSS (MB)")
     ax_fd.set_ylabel("open descriptors")
     ax_fd.set_xlabel("seconds of mixed load")
-    ax_rss.legend(fontsize=8)
-    first = samples.iloc[0]
-    fig.suptitle(f"Soak: pipelined + keep-alive + new connections + malformed requests\n"
-                 f"{first['batch_id']}", fontsize=10)
+    # a steady RSS drifts by a fraction of a MB: show it on a span that says "flat"
+    style.min_span(ax_rss, SOAK_MIN_RSS_SPAN_MB, floor=0.0)
+    style.min_span(ax_fd, SOAK_MIN_FD_SPAN, floor=0.0)
+    style.legend_outside(fig)
+    fig.suptitle(style.title_from_rows("Soak: pipelined + keep-alive + new connections + malformed "
+                                       "requests", samples), fontsize=10)
     return fig
 
 

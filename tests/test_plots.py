@@ -1,0 +1,145 @@
+"""Every package plot function drawn on a fixture frame: no crash, legends clear
+of the data, one colour per server, no single-label log axes, readable spans."""
+import os
+
+import pandas as pd
+import pytest
+
+from kourier_lab.bench import latency_plots, plots, style
+from kourier_lab.stress import plots as stress_plots
+
+SERVERS = [("ceiling", "ceiling", False), ("c/c/c", "stack", False), ("numba/numba/numba", "stack", False),
+           ("python/python/python", "stack", False), ("c/c/c+memo", "stack", True),
+           ("python/python/python+memo", "stack", True), ("hyper", "peer", False), ("go", "peer", False),
+           ("nginx", "peer", False), ("uvicorn", "peer", False), ("asyncio-httptools", "peer", False),
+           ("granian", "peer", False)]
+BASE = dict(batch_id="20261201T000000Z-fixture", experiment="fixture", machine_cpu_model="Test CPU",
+            server_cpus="0", client_cpus="1", status="ok", workers=1, run=1)
+
+
+def bench_frame() -> pd.DataFrame:
+    """wrk rows (pipelined: per-batch latency), h2load closed-loop rows and a rate sweep."""
+    rows = []
+    for i, (server, kind, memo) in enumerate(SERVERS):
+        speed = 2.3e6 / (1 + i * 0.7)
+        for run in (1, 2, 3):
+            common = dict(BASE, server=server, server_kind=kind, head_memo=memo, run=run)
+            rows.append(dict(common, shape="pipelined", load_tool="wrk", pipeline=256, connections=64,
+                             offered_rate=None, req_per_s=speed * (1 + 0.02 * run),
+                             cpu_us_per_req=0.07 * (1 + i) ** 2, latency_per_batch=True,
+                             latency_p50_ms=0.0, latency_p99_ms=0.0))
+            rows.append(dict(common, shape="keepalive", load_tool="h2load", pipeline=1, connections=64,
+                             offered_rate=None, req_per_s=speed / 30, cpu_us_per_req=9 + i,
+                             latency_per_batch=False, latency_p50_ms=0.7 + 0.1 * i,
+                             latency_p75_ms=0.9 + 0.1 * i, latency_p90_ms=1.1 + 0.1 * i,
+                             latency_p99_ms=1.5 + 0.3 * i, latency_p999_ms=3.0 + 0.5 * i))
+            if server in ("ceiling", "c/c/c", "python/python/python", "hyper"):
+                for rate in (10e3, 20e3, 40e3, 80e3):
+                    rows.append(dict(common, shape="rate", load_tool="h2load", pipeline=1, connections=64,
+                                     offered_rate=rate, req_per_s=min(rate, speed / 30),
+                                     latency_per_batch=False, latency_p50_ms=0.5 + rate / 1e5,
+                                     latency_p99_ms=1.0 + rate / 2e4, latency_lower_bound=rate > 60e3))
+    return pd.DataFrame(rows)
+
+
+def memory_frame() -> pd.DataFrame:
+    rows = []
+    for server, kind in (("c/c/c", "stack"), ("python/python/python", "stack"), ("nginx", "peer")):
+        for n in (1000, 10000, 100000):
+            rows.append(dict(BASE, server=server, server_kind=kind, shape="connections", connections=n,
+                             connections_held=n, server_vmrss_kb=20000 + n * 0.5,
+                             rss_per_conn_bytes=512 + 10 * len(server), server_vmpeak_kb=1e6 + n * 4,
+                             limit=None))
+    rows.append(dict(BASE, server="c/c/c", server_kind="stack", shape="connections", connections=500000,
+                     connections_held=None, status="skipped", limit="20,000 open files per process"))
+    return pd.DataFrame(rows)
+
+
+def soak_samples() -> pd.DataFrame:
+    rows = []
+    for server in ("c/c/c", "numba/numba/numba"):
+        for t in range(30):         # RSS within 0.18 MB: must not be drawn as a mountain range
+            rows.append(dict(batch_id="20261201T000000Z-soak", server=server, t_s=float(t),
+                             vmrss_kb=30000 + (t % 3) * 60, fds=12 + (t % 2), processes=2))
+    return pd.DataFrame(rows)
+
+
+BENCH = [plots.plot_throughput, plots.plot_cpu_per_request, plots.plot_latency, plots.plot_ratios,
+         latency_plots.plot_latency_vs_load, latency_plots.plot_request_latency]
+MEMORY = [stress_plots.plot_rss, stress_plots.plot_rss_per_connection, stress_plots.plot_vmpeak]
+EVERY = [(f, bench_frame) for f in BENCH] + [(f, memory_frame) for f in MEMORY] + \
+        [(stress_plots.plot_soak, soak_samples)]
+
+
+@pytest.mark.parametrize("make,frame", EVERY, ids=lambda x: getattr(x, "__name__", "?"))
+def test_every_plot_draws_with_legends_clear_of_the_data(make, frame):
+    fig = make(frame())
+    fig.savefig(os.devnull, format="png")
+    assert style.legend_overlaps(fig) == []
+    assert style.single_label_log_axes(fig) == []
+    title = fig.get_suptitle()
+    assert "batch 20261201T000000Z-" in title
+    if make is not stress_plots.plot_soak:
+        assert "server CPUs 0 | load CPUs 1" in title
+    if make in BENCH:                  # memory and soak rows have no head memo axis
+        assert "head memo" in title
+
+
+@pytest.mark.parametrize("make,frame", EVERY, ids=lambda x: getattr(x, "__name__", "?"))
+def test_every_plot_draws_without_rows(make, frame):
+    make(frame().iloc[0:0]).savefig(os.devnull, format="png")
+
+
+def test_one_scale_type_per_figure():
+    for make in (plots.plot_throughput, plots.plot_cpu_per_request):
+        fig = make(bench_frame())
+        scales = {a.get_yscale() for a in fig.axes if a.has_data()}
+        assert len(scales) == 1, (make.__name__, scales)
+
+
+def test_latency_plot_never_repeats_a_colour():
+    fig = plots.plot_latency(bench_frame())
+    lines = [l for l in fig.axes[1].get_lines() if len(l.get_xdata()) > 2] if len(fig.axes) > 1 else \
+        [l for l in fig.axes[0].get_lines() if len(l.get_xdata()) > 2]
+    by_server = {}
+    for line in lines:
+        by_server.setdefault(style.base_name(line.get_label()), set()).add(line.get_color())
+    colours = [c for cs in by_server.values() for c in cs]
+    assert len(lines) >= 10 and len(colours) == len(set(colours))
+
+
+def test_ceiling_is_a_reference_line_in_its_colour_not_a_bar():
+    fig = plots.plot_throughput(bench_frame())
+    ax = fig.axes[0]
+    assert "ceiling" not in [t.get_text() for t in ax.get_xticklabels()]
+    refs = [l for l in ax.get_lines() if l.get_color() == style.CEILING_COLOR]
+    assert len(refs) == 1 and refs[0].get_linestyle() == "--"
+    assert any(t.get_text().startswith("ceiling 2.") for t in ax.texts)
+
+
+def test_soak_rss_is_not_magnified():
+    fig = stress_plots.plot_soak(soak_samples())
+    lo, hi = fig.axes[0].get_ylim()
+    assert hi - lo >= stress_plots.SOAK_MIN_RSS_SPAN_MB
+
+
+def test_colours_and_markers_are_fixed_per_server_and_grouped():
+    assert style.server_color("c/c/c") == style.server_color("c/c/c+memo")
+    assert style.line_style("c/c/c+memo")["markerfacecolor"] == "white"
+    known = list(style.STACKS) + list(style.PEERS)
+    assert len({style.server_color(n) for n in known}) == len(known)
+    assert len({style.server_marker(n) for n in known}) == len(known)
+    assert style.order_servers(["hyper", "c/c/c+memo", "c/c/c", "ceiling"]) == \
+        ["ceiling", "c/c/c", "c/c/c+memo", "hyper"]
+    # an unknown name gets the same colour every time, and never a clash within a figure
+    names = [f"user{i}/c/c" for i in range(12)] + ["c/c/c"]
+    styles = style.assign_styles(names)
+    assert style.assign_styles(names) == styles
+    assert len({s["color"] for s in styles.values()}) == len(names)
+    assert style.simd_sorted(["avx2", "scalar", "sse42"]) == ["scalar", "sse42", "avx2"]
+
+
+def test_figure_title_names_batch_split_and_memo():
+    t = style.figure_title("Requests/s", batch="B1", split="server CPUs 0 | load CPUs 1", head_memo=[False, True])
+    assert t.splitlines() == ["Requests/s", "batch B1 · server CPUs 0 | load CPUs 1 · head memo off and on "
+                              "(+memo rows)"]
