@@ -457,3 +457,40 @@ def reproduction_lines(table: pd.DataFrame) -> List[str]:
             out.append(f"    differs: {r['differs']}")
         out.append(f"    verdict: {r['verdict']}")
     return out
+
+
+def buffer_strategy_sentences(strategies: pd.DataFrame) -> List[str]:
+    """Per scenario of numba_costs.buffer_strategies: the fastest strategy, its
+    lead over the next, and whether that lead is larger than the runs' spread."""
+    out = []
+    for scenario, d in strategies.groupby("scenario", sort=False):
+        d = d.sort_values("mb_per_s", ascending=False)
+        if len(d) < 2:
+            continue
+        a, b = d.iloc[0], d.iloc[1]
+        lead = a["mb_per_s"] / b["mb_per_s"]
+        noise = max(_num(a.get("spread_pct")), _num(b.get("spread_pct"))) / 100
+        sure = ("a lead larger than the runs' spread" if lead - 1 > noise / 2 else
+                f"within the runs' spread (±{noise / 2:.0%}): no clear winner in this run")
+        slowest = d.iloc[-1]
+        out.append(f"{scenario}: {a['strategy']} is fastest ({a['mb_per_s']:,.0f} MB/s), "
+                   f"{lead:.2f}x {b['strategy']} — {sure}; slowest {slowest['strategy']} "
+                   f"({slowest['mb_per_s']:,.0f} MB/s, {a['mb_per_s'] / slowest['mb_per_s']:.1f}x "
+                   f"slower).")
+    return out
+
+
+def jit_sentences(jit: pd.DataFrame) -> List[str]:
+    """Total first-call seconds per cache state (numba_costs.jit_costs rows)."""
+    out = []
+    for cache, g in jit.groupby("cache", sort=False):
+        top = g.loc[g["seconds"].idxmax()]
+        out.append(f"{cache}: {g['seconds'].sum():.2f} s over {len(g)} kernels; the slowest is "
+                   f"{top['component']}: {top['function']} at {top['seconds']:.2f} s.")
+    is_cold = jit["cache"].astype(str).str.startswith("cold")
+    if is_cold.any() and (~is_cold).any():
+        cold, warm = jit[is_cold]["seconds"].sum(), jit[~is_cold]["seconds"].sum()
+        if warm > 0:
+            out.append(f"the on-disk cache cuts the first call {cold / warm:.1f}x "
+                       f"({cold:.2f} s -> {warm:.2f} s).")
+    return out

@@ -35,6 +35,7 @@ class Survey:
     scores: object                 # pandas.DataFrame
     cases: object                  # pandas.DataFrame
     failures: List[dict] = field(default_factory=list)
+    categories: object = None      # pandas.DataFrame: published-suite rows per category per target
 
 
 def stack_targets() -> List[Target]:
@@ -88,7 +89,7 @@ def run_survey(quick: bool = True, targets: Optional[List[Target]] = None, suite
     import pandas as pd
     from .. import peers
     targets = targets if targets is not None else stack_targets() + peer_targets()
-    score_rows, case_rows, failures = [], [], []
+    score_rows, case_rows, failures, category_rows = [], [], [], []
     for t in targets:
         base = dict(kind=t.kind, target=t.label)
         if t.kind == "peer":
@@ -116,6 +117,8 @@ def run_survey(quick: bool = True, targets: Optional[List[Target]] = None, suite
                     log(f"{t.label} {s}: failed ({e})")
                     continue
                 score_rows.append(r.summary_row(**base, note=""))
+                if s == "published":
+                    category_rows += [dict(base, **row) for row in r.rows]
                 if s == "strict":
                     case_rows += [dict(base, **row) for row in r.rows]
                     failures += [dict(base, **f) for f in r.failures]
@@ -123,7 +126,8 @@ def run_survey(quick: bool = True, targets: Optional[List[Target]] = None, suite
         finally:
             stop()
         log(f"{t.label}: done in {time.perf_counter() - t0:.1f} s")
-    return Survey(pd.DataFrame(score_rows), pd.DataFrame(case_rows), failures)
+    return Survey(pd.DataFrame(score_rows), pd.DataFrame(case_rows), failures,
+                  pd.DataFrame(category_rows))
 
 
 def published_table():
@@ -152,11 +156,75 @@ def score_table(scores):
 
 
 def strict_matrix(cases):
-    """case x target: True/False per strict case (only cases some target failed)."""
+    """case x target: True/False per strict case (only cases some target failed,
+    only targets that failed one of them)."""
     if cases is None or len(cases) == 0:
         return cases
     m = cases.pivot_table(index=["group", "case"], columns="target", values="passed", aggfunc="first")
-    return m[~m.all(axis=1)]
+    m = m[~m.all(axis=1)]
+    return m.loc[:, ~m.all(axis=0)]
+
+
+def strict_failures_by_case(cases):
+    """One row per strict case that some target failed: how many targets ran it,
+    how many failed, and which (the readable form of strict_matrix when many
+    targets pass everything)."""
+    import pandas as pd
+    cols = ["group", "case", "targets", "failed", "failed_by"]
+    if cases is None or len(cases) == 0:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (group, case), g in cases.groupby(["group", "case"], sort=False):
+        bad = g.loc[~g["passed"].astype(bool), "target"].tolist()
+        if bad:
+            rows.append(dict(group=group, case=case, targets=len(g), failed=len(bad),
+                             failed_by=", ".join(bad)))
+    return pd.DataFrame(rows, columns=cols).sort_values(["failed", "group"], ascending=[False, True],
+                                                        kind="stable").reset_index(drop=True)
+
+
+def failures_by_target(failures):
+    """The strict failures grouped per target: count and the cases' names."""
+    import pandas as pd
+    cols = ["target", "failed", "cases"]
+    if not failures:
+        return pd.DataFrame(columns=cols)
+    f = pd.DataFrame(failures)
+    out = f.groupby("target", sort=False)["case"].agg(lambda c: ", ".join(c)).to_frame("cases")
+    out.insert(0, "failed", f.groupby("target", sort=False).size())
+    return out.reset_index().sort_values("failed", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def full_suite_estimates(categories):
+    """From published-suite category rows (Survey.categories): each target's
+    score weighted by the published category sizes, i.e. what the full suite
+    would score if each sampled category's pass rate held, with the sampling
+    error (one binomial standard error) — the figure that can stand beside the
+    posts' scores when quick mode sampled the two pct-encoding categories.
+    Whole categories contribute no error; the measured score (sample-weighted)
+    is kept beside it."""
+    import math
+
+    import pandas as pd
+    cols = ["kind", "target", "measured_score", "requests", "full_suite_requests",
+            "estimated_full_score", "standard_error", "sampled"]
+    if categories is None or len(categories) == 0:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (kind, target), g in categories.groupby(["kind", "target"], sort=False):
+        g = g[g["requests"] > 0]
+        size = g["published_size"].astype(float)
+        frac = g["detected"] / g["requests"]
+        weight = size / size.sum()
+        sampled = g["requests"] < g["published_size"]
+        var = (weight ** 2 * frac * (1 - frac) / g["requests"]).where(sampled, 0.0).sum()
+        rows.append(dict(kind=kind, target=target,
+                         measured_score=100.0 * g["detected"].sum() / g["requests"].sum(),
+                         requests=int(g["requests"].sum()), full_suite_requests=int(size.sum()),
+                         estimated_full_score=100.0 * float((weight * frac).sum()),
+                         standard_error=100.0 * math.sqrt(var),
+                         sampled=", ".join(g.loc[sampled, "category"])))
+    return pd.DataFrame(rows, columns=cols)
 
 
 def plot_scores(scores, ax=None):
@@ -186,5 +254,6 @@ def plot_scores(scores, ax=None):
     ax.set_xlim(0, 110)
     ax.set_xlabel("% of passed tests")
     ax.set_title("HTTP syntax compliance")
-    ax.legend(loc="lower right", fontsize="small")
+    # outside the axes: a legend inside covers the longest bars
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return ax
