@@ -1,19 +1,27 @@
 # kourier_lab: two commands do everything on a fresh machine
 #   make bench   set up, build, run the default experiment, print the table, write the plots
 #   make test    set up, build, run the whole test suite (what CI runs)
+#   make lab     set up as `make bench` does, then JupyterLab on notebooks/ (no browser; prints the URL)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # wrk and h2load (nghttp2-client) and a C compiler for the benchmarks and native modules; Go, nginx and the Debian
 # Rust crates (hyper, tokio; built offline) for the peers
 APT_PACKAGES := wrk nghttp2-client build-essential golang-go nginx librust-hyper-dev librust-tokio-dev
+# headless Chromium for the notebook test in a real browser (Playwright drives it; its own download is not used)
+APT_PACKAGES += chromium
 # Debian's cargo only when the machine has no Rust toolchain of its own
 ifeq ($(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null),)
 APT_PACKAGES += cargo
 endif
 EXPERIMENT ?= experiments/quick.toml
+# make lab: JupyterLab's port (LAB_PORT, else PORT, else 8888) and address
+LAB_PORT ?= $(or $(PORT),8888)
+LAB_IP   ?= 127.0.0.1
+# Jupyter refuses root unless told (CI and containers run as root)
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: all setup system build test bench sanitize clean
+.PHONY: all setup system build test bench lab kernel sanitize clean
 
 all: bench
 
@@ -44,6 +52,16 @@ test: setup
 
 bench: setup
 	$(BIN)/kourier-lab bench $(EXPERIMENT)
+
+# the notebooks' kernel ("python3", as they name it) is this .venv's Python, written into the venv
+kernel: setup
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (kourier_lab .venv)" >/dev/null
+
+# JupyterLab on notebooks/, headless-friendly: no browser, the URL with its token printed
+lab: kernel
+	@echo "kourier-lab: JupyterLab on notebooks/ at http://$(LAB_IP):$(LAB_PORT)/ (open the URL with the token below; Ctrl-C stops it)"
+	$(BIN)/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	    --ServerApp.root_dir=notebooks --ServerApp.open_browser=False $(LAB_ROOT_FLAG)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of native/ over the parser corpus and a
 # fuzz pass (the test suite runs the same through tests/test_native_sanitizers.py)
