@@ -1,5 +1,5 @@
 """The Numba loop: epoll, accept4, recv, send and close called from nopython
-code through cffi; static routes served without entering the interpreter.
+code by symbol name; static routes served without entering the interpreter.
 
 How the work is split
 ---------------------
@@ -50,14 +50,13 @@ tick is O(expiring + re-filed entries), not O(connections).  A connection is
 cancelled when its slot is closed or promoted; promoted connections use the
 Python timer wheel (the deadline is handed over in the slot's S_DEADLINE).
 
-What cannot be cached: every function here calls libc through cffi function
-pointers, whose addresses Numba bakes into the machine code, so they are
-compiled with cache=False in every process that creates the loop (the
-supervisor compiles before forking, so workers inherit the code); the parser
-kernels they call (parsers/numba.py) come from the on-disk cache.  cffi is used
-in ABI in-line mode (``ffi.dlopen(None)``: libc, no C compiler needed); Numba
-types those functions directly, so numba.core.typing.cffi_utils.register_module
-(needed for out-of-line, compiled cffi modules) is not used.
+Start-up: libc is called by symbol name (Numba ExternalFunction: epoll_wait,
+accept4, recv, send, close, memcpy, ...), not through cffi function pointers,
+whose addresses Numba would bake into the machine code and so refuse to cache.
+Every function here therefore uses cache=True: the first process on a machine
+compiles (~10-60 s on this 2-core VM), later ones load machine code from
+__pycache__ (bench/numba_costs.start_up() measures both).  The supervisor
+still compiles (or loads) before forking, so workers inherit the code.
 """
 import errno
 import os
@@ -68,10 +67,9 @@ import time
 from collections import namedtuple
 
 try:
-    import cffi
     import numba  # noqa: F401  (imported for the clear error below)
 except ImportError as e:  # pragma: no cover - depends on the machine
-    raise ImportError(f"the numba loop needs numba and cffi ({e})") from e
+    raise ImportError(f"the numba loop needs numba ({e})") from e
 import numpy as np
 from numba import njit, types
 from numba.core.extending import intrinsic
@@ -88,38 +86,25 @@ from .python import _READ, PythonLoop, _Conn
 from .numba_timer_wheel import grow_wheel, new_wheel, wheel_advance, wheel_cancel, wheel_next_end, wheel_reset
 from .timer_wheel import TimerWheel
 
-# -- libc through cffi (ABI in-line mode) ---------------------------------------------
-ffi = cffi.FFI()
-ffi.cdef("""
-int epoll_wait(int epfd, uint8_t *events, int maxevents, int timeout);
-int epoll_ctl(int epfd, int op, int fd, uint8_t *event);
-int accept4(int sockfd, uint8_t *addr, uint32_t *addrlen, int flags);
-ssize_t recv(int sockfd, uint8_t *buf, size_t len, int flags);
-ssize_t send(int sockfd, const uint8_t *buf, size_t len, int flags);
-int shutdown(int sockfd, int how);
-int close(int fd);
-int setsockopt(int sockfd, int level, int optname, const uint8_t *optval, uint32_t optlen);
-int clock_gettime(int clk_id, int64_t *tp);
-int *__errno_location(void);
-void *memcpy(uint8_t *dest, const uint8_t *src, size_t n);
-void *memmove(uint8_t *dest, const uint8_t *src, size_t n);
-int memcmp(const uint8_t *a, const uint8_t *b, size_t n);
-""")
-libc = ffi.dlopen(None)
-# module-level aliases: what Numba resolves as cffi functions in nopython code
-c_epoll_wait = libc.epoll_wait
-c_epoll_ctl = libc.epoll_ctl
-c_accept4 = libc.accept4
-c_recv = libc.recv
-c_send = libc.send
-c_shutdown = libc.shutdown
-c_close = libc.close
-c_setsockopt = libc.setsockopt
-c_clock_gettime = libc.clock_gettime
-c_errno_location = libc.__errno_location
-c_memcpy = libc.memcpy      # Numba's byte loops and slice copies are slower (and the
-c_memmove = libc.memmove    # latter needs the NRT); the copies of every response go here
-c_memcmp = libc.memcmp
+# -- libc by symbol name --------------------------------------------------------------
+# Each is a Numba ExternalFunction: the compiled code calls the symbol (resolved
+# when the code is loaded into the process, like any shared-library call), not an
+# address baked in at compile time, so every function below caches to disk.
+_u8p = types.CPointer(types.uint8)
+_cint, _size = types.int32, types.intp
+c_epoll_wait = types.ExternalFunction("epoll_wait", _cint(_cint, _u8p, _cint, _cint))
+c_epoll_ctl = types.ExternalFunction("epoll_ctl", _cint(_cint, _cint, _cint, _u8p))
+c_accept4 = types.ExternalFunction("accept4", _cint(_cint, _u8p, types.CPointer(types.uint32), _cint))
+c_recv = types.ExternalFunction("recv", _size(_cint, _u8p, _size, _cint))
+c_send = types.ExternalFunction("send", _size(_cint, _u8p, _size, _cint))
+c_shutdown = types.ExternalFunction("shutdown", _cint(_cint, _cint))
+c_close = types.ExternalFunction("close", _cint(_cint))
+c_setsockopt = types.ExternalFunction("setsockopt", _cint(_cint, _cint, _cint, _u8p, types.uint32))
+c_clock_gettime = types.ExternalFunction("clock_gettime", _cint(_cint, types.CPointer(types.int64)))
+c_errno_location = types.ExternalFunction("__errno_location", types.CPointer(_cint)())
+c_memcpy = types.ExternalFunction("memcpy", types.voidptr(_u8p, _u8p, _size))     # Numba's byte
+c_memmove = types.ExternalFunction("memmove", types.voidptr(_u8p, _u8p, _size))   # loops are slower
+c_memcmp = types.ExternalFunction("memcmp", _cint(_u8p, _u8p, _size))
 
 # struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere
 EV_SIZE, EV_DATA = (12, 4) if platform.machine() in ("x86_64", "AMD64") else (16, 8)
@@ -173,7 +158,7 @@ NativeState = namedtuple("NativeState", [
 # -- native helpers -----------------------------------------------------------------------
 @intrinsic
 def _ptr(typingctx, arr, off):
-    """&arr[off] as a C pointer, for libc calls: ffi.from_buffer(arr[off:]) builds
+    """&arr[off] as a C pointer, for libc calls: ffi.from_buffer(arr[off:]) built
     a slice first (bounds normalisation, a new array struct) on every call."""
     sig = types.CPointer(arr.dtype)(arr, types.intp)
 
@@ -183,7 +168,7 @@ def _ptr(typingctx, arr, off):
     return sig, codegen
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _emit_run(wrow, at, resp_blob, off, size, count):
     """`count` copies of the answer resp_blob[off:off+size] at wrow[at:]: one
     copy, then the copies made so far copied after themselves (log2(count)
@@ -196,27 +181,27 @@ def _emit_run(wrow, at, resp_blob, off, size, count):
         done += k
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _errno():
     return c_errno_location()[0]
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def now_ms(L):
-    c_clock_gettime(CLOCK_MONOTONIC, ffi.from_buffer(L.ts))
+    c_clock_gettime(CLOCK_MONOTONIC, _ptr(L.ts, 0))
     return L.ts[0] * 1000 + L.ts[1] // 1000000
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _epoll_set(L, op, fd, events):
     r = L.evrec
     for i in range(4):
         r[i] = (events >> (8 * i)) & 0xFF
         r[EV_DATA + i] = (fd >> (8 * i)) & 0xFF
-    return c_epoll_ctl(L.ctl[C_EPFD], op, fd, ffi.from_buffer(r))
+    return c_epoll_ctl(L.ctl[C_EPFD], op, fd, _ptr(r, 0))
 
 
-@njit(cache=False, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _wrow(L, slot):
     """The connection's write row: a lent big row, or its own row of the slab
     (inlined: without the NRT a function cannot return a view it was not given)."""
@@ -226,7 +211,7 @@ def _wrow(L, slot):
     return L.wdata[slot]
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _lend_big(L, slot):
     """Lend a free big write row to a connection with no output pending, so that
     the answers to a whole read go out in one send (a 16 KiB row holds ~95 of
@@ -237,7 +222,7 @@ def _lend_big(L, slot):
         s[slot, S_BIG] = L.bigfree[L.ctl[C_NBIGFREE]]
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _return_big(L, slot):
     """Give a lent big row back (its output has all been sent, or is dropped)."""
     k = L.slots[slot, S_BIG]
@@ -247,7 +232,7 @@ def _return_big(L, slot):
         L.slots[slot, S_BIG] = -1
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _close_slot(L, slot):
     """Lingering close: drop what the client already sent, FIN, close; free the slot."""
     fd = L.slots[slot, S_FD]
@@ -255,7 +240,7 @@ def _close_slot(L, slot):
         return
     _epoll_set(L, CTL_DEL, fd, 0)
     for _ in range(16):
-        if c_recv(fd, ffi.from_buffer(L.scratch), len(L.scratch), 0) <= 0:
+        if c_recv(fd, _ptr(L.scratch, 0), len(L.scratch), 0) <= 0:
             break
     c_shutdown(fd, SHUT_WR)
     c_close(fd)
@@ -268,7 +253,7 @@ def _close_slot(L, slot):
     L.ctl[C_NCONNS] -= 1
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _flush(L, slot):
     """Send the pending output; EPOLLOUT only while some remains.  Returns False
     when the connection was closed."""
@@ -277,7 +262,7 @@ def _flush(L, slot):
     row = _wrow(L, slot)
     while s[slot, S_WLEN] > s[slot, S_WPOS]:
         pos = s[slot, S_WPOS]
-        n = c_send(fd, ffi.from_buffer(row[pos:]), s[slot, S_WLEN] - pos, MSG_NOSIGNAL)
+        n = c_send(fd, _ptr(row, pos), s[slot, S_WLEN] - pos, MSG_NOSIGNAL)
         if n < 0:
             e = _errno()
             if e == EINTR:
@@ -305,7 +290,7 @@ def _flush(L, slot):
     return True
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _append(L, slot, resp):
     """Copy response row `resp` into the write row; False when it does not fit."""
     s = L.slots
@@ -317,15 +302,15 @@ def _append(L, slot, resp):
         wpos = s[slot, S_WPOS]
         if wlen - wpos + n > row.shape[0]:
             return False
-        c_memmove(ffi.from_buffer(row), ffi.from_buffer(row[wpos:]), wlen - wpos)   # compact
+        c_memmove(_ptr(row, 0), _ptr(row, wpos), wlen - wpos)   # compact
         wlen -= wpos
         s[slot, S_WPOS] = 0
-    c_memcpy(ffi.from_buffer(row[wlen:]), ffi.from_buffer(L.resp_blob[off:]), n)
+    c_memcpy(_ptr(row, wlen), _ptr(L.resp_blob, off), n)
     s[slot, S_WLEN] = wlen + n
     return True
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _process(L, slot):
     """Answer every complete request in the read row that the native path
     serves.  P_DONE (stopped at an incomplete head or the end), P_BLOCKED (the
@@ -337,7 +322,7 @@ def _process(L, slot):
                       L.path_blob, L.path_idx, L.resp_blob, L.resp_idx, L.memo, L.heads)
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo, heads):
     """Every head is parsed in full, all the heads of the row in one call of
     the parser's parse_heads_kernel (one head per call with the memo on: it is
@@ -463,7 +448,7 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
     return result
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _route(row, mo, ml, po, pl, catch_all, path_idx, path_blob):
     """(route, head) for the method at row[mo:mo+ml] and the path at
     row[po:po+pl]: GET/HEAD of a static path, or of any other path when there
@@ -490,7 +475,7 @@ def _route(row, mo, ml, po, pl, catch_all, path_idx, path_blob):
     return route, head
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _read(L, slot, hup):
     """recv into the read row: 1 drained (EAGAIN, short read or EOF), 0 the row
     filled up, -1 the connection was closed on an error.  With `hup` (the event
@@ -503,7 +488,7 @@ def _read(L, slot, hup):
     while s[slot, S_RLEN] < cap:
         rlen = s[slot, S_RLEN]
         room = cap - rlen
-        n = c_recv(fd, ffi.from_buffer(row[rlen:]), room, 0)
+        n = c_recv(fd, _ptr(row, rlen), room, 0)
         if n < 0:
             e = _errno()
             if e == EINTR:
@@ -521,7 +506,7 @@ def _read(L, slot, hup):
     return 0
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _on_readable(L, slot, now, hup):
     """Read, answer, send; as the Python loop's _on_readable.  Returns True when
     the connection must be promoted to Python."""
@@ -590,14 +575,14 @@ def _on_readable(L, slot, now, hup):
     return False
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _send_and_close(L, fd, resp):
     off = L.resp_idx[resp, 0]
-    c_send(fd, ffi.from_buffer(L.resp_blob[off:]), L.resp_idx[resp, 1], MSG_NOSIGNAL)
+    c_send(fd, _ptr(L.resp_blob, off), L.resp_idx[resp, 1], MSG_NOSIGNAL)
     c_close(fd)
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _accept(L, lfd, now):
     ctl = L.ctl
     for _ in range(ACCEPT_BATCH):
@@ -605,7 +590,7 @@ def _accept(L, lfd, now):
             ctl[C_NEED_SLOTS] = 1      # the driver grows the slabs; the listener is level-triggered
             return
         L.addrlen[0] = len(L.scratch)
-        fd = c_accept4(lfd, ffi.from_buffer(L.scratch), ffi.from_buffer(L.addrlen), SOCK_FLAGS)
+        fd = c_accept4(lfd, _ptr(L.scratch, 0), _ptr(L.addrlen, 0), SOCK_FLAGS)
         if fd < 0:
             e = _errno()
             if e == EAGAIN:
@@ -623,7 +608,7 @@ def _accept(L, lfd, now):
         if ctl[C_NCONNS] >= ctl[C_MAXCONN]:
             _send_and_close(L, fd, L.resp_idx.shape[0] - 2 + R_503)
             continue
-        c_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ffi.from_buffer(L.one), 4)
+        c_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, _ptr(L.one, 0), 4)
         ctl[C_NFREE] -= 1
         slot = L.freelist[ctl[C_NFREE]]
         s = L.slots
@@ -640,7 +625,7 @@ def _accept(L, lfd, now):
         _epoll_set(L, CTL_ADD, fd, EV_READ)
 
 
-@njit(cache=False, _nrt=False)
+@njit(cache=True, _nrt=False)
 def _expire(L, now):
     """When a tick ends: 408 and close a connection whose request is late,
     close an idle one (the wheel reports each expiry once)."""
@@ -661,7 +646,7 @@ def _expire(L, now):
             _close_slot(L, slot)
 
 
-@njit(cache=False, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False)
 def close_idle(L):
     """Graceful stop: close every native connection with no request in flight."""
     s = L.slots
@@ -670,7 +655,7 @@ def close_idle(L):
             _close_slot(L, slot)
 
 
-@njit(cache=False, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False)
 def close_all(L):
     s = L.slots
     for slot in range(s.shape[0]):
@@ -678,7 +663,7 @@ def close_all(L):
             _close_slot(L, slot)
 
 
-@njit(cache=False, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False)
 def run_native(L, until):
     """epoll_wait and serve, until an event needs Python or the monotonic clock
     (ms) reaches `until`.  Returns how many rows of L.pyev the driver must
@@ -694,7 +679,7 @@ def run_native(L, until):
         wait = min(until, ctl[C_NEXT_TICK]) - now
         if wait < 0:
             wait = 0
-        n = c_epoll_wait(ctl[C_EPFD], ffi.from_buffer(L.evbuf), MAX_EVENTS, wait)
+        n = c_epoll_wait(ctl[C_EPFD], _ptr(L.evbuf, 0), MAX_EVENTS, wait)
         if n < 0:
             if _errno() == EINTR:
                 return npy               # a signal: let the driver look at the stop flag
