@@ -27,3 +27,4 @@ def test_numba_notebook_executes_in_quick_mode(monkeypatch):
     text = "".join(o.get("text", "") or str(o.get("data", {}).get("text/plain", ""))
                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "requests served natively" in text
+    assert "warm start (cache loaded): median" in text
