@@ -1,4 +1,4 @@
-"""`kourier-lab serve | bench | micro | compliance | peers | report | soak`.
+"""`kourier-lab serve | bench | micro | compliance | peers | report | soak | check`.
 
 Each component contributes its own subcommands through a `cli.py` module with
 `register(subparsers)`; this file only wires them together.
@@ -10,7 +10,8 @@ import sys
 from .errors import UsageError  # noqa: F401  (subcommands raise kourier_lab.cli.UsageError)
 
 _COMPONENT_CLIS = ("kourier_lab.server.cli", "kourier_lab.bench.cli",
-                   "kourier_lab.compliance.cli", "kourier_lab.peers.cli", "kourier_lab.stress.cli")
+                   "kourier_lab.compliance.cli", "kourier_lab.peers.cli", "kourier_lab.stress.cli",
+                   "kourier_lab.grading")
 
 
 class _Parser(argparse.ArgumentParser):
