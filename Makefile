@@ -10,6 +10,8 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := wrk nghttp2-client build-essential golang-go nginx librust-hyper-dev librust-tokio-dev
 # headless Chromium for the notebook test in a real browser (Playwright drives it; its own download is not used)
 APT_PACKAGES += chromium
+# sshd for the [hosts] tests (one per network namespace), iproute2 for the namespaces
+APT_PACKAGES += openssh-server openssh-client iproute2
 # Debian's cargo only when the machine has no Rust toolchain of its own
 ifeq ($(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null),)
 APT_PACKAGES += cargo
@@ -40,7 +42,7 @@ $(BIN)/python:
 
 # the package, its test tools, and the native modules (cffi builds them during install)
 $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard native/*.c native/*.h native/build_*.py)
-	$(BIN)/pip install -q -e '.[test,peers]'
+	$(BIN)/pip install -q -e '.[test,peers,hosts]'
 	touch $@
 
 setup: system $(VENV)/.installed

@@ -265,6 +265,10 @@ static int flush_conn(int fd, conn *c) {
     return 0;
 }
 
+/* The IPv4 address to listen on: loopback unless --address (a server host of
+ * a two-machine run listens where its clients dial). */
+static struct in_addr listen_addr = {0};
+
 static int listen_on(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) { perror("ceiling: socket"); exit(1); }
@@ -277,7 +281,7 @@ static int listen_on(int port) {
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_addr = listen_addr;
     if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("ceiling: bind"); exit(1); }
     if (listen(fd, 4096) < 0) { perror("ceiling: listen"); exit(1); }
     return fd;
@@ -392,16 +396,23 @@ static int set_response(const char *hex) {
 }
 
 static int usage(const char *argv0) {
-    fprintf(stderr, "usage: %s PORT [CPU,CPU,...] --response HEX\n", argv0);
+    fprintf(stderr, "usage: %s PORT [CPU,CPU,...] --response HEX [--address IPV4]\n", argv0);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *port_arg = NULL, *cpus_arg = NULL, *hex = NULL;
+    listen_addr.s_addr = htonl(INADDR_LOOPBACK);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--response") == 0) {
             if (++i == argc) return usage(argv[0]);
             hex = argv[i];
+        } else if (strcmp(argv[i], "--address") == 0) {
+            if (++i == argc) return usage(argv[0]);
+            if (inet_pton(AF_INET, argv[i], &listen_addr) != 1) {
+                fprintf(stderr, "ceiling: --address %s is not an IPv4 address\n", argv[i]);
+                return 2;
+            }
         } else if (!port_arg) port_arg = argv[i];
         else if (!cpus_arg) cpus_arg = argv[i];
         else return usage(argv[0]);

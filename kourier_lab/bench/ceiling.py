@@ -61,12 +61,15 @@ def build_ceiling(force: bool = False) -> Path:
 
 
 def ceiling_command(port: int, cpus: Optional[Sequence[int]] = None,
-                    response: str = "default") -> list:
+                    response: str = "default", address: Optional[str] = None) -> list:
     """The ceiling's command line: it answers with the benchmark app's exact
-    response for the preset (`serve --response`), Date rewritten each second."""
+    response for the preset (`serve --response`), Date rewritten each second.
+    It listens on 127.0.0.1 unless `address` (an IPv4 address) is given."""
     from ..server.app import benchmark_response
     cmd = [str(build_ceiling()), str(port)]
     if cpus:
         cmd.append(",".join(str(c) for c in cpus))
     cmd += ["--response", benchmark_response(response).hex()]
+    if address:
+        cmd += ["--address", address]
     return cmd

@@ -85,6 +85,11 @@ def run_bench(args) -> int:
                             figures=figures, cpus=cpus)
     except (WrkError, CeilingBuildError) as e:
         raise _usage(str(e)) from None
+    except RuntimeError as e:
+        from .remote import RemoteError     # a host of [hosts] that cannot be used
+        if isinstance(e, RemoteError):
+            raise _usage(str(e)) from None
+        raise
     ok = (df["status"] == "ok").sum()
     return 0 if ok else 1
 

@@ -86,22 +86,28 @@ def _most_connections(exp: Experiment) -> int:
                for s in exp.shapes)
 
 
+def stack_command(target: Target, split: Split, exp: Experiment, host: str, port,
+                  python: str = sys.executable) -> List[str]:
+    """`kourier-lab serve` for a stack target (bench/remote.py runs the same line remotely)."""
+    return [python, "-m", "kourier_lab.cli", "serve", "-a", host, "-p", str(port),
+            "--worker-count", str(split.workers), "--loop", target.loop,
+            "--parser", target.parser, "--buffer", target.buffer,
+            "--request-timeout", f"{exp.request_timeout_s:g}",
+            "--idle-timeout", f"{exp.idle_timeout_s:g}",
+            "--cpus", cpu_list(split.server_cpus),
+            "--head-memo", "on" if target.head_memo else "off",
+            "--response", exp.response,
+            # room for the experiment's largest load on any one worker
+            "--max-connections", str(max(10000, _most_connections(exp) + 100))]
+
+
 def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) -> RunningServer:
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if target.kind == "ceiling":
         cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response)
     elif target.kind == "stack":
-        cmd = [sys.executable, "-m", "kourier_lab.cli", "serve", "-a", HOST, "-p", str(port),
-               "--worker-count", str(split.workers), "--loop", target.loop,
-               "--parser", target.parser, "--buffer", target.buffer,
-               "--request-timeout", f"{exp.request_timeout_s:g}",
-               "--idle-timeout", f"{exp.idle_timeout_s:g}",
-               "--cpus", cpu_list(split.server_cpus),
-               "--head-memo", "on" if target.head_memo else "off",
-               "--response", exp.response,
-               # room for the experiment's largest load on any one worker
-               "--max-connections", str(max(10000, _most_connections(exp) + 100))]
+        cmd = stack_command(target, split, exp, HOST, port)
     else:
         cmd = None
     if cmd is not None:
@@ -478,6 +484,10 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     exp = spec if isinstance(spec, Experiment) else load_experiment(spec)
     if quick and not exp.quick:
         exp = exp.quickened()
+    if exp.hosts is not None:              # server and load tools on other hosts, over SSH
+        from .remote_run import run_on_hosts
+        return run_on_hosts(exp, out=out, progress=progress, echo=echo, figures=figures,
+                            summary=summary)
     wrk = ensure_wrk(echo=echo or print)
     split = plan_split(exp.profile, cpus)
     _ceiling.build_ceiling()

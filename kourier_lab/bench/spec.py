@@ -21,6 +21,10 @@
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
     load_tool = "wrk"                    # wrk | h2load (default for every shape but rate)
 
+    [hosts]                              # optional: server and load tools on other machines
+    server = "ssh://user@host:22"        # over SSH (bench/hosts.py has every key); without
+    clients = ["ssh://user@client1"]     # [hosts] everything runs on this machine
+
     [shape.pipelined]                    # optional per-shape overrides
     connections = 64
     pipeline = 256
@@ -54,6 +58,7 @@ except ModuleNotFoundError:  # Python 3.10
         tomllib = None
 
 from ..registry import normalize, split_stack
+from .hosts import HostsError, HostsSpec, parse_hosts
 from .split import PROFILES
 
 
@@ -82,7 +87,7 @@ MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
              "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
-             "head_memo", "response", "load_tool"}
+             "head_memo", "response", "load_tool", "hosts"}
 _SHAPE_KEYS = {"connections", "pipeline", "duration", "path", "timeout", "load_tool",
                "rate_steps", "rates"}
 _STACK_RE = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+/[a-z0-9_-]+$")
@@ -122,6 +127,7 @@ class Experiment:
     quick: bool = False
     head_memo: tuple = (False,)        # the memo settings every stack runs with (an axis)
     response: str = "default"
+    hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts.py)
 
     def quickened(self) -> "Experiment":
         """The same matrix with the shortest runs that still mean something:
@@ -279,11 +285,20 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath, tool,
                             steps, tuple(float(r) for r in rates)))
 
+    hosts = None
+    if "hosts" in data:
+        try:
+            hosts = parse_hosts(data["hosts"], where)
+        except HostsError as e:
+            raise SpecError(str(e)) from None
+        if any(s.name in ("rate", "connections") for s in shapes):
+            raise SpecError(f"{where}: the rate and connections shapes run on this machine only "
+                            f"(remove them or the [hosts] table)")
     return Experiment(name=name, path=path, description=description, profile=profile,
                       repetitions=repetitions, duration_s=duration, warmup_s=warmup,
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
                       idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes,
-                      head_memo=head_memo, response=response)
+                      head_memo=head_memo, response=response, hosts=hosts)
 
 
 def load_experiment(path: Union[str, Path]) -> Experiment:
