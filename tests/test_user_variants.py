@@ -1,5 +1,6 @@
 """A user's variant by file path, module path or entry point: loaded, validated
 with one clear line, served under the Python and C loops, recorded in rows."""
+import os
 import textwrap
 import time
 
@@ -218,3 +219,81 @@ def test_serve_cli_bad_spec_is_one_line(tmp_path, capsys):
     assert main(["serve", "--parser", str(tmp_path / "missing.py:X")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file" in err
+
+
+# --- a user's C parser (parsers/user_c.py) -----------------------------------
+TINY_C = r'''
+/* GET-only toy: the request line's three parts, the head up to the blank line */
+#include <string.h>
+#include "kourier_lab.h"
+
+int tiny_parse_head(const uint8_t *buf, size_t len, const kl_limits *limits, kl_request *req)
+{
+    (void)limits;
+    size_t i = 0;
+    while (i + 3 < len && memcmp(buf + i, "\r\n\r\n", 4) != 0)
+        i++;
+    if (i + 3 >= len)
+        return 0;
+    const uint8_t *sp1 = memchr(buf, ' ', i), *sp2 = sp1 ? memchr(sp1 + 1, ' ', i - (sp1 + 1 - buf)) : NULL;
+    if (!sp2 || buf[0] == 'X')
+        return -400;
+    memset(req, 0, offsetof(kl_request, names));
+    req->head_len = (uint32_t)(i + 4);
+    req->method.len = (uint32_t)(sp1 - buf);
+    req->target.off = req->path.off = (uint32_t)(sp1 + 1 - buf);
+    req->target.len = req->path.len = (uint32_t)(sp2 - sp1 - 1);
+    req->version_minor = 1;
+    req->keep_alive = 1;
+    req->content_length = -1;
+    return (int)req->head_len;
+}
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny_c(tmp_path_factory):
+    d = tmp_path_factory.mktemp("user_c")
+    (d / "tiny.c").write_text(TINY_C)
+    old = os.environ.get("KOURIER_LAB_CACHE")
+    os.environ["KOURIER_LAB_CACHE"] = str(d / "cache")      # the server processes inherit it
+    yield d / "tiny.c"
+    if old is None:
+        os.environ.pop("KOURIER_LAB_CACHE", None)
+    else:
+        os.environ["KOURIER_LAB_CACHE"] = old
+
+
+def test_c_parser_compiles_on_demand_into_the_cache(tiny_c):
+    p = parsers.create(str(tiny_c))
+    assert p.parse_head(b"xx" + REQ, 2) == len(REQ) and p.info[:2] == (b"GET", b"/hello")
+    assert p.parse_head(b"XGET / HTTP/1.1\r\n\r\n") == -400
+    assert p.parse_chunked(bytearray(b"5\r\nhello\r\n0\r\n\r\n"), 0) == (15, b"hello")   # the built-in
+    head, chunked = p.native_entry_points()
+    assert head and chunked
+    assert list((tiny_c.parent / "cache").glob("*/_kl_user_tiny_*"))
+    assert parsers.source(str(tiny_c))["sha256"] == parsers.source(f"{tiny_c}:tiny")["sha256"]
+
+
+def test_c_compiler_error_is_one_line(tmp_path):
+    bad = tmp_path / "bad.c"
+    bad.write_text('#include "kourier_lab.h"\nint bad_parse_head(const uint8_t *b, size_t n, '
+                   'const kl_limits *l, kl_request *r) { return n + oops; }\n')
+    with pytest.raises(VariantError) as e:
+        parsers.create(str(bad))
+    assert str(e.value).startswith(f"{bad}: does not compile: {bad}:2:"), str(e.value)
+    assert "oops" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(VariantError, match="defines no other_parse_head"):
+        parsers.create(f"{bad}:other")
+
+
+@pytest.mark.parametrize("loop,buffer", [("python", "python"), ("c", "c")])
+def test_serve_c_parser(tiny_c, loop, buffer):
+    """Under the C loop the user's function is called natively (the function-pointer hook)."""
+    with ServerProcess(loop=loop, parser=str(tiny_c), buffer=buffer) as srv:
+        s = connect(srv.port)
+        s.sendall(REQ * 4)
+        assert [r[0] for r in read_responses(s, 4)] == [200] * 4
+        s.sendall(b"XGET / HTTP/1.1\r\n\r\n")
+        data, closed = read_until_close(s)
+        assert data.startswith(b"HTTP/1.1 400 ") and closed
