@@ -297,3 +297,52 @@ def test_serve_c_parser(tiny_c, loop, buffer):
         s.sendall(b"XGET / HTTP/1.1\r\n\r\n")
         data, closed = read_until_close(s)
         assert data.startswith(b"HTTP/1.1 400 ") and closed
+
+
+# --- a user's Numba kernels (parsers/user_numba.py) ----------------------------
+KERNELS = '''
+from numba import njit
+from kourier_lab.parsers.user_numba import (W_HEAD_LEN, W_HEADER_COUNT, W_METHOD, W_PATH, W_TARGET,
+                                            find_lf, kernel_parser, put_content_length, put_flags,
+                                            put_span)
+
+
+@njit(cache=True)
+def head_kernel(buf, start, end, lim, t):
+    """GET-only toy: the head ends at the first empty line; no validation."""
+    pos = start
+    while True:
+        lf = find_lf(buf, pos, end)
+        if lf < 0:
+            return 0
+        if lf == pos + 1:
+            break
+        pos = lf + 1
+    sp1 = start
+    while buf[sp1] != 32:
+        sp1 += 1
+    sp2 = sp1 + 1
+    while buf[sp2] != 32:
+        sp2 += 1
+    put_span(t, W_METHOD, 0, sp1 - start)
+    put_span(t, W_TARGET, sp1 + 1 - start, sp2 - sp1 - 1)
+    put_span(t, W_PATH, sp1 + 1 - start, sp2 - sp1 - 1)
+    put_flags(t, 1, 0, 1, 0, 0, 0)
+    put_content_length(t, -1)
+    t[W_HEADER_COUNT] = 0
+    t[W_HEAD_LEN] = lf + 1 - start
+    return lf + 1 - start
+
+
+Toy = kernel_parser(head_kernel)
+'''
+
+
+def test_numba_kernels_as_a_parser(tmp_path):
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    p = parsers.create(f"{tmp_path / 'kernels.py'}:Toy")
+    assert p.parse_head(b"xx" + REQ, 2) == len(REQ)
+    assert p.info == (b"GET", b"/hello", None, 1, True, 0, -1, False)
+    assert p.head().target == b"/hello"
+    assert p.parse_heads(REQ * 2) == [(len(REQ), p.info)] * 2
+    assert p.parse_chunked(b"5\r\nhello\r\n0\r\n\r\n", 0) == (15, b"hello")     # the built-in kernel
