@@ -11,11 +11,12 @@ object on stdout; asyncssh carries it (no protocol of ours on the wire).
                                                            {"pid", "port", "affinity"}, stop it
                                                            (and its whole tree) when stdin closes
     python -m kourier_lab.bench.agent ready A PORT PATH    verify it and measure bytes
-    python -m kourier_lab.bench.agent sample --pid P --cpus C --start-at T
+    python -m kourier_lab.bench.agent sample --pid P --cpus C --start-at T --max-s D
                                                            the server tree's CPU/RSS from T
-                                                           until stdin closes
+                                                           for D seconds (or until a line)
     python -m kourier_lab.bench.agent load --start-at T --cpus C --out F -- CMD ...
                                                            run a load tool pinned to C from T
+    (--start-at stdin: print {"ready": true}, then read T from stdin)
 
 Times are this host's time.time(); the harness converts its own clock to each
 host's with the offset it measured (remote.measure_clock).
@@ -131,6 +132,21 @@ def _stdin_closed(timeout: float) -> bool:
     return False
 
 
+def _start_time(arg: str) -> float:
+    """--start-at: a time.time() of this host, or "stdin": say ready, then read it.
+
+    The second way keeps the agent's own start-up (a Python interpreter and its
+    imports, slow on a busy host) out of the alignment: the harness sends T
+    only when every agent is ready."""
+    if arg != "stdin":
+        return float(arg)
+    _emit({"ready": True})
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise SystemExit("no start time on stdin")
+    return float(line)
+
+
 def _sleep_until(t: float) -> bool:
     """Sleep until this host's time.time() reaches t; False if t had already passed."""
     late = time.time() >= t
@@ -230,13 +246,16 @@ def cmd_ready(args) -> int:
 def cmd_sample(args) -> int:
     from .sampler import TreeSampler, cpu_fractions, cpu_ticks
     cpus = _cpu_list(args.cpus)
-    on_time = _sleep_until(args.start_at)
+    on_time = _sleep_until(_start_time(args.start_at))
     sampler = TreeSampler(args.pid)
     ticks0 = cpu_ticks(cpus)
     t0 = time.time()
     sampler.start()
+    # the counted window: max_s from T (the load's duration), or until told to stop
     deadline = time.monotonic() + args.max_s
-    while not _stdin_closed(SAMPLE_INTERVAL_S) and time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
+        if _stdin_closed(min(SAMPLE_INTERVAL_S, left)):
+            break
         sampler.sample()
     usage = sampler.finish()
     t1 = time.time()
@@ -257,7 +276,7 @@ def cmd_load(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, KOURIER_PIPELINE_LUA=str(PIPELINE_LUA),
                KOURIER_LATENCY_OUT=str(out.with_suffix(".latency")))
-    on_time = _sleep_until(args.start_at)
+    on_time = _sleep_until(_start_time(args.start_at))
     ticks0 = cpu_ticks(cpus)
     t0 = time.time()
     with open(out, "wb") as f:
@@ -314,10 +333,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = sub.add_parser("sample")
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--cpus", required=True)
-    p.add_argument("--start-at", type=float, required=True)
+    p.add_argument("--start-at", required=True, help="this host's time.time(), or stdin")
     p.add_argument("--max-s", type=float, default=3600.0)
     p = sub.add_parser("load")
-    p.add_argument("--start-at", type=float, required=True)
+    p.add_argument("--start-at", required=True, help="this host's time.time(), or stdin")
     p.add_argument("--cpus", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--deadline-s", type=float, default=3600.0)

@@ -18,12 +18,14 @@ asyncssh carries every command; each host runs `python -m kourier_lab.bench.agen
 4. Each counted run starts wrk on every client host at one instant T: the
    harness measures each host's clock offset against its own (a few round
    trips over one SSH channel, keeping the fastest: offset = remote time -
-   midpoint, uncertain by half that round trip), tells each host T in its own
-   clock, and each agent sleeps until then.  The server host samples the
-   server tree (CPU, RSS) and its CPUs from T until every client is done.  The
-   row records how far the real starts and ends were apart
+   midpoint, uncertain by half that round trip), starts every agent, waits
+   until each says it is ready (so no Python start-up counts), then sends each
+   T in its own clock and each sleeps until then.  The server host samples the
+   server tree (CPU, RSS) and its CPUs for the run's duration from T.  The row
+   records how far the real starts and ends were apart
    (window_start_spread_ms, window_end_spread_ms, in the harness's clock, each
-   uncertain by clock_uncertainty_ms).
+   uncertain by clock_uncertainty_ms) and clients_on_time (every agent was
+   asleep before T came).
 5. Every raw output (wrk's report and its latency distribution) is fetched
    over SFTP into the batch folder, and the clients' figures are merged:
    requests and requests/s summed, latency percentiles from the merged
@@ -56,9 +58,6 @@ from .split import Split, cpu_list, plan_split
 
 CONNECT_TIMEOUT_S = 20.0
 CLOCK_ROUNDS = 8
-# Time between telling the hosts T and T itself: room for an agent to start
-# (a Python start-up and its imports) on every host.
-START_LEAD_S = 1.5
 LATENCY_DUMP_LUA = Path(__file__).with_name("lua") / "latency_dump.lua"
 PERCENTILES = (50, 75, 90, 99)
 

@@ -22,6 +22,8 @@ from .split import cpu_list
 from .targets import Target, expand_targets
 
 RUN_SLACK_S = 30.0      # past duration + timeout, a load is killed
+# T is this far after every agent said ready (one SSH round trip to send it, with room)
+START_MARGIN_S = 0.25
 
 
 def _runner():
@@ -59,36 +61,41 @@ def _url_host(address: str) -> str:
 
 async def _run_loads(run: PairRun, loads, remote_dir: str, tag: str, duration_s: float,
                      timeout_s: float, server_pid: Optional[int], sample: bool):
-    """Start every client's load at one instant (and the server sampler); their JSON."""
+    """Start every client's load at one instant (and the server sampler); their JSON.
+
+    Every agent is started first and says when it is ready; only then is T
+    chosen (now + START_MARGIN_S + twice the worst clock uncertainty) and sent
+    to each in its own clock, so no agent's start-up delays its window."""
     import time
-    lead = 1.5 + 4 * max(s.clock_uncertainty_s for s in run.sessions)
-    t_start = time.time() + lead
     deadline = duration_s + timeout_s + RUN_SLACK_S
-    sampler = None
-    if sample and server_pid:
-        sampler = await run.server.start(
-            "sample", "--pid", str(server_pid), "--cpus", cpu_list(run.split.server_cpus),
-            "--start-at", f"{t_start + run.server.clock_offset_s:.6f}",
-            "--max-s", f"{deadline + lead:.0f}")
     outs = [f"{remote_dir}/{ld['session'].host.label.replace(':', '_')}-{i}-{tag}.txt"
             for i, ld in enumerate(loads)]
-
-    async def one(ld, out):
-        s = ld["session"]
-        return await s.agent("load", "--start-at", f"{t_start + s.clock_offset_s:.6f}",
-                             "--cpus", cpu_list(ld["cpus"]), "--out", out,
-                             "--deadline-s", f"{deadline:.0f}", "--", *ld["command"],
-                             timeout=deadline + lead + 60)
+    procs = []
+    sampler = None
+    usage = None
     try:
-        results = await asyncio.gather(*(one(ld, out) for ld, out in zip(loads, outs)))
+        if sample and server_pid:
+            sampler = await run.server.start(
+                "sample", "--pid", str(server_pid), "--cpus", cpu_list(run.split.server_cpus),
+                "--start-at", "stdin", "--max-s", f"{duration_s:g}")
+        for ld, out in zip(loads, outs):
+            procs.append(await ld["session"].start(
+                "load", "--start-at", "stdin", "--cpus", cpu_list(ld["cpus"]), "--out", out,
+                "--deadline-s", f"{deadline:.0f}", "--", *ld["command"]))
+        everyone = ([sampler] if sampler else []) + procs
+        for p in everyone:
+            if not (await p.read_json(60.0)).get("ready"):
+                raise RemoteError(f"{p.session.host.label}: the agent did not say ready")
+        t_start = time.time() + START_MARGIN_S + 2 * max(s.clock_uncertainty_s
+                                                         for s in run.sessions)
+        for p in everyone:
+            await p.send_line(f"{t_start + p.session.clock_offset_s:.6f}")
+        results = [await p.read_json(deadline + 60) for p in procs]
+        if sampler is not None:               # it ends by itself after the duration
+            usage = await sampler.read_json(duration_s + 30.0)
     finally:
-        usage = None
-        if sampler is not None:
-            await sampler.send_line("stop")
-            try:
-                usage = await sampler.read_json(30.0)
-            finally:
-                await sampler.close()
+        for p in ([sampler] if sampler else []) + procs:
+            await p.close()
     return results, outs, usage
 
 
