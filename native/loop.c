@@ -144,6 +144,7 @@ struct kl_loop {
     uint64_t gen;
     /* the head memo: the bytes of the last head answered by a static route */
     uint8_t *scratch;                   /* chunked decoding for parsers from elsewhere */
+    uint8_t *rscratch;                  /* the read block every connection without bytes of its own reads into */
     size_t scratch_cap;
     int memo_on;
     size_t memo_len;
@@ -249,6 +250,7 @@ void kl_loop_free(kl_loop *L)
         free(L->errors[i].data), free(L->errors[i].run);
     free(L->tables);
     free(L->scratch);
+    free(L->rscratch);
     free(L->batch.arena);
     if (L->evfd >= 0)
         close(L->evfd);
@@ -499,11 +501,27 @@ static int ring_prepare(kl_loop *L, conn *c, size_t *room)
             return -1;
         uint8_t *old = c->rb.data;
         kl_ring_move(&c->rb, mem, want);
-        free(old);
+        if (old != L->rscratch)
+            free(old);
     }
-    (void)L;
     *room = c->rb.cap - c->rb.tail;
     return 0;
+}
+
+/* The block of its own that keeps `len` bytes a connection could not answer
+ * yet: twice their size from 256 bytes on (so a slow request grows by doubling
+ * as a Kourier RingBuffer does), never past the limit. */
+static size_t own_capacity(size_t len, size_t limit)
+{
+    size_t cap = 256;
+    while (cap < 2 * len)
+        cap *= 2;
+    return cap < limit ? cap : (len > limit ? len : limit);
+}
+
+static inline void ring_release(conn *c)
+{
+    kl_ring_init(&c->rb, NULL, 0, c->rb.limit);
 }
 
 static int copy_out(conn *c, const void *data, size_t len)
@@ -631,7 +649,7 @@ static void flush(kl_loop *L, conn *c)
     }
     if (c->want_write)
         set_events(L, c, 0);
-    if (c->wb.cap > (1u << 16)) {       /* a big backlog drained: give the memory back */
+    if (c->wb.cap) {                    /* drained: an idle connection keeps no output memory */
         free(c->wb.data);
         kl_wbuf_init(&c->wb, NULL, 0, c->wb.limit);
     }
@@ -712,22 +730,19 @@ static void do_accept(kl_loop *L)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn *c = calloc(1, sizeof *c);
-        uint8_t *mem = malloc(L->cfg.read_buffer);
-        if (!c || !mem) {
-            free(c);
-            free(mem);
+        if (!c) {
             close(fd);
             return;
         }
         c->fd = fd;
         c->filed = -1;
-        kl_ring_init(&c->rb, mem, L->cfg.read_buffer, L->cfg.read_buffer_limit);
+        /* no read memory until bytes stay unanswered (see on_readable) */
+        kl_ring_init(&c->rb, NULL, 0, L->cfg.read_buffer_limit);
         kl_wbuf_init(&c->wb, NULL, 0, L->cfg.write_buffer_limit);
         struct epoll_event ev;
         ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
         ev.data.ptr = c;
         if (epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            free(mem);
             free(c);
             close(fd);
             continue;
@@ -1059,7 +1074,7 @@ static size_t process(kl_loop *L, conn *c)
     return answered;
 }
 
-static void on_readable(kl_loop *L, conn *c)
+static void serve_readable(kl_loop *L, conn *c)
 {
     if (c->paused)
         return;                         /* EPOLLOUT resumes it */
@@ -1104,13 +1119,6 @@ again:
                 if (pending(c) > c->wb.limit)
                     c->paused = 1;
             }
-            if (c->rb.tail == c->rb.head && c->rb.cap > (size_t)L->cfg.read_buffer * 4) {
-                uint8_t *mem = malloc(L->cfg.read_buffer);
-                if (mem) {
-                    free(c->rb.data);
-                    kl_ring_init(&c->rb, mem, L->cfg.read_buffer, L->cfg.read_buffer_limit);
-                }
-            }
         }
         if (!full || c->paused || c->closing || c->peer_closed || c->rb.tail - c->rb.head == before)
             break;
@@ -1141,6 +1149,42 @@ again:
             timer_set(L, c, L->cur_tick + L->request_ticks);
     } else {
         timer_set(L, c, L->cur_tick + L->idle_ticks);
+    }
+}
+
+/* A connection owns read memory only while it holds bytes it could not
+ * answer yet (an incomplete request, or input paused by backpressure): it
+ * reads into the loop's scratch block (read_buffer bytes, one per loop), and
+ * what is left afterwards is copied into a block of its own, sized to it;
+ * that block is freed as soon as it empties.  An idle keep-alive connection
+ * costs its struct and nothing else. */
+static void on_readable(kl_loop *L, conn *c)
+{
+    if (!c->rb.data) {
+        if (!L->rscratch && !(L->rscratch = malloc(L->cfg.read_buffer))) {
+            close_conn(L, c);
+            return;
+        }
+        kl_ring_init(&c->rb, L->rscratch, L->cfg.read_buffer, c->rb.limit);
+    }
+    serve_readable(L, c);
+    size_t len = c->rb.tail - c->rb.head;
+    if (c->rb.data == L->rscratch) {
+        if (c->closed || !len) {
+            ring_release(c);
+            return;
+        }
+        size_t cap = own_capacity(len, c->rb.limit);
+        uint8_t *mem = malloc(cap);
+        if (!mem) {
+            ring_release(c);
+            close_conn(L, c);
+            return;
+        }
+        kl_ring_move(&c->rb, mem, cap);
+    } else if (!len && !c->closed) {
+        free(c->rb.data);               /* emptied: give it back */
+        ring_release(c);
     }
 }
 

@@ -34,6 +34,8 @@ void kl_ring_init(kl_ring *r, uint8_t *mem, size_t cap, size_t limit)
  * caller must hand to kl_ring_move(). */
 size_t kl_ring_want(kl_ring *r)
 {
+    if (!r->cap)                  /* no memory yet (an idle connection's ring) */
+        return r->limit < 256 ? r->limit : 256;
     size_t min_room = r->cap >> 3 ? r->cap >> 3 : 1;
     size_t room = r->cap - r->tail;
     if (room >= min_room)

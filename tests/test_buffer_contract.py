@@ -1,8 +1,11 @@
 """The buffer contract, checked for every registered buffer variant.
 
 Model-based: a hypothesis state machine drives a ReadBuffer / WriteBuffer with
-random operations and compares it after every step with a plain ``bytes`` model.
-New variants (C, Numba) join by registering in kourier_lab.buffers.
+random operations and compares it after every step with a plain ``bytes`` model,
+including the memory rules: no memory while empty, growth by doubling from the
+initial capacity up to the limit and never past it, everything given back when
+the buffer empties.  New variants (C, Numba) join by registering in
+kourier_lab.buffers.
 """
 import socket
 
@@ -45,6 +48,13 @@ def read_machine(variant):
             self.rb = buffers.create_read(variant, capacity, self.limit)
             self.model = b""
             self.counter = 0
+            # the sizes growth may reach: initial x 2^k, and the limit itself
+            self.sizes = {self.limit}
+            size = capacity
+            while size < self.limit:
+                self.sizes.add(size)
+                size *= 2
+            assert self.rb.capacity == 0, "a new buffer holds no memory"
 
         def fresh(self, size):
             # Distinct-looking bytes (a running counter), so that a rotation or
@@ -123,6 +133,7 @@ def read_machine(variant):
         def consume_all(self):
             self.rb.consume(len(self.model))
             self.model = b""
+            assert self.rb.capacity == 0, "an emptied buffer gives its memory back"
 
         @rule(extra=st.integers(1, 10))
         def consume_too_much(self, extra):
@@ -155,14 +166,23 @@ def read_machine(variant):
         def reset(self):
             self.rb.reset()
             self.model = b""
-            assert self.rb.capacity == self.initial
+            assert self.rb.capacity == 0
+            assert len(self.rb.free_span()) == self.initial   # allocated again, at the initial size
 
         @invariant()
         def matches_model(self):
             assert len(self.rb) == len(self.model)
-            assert self.initial <= self.rb.capacity <= self.limit
             assert self.rb.limit == self.limit
             assert _readable(self.rb) == self.model
+
+        @invariant()
+        def memory_is_bounded(self):
+            cap = self.rb.capacity
+            if self.model:
+                assert cap in self.sizes, f"capacity {cap}: not initial x 2^k nor the limit"
+            else:
+                # empty: no memory, or the fresh initial block of a free_span()
+                assert cap in (0, self.initial)
 
     ReadBufferMachine.__name__ = f"ReadBufferMachine_{variant}"
     return ReadBufferMachine
@@ -175,6 +195,7 @@ def write_machine(variant):
             self.limit = limit
             self.wb = buffers.create_write(variant, limit)
             self.model = b""
+            assert self.wb.capacity == 0, "a new write buffer holds no memory"
 
         @rule(data=st.binary(max_size=200))
         def append(self, data):
@@ -208,6 +229,12 @@ def write_machine(variant):
             assert len(self.wb) == len(self.model)
             assert bytes(self.wb.view()) == self.model
             assert self.wb.over_limit() == (len(self.model) > self.limit)
+
+        @invariant()
+        def memory_follows_pending(self):
+            assert self.wb.capacity >= len(self.model)
+            if not self.model:
+                assert self.wb.capacity == 0, "everything sent: the memory is given back"
 
     WriteBufferMachine.__name__ = f"WriteBufferMachine_{variant}"
     return WriteBufferMachine
@@ -273,7 +300,7 @@ def test_recv_into_from_a_socketpair_pipelined(variant):
         b.close()
     assert got == requests
     assert len(rb) == 0
-    assert rb.capacity <= 4096
+    assert rb.capacity == 0
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -287,7 +314,8 @@ def test_empty_span_at_the_limit(variant):
     rb.consume(5)
     assert len(rb.free_span()) == 5
     rb.reset()
-    assert len(rb) == 0 and rb.capacity == 8
+    assert len(rb) == 0 and rb.capacity == 0
+    assert len(rb.free_span()) == 8 and rb.capacity == 8
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -436,3 +464,59 @@ def test_write_buffer_partial_sends_over_a_socketpair(variant):
         a.close()
         b.close()
     assert bytes(received) == expected
+
+
+# -- memory: what an idle connection and a big request cost -----------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_idle_keep_alive_buffers_hold_no_memory(variant):
+    """The life of a keep-alive connection: a request read and answered, the
+    response sent; between requests neither buffer holds memory."""
+    rb = buffers.create_read(variant, 16384, 1 << 20)
+    wb = buffers.create_write(variant, 1 << 20)
+    assert rb.capacity == 0 and wb.capacity == 0
+    for _ in range(3):
+        _write(rb, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert rb.capacity == 16384
+        rb.consume(len(rb))
+        wb.append(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        assert wb.capacity > 0
+        wb.consume(len(wb))
+        assert rb.capacity == 0 and wb.capacity == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_big_pending_request_grows_to_the_limit_and_gives_it_back(variant):
+    """A request that arrives slowly in small pieces: the ring doubles as it
+    grows, stops at the limit (empty span: the loop stops reading) and, once
+    the request is consumed, holds nothing again."""
+    initial, limit = 256, 8192 + 1000            # the limit need not be a power of two
+    rb = buffers.create_read(variant, initial, limit)
+    seen = []
+    while True:
+        room, k = _write(rb, b"h" * 100)
+        if room == 0:
+            break
+        if rb.capacity not in seen:
+            seen.append(rb.capacity)
+    assert len(rb) == limit and rb.capacity == limit
+    assert seen == [256, 512, 1024, 2048, 4096, 8192, limit]
+    rb.consume(limit - 10)
+    assert 0 < rb.capacity <= limit
+    rb.consume(10)
+    assert rb.capacity == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_slow_reader_backlog_is_given_back(variant):
+    """Output the client does not read piles up (the loop pauses reading past
+    the limit); once it is all sent, the write buffer holds nothing."""
+    wb = buffers.create_write(variant, 1 << 16)
+    chunk = b"r" * 1000
+    while not wb.over_limit():
+        wb.append(chunk)
+    held = wb.capacity
+    assert len(wb) <= held <= 4 * len(wb) + 4096
+    while len(wb):
+        wb.consume(min(len(wb), 3000))
+    assert wb.capacity == 0

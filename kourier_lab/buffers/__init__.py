@@ -19,8 +19,16 @@ ReadBuffer(capacity, limit) -- a ring buffer the loop reads into without copying
                                   straddles the wrap point).
     consume(n)                    drop n bytes from the front
     __len__()                     readable bytes
-    capacity, limit               current size / growth limit
-    reset()                       drop everything; shrink back to the initial capacity
+    capacity, limit               bytes of memory held now / growth limit
+    reset()                       drop everything and give the memory back
+
+    Memory (every variant): none while empty.  The first free_span() of an
+    empty buffer allocates `capacity` bytes (the constructor's argument); when
+    the largest free span falls under 1/8 of the block it grows by doubling,
+    never past `limit`; the consume() that empties it (or reset()) drops the
+    block, so capacity is 0 again.  An idle keep-alive connection therefore
+    holds no buffer memory, and one that grew for a big request gives it all
+    back once that request is answered.
 
 WriteBuffer(limit) -- gathers the responses to one read for one send
     append(data: bytes)           queue bytes (never copies per append in the hot path
@@ -29,6 +37,7 @@ WriteBuffer(limit) -- gathers the responses to one read for one send
     consume(n)                    n bytes were sent
     __len__()                     pending bytes
     over_limit() -> bool          pending > limit: the loop stops reading (backpressure)
+    capacity                      bytes of memory held: 0 once everything is sent
 
 Registry:  buffers.create_read(name, capacity, limit), buffers.create_write(name, limit),
            buffers.names().  Each variant module registers a pair with

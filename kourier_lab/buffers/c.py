@@ -15,7 +15,9 @@ Read side: the readable bytes are always ONE span (spans() returns an empty
 second span): instead of wrapping, the ring slides the small remainder to the
 front when the room at the end falls under 1/8 of the capacity, and grows by
 doubling up to the limit.  Why not the memfd double mapping is explained in
-native/ringbuffer.c.
+native/ringbuffer.c.  Like every variant it holds no memory while empty: the
+first free_span() allocates ``capacity`` bytes, the consume() that empties it
+drops them (capacity 0); the write buffer drops its block once all is sent.
 """
 from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, check_size, register
 
@@ -28,6 +30,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 __all__ = ["RingBuffer", "WriteBuffer"]
 
 _EMPTY = memoryview(b"")
+_EMPTY_ARRAY = bytearray()          # what an empty buffer points at (never written: capacity 0)
 
 
 
@@ -43,13 +46,20 @@ class RingBuffer:
             raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
         self._initial = capacity
         self._r = ffi.new("kl_ring *")
-        self._adopt(capacity)
-        lib.kl_ring_init(self._r, self._cdata, capacity, limit)
+        self._r.limit = limit
+        self._release()
 
     def _adopt(self, capacity):
         self._buf = bytearray(capacity)
         self._mv = memoryview(self._buf)
         self._cdata = ffi.from_buffer("uint8_t[]", self._buf)
+
+    def _release(self):
+        """Hold no memory (the ring is empty); the next free_span() allocates."""
+        self._buf = _EMPTY_ARRAY
+        self._mv = _EMPTY
+        self._cdata = ffi.NULL
+        lib.kl_ring_init(self._r, ffi.NULL, 0, self._r.limit)
 
     @property
     def capacity(self) -> int:
@@ -69,6 +79,10 @@ class RingBuffer:
 
     def free_span(self) -> memoryview:
         r = self._r
+        if not r.cap:
+            self._adopt(self._initial)
+            lib.kl_ring_init(r, self._cdata, self._initial, r.limit)
+            return self._mv
         want = lib.kl_ring_want(r)
         if want:
             old = self._buf          # alive until its bytes are copied
@@ -91,16 +105,15 @@ class RingBuffer:
         return self._buf, r.head, r.tail
 
     def consume(self, n: int) -> None:
-        if n < 0 or lib.kl_ring_consume(self._r, n):
+        r = self._r
+        if n < 0 or lib.kl_ring_consume(r, n):
             raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
+        if not r.tail:              # emptied (the ring restarts at 0): give the memory back
+            self._release()
 
     def reset(self) -> None:
-        r = self._r
-        if r.cap != self._initial:
-            self._adopt(self._initial)
-            lib.kl_ring_init(r, self._cdata, self._initial, r.limit)
-        else:
-            r.head = r.tail = 0
+        """Drop everything and give the memory back."""
+        self._release()
 
 
 class WriteBuffer:
@@ -123,6 +136,11 @@ class WriteBuffer:
         w = self._w
         return w.end - w.start
 
+    @property
+    def capacity(self) -> int:
+        """Bytes of memory held (0 once everything is sent)."""
+        return self._w.cap
+
     def __repr__(self):
         return f"<c.WriteBuffer pending={len(self)} limit={self._w.limit}>"
 
@@ -143,13 +161,21 @@ class WriteBuffer:
                 del old
         lib.kl_wbuf_put(w, src, n)
 
+    def _release(self):
+        self._buf = _EMPTY_ARRAY
+        self._cdata = ffi.NULL
+        lib.kl_wbuf_init(self._w, ffi.NULL, 0, self._w.limit)
+
     def view(self) -> memoryview:
         w = self._w
         return memoryview(self._buf)[w.start:w.end]
 
     def consume(self, n: int) -> None:
-        if n < 0 or lib.kl_wbuf_consume(self._w, n):
+        w = self._w
+        if n < 0 or lib.kl_wbuf_consume(w, n):
             raise ValueError(f"consume({n!r}): {len(self)} bytes pending")
+        if not w.end and w.cap:     # all sent: give the memory back
+            self._release()
 
     def over_limit(self) -> bool:
         w = self._w
@@ -157,8 +183,7 @@ class WriteBuffer:
 
     def clear(self) -> None:
         """Drop everything pending (the connection is closing)."""
-        w = self._w
-        w.start = w.end = 0
+        self._release()
 
 
 register("c", RingBuffer, WriteBuffer)

@@ -32,7 +32,10 @@ The ring follows the pure-Python RingBuffer policy exactly (buffers/python.py):
 wrap where the last write ended (no write is split), move a small remainder to
 the front instead of wrapping, grow by doubling when the largest free region is
 under 1/8 of the capacity, empty span only when len == limit, rotate in place
-on contiguous() when wrapped, restart at 0 when emptied.
+on contiguous() when wrapped, no memory while empty (the first free_span()
+allocates, the consume() that empties the ring drops the block: capacity 0).
+The write buffer, too, allocates on the first append and drops its block once
+everything is sent.
 
 All kernels use cache=True.  Growth allocates the new ArrayBytes in Python
 (the kernels then copy into it), so no kernel allocates except the rotation
@@ -46,6 +49,11 @@ from ..numba_layout import ArrayBytes
 from . import DEFAULT_READ_CAPACITY, DEFAULT_READ_LIMIT, DEFAULT_WRITE_LIMIT, check_size, register
 
 __all__ = ["NumbaRingBuffer", "NumbaWriteBuffer"]
+
+# what an empty buffer points at: no memory of its own (never written: capacity 0)
+_EMPTY_BUF = ArrayBytes(0)
+_EMPTY_ARR = _EMPTY_BUF.array
+_EMPTY_VIEW = memoryview(_EMPTY_BUF)
 
 # ring state: indices into the int64 state array
 HEAD, TAIL, MARK, CAP, MIN_ROOM, LIMIT = 0, 1, 2, 3, 4, 5
@@ -171,29 +179,33 @@ def ring_unwrap(st, data):
     return st[HEAD], st[TAIL]
 
 
+CONSUME_BAD, CONSUME_OK, CONSUME_EMPTIED = 0, 1, 2
+
+
 @njit(cache=True)
 def ring_consume(st, n):
-    """Drop n readable bytes; False when n is negative or too large."""
+    """Drop n readable bytes: CONSUME_OK, CONSUME_EMPTIED when nothing is left
+    (the caller drops the block), CONSUME_BAD when n is negative or too large."""
     if n < 0:
-        return False
+        return CONSUME_BAD
     head = st[HEAD] + n
     mark = st[MARK]
     if mark:
         if head < mark:
             st[HEAD] = head
-            return True
+            return CONSUME_OK
         head -= mark
         if head > st[TAIL]:
-            return False
+            return CONSUME_BAD
         st[MARK] = 0
     elif head > st[TAIL]:
-        return False
+        return CONSUME_BAD
     if head == st[TAIL]:
         st[HEAD] = 0                           # empty: start over at 0, no wraps
         st[TAIL] = 0
-    else:
-        st[HEAD] = head
-    return True
+        return CONSUME_EMPTIED
+    st[HEAD] = head
+    return CONSUME_OK
 
 
 class NumbaRingBuffer:
@@ -210,13 +222,19 @@ class NumbaRingBuffer:
         self.limit = limit
         self._st = np.zeros(RING_STATE, np.int64)
         self._st[LIMIT] = limit
-        self._allocate(capacity)
-        ring_reset_state(self._st, capacity)
+        self._release()
 
     def _allocate(self, capacity):
         self._buf = ArrayBytes(capacity)
         self._arr = self._buf.array
         self._mv = memoryview(self._buf)
+
+    def _release(self):
+        """Hold no memory (the ring is empty): the next free_span() allocates.
+        (A zero-capacity state makes ring_free_span ask for a block of 0 bytes
+        to grow into, which free_span reads as "allocate the initial size".)"""
+        self._buf, self._arr, self._mv = _EMPTY_BUF, _EMPTY_ARR, _EMPTY_VIEW
+        ring_reset_state(self._st, 0)
 
     @property
     def capacity(self) -> int:
@@ -245,7 +263,7 @@ class NumbaRingBuffer:
         lo, hi = ring_free_span(self._st, self._arr)
         if lo < 0:
             old = self._arr
-            self._allocate(hi)
+            self._allocate(hi or self._initial)
             ring_relocate(self._st, old, self._arr)
             lo, hi = ring_free_span(self._st, self._arr)
         return self._mv[lo:hi]
@@ -268,13 +286,15 @@ class NumbaRingBuffer:
         return self._buf, head, tail
 
     def consume(self, n: int) -> None:
-        if not ring_consume(self._st, n):
+        done = ring_consume(self._st, n)
+        if done == CONSUME_EMPTIED:
+            self._release()                    # empty: give the memory back
+        elif not done:
             raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
 
     def reset(self) -> None:
-        if self.capacity != self._initial:
-            self._allocate(self._initial)
-        ring_reset_state(self._st, self._initial)
+        """Drop everything and give the memory back."""
+        self._release()
 
 
 # -- the write side -------------------------------------------------------------------
@@ -301,7 +321,11 @@ class NumbaWriteBuffer:
 
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
         self.limit = check_size("limit", limit, minimum=0)
-        self._new(4096)
+        self._release()
+
+    def _release(self):
+        """Nothing pending: hold no memory (the next append allocates)."""
+        self._buf, self._arr, self._mv = _EMPTY_BUF, _EMPTY_ARR, _EMPTY_VIEW
         self._pos = self._end = 0
 
     def _new(self, capacity):
@@ -315,6 +339,11 @@ class NumbaWriteBuffer:
 
     def __len__(self) -> int:
         return self._end - self._pos
+
+    @property
+    def capacity(self) -> int:
+        """Bytes of memory held (0 once everything is sent)."""
+        return len(self._arr)
 
     def __repr__(self):
         return f"<NumbaWriteBuffer pending={len(self)} limit={self.limit}>"
@@ -349,7 +378,7 @@ class NumbaWriteBuffer:
         if n < 0 or pos > self._end:
             raise ValueError(f"consume({n!r}): {self._end - self._pos} bytes pending")
         if pos == self._end:
-            self._pos = self._end = 0
+            self._release()                    # all sent: give the memory back
         else:
             self._pos = pos
 
@@ -357,7 +386,7 @@ class NumbaWriteBuffer:
         return self._end - self._pos > self.limit
 
     def clear(self) -> None:
-        self._pos = self._end = 0
+        self._release()
 
 
 register("numba", NumbaRingBuffer, NumbaWriteBuffer)

@@ -189,8 +189,8 @@ class PythonLoop:
                     s.closing = True
                 if s.wbuf.over_limit():
                     c.paused = True
-            if not len(rbuf) and rbuf.capacity > self.config.read_buffer * 4:
-                rbuf.reset()        # give back what a large body made the buffer grow to
+            # (a buffer that empties gives its memory back by itself: an idle
+            # connection holds none, see kourier_lab/buffers)
         if len(s.wbuf):
             self._flush(c)
             if c.closed:
