@@ -136,6 +136,29 @@ def test_memory_spec_errors_are_one_clear_line(tmp_path):
         load_memory_spec(p)
 
 
+def test_experiment_files_say_what_they_are(capsys):
+    """A memory file handed to `bench` (and a bench file to `memory`) gets one
+    line naming the command that runs it, by its `kind` key or, without one,
+    by its keys."""
+    from kourier_lab.bench.spec import load_experiment, parse_experiment
+    from kourier_lab.cli import main
+    memory_file = str(ROOT / "experiments" / "memory.toml")
+    with pytest.raises(SpecError, match=r"this is a memory experiment: run `kourier-lab memory .*memory.toml`"):
+        load_experiment(memory_file)
+    with pytest.raises(SpecError, match="this is a memory experiment"):
+        parse_experiment({"steps": [100], "stacks": ["c/c/c"]}, "m.toml")     # no kind key
+    with pytest.raises(SpecError, match=r"this is a bench experiment: run `kourier-lab bench .*quick.toml`"):
+        load_memory_spec(ROOT / "experiments" / "quick.toml")
+    with pytest.raises(SpecError, match="this is a bench experiment"):
+        parse_memory_spec({"kind": "bench", "steps": [100], "stacks": ["c/c/c"]}, "m.toml")
+    with pytest.raises(SpecError, match="kind must be one of"):
+        parse_memory_spec({"kind": "memroy", "steps": [100], "stacks": ["c/c/c"]}, "m.toml")
+    capsys.readouterr()
+    assert main(["bench", memory_file]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run `kourier-lab memory" in err[0]
+
+
 def test_shipped_memory_experiment_goes_to_500k():
     spec = load_memory_spec(ROOT / "experiments" / "memory.toml")
     assert 500_000 in spec.steps and "max" in spec.steps

@@ -87,7 +87,23 @@ MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
              "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
-             "head_memo", "response", "load_tool", "hosts"}
+             "head_memo", "response", "load_tool", "hosts", "kind"}
+# what an experiment file is ("kind"); the memory kind is kourier_lab/stress/memory.py's
+KINDS = {"bench": "kourier-lab bench", "memory": "kourier-lab memory"}
+
+
+def check_kind(data: Dict[str, Any], path: Optional[str], mine: str, looks_other: bool) -> None:
+    """One clear line when a file of another kind is handed to `mine`'s command.
+    The kind is the file's `kind` key; a file without one is taken to be of the
+    other kind when it has that kind's keys and none of ours (`looks_other`)."""
+    where = _where(path)
+    kind = data.get("kind", mine if not looks_other else None)
+    if kind is None:
+        kind = next(k for k in KINDS if k != mine)
+    if kind not in KINDS:
+        raise SpecError(f"{where}: kind must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
+    if kind != mine:
+        raise SpecError(f"{where}: this is a {kind} experiment: run `{KINDS[kind]} {path or '<file>'}`")
 _SHAPE_KEYS = {"connections", "pipeline", "duration", "path", "timeout", "load_tool",
                "rate_steps", "rates"}
 _STACK_RE = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+/[a-z0-9_-]+$")
@@ -176,6 +192,7 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
     where = _where(path)
     if not isinstance(data, dict):
         raise SpecError(f"{where}: the experiment must be a table")
+    check_kind(data, path, "bench", looks_other="steps" in data and "shapes" not in data)
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise SpecError(f"{where}: unknown key {unknown[0]!r} "

@@ -40,7 +40,7 @@ from ..bench.machine import git_commit, machine_info
 from ..bench.paths import results_dir
 from ..bench.results import to_frame, write_rows
 from ..bench.sampler import TreeSampler, descendants, pin_tree
-from ..bench.spec import SpecError
+from ..bench.spec import SpecError, check_kind
 from ..bench.split import cpu_list, plan_split, PROFILES
 from ..bench.targets import Target, expand_peers, expand_stacks, peers_module
 from ..bench.verify import VerifyError, free_port, verify_server
@@ -51,7 +51,7 @@ HOST = "127.0.0.1"
 MAX_MARGIN = 50          # "max" stays this many connections under the computed capacity
 
 _KEYS = {"name", "description", "profile", "steps", "duration", "rate", "request_timeout",
-         "idle_timeout", "stacks", "peers", "path", "settle", "quick"}
+         "idle_timeout", "stacks", "peers", "path", "settle", "quick", "kind"}
 _QUICK_KEYS = {"steps", "duration", "rate", "stacks", "peers", "settle"}
 
 
@@ -115,6 +115,7 @@ def _names(where, key, value) -> List[str]:
 
 def parse_memory_spec(data: Dict[str, Any], path: Optional[str] = None) -> MemorySpec:
     where = path or "memory experiment"
+    check_kind(data, path, "memory", looks_other="shapes" in data and "steps" not in data)
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
