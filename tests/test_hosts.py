@@ -51,9 +51,11 @@ def test_bad_hosts_tables_are_one_line(hosts, message):
     assert "\n" not in str(e.value) and str(e.value).startswith("x.toml: [hosts]")
 
 
-def test_local_only_shapes_refused_with_hosts():
+def test_local_only_shapes_and_tools_refused_with_hosts():
     with pytest.raises(SpecError, match="rate and connections shapes run on this machine"):
         _exp({"server": "ssh://a", "clients": ["ssh://b"]}, shapes=["rate"])
+    with pytest.raises(SpecError, match="with \\[hosts\\] the load tool is wrk"):
+        _exp({"server": "ssh://a", "clients": ["ssh://b"]}, load_tool="h2load")
 
 
 def test_parse_host_forms():
@@ -145,3 +147,23 @@ def test_ryzen_profile_unscaled_where_12_logical_cpus_exist(monkeypatch, logical
     exp = parse_experiment({"profile": "ryzen-5-1600", "stacks": ["c/c/c"]}, "r.toml")
     (shape,) = exp.shapes
     assert (shape.connections, shape.pipeline, shape.duration_s) == (512, 256, 15)
+
+
+def test_local_hosts_run_through_the_same_path(tmp_path):
+    """server = clients = "local": the [hosts] path on one machine (no SSH), one short run."""
+    import sys
+    from kourier_lab.bench.paths import repo_root
+    from kourier_lab.bench.runner import run_experiment
+    exp = parse_experiment({
+        "name": "hosts_local", "stacks": [], "shapes": ["keepalive"], "repetitions": 1,
+        "duration": 1, "warmup": 0, "shape": {"keepalive": {"connections": 4}},
+        "hosts": {"server": "local", "clients": ["local"], "workdir": str(repo_root()),
+                  "python": sys.executable}}, "local.toml")
+    df = run_experiment(exp, out=tmp_path, progress=False, summary=False, echo=lambda s: None)
+    (row,) = df.to_dict("records")
+    assert row["status"] == "ok", row["note"]
+    assert row["server"] == "ceiling" and row["host_pair"] == "local<-local"
+    assert row["wrk_url"].startswith("http://127.0.0.1:") and row["requests"] > 0
+    assert row["latency_samples"] > 0 and row["server_cpu_s"] > 0
+    assert row["server_cpus"] != row["client_cpus"]
+    assert isinstance(row["shared_cores_warning"], str)

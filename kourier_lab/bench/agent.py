@@ -167,7 +167,8 @@ def cmd_serve(args) -> int:
     port = args.port or free_port(args.address)
     if args.ceiling is not None:
         from .ceiling import ceiling_command
-        cmd = ceiling_command(port, cpus, response=args.ceiling, address=args.address)
+        cmd = ceiling_command(port, cpus, response=args.ceiling,
+                              address=socket.gethostbyname(args.address))  # it takes IPv4
     else:
         cmd = [c.replace("{port}", str(port)) for c in args.command]
     if not cmd:

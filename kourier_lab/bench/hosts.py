@@ -117,7 +117,7 @@ def _pair(data: Dict[str, Any], where: str) -> HostPair:
     hosts = tuple(parse_host(c, f"{where}.clients") for c in clients)
     if len(set(hosts)) != len(hosts):
         raise HostsError(f"{where}.clients names one host twice")
-    address = data.get("address", server.hostname or "127.0.0.1")
+    address = data.get("address", "127.0.0.1" if server.local else server.hostname)
     if not isinstance(address, str) or not re.fullmatch(r"[A-Za-z0-9_.:%-]+", address):
         raise HostsError(f"{where}.address must be a host name or IP address, not {address!r}")
     return HostPair(server, hosts, address)

@@ -336,8 +336,10 @@ def run_on_hosts(exp: Experiment, out: Union[str, Path, None] = None, progress: 
                  scheduler: Optional[str] = None):
     """run_experiment for an experiment with [hosts]; the same DataFrame and batch layout."""
     r = _runner()
+    import os
     from .machine import git_commit
     from .paths import results_dir
+    scheduler = scheduler or os.environ.get("KOURIER_LAB_DASK_SCHEDULER") or None
     from .results import format_summary, load_batch, summarize, write_rows
     tqdm = r._tqdm_class()
     spec = exp.hosts

@@ -311,6 +311,9 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         if any(s.name in ("rate", "connections") for s in shapes):
             raise SpecError(f"{where}: the rate and connections shapes run on this machine only "
                             f"(remove them or the [hosts] table)")
+        if any(s.load_tool != "wrk" for s in shapes):
+            raise SpecError(f"{where}: with [hosts] the load tool is wrk (h2load runs on this "
+                            f"machine only); set load_tool = \"wrk\"")
     return Experiment(name=name, path=path, description=description, profile=profile,
                       repetitions=repetitions, duration_s=duration, warmup_s=warmup,
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
