@@ -43,3 +43,19 @@ def test_full_suite_estimate_weights_categories_by_published_size():
     assert row["estimated_full_score"] == pytest.approx(100 * (175 + 0.5 * 61692) / 61867)  # 50.1
     assert row["standard_error"] == pytest.approx(100 * 61692 / 61867 * (0.25 / 1000) ** 0.5)
     assert row["sampled"] == "pct_path"
+
+
+def test_estimates_beside_published_reads_a_sample_as_an_estimate():
+    cats = pd.DataFrame([
+        dict(kind="peer", target="peer go", category="path", published_size=175, requests=175,
+             detected=175),
+        dict(kind="peer", target="peer go", category="pct_path", published_size=61692,
+             requests=1000, detected=630),
+        dict(kind="stack", target="kourier_lab c/c/c", category="path", published_size=175,
+             requests=175, detected=175)])
+    (row,) = survey.estimates_beside_published(cats).to_dict("records")   # stacks: no published
+    assert row["target"] == "peer go" and row["published"] == 63.1
+    assert "not comparable" in row["reading"] and "agrees with" in row["reading"]
+    whole = cats[cats["category"] == "path"]
+    (row,) = survey.estimates_beside_published(whole).to_dict("records")
+    assert row["reading"].startswith("whole suite run")

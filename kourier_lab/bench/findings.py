@@ -247,7 +247,7 @@ def ceiling_sentences(summary: pd.DataFrame) -> List[str]:
 
 
 def micro_relation(table: pd.DataFrame, a: str, b: str, case: str, unit: str = "MB/s",
-                   higher_is_better: bool = True) -> str:
+                   higher_is_better: bool = True, what: Optional[str] = None) -> str:
     """'`a` is 2.1x faster than `b` on `case` (x vs y MB/s)' from a variant x case
     table (index: variant, columns: case)."""
     if a not in table.index or b not in table.index or case not in table.columns:
@@ -262,7 +262,7 @@ def micro_relation(table: pd.DataFrame, a: str, b: str, case: str, unit: str = "
         rel = f"{_fmt_ratio(r)} faster than"
     else:
         rel = f"{_fmt_ratio(1 / r)} slower than"
-    return f"on {case}, {a} is {rel} {b} ({va:,.4g} vs {vb:,.4g} {unit})."
+    return f"{what or 'on ' + case}, {a} is {rel} {b} ({va:,.4g} vs {vb:,.4g} {unit})."
 
 
 def fastest(table: pd.DataFrame, case: str, exclude_memo: bool = True,

@@ -257,3 +257,45 @@ def plot_scores(scores, ax=None):
     # outside the axes: a legend inside covers the longest bars
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return ax
+
+
+def estimates_beside_published(categories):
+    """full_suite_estimates() for the peers the posts scored, beside the posts'
+    figure, one line each, with what the comparison can say: a whole-suite
+    score is comparable as it stands; a sampled one only as an estimate
+    (published figure inside estimate ± 2 standard errors, or not)."""
+    import pandas as pd
+    cols = ["target", "measured_score", "estimated_full_score", "standard_error", "published",
+            "reading"]
+    est = full_suite_estimates(categories)
+    if est.empty:
+        return pd.DataFrame(columns=cols)
+    try:
+        from ..bench.published import load_published
+        pub = load_published("compliance")
+        by_peer = {str(p): float(v) for p, v in zip(pub["peer"], pub["compliance_pct"])
+                   if isinstance(p, str) and p}
+    except (ImportError, OSError, KeyError):
+        by_peer = {}
+    rows = []
+    for _, r in est.iterrows():
+        name = str(r["target"]).removeprefix("peer ")
+        published = by_peer.get(name) if r["kind"] == "peer" else None
+        if published is None:
+            continue
+        if not r["sampled"]:
+            reading = ("whole suite run: comparable as it stands (peer versions differ from "
+                       "the posts')")
+        else:
+            lo = r["estimated_full_score"] - 2 * r["standard_error"]
+            hi = r["estimated_full_score"] + 2 * r["standard_error"]
+            inside = lo <= published <= hi
+            reading = (f"{r['sampled']} sampled: the measured score weights categories unlike "
+                       f"the post's and is not comparable; the size-weighted estimate "
+                       f"{'agrees with' if inside else 'differs from'} the post's figure "
+                       f"(±2 SE: {lo:.1f}-{hi:.1f})")
+        rows.append(dict(target=r["target"], measured_score=r["measured_score"],
+                         estimated_full_score=r["estimated_full_score"],
+                         standard_error=r["standard_error"], published=published,
+                         reading=reading))
+    return pd.DataFrame(rows, columns=cols)
