@@ -102,3 +102,13 @@ def test_micro_relations_and_simd_order():
     (line,) = findings.simd_gains(simd)
     assert line.index("sse42") < line.index("avx2")
     assert "AVX2 is slower than SSE4.2" in line
+
+
+def test_smt_note_reads_the_topology(tmp_path):
+    for cpu, sib in ((0, "0,2"), (1, "1,3"), (2, "0,2"), (3, "1,3")):
+        d = tmp_path / f"cpu{cpu}" / "topology"
+        d.mkdir(parents=True)
+        (d / "thread_siblings_list").write_text(sib + "\n")
+    assert "CPU 0 and 2 are SMT siblings" in findings.smt_note([0, 1], [2, 3], root=str(tmp_path))
+    assert findings.smt_note([0, 2], [1, 3], root=str(tmp_path)).startswith("here no server CPU")
+    assert "unknown" in findings.smt_note([7], [1], root=str(tmp_path))

@@ -494,3 +494,39 @@ def jit_sentences(jit: pd.DataFrame) -> List[str]:
             out.append(f"the on-disk cache cuts the first call {cold / warm:.1f}x "
                        f"({cold:.2f} s -> {warm:.2f} s).")
     return out
+
+
+def _siblings(cpu: int, root: str) -> Optional[set]:
+    # the kernel's list syntax ("0,6" or "0-1"); not cpus.parse_cpu_list, which
+    # also checks the CPUs are usable by this process
+    try:
+        with open(f"{root}/cpu{cpu}/topology/thread_siblings_list") as f:
+            out = set()
+            for part in f.read().strip().split(","):
+                a, _, b = part.partition("-")
+                out.update(range(int(a), int(b or a) + 1))
+            return out
+    except (OSError, ValueError):
+        return None
+
+
+def smt_note(server_cpus: Sequence[int], client_cpus: Sequence[int],
+             root: str = "/sys/devices/system/cpu") -> str:
+    """Whether the server's and the load tool's CPUs share physical cores here
+    (SMT siblings), as the kernel's topology reports it (a virtual machine
+    reports its vCPUs, not the host's cores under them)."""
+    shared, unknown = [], False
+    for s in server_cpus:
+        sib = _siblings(s, root)
+        if sib is None:
+            unknown = True
+            continue
+        shared += [(s, c) for c in client_cpus if c in sib and c != s]
+    if shared:
+        return ("here the server and wrk share physical cores: "
+                + ", ".join(f"CPU {a} and {b} are SMT siblings" for a, b in shared)
+                + " (as in the post's run)")
+    if unknown:
+        return "here the CPU topology is not readable: whether server and wrk share cores is unknown"
+    return ("here no server CPU is an SMT sibling of a wrk CPU (as the kernel reports the topology; "
+            "on a virtual machine, the host's cores under the vCPUs are not visible)")
