@@ -3,7 +3,7 @@ with its legend outside the axes' data area."""
 import pandas as pd
 import pytest
 
-from kourier_lab.bench import findings, notebook_plots as nbp
+from kourier_lab.bench import findings, notebook_plots as nbp, style
 
 
 def _speed():
@@ -71,6 +71,8 @@ def test_figure_renders_with_legend_outside(name):
     fig = CASES[name]()
     assert fig.axes
     assert _overlaps(fig) == []
+    assert style.legend_overlaps(fig) == []
+    assert style.single_label_log_axes(fig) == []
 
 
 def test_quick_jit_plot_says_warm_only():
@@ -80,7 +82,7 @@ def test_quick_jit_plot_says_warm_only():
 
 def test_simd_paths_in_width_order():
     fig = CASES["simd_paths"]()
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["scalar", "sse42", "avx2"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["scalar", "SSE4.2", "AVX2"]
     assert {ax.get_yscale() for ax in fig.axes} == {"log"}
 
 

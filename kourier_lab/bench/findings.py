@@ -108,8 +108,8 @@ def compare(summary: pd.DataFrame, a: str, b: str, shape: Optional[str] = None,
         word = ("about as many requests/s as" if abs(r - 1) < SAME_WITHIN else
                 f"{_fmt_ratio(r)} the requests/s of" if r > 1 else
                 f"{_fmt_ratio(1 / r)} fewer requests/s than")
-        tail = "" if both_server else " (a throughput ratio with a side not server-bound " \
-                                      "understates the difference in work)"
+        tail = "" if both_server else " (requests/s compares the servers' work only when " \
+                                      "both are server-bound)"
         parts.append(f"it serves {word} {b}{tail}")
     if not parts:
         return f"{a} vs {b} ({shape}): no figures to compare."
@@ -139,6 +139,10 @@ def bottleneck_counts(summary: pd.DataFrame, kinds: Iterable[str] = ("stack", "p
     parts = [f"{names.get(k, k)} in {n}" for k, n in counts.items()]
     where = f" ({shape})" if shape else ""
     out = f"Of {len(s)} measured rows{where}: " + "; ".join(parts) + "."
+    contended = s[s["bottleneck"] == "contention"]["server"].tolist()
+    if contended:
+        out += (f" Where other processes shared these CPUs ({len(contended)} rows), every figure "
+                f"of the row is disturbed: re-run on a quiet machine before quoting it.")
     client = s[s["bottleneck"].isin(["client", "both"])]["server"].tolist()
     if client:
         out += (f" Where {tool} was saturated ({', '.join(dict.fromkeys(client))}), requests/s "
@@ -202,8 +206,8 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
                                    f"{c.get('response_bytes')} B")
                 if over_rps and str(c.get("bottleneck")) != "server":
                     reasons.append(f"the ceiling was {saturated_side(c.get('bottleneck'))}: its "
-                                   f"req/s is the load tool's limit (spread ±{c_spread / 2:.0%}), "
-                                   f"not a bound")
+                                   f"req/s {_ceiling_rps_meaning(c.get('bottleneck'))} "
+                                   f"(its runs' spread ±{c_spread / 2:.0%})")
                 if not reasons:
                     reasons.append("no setting explains it: within noise, or the ceiling lost "
                                    "time elsewhere; re-run before quoting")
@@ -219,6 +223,15 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
                                        "reason"])
 
 
+def _ceiling_rps_meaning(label) -> str:
+    return {"server": "bounds what a server can reach here",
+            "client": "is the load tool's limit, not a bound on the servers",
+            "both": "is the load tool's limit as much as its own, not a bound on the servers",
+            "contention": "was held down by other processes on these CPUs, not a bound",
+            "neither": "was not CPU-limited (latency-bound), not a bound"}.get(
+                str(label or ""), "is of unknown limit, not a bound")
+
+
 def ceiling_sentences(summary: pd.DataFrame) -> List[str]:
     """What the ceiling bounded in these rows, one sentence per shape."""
     check = ceiling_check(summary)
@@ -228,8 +241,7 @@ def ceiling_sentences(summary: pd.DataFrame) -> List[str]:
         label = str(ceil["bottleneck"].iloc[0]) if len(ceil) else ""
         flagged = g[g["over_ceiling_req_per_s"] | g["under_ceiling_cpu_per_req"]]
         head = (f"{shape}: the ceiling was {saturated_side(label)}, so its requests/s "
-                + ("bounds what a server can reach here" if label == "server" else
-                   "is the load tool's limit, not a bound on the servers")
+                + _ceiling_rps_meaning(label)
                 + "; its CPU per request is the least a responder of the same bytes paid.")
         if flagged.empty:
             head += " No server went under its CPU per request or over its requests/s."
@@ -469,9 +481,15 @@ def buffer_strategy_sentences(strategies: pd.DataFrame) -> List[str]:
             continue
         a, b = d.iloc[0], d.iloc[1]
         lead = a["mb_per_s"] / b["mb_per_s"]
-        noise = max(_num(a.get("spread_pct")), _num(b.get("spread_pct"))) / 100
-        sure = ("a lead larger than the runs' spread" if lead - 1 > noise / 2 else
-                f"within the runs' spread (±{noise / 2:.0%}): no clear winner in this run")
+        sa, sb = _num(a.get("spread_pct")), _num(b.get("spread_pct"))
+        if lead - 1 < SAME_WITHIN:
+            sure = "about the same: no clear winner in this run"
+        elif max(sa, sb) / 2 < (lead - 1) * 100:
+            sure = "a lead larger than either's run-to-run spread"
+        else:
+            # the spread is max - min over the runs: one disturbed run inflates it
+            sure = (f"runs' spread ±{sa / 2:.0f} % and ±{sb / 2:.0f} % (a disturbed run), so "
+                    f"re-run before quoting this lead")
         slowest = d.iloc[-1]
         out.append(f"{scenario}: {a['strategy']} is fastest ({a['mb_per_s']:,.0f} MB/s), "
                    f"{lead:.2f}x {b['strategy']} — {sure}; slowest {slowest['strategy']} "

@@ -23,33 +23,31 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .plots import STYLE, _plain_log_axis
+from . import style
 
-# One colour per corpus / call / source, the same in every figure of this module.
+# One colour per corpus / call / source, the same in every figure of this module
+# (published and measured as everywhere in the package: bench/style.py).
 CASE_COLORS = {"short": "#3b6ea8", "browser": "#d9822b", "pipelined256": "#5a9e4b",
-               "browser x256": "#d9822b", "browser x16": "#b5473a", "short x256": "#5a9e4b"}
+               "browser x16": "#b5473a", "browser x256": "#8c6bb1", "short x256": "#5a9e4b"}
 CALL_COLORS = {"kl_parse_batch (1 call)": "#3b6ea8", "parse_head per request": "#d9822b"}
-SOURCE_COLORS = {"published": "#7f7f7f", "measured": "#3b6ea8"}
-SIMD_ORDER = ("scalar", "sse42", "avx2")
+SOURCE_COLORS = {"published": style.PUBLISHED_COLOR, "measured": style.MEASURED_COLOR}
+SIMD_ORDER = style.SIMD_ORDER
 _FALLBACK = ("#3b6ea8", "#d9822b", "#5a9e4b", "#b5473a", "#8c6bb1", "#7f7f7f")
 
 
-def _figure(nrows=1, ncols=1, sharey=False, **kw):
-    from matplotlib import style as _style
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    with _style.context(str(STYLE)):
-        fig = Figure(layout="constrained", **kw)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
-    return fig, axes
+_figure = style.figure
 
 
 def _color(mapping, key, i):
     return mapping.get(key, _FALLBACK[i % len(_FALLBACK)])
 
 
-def _outside_legend(ax, **kw):
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8, **kw)
+def _outside_legend(ax, title=None, handles=None, labels=None):
+    style.legend_outside(ax, handles=handles, labels=labels, title=title)
+
+
+def _plain_log_axis(axis) -> None:
+    style.log_axis(axis.axes, "y" if axis is axis.axes.yaxis else "x")
 
 
 def _grouped_barh(ax, table: pd.DataFrame, colors, log: bool, hatch_rows=()):
@@ -87,8 +85,7 @@ def plot_parser_speed(speed: pd.DataFrame, title: str = "parse_head per request,
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="//"))
     labels.append("head memo ON (parser skipped)")
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              fontsize=8, title="corpus")
+    _outside_legend(ax, title="corpus", handles=handles, labels=labels)
     ax.set_title(title)
     return fig
 
@@ -98,8 +95,9 @@ def plot_simd_paths(simd: pd.DataFrame) -> Figure:
     narrowest to widest, a bar per way of calling; both panels on the same log
     scale (batch and per-request figures differ by up to 10x)."""
     cases = list(dict.fromkeys(simd["case"]))
-    fig, axes = _figure(1, len(cases), figsize=(5 * len(cases) + 2, 4), sharey=True)
-    paths = [p for p in SIMD_ORDER if p in set(simd["simd"].astype(str))]
+    # each panel labels its own axis (a shared y would leave the right panel without tick labels)
+    fig, axes = _figure(1, len(cases), figsize=(5 * len(cases) + 2, 4))
+    paths = style.simd_sorted(dict.fromkeys(simd["simd"].astype(str)))
     calls = list(dict.fromkeys(simd["call"]))
     w = 0.8 / max(len(calls), 1)
     for ax, case in zip(axes[0], cases):
@@ -111,12 +109,12 @@ def plot_simd_paths(simd: pd.DataFrame) -> Figure:
             bars = ax.bar(xs, vals, width=w, color=_color(CALL_COLORS, call, j), label=call)
             ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals], fontsize=7, padding=1)
         ax.set_xticks(range(len(paths)))
-        ax.set_xticklabels(paths)
+        ax.set_xticklabels([style.SIMD_LABELS.get(p, p) for p in paths])
         ax.set_yscale("log")
         _plain_log_axis(ax.yaxis)
         ax.set_title(case)
         ax.grid(axis="y")
-    axes[0][0].set_ylabel("MB/s (log scale, process CPU time)")
+        ax.set_ylabel("MB/s (log scale, process CPU time)")
     _outside_legend(axes[0][-1], title="call")
     fig.suptitle("The C parser's SIMD paths (scalar -> SSE4.2 -> AVX2)", fontsize=10)
     return fig
@@ -227,10 +225,11 @@ def plot_reproduction(table: pd.DataFrame, title: Optional[str] = None) -> Figur
     _plain_log_axis(ax.xaxis)
     ax.axvline(1.0, color="#333333", linewidth=0.8)
     ax.set_xlabel("ratio of requests/s (log scale)")
-    ax.legend([Patch(facecolor=SOURCE_COLORS["published"]), Patch(facecolor=SOURCE_COLORS["measured"]),
-               Patch(facecolor="white", edgecolor="#333333", hatch="//")],
-              ["published (Ryzen 5 1600, 6 + 6)", "measured here", "verdict: not comparable"],
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    _outside_legend(ax, handles=[Patch(facecolor=SOURCE_COLORS["published"]),
+                                 Patch(facecolor=SOURCE_COLORS["measured"]),
+                                 Patch(facecolor="white", edgecolor="#333333", hatch="//")],
+                    labels=["published (Ryzen 5 1600, 6 + 6)", "measured here",
+                            "verdict: not comparable"])
     ax.set_title(title or "Published and measured ratios, pair by pair")
     return fig
 
