@@ -11,19 +11,40 @@ whole process tree is sampled, and one row.  A step the machine cannot reach
 (open-files limit, kernel file table, a peer's own connection cap) becomes a
 "skipped" row whose `limit` says which limit stopped it, so the same file runs
 unchanged up to 500 k on a machine that allows it.  "max" is the largest
-count this machine's limits allow for that server.
+count this machine's limits allow for that server (with one worker).
+
+Worker processes: one process may hold at most RLIMIT_NOFILE descriptors
+(20,000 here, a hard limit), so a step past that needs a server of several
+processes sharing the port (SO_REUSEPORT).  With ``workers = "auto"`` each
+step of a server that can run several processes (our stacks; the nginx,
+uvicorn and asyncio+httptools peers) gets ``ceil(step x WORKER_HEADROOM /
+room per process)`` workers, at least the profile's; SO_REUSEPORT spreads
+connections by a hash of the address pair, unevenly, hence the headroom.  A
+one-process peer (Go, hyper, granian here) keeps one process and stops at the
+cap, and its rows say so.  An integer ``workers`` fixes the count.
 
 Rows use the bench results schema (`shape` = "connections") plus:
     connections_held        connections the server held (its descriptors at the
                             step minus its idle descriptors)
     connections_client      connections the clients still had open at the end
     idle_rss_kb, idle_vmpeak_kb   the tree before any connection
-    rss_per_conn_bytes      (VmRSS at the step - idle VmRSS) / connections_held
+    rss_per_conn_bytes      (VmRSS at the step - idle VmRSS) / connections_held,
+                            VmRSS summed over the server's processes; the idle
+                            (step-0) RSS is the baseline, not a per-connection
+                            cost (a Numba worker's ~430 MB of LLVM is baseline)
+    hwm_per_conn_bytes      the same for VmHWM
+    baseline_rss_per_worker_kb  idle VmRSS / worker processes
+    kernel_slab_before_kb, kernel_slab_kb       /proc/meminfo Slab before the
+                            connections and while they are held (machine-wide:
+                            both ends of every socket, client and server)
+    kernel_tcp_mem_before_kb, kernel_tcp_mem_kb /proc/net/sockstat TCP mem
+                            (socket buffer pages, machine-wide), the same way
+    slab_per_conn_bytes, tcp_mem_per_conn_bytes  their growth / connections_held
     vmpeak_per_conn_bytes   the same for VmPeak (virtual: the post's figure)
     limit                   what capped this server's steps, and at how many
     raised                  what this run raised (RLIMIT_NOFILE, port range)
     request_rate, client_processes, client_nofile, server_fds, server_nofile,
-    connect_s, errors_json
+    connect_s, errors_json, workers (the server's processes for that step)
 """
 from __future__ import annotations
 
@@ -49,10 +70,14 @@ from .connections import (ConnectionLoad, nofile_of, peer_connection_cap, raised
 
 HOST = "127.0.0.1"
 MAX_MARGIN = 50          # "max" stays this many connections under the computed capacity
+WORKER_HEADROOM = 1.3    # SO_REUSEPORT's hash spreads connections unevenly over workers
+WORKER_FD_SLACK = 200    # descriptors a worker keeps beyond its connections
+# peers that run several processes on one port (the others are one process)
+MULTI_PROCESS_PEERS = {"nginx", "uvicorn", "asyncio_httptools"}
 
 _KEYS = {"name", "description", "profile", "steps", "duration", "rate", "request_timeout",
-         "idle_timeout", "stacks", "peers", "path", "settle", "quick", "kind"}
-_QUICK_KEYS = {"steps", "duration", "rate", "stacks", "peers", "settle"}
+         "idle_timeout", "stacks", "peers", "path", "settle", "quick", "kind", "workers"}
+_QUICK_KEYS = {"steps", "duration", "rate", "stacks", "peers", "settle", "workers"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,7 @@ class MemorySpec:
     peers: List[str]
     url_path: str
     settle_s: float
+    workers: Union[int, str, None] = None     # None: the profile's; "auto": enough per step
     quick: bool = False
     quick_overrides: Optional[Dict[str, Any]] = None
 
@@ -80,7 +106,7 @@ class MemorySpec:
             duration_s=q.get("duration", min(self.duration_s, 2.0)),
             rate=q.get("rate", min(self.rate, 1000.0)), stacks=q.get("stacks", self.stacks),
             peers=q.get("peers", self.peers), settle_s=q.get("settle", min(self.settle_s, 0.2)),
-            quick=True)
+            workers=q.get("workers", self.workers), quick=True)
 
 
 def _steps(where: str, key: str, value) -> List[Union[int, str]]:
@@ -93,6 +119,20 @@ def _steps(where: str, key: str, value) -> List[Union[int, str]]:
         else:
             raise SpecError(f"{where}: {key}: {v!r} is not a connection count >= 1 or \"max\"")
     return out
+
+
+def _workers(where, key, value):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise SpecError(f"{where}: {key} must be \"auto\" or a worker count >= 1, not {value!r}")
+
+
+def workers_for(step: int, nofile: int, least: int = 1) -> int:
+    """Worker processes a server needs to hold `step` connections when one
+    process may open `nofile` descriptors (with WORKER_HEADROOM for the
+    uneven SO_REUSEPORT spread)."""
+    room = max(1, nofile - WORKER_FD_SLACK)
+    return max(least, math.ceil(step * WORKER_HEADROOM / room))
 
 
 def _num(where, key, value, lo=0.0, integer=False):
@@ -147,6 +187,8 @@ def parse_memory_spec(data: Dict[str, Any], path: Optional[str] = None) -> Memor
     for key in ("stacks", "peers"):
         if key in quick:
             q[key] = _names(where, f"quick.{key}", quick[key])
+    if "workers" in quick:
+        q["workers"] = _workers(where, "quick.workers", quick["workers"])
     desc = data.get("description", "")
     if not isinstance(desc, str):
         raise SpecError(f"{where}: description must be a string")
@@ -159,6 +201,7 @@ def parse_memory_spec(data: Dict[str, Any], path: Optional[str] = None) -> Memor
         idle_timeout_s=float(_num(where, "idle_timeout", data.get("idle_timeout", 600))),
         stacks=stacks, peers=peers, url_path=url_path,
         settle_s=float(_num(where, "settle", data.get("settle", 1.0), lo=-1e-9)),
+        workers=_workers(where, "workers", data["workers"]) if "workers" in data else None,
         quick_overrides=q)
 
 
@@ -181,7 +224,8 @@ def load_memory_spec(path: Union[str, Path]) -> MemorySpec:
 class _Server:
     """One running server (our stack through ServerProcess, or a peer)."""
 
-    def __init__(self, target: Target, spec: MemorySpec, split, max_connections: int):
+    def __init__(self, target: Target, spec: MemorySpec, split, max_connections: int,
+                 workers: int):
         self.target = target
         self.proc = None
         self.srv = None
@@ -192,7 +236,7 @@ class _Server:
                 "--request-timeout", f"{spec.request_timeout_s:g}",
                 "--idle-timeout", f"{spec.idle_timeout_s:g}",
                 loop=target.loop, parser=target.parser, buffer=target.buffer,
-                workers=split.workers, cpus=split.server_cpus)
+                workers=workers, cpus=split.server_cpus)
             self.srv.start(timeout=120)
             self.pid, self.port = self.srv.pid, self.srv.port
         else:
@@ -200,7 +244,7 @@ class _Server:
             if mod is None:
                 raise RuntimeError(problem)
             self.port = free_port(HOST)
-            self.proc = mod.start(target.name, HOST, self.port, split.workers,
+            self.proc = mod.start(target.name, HOST, self.port, workers,
                                   list(split.server_cpus))
             self.pid = self.proc.pid
         pin_tree(descendants(self.pid), split.server_cpus)
@@ -226,6 +270,42 @@ def _capacity(server: _Server) -> (int, str):
     n_server, why_server = server_capacity(server.pid, cap, cap_why)
     n_system, why_system = system_capacity()
     return (n_server, why_server) if n_server <= n_system else (n_system, why_system)
+
+
+def step_workers(target: Target, step, spec: MemorySpec, split, nofile: int) -> int:
+    """The server's processes for a step (see the module docstring)."""
+    if spec.workers is None or (target.kind == "peer" and target.name not in MULTI_PROCESS_PEERS):
+        return split.workers
+    if spec.workers != "auto":
+        return int(spec.workers)
+    if step == "max":
+        return split.workers         # "max": what the profile's workers can hold
+    return workers_for(int(step), nofile, split.workers)
+
+
+def kernel_memory() -> Dict[str, float]:
+    """Machine-wide kernel memory that grows with sockets: Slab (/proc/meminfo)
+    and the TCP socket buffers (/proc/net/sockstat 'mem', in pages), in KiB."""
+    out = {"slab_kb": math.nan, "tcp_mem_kb": math.nan}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("Slab:"):
+                out["slab_kb"] = float(line.split()[1])
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+        page_kb = resource.getpagesize() / 1024
+        for line in Path("/proc/net/sockstat").read_text().splitlines():
+            if line.startswith("TCP:"):
+                fields = line.split()[1:]
+                values = dict(zip(fields[::2], fields[1::2]))
+                out["tcp_mem_kb"] = float(values["mem"]) * page_kb
+                break
+    except (OSError, ValueError, KeyError):
+        pass
+    return out
 
 
 def _kb(x) -> float:
@@ -256,6 +336,7 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
     targets = expand_stacks(spec.stacks) if spec.stacks else []
     targets += expand_peers(spec.peers)
     rows: List[Dict[str, object]] = []
+    nofile = int(raised["nofile_soft"])
     say(f"{spec.name}: {len(targets)} servers x steps {spec.steps}; server CPUs "
         f"{cpu_list(split.server_cpus)}, client CPUs {cpu_list(split.client_cpus)}"
         f"{' (quick)' if spec.quick else ''}; {raised['raised']}")
@@ -268,7 +349,8 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
             "profile": split.profile, "profile_note": split.note, **machine_info(),
             "git_commit": commit, "server_kind": target.kind, "server": target.name,
             "loop": target.loop, "parser": target.parser, "buffer": target.buffer,
-            "workers": split.workers, "server_cpus": cpu_list(split.server_cpus),
+            "workers": step_workers(target, step, spec, split, nofile),
+            "server_cpus": cpu_list(split.server_cpus),
             "client_cpus": cpu_list(split.client_cpus), "shape": "connections",
             "connections": step if step != "max" else None, "step": str(step), "pipeline": 1,
             "browser_headers": False, "path": spec.url_path, "duration_s": spec.duration_s,
@@ -284,29 +366,36 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
             write_rows(rows, batch_dir)
             say(f"  {target.name}: skipped ({target.skip_reason})")
             continue
-        capacity: Optional[int] = None
-        limit = ""
+        # what a server of so many workers was found to hold: (capacity, limit)
+        capacities: Dict[int, tuple] = {}
         for step in spec.steps:
             row = base(target, step)
+            workers = int(row["workers"])
+            capacity, limit = capacities.get(workers, (None, ""))
             if capacity is not None and step != "max" and step > capacity:
+                one = (target.kind == "peer" and target.name not in MULTI_PROCESS_PEERS
+                       and spec.workers == "auto")
                 row.update(status="skipped", limit=limit, limit_hit=True,
-                           note=f"{step} connections > {capacity} this machine allows: {limit}")
+                           note=f"{step} connections > {capacity} this machine allows: {limit}"
+                                + ("; a one-process server: more workers would not help" if one else ""))
                 rows.append(row)
                 say(f"  {target.name} {step}: skipped ({limit})")
                 continue
             try:
-                row.update(_measure_step(target, step, spec, split))
+                row.update(_measure_step(target, step, spec, split, workers))
             except Exception as e:  # a failed step is a row, never the end of the batch
                 row.update(status="failed", note=f"{type(e).__name__}: {e}"[:2000])
             if row.get("capacity") is not None:
-                capacity, limit = int(row["capacity"]), str(row["limit"])
+                capacities[workers] = (int(row["capacity"]), str(row["limit"]))
             rows.append(row)
             write_rows(rows, batch_dir)
             if row["status"] == "ok":
-                say(f"  {target.name} {step}: held {row['connections_held']}, "
-                    f"{row['req_per_s']:.0f} req/s, RSS {row['server_vmrss_kb'] / 1024:.1f} MB "
+                say(f"  {target.name} {step}: held {row['connections_held']} ({workers} worker"
+                    f"{'s' if workers > 1 else ''}), {row['req_per_s']:.0f} req/s, p99 "
+                    f"{row['latency_p99_ms']:.1f} ms, RSS {row['server_vmrss_kb'] / 1024:.1f} MB "
                     f"({row['rss_per_conn_bytes']:.0f} B/conn), VmPeak "
-                    f"{row['server_vmpeak_kb'] / 1024:.0f} MB")
+                    f"{row['server_vmpeak_kb'] / 1024:.0f} MB, kernel slab "
+                    f"{row['slab_per_conn_bytes']:.0f} B/conn")
             else:
                 say(f"  {target.name} {step}: {row['status']}: {row['note']}")
     write_rows(rows, batch_dir)
@@ -319,11 +408,11 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
     return df
 
 
-def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, object]:
+def _measure_step(target: Target, step, spec: MemorySpec, split, workers: int) -> Dict[str, object]:
     want = step if step != "max" else None
     # Our stacks: the per-worker connection limit must not be the cap being measured.
     max_conn = max(10000, (want or 10 ** 7) * 2)
-    server = _Server(target, spec, split, max_conn)
+    server = _Server(target, spec, split, max_conn, workers)
     try:
         try:
             verify_server(HOST, server.port, spec.url_path, pipeline=4)
@@ -340,6 +429,7 @@ def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, ob
                        note=f"{want} connections > {cap} this machine allows: {limit}")
             return out
         idle_fds = tree_fds(server.pid)
+        kernel_before = kernel_memory()
         sampler = TreeSampler(server.pid)
         sampler.start()
         idle = sampler.finish()
@@ -361,6 +451,7 @@ def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, ob
             fds = tree_fds(server.pid)
             server_nofile = _first_nofile(fds)
             usage = sampler.finish()
+            kernel = kernel_memory()
         wall = time.monotonic() - t0
     finally:
         server.stop()
@@ -398,6 +489,15 @@ def _measure_step(target: Target, step, spec: MemorySpec, split) -> Dict[str, ob
         "server_vmrss_kb": usage.vmrss_kb, "idle_rss_kb": idle.vmrss_kb,
         "idle_vmpeak_kb": idle.vmpeak_kb,
         "rss_per_conn_bytes": rss_delta_kb * 1024 / held if held else math.nan,
+        "hwm_per_conn_bytes": (usage.vmhwm_kb - idle.vmhwm_kb) * 1024 / held if held else math.nan,
+        "baseline_rss_per_worker_kb": idle.vmrss_kb / max(1, workers),
+        "kernel_slab_before_kb": kernel_before["slab_kb"], "kernel_slab_kb": kernel["slab_kb"],
+        "kernel_tcp_mem_before_kb": kernel_before["tcp_mem_kb"],
+        "kernel_tcp_mem_kb": kernel["tcp_mem_kb"],
+        "slab_per_conn_bytes": (kernel["slab_kb"] - kernel_before["slab_kb"]) * 1024 / held
+        if held else math.nan,
+        "tcp_mem_per_conn_bytes": (kernel["tcp_mem_kb"] - kernel_before["tcp_mem_kb"]) * 1024 / held
+        if held else math.nan,
         "vmpeak_per_conn_bytes": (usage.vmpeak_kb - idle.vmpeak_kb) * 1024 / held if held
         else math.nan,
         "cpu_us_per_req": usage.cpu_s * 1e6 / result["responses"] if result["responses"]
