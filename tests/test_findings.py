@@ -60,7 +60,7 @@ def test_ceiling_check_flags_rows_beyond_it_with_the_reason():
     check = findings.ceiling_check(summarize(_frame())).set_index("server")
     memo = check.loc["c/c/c+memo"]
     assert memo["over_ceiling_req_per_s"] and memo["under_ceiling_cpu_per_req"]
-    assert "head memo on" in memo["reason"] and "load tool's limit" in memo["reason"]
+    assert "head memo on" in memo["reason"] and "ceiling was load-tool-bound, so its req/s is not a bound" in memo["reason"]
     assert not check.loc["hyper", "over_ceiling_req_per_s"] and check.loc["hyper", "reason"] == ""
     lines = findings.ceiling_sentences(summarize(_frame()))
     assert "not a bound" in lines[0] and "c/c/c+memo" in lines[0]
@@ -112,3 +112,16 @@ def test_smt_note_reads_the_topology(tmp_path):
     assert "CPU 0 and 2 are SMT siblings" in findings.smt_note([0, 1], [2, 3], root=str(tmp_path))
     assert findings.smt_note([0, 2], [1, 3], root=str(tmp_path)).startswith("here no server CPU")
     assert "unknown" in findings.smt_note([7], [1], root=str(tmp_path))
+
+
+def test_contended_rows_are_flagged_for_rerunning():
+    rows = [dict(r, server_cpus_busy=1.0, bottleneck="contention")
+            for r in _rows("ceiling", "ceiling", 1e6, 0.08, 0.07, 0.4)
+            + _rows("c/c/c", "stack", 1.1e6, 0.07, 0.08, 0.4)]
+    s = summarize(to_frame(rows))
+    assert set(s["bottleneck"]) == {"contention"}          # busy CPUs, ours used 7-8 % of them
+    assert "re-run on a quiet machine" in findings.bottleneck_counts(s)
+    (line,) = findings.ceiling_sentences(s)
+    assert "held down by other processes" in line
+    reason = findings.ceiling_check(s).iloc[0]["reason"]
+    assert "ran contended" in reason and "not a bound" in reason

@@ -205,9 +205,15 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
                     reasons.append(f"its response is {r.get('response_bytes')} B, the ceiling's "
                                    f"{c.get('response_bytes')} B")
                 if over_rps and str(c.get("bottleneck")) != "server":
-                    reasons.append(f"the ceiling was {saturated_side(c.get('bottleneck'))}: its "
-                                   f"req/s {_ceiling_rps_meaning(c.get('bottleneck'))} "
-                                   f"(its runs' spread ±{c_spread / 2:.0%})")
+                    reasons.append(f"the ceiling was {saturated_side(c.get('bottleneck'))}, so "
+                                   f"its req/s is not a bound (its runs' spread "
+                                   f"±{c_spread / 2:.0%})")
+                contended = [n for n, lab in (("the ceiling", c.get("bottleneck")),
+                                              (str(r["server"]), r.get("bottleneck")))
+                             if str(lab) == "contention"]
+                if under_cpu and contended:
+                    reasons.append(f"{' and '.join(contended)} ran contended: other processes on "
+                                   f"the same CPUs disturb CPU time per request")
                 if not reasons:
                     reasons.append("no setting explains it: within noise, or the ceiling lost "
                                    "time elsewhere; re-run before quoting")
@@ -434,8 +440,8 @@ def reproduction(df: pd.DataFrame, shape: str = "pipelined") -> pd.DataFrame:
             reasons.append("quick-mode runs (1 s)")
         not_server = [k for k, v in bn.items() if v != "server"]
         if not_server:
-            reasons.append(f"{', '.join(not_server)} not server-bound (the ratio measures the "
-                           f"load tool)")
+            reasons.append(f"{', '.join(not_server)} not server-bound (a ratio of requests/s "
+                           f"then measures what limited them, not the servers)")
         if stand_in == "ceiling":
             reasons.append("the ceiling is not Kourier: it never parses, so it can only show "
                            "the most any server could reach here")
