@@ -254,3 +254,22 @@ def test_sweep_over_two_host_pairs_writes_one_batch(lab, tmp_path):
     spans = sorted(zip(df["task_start"], df["task_end"]))
     for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
         assert s1 >= e0, spans
+
+
+def test_ship_puts_the_commit_on_a_fresh_host(lab, tmp_path):
+    """prepare = "ship": git archive over SFTP into an empty workdir, the set-up command, a run."""
+    from kourier_lab.bench.machine import git_commit
+    from kourier_lab.bench.runner import run_experiment
+    commit = git_commit()
+    if commit.endswith("+dirty") or commit == "unknown":
+        pytest.skip("this checkout has uncommitted changes: only a commit can be shipped")
+    fresh = tmp_path / "shipped"
+    hosts = _hosts_table(lab, workdir=str(fresh), prepare="ship", setup="touch set-up-ran")
+    hosts["clients"] = hosts["clients"][:1]
+    exp = dataclasses.replace(_experiment(lab, hosts, "hosts_ship", stacks=()), repetitions=1)
+    df = run_experiment(exp, out=tmp_path / "out", progress=False, summary=False,
+                        echo=lambda s: None)
+    assert (df["status"] == "ok").all(), df[["server", "status", "note"]].to_string()
+    assert (fresh / ".kourier-commit").read_text().strip() == commit
+    assert (fresh / "set-up-ran").exists() and (fresh / "kourier_lab" / "bench" / "agent.py").exists()
+    assert not (fresh / ".git").exists()

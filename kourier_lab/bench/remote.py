@@ -91,7 +91,11 @@ class HostSession:
     async def connect(self) -> None:
         if self.host.local:
             return
-        import asyncssh
+        try:
+            import asyncssh
+        except ImportError:
+            raise RemoteError("[hosts] needs asyncssh: pip install 'kourier-lab[hosts]' "
+                              "(or `make setup`)") from None
         kwargs = {"port": self.host.port, "username": self.host.username,
                   "known_hosts": (os.path.expanduser(self.spec.known_hosts)
                                   if self.spec.known_hosts else None),
@@ -301,6 +305,12 @@ async def ship_commit(session: HostSession, commit: str, echo=print) -> None:
         subprocess.run(["git", "-C", str(_local_root()), "archive", "--format=tar", "-o",
                         str(tar), commit], check=True, capture_output=True)
         wd = shlex.quote(session.workdir)
+        # never unpack over someone's checkout: only into a new or a shipped directory
+        code, _, _ = await session.run(f"test -e {wd}/.git")
+        if code == 0:
+            raise RemoteError(f"{session.host.label}: {session.workdir} is a git checkout at "
+                              f"another commit; check out {commit} there, or ship into a new "
+                              f"workdir")
         code, _, err = await session.run(f"mkdir -p {wd}")
         if code != 0:
             raise RemoteError(f"{session.host.label}: mkdir {session.workdir}: {err.strip()}")

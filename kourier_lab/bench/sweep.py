@@ -61,7 +61,12 @@ def run_sweep(exp: Experiment, spec: HostsSpec, targets: Sequence[Target], batch
               batch_dir: Path, commit: str, bar, say, scheduler: Optional[str] = None
               ) -> List[Dict[str, object]]:
     """Every (target, pair) as a Dask task; the rows of all of them (one batch)."""
-    from distributed import Client, LocalCluster, as_completed
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        from .remote import RemoteError
+        raise RemoteError("a sweep over several host pairs needs Dask distributed: "
+                          "pip install 'kourier-lab[hosts]' (or `make setup`)") from None
     from .remote_run import _runner
     from .results import write_rows
     runs_of = _runner()._runs_of
