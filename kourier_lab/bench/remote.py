@@ -504,7 +504,10 @@ async def open_pair(pair: HostPair, spec: HostsSpec, profile: str, commit: str,
     sessions = list(by_host.values())
     try:
         await asyncio.gather(*(s.connect() for s in sessions))
-        await asyncio.gather(*(prepare_host(s, commit, echo) for s in sessions))
+        # one host after the other: hosts sharing a filesystem see the first one's
+        # shipped tree and need no second copy
+        for s in sessions:
+            await prepare_host(s, commit, echo)
         await asyncio.gather(*(s.measure_clock() for s in sessions))
     except BaseException:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
