@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .errors import UsageError
+from .registry import label
 
 KINDS = ("parser", "buffer", "loop")
 _ENV_KIND, _ENV_SPEC, _ENV_OUT = "KOURIER_LAB_CHECK_KIND", "KOURIER_LAB_CHECK_SPEC", "KOURIER_LAB_CHECK_OUT"
@@ -373,6 +374,55 @@ def report(df, failures_shown: int = 20) -> str:
                 lines.append(f"       detail:   {first.message}")
             shown += 1
     return "\n".join(lines)
+
+
+def summary(df):
+    """Passed / total per variant, suite and clause (contract) or group (strict),
+    with the first failing case: the report as a table."""
+    import pandas as pd
+    out = []
+    ran = df[~df["skipped"]]
+    for (kind, variant, suite), part in ran.groupby(["component", "variant", "suite"], sort=False):
+        key = "clause" if suite == "contract" else "test"
+        for clause, cp in part.groupby(key, sort=False):
+            bad = cp[~cp.passed]
+            out.append({"component": kind, "variant": label(variant), "suite": suite, "clause": clause,
+                        "passed": int(cp.passed.sum()), "total": len(cp),
+                        "first_failing": "" if bad.empty else f"{bad.iloc[0].case}: {bad.iloc[0].input}"})
+    return pd.DataFrame(out)
+
+
+def cost_per_request(micro, reference: str):
+    """From bench.micro parser rows: ns per request of each variant and case, and
+    how many times (and ns more than) the reference variant's it costs."""
+    import pandas as pd
+    ok = micro[micro["status"] == "ok"].copy()
+    ok["ns_per_request"] = ok["ns_per_call_median"] / ok["requests_per_call"]
+    ref = ok[ok["variant"] == reference].set_index("case")["ns_per_request"]
+    rows = []
+    for _, r in ok.iterrows():
+        base = ref.get(r["case"])
+        rows.append({"variant": label(r["variant"]), "case": r["case"], "ns_per_request": r["ns_per_request"],
+                     "x_reference": r["ns_per_request"] / base if base else float("nan"),
+                     "extra_ns_per_request": r["ns_per_request"] - base if base else float("nan"),
+                     "source": r.get("variant_source"), "sha256": r.get("variant_sha256")})
+    return pd.DataFrame(rows)
+
+
+def cost_lines(cost, variant: str, reference: str) -> List[str]:
+    """One sentence per case: what `variant` costs per request beside `reference`."""
+    variant, reference = label(variant), label(reference)
+    lines = []
+    for case, part in cost.groupby("case", sort=False):
+        a = part[part.variant == variant]
+        b = part[part.variant == reference]
+        if a.empty or b.empty:
+            lines.append(f"{case}: {variant} or {reference} not measured")
+            continue
+        na, nb = float(a.ns_per_request.iloc[0]), float(b.ns_per_request.iloc[0])
+        lines.append(f"{case}: {variant} {na:,.0f} ns per request, {reference} {nb:,.0f} ns: "
+                     f"{na - nb:+,.0f} ns ({na / nb:.2f}x)")
+    return lines
 
 
 # ---------------------------------------------------------------------------

@@ -173,8 +173,17 @@ def _adapt_user_parser(obj, spec):
     except (TypeError, ValueError):
         takes_limits = True
 
+    from ..registry import label
+    name = label(spec)
+
     def factory(limits):
-        return obj(limits) if takes_limits else obj()
+        p = obj(limits) if takes_limits else obj()
+        if getattr(p, "name", None) is None:
+            try:
+                p.name = name       # what the head memo and the reports call it
+            except AttributeError:
+                pass
+        return p
     try:
         sample = factory(DEFAULT_LIMITS)
     except Exception as e:
