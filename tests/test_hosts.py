@@ -74,7 +74,7 @@ def test_merge_is_of_distributions_not_percentiles():
     fig = distribution_figures(merged)
     assert fig["latency_p50_ms"] == 0.1 and fig["latency_p90_ms"] == 0.1
     assert fig["latency_p99_ms"] == 2.0 and fig["latency_max_ms"] == 2.0
-    assert fig["latency_samples"] == 100
+    assert fig["latency_samples"] == 100 and fig["latency_p999_ms"] == 2.0
     assert fig["latency_avg_ms"] == pytest.approx((100 * 90 + 2000 * 10) / 100 / 1e3)
     # equal values from two clients add their counts
     assert merge_distributions([np.array([[5, 1], [7, 2]]), np.array([[7, 3]])]).tolist() == \
@@ -167,3 +167,11 @@ def test_local_hosts_run_through_the_same_path(tmp_path):
     assert row["latency_samples"] > 0 and row["server_cpu_s"] > 0
     assert row["server_cpus"] != row["client_cpus"]
     assert isinstance(row["shared_cores_warning"], str)
+
+
+def test_cpus_option_refused_with_hosts(tmp_path):
+    from kourier_lab.bench.remote import RemoteError
+    from kourier_lab.bench.runner import run_experiment
+    exp = _exp({"server": "local", "clients": ["local"]})
+    with pytest.raises(RemoteError, match="--cpus splits this machine's CPUs"):
+        run_experiment(exp, out=tmp_path, cpus=[0], progress=False)

@@ -10,7 +10,8 @@ Modules: wrk (runner + output parser, lua/pipeline.lua), split (core split and
 profiles), sampler (process-tree CPU/memory), verify (checks before measuring),
 ceiling (native/ceiling.c), spec (experiment files), targets (what is measured),
 runner (the matrix), results (rows, summary), plots, published (the posts'
-numbers), micro (in-process microbenchmarks).
+numbers), micro (in-process microbenchmarks); hosts, remote, remote_run, agent
+(experiments with [hosts]: server and wrk on other machines over SSH), sweep (Dask).
 """
 from .paths import quick_from_env, results_dir, figures_dir, experiments_dir  # noqa: F401
 from .spec import Experiment, SpecError, load_experiment  # noqa: F401

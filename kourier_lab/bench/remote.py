@@ -421,17 +421,17 @@ def merge_distributions(parts: Sequence[np.ndarray]) -> np.ndarray:
 def distribution_figures(dist: np.ndarray) -> Dict[str, object]:
     """Percentiles (nearest rank), mean, stdev and max of a (µs, count) distribution, in ms."""
     out: Dict[str, object] = {f"latency_p{p}_ms": math.nan for p in PERCENTILES}
-    out.update(latency_avg_ms=math.nan, latency_stdev_ms=math.nan, latency_max_ms=math.nan,
-               latency_samples=0)
+    out.update(latency_p999_ms=math.nan, latency_avg_ms=math.nan, latency_stdev_ms=math.nan,
+               latency_max_ms=math.nan, latency_samples=0)
     if not len(dist):
         return out
     values = dist[:, 0].astype(np.float64)
     counts = dist[:, 1].astype(np.float64)
     total = counts.sum()
     cum = np.cumsum(counts)
-    for p in PERCENTILES:
+    for p, key in [*((p, f"latency_p{p}_ms") for p in PERCENTILES), (99.9, "latency_p999_ms")]:
         rank = max(1.0, math.ceil(p / 100.0 * total))
-        out[f"latency_p{p}_ms"] = float(values[np.searchsorted(cum, rank)]) / 1e3
+        out[key] = float(values[np.searchsorted(cum, rank)]) / 1e3
     mean = float((values * counts).sum() / total)
     out.update(latency_avg_ms=mean / 1e3,
                latency_stdev_ms=math.sqrt(float((counts * (values - mean) ** 2).sum() / total))

@@ -485,7 +485,11 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     if quick and not exp.quick:
         exp = exp.quickened()
     if exp.hosts is not None:              # server and load tools on other hosts, over SSH
+        from .remote import RemoteError
         from .remote_run import run_on_hosts
+        if cpus is not None:
+            raise RemoteError("--cpus splits this machine's CPUs; with [hosts] the profile "
+                              "splits each host's own (remove --cpus or the [hosts] table)")
         return run_on_hosts(exp, out=out, progress=progress, echo=echo, figures=figures,
                             summary=summary)
     wrk = ensure_wrk(echo=echo or print)
