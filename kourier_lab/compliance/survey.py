@@ -227,12 +227,16 @@ def full_suite_estimates(categories):
     return pd.DataFrame(rows, columns=cols)
 
 
-def plot_scores(scores, ax=None):
-    """Horizontal bars: measured published-suite and strict scores, beside the posts' published scores."""
-    import matplotlib.pyplot as plt
+def plot_scores(scores, ax=None, title: str = "HTTP syntax compliance"):
+    """Horizontal bars: measured published-suite and strict scores, beside the posts'
+    published scores, in the package style (bench/style.py: the posts' figures in
+    the published colour everywhere, the legend outside the bars).  Without `ax`
+    the figure is an Agg Figure (no pyplot): show it with bench.plots.to_image(ax.figure)."""
+    from ..bench import style
     table = score_table(scores)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.5))
+        _, axes = style.figure(1, 1, figsize=(9, 0.35 * len(table) + 1.8))
+        ax = axes[0][0]
     labels = [t for _, t in table.index]
     kinds = [k for k, _ in table.index]
     y = range(len(table))
@@ -240,22 +244,26 @@ def plot_scores(scores, ax=None):
     strict_s = table.get("strict")
     h = 0.4
     if pub is not None:
-        colors = ["tab:gray" if k == "published" else "tab:blue" for k in kinds]
+        colors = [style.PUBLISHED_COLOR if k == "published" else style.MEASURED_COLOR for k in kinds]
         bars = ax.barh([i - h / 2 for i in y], pub.fillna(0), height=h, color=colors,
-                       label="published suite (grey: the posts' figures)")
+                       label="published suite, measured here")
         ax.bar_label(bars, labels=["" if v != v else f"{v:.1f}" for v in pub], fontsize="x-small", padding=2)
     if strict_s is not None:
-        bars = ax.barh([i + h / 2 for i in y], strict_s.fillna(0), height=h, color="tab:orange",
-                       label="strict suite")
+        bars = ax.barh([i + h / 2 for i in y], strict_s.fillna(0), height=h, color="#5a9e4b",
+                       label="strict suite, measured here")
         ax.bar_label(bars, labels=["" if v != v else f"{v:.1f}" for v in strict_s], fontsize="x-small", padding=2)
     ax.set_yticks(list(y))
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 110)
-    ax.set_xlabel("% of passed tests")
-    ax.set_title("HTTP syntax compliance")
+    ax.set_xlabel("% of passed tests (linear)")
+    ax.set_title(title, fontsize=9)
+    from matplotlib.patches import Patch
+    handles = [Patch(facecolor=style.MEASURED_COLOR, label="published suite, measured here"),
+               Patch(facecolor="#5a9e4b", label="strict suite, measured here"),
+               Patch(facecolor=style.PUBLISHED_COLOR, label="the posts' published scores")]
     # outside the axes: a legend inside covers the longest bars
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    style.legend_outside(ax, handles=handles)
     return ax
 
 
