@@ -4,6 +4,7 @@ Each component contributes its own subcommands through a `cli.py` module with
 `register(subparsers)`; this file only wires them together.
 """
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -35,15 +36,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Long commands that start servers, peers or load tools: SIGINT (Ctrl-C, to the
+# whole process group) and SIGTERM stop them cleanly -- rows kept, summary
+# printed, every process they started stopped, exit 130 / 143.  `serve` keeps
+# its own handlers (its SIGTERM is the graceful stop).
+_STOPPABLE = {"bench", "report", "micro", "memory", "soak", "compliance", "peers"}
+
+
 def main(argv=None) -> int:
+    from . import procs
     args = build_parser().parse_args(argv)
-    try:
-        rc = args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except UsageError as e:
-        sys.stderr.write(f"kourier-lab: error: {e}\n")
-        return 2
+    guard = procs.interruptible() if args.command in _STOPPABLE else contextlib.nullcontext()
+    with guard:
+        try:
+            rc = args.func(args)
+        except KeyboardInterrupt as e:        # procs.Interrupted, or a plain Ctrl-C
+            left = procs.stop_all()
+            name = e.name if isinstance(e, procs.Interrupted) else "SIGINT"
+            sys.stderr.write(f"kourier-lab: {args.command} interrupted by {name}"
+                             + (f"; stopped {len(left)} process(es) it had started: {', '.join(left)}"
+                                if left else "; every process it started is stopped") + "\n")
+            return procs.exit_status(e)
+        except UsageError as e:
+            sys.stderr.write(f"kourier-lab: error: {e}\n")
+            return 2
+        finally:
+            if args.command in _STOPPABLE and args.command != "peers":
+                procs.stop_all()              # nothing should be left; make sure
     return int(rc or 0)
 
 

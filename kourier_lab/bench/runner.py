@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from .. import procs as _procs
 from . import ceiling as _ceiling
 from .bottleneck import classify_row as classify_bottleneck
 from .machine import git_commit, machine_info
@@ -116,6 +117,7 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_pin(split.server_cpus), env=_server_env(),
                                     cwd=str(repo_root()))
+        _procs.register(proc, target.name)
     else:
         mod, problem = peers_module()
         if mod is None:
@@ -125,6 +127,7 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) 
         except Exception as e:
             raise ServerStartError(f"peers.start({target.name!r}) failed: "
                                    f"{type(e).__name__}: {e}") from None
+        _procs.register(proc, target.name)
         log_path.write_text(f"peer {target.name} started by kourier_lab.peers.start "
                             f"(its output is not captured here)\n")
     server = RunningServer(target, proc, port, log_path)
@@ -189,6 +192,7 @@ def stop_server(server: RunningServer, grace: float = 10.0) -> None:
             os.killpg(proc.pid, signal.SIGKILL)     # its own session: ours to clean
         except (ProcessLookupError, PermissionError):
             pass
+    _procs.forget(proc)
 
 
 # ---------------------------------------------------------------------------
@@ -253,8 +257,11 @@ def run_sampled(cmd: Sequence[str], out_path: Path, client_cpus: Sequence[int],
     """Run a load tool (output to out_path) pinned to client_cpus until it exits
     or deadline_s passes (then kill it), sampling the server tree meanwhile."""
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, preexec_fn=_pin(client_cpus))
+        # its own session: a Ctrl-C to the terminal's group reaches only us, and
+        # we stop the tool (a wrk that got SIGINT would print a short run as done)
+        proc = _procs.register(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                                stderr=subprocess.STDOUT, preexec_fn=_pin(client_cpus),
+                                                start_new_session=True), os.path.basename(cmd[0]))
     sampler = TreeSampler(server_pid) if server_pid else None
     ticks0 = (cpu_ticks(server_cpus), cpu_ticks(client_cpus))
     t0 = time.monotonic()
@@ -283,7 +290,9 @@ def run_sampled(cmd: Sequence[str], out_path: Path, client_cpus: Sequence[int],
             except (ProcessLookupError, ChildProcessError):
                 pass
             proc.returncode = -9
+        _procs.forget(proc)
         raise
+    _procs.forget(proc)
     wall = time.monotonic() - t0
     srv_frac = cpu_fractions(ticks0[0], cpu_ticks(server_cpus))
     cli_frac = cpu_fractions(ticks0[1], cpu_ticks(client_cpus))
@@ -516,6 +525,7 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
 
     # Keep the harness itself off the server's CPUs while it samples.
     own_affinity = os.sched_getaffinity(0)
+    interrupted = None
     try:
         if not split.shared:
             os.sched_setaffinity(0, set(split.client_cpus))
@@ -523,14 +533,29 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
             rows.extend(_run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar,
                                     say))
             write_rows(rows, batch_dir)
+    except KeyboardInterrupt as e:
+        # SIGINT/SIGTERM (procs.interruptible) or a notebook's interrupt: the
+        # servers are already stopped by the finally blocks on the way here;
+        # keep every finished run, say what ran, then let the caller exit
+        interrupted = e
+        rows.extend(interrupted_rows(e))
     finally:
         os.sched_setaffinity(0, own_affinity)
         bar.close()
     write_rows(rows, batch_dir)
     from .results import load_batch
-    df = load_batch(batch_dir)
+    df = load_batch(batch_dir) if rows else pd_empty()
     df.attrs["batch_id"] = batch_id
     df.attrs["batch_dir"] = str(batch_dir)
+    if interrupted is not None:
+        done = sum(1 for r in rows if r.get("status") == "ok")
+        (echo or print)(f"{exp.name}: interrupted ({getattr(interrupted, 'name', 'SIGINT')}) after "
+                        f"{done} finished runs of {bar.total}; every server and load process it "
+                        "started is stopped; rows so far are kept")
+        if summary and rows:
+            (echo or print)(format_summary(summarize(df)))
+        (echo or print)(f"rows: {batch_dir / 'rows.parquet'}" if rows else "rows: none finished")
+        raise interrupted
     if summary:
         (echo or print)(format_summary(summarize(df)))
         (echo or print)(f"rows: {batch_dir / 'rows.parquet'}")
@@ -568,9 +593,29 @@ def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
         for shape in exp.shapes:
             rows.extend(_run_cell(server, target, shape, exp, split, batch_id, batch_dir,
                                   commit, wrk, bar, say))
+    except KeyboardInterrupt as e:
+        keep_rows(e, rows)
+        raise
     finally:
         stop_server(server)
     return rows
+
+
+def keep_rows(exc: BaseException, rows: List[Dict[str, object]]) -> None:
+    """Attach rows finished before an interrupt to the exception on its way out
+    (each level adds its own; run_experiment writes them all)."""
+    if not hasattr(exc, "kourier_rows"):
+        exc.kourier_rows = []
+    exc.kourier_rows[:0] = rows
+
+
+def interrupted_rows(exc: BaseException) -> List[Dict[str, object]]:
+    return list(getattr(exc, "kourier_rows", []))
+
+
+def pd_empty():
+    import pandas as pd
+    return pd.DataFrame()
 
 
 def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
@@ -590,8 +635,12 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
     _measure_bytes(base, server.port, shape)
     base["latency_per_batch"] = shape.load_tool == "wrk" and shape.pipeline > 1
     if shape.load_tool == "h2load":
-        return _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
-                                load, load_note, bar, say)
+        try:
+            return _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
+                                    load, load_note, bar, say, into=rows)
+        except KeyboardInterrupt as e:
+            keep_rows(e, rows)
+            raise
     if exp.warmup_s:
         bar.set_postfix_str(f"{label}: warm-up")
         warm = dataclasses.replace(load, duration_s=exp.warmup_s)
@@ -602,6 +651,17 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
             base.update(status="failed", note=f"warm-up: {_one_line(e)}")
             bar.update(exp.repetitions)
             return [base]
+    try:
+        _wrk_runs(rows, server, target, shape, exp, split, base, batch_id, batch_dir, load,
+                  load_note, wrk, bar, say, label)
+    except KeyboardInterrupt as e:
+        keep_rows(e, rows)
+        raise
+    return rows
+
+
+def _wrk_runs(rows, server, target, shape, exp, split, base, batch_id, batch_dir, load, load_note,
+              wrk, bar, say, label):
     for run in range(1, exp.repetitions + 1):
         if run > 1 and exp.pause_s:
             time.sleep(exp.pause_s)
@@ -692,7 +752,7 @@ def _h2load_row(server, target, shape, split, base, batch_id, batch_dir, load, r
 
 
 def _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir, load,
-                     load_note, bar, say):
+                     load_note, bar, say, into=None):
     """Closed-loop h2load runs (per-request latency), or the open-loop rate sweep."""
     from . import h2load as h2
     label = f"{target.name} {shape.name}"
@@ -720,7 +780,7 @@ def _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_di
             say(f"failed {label}: {base['note']}")
             bar.update(_runs_of(shape, exp))
             return [base]
-    rows = []
+    rows = into if into is not None else []      # the caller's list: kept on an interrupt
     if shape.name != "rate":
         for run in range(1, exp.repetitions + 1):
             if run > 1 and exp.pause_s:

@@ -375,6 +375,8 @@ def start(name: str, host: str, port: int, workers: int, cpus: Optional[Iterable
         proc = subprocess.Popen(cmd, cwd=rundir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     proc.peer_name, proc.rundir, proc.log_path = name, rundir, log_path
+    from .. import procs
+    procs.register(proc, name)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -425,6 +427,8 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.returncode is None or _group_alive(proc.pid):
         _stop_group(proc.pid, proc, timeout)
     proc.wait()
+    from .. import procs
+    procs.forget(proc)
     name = getattr(proc, "peer_name", None)
     rundir = getattr(proc, "rundir", None)
     if name and rundir:

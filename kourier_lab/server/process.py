@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from .. import procs
 
 
 class ServerProcess:
@@ -29,6 +30,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
                                      start_new_session=True)
+        procs.register(self.proc, "/".join(self.args[1:6:2]))
         deadline = time.monotonic() + timeout
         lines = []
         while time.monotonic() < deadline:
@@ -65,6 +67,7 @@ class ServerProcess:
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc is None or self.proc.poll() is not None:
+            procs.forget(self.proc)
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
@@ -73,6 +76,8 @@ class ServerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise
+        finally:
+            procs.forget(self.proc)
 
     @property
     def pid(self):

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 from pathlib import Path
 
 
@@ -52,20 +51,28 @@ def _cpus(text):
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm():
-    """SIGTERM ends a run like Ctrl-C does, so the servers and client processes
-    it started are stopped on the way out (they run in their own sessions)."""
-    def interrupt(*_):
-        raise KeyboardInterrupt
-    try:
-        old = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:            # not the main thread: leave signals alone
-        yield
-        return
+def _summary_on_interrupt(out, suffix: str, show):
+    """SIGINT/SIGTERM (kourier_lab.cli turns both into procs.Interrupted) unwind
+    through the runs' own finally blocks, which stop their servers and clients;
+    here the rows written so far (every finished step) are read back and
+    summarised before the command exits 130/143."""
+    from ..bench.paths import results_dir
+    root = Path(out) if out else results_dir()
+    before = set(root.glob(f"*-{suffix}")) if root.is_dir() else set()
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    except KeyboardInterrupt:
+        new = sorted(set(root.glob(f"*-{suffix}")) - before) if root.is_dir() else []
+        rows = new[-1] / "rows.parquet" if new else None
+        if rows is not None and rows.exists():
+            import pandas as pd
+            df = pd.read_parquet(rows)
+            print(f"interrupted: {len(df)} rows finished before the signal are kept")
+            show(df)
+            print(f"rows: {new[-1]}")
+        else:
+            print("interrupted before any row was finished")
+        raise
 
 
 def _figures(args):
@@ -79,7 +86,7 @@ def run_memory_cmd(args) -> int:
         spec = load_memory_spec(args.experiment)
     except SpecError as e:
         raise _usage(str(e)) from None
-    with _stop_on_sigterm():
+    with _summary_on_interrupt(args.out, spec.name, lambda d: print(format_memory_table(d))):
         df = run_memory(spec, quick=args.quick, out=args.out, figures=_figures(args),
                         cpus=_cpus(args.cpus))
     print(format_memory_table(df))
@@ -110,6 +117,11 @@ def format_memory_table(df) -> str:
     return "\n".join(lines)
 
 
+def _print_soak_rows(df) -> None:
+    for _, r in df.iterrows():
+        print(f"{r['server']:<24} {r['status']:<8} {str(r.get('note') or '')[:120]}")
+
+
 def run_soak_cmd(args) -> int:
     from .soak import run_soak
     if args.duration < 3:
@@ -124,7 +136,7 @@ def run_soak_cmd(args) -> int:
             raise _usage(f"--stacks: {bad[0]!r} is not a runnable stack here "
                          f"(runnable: {', '.join(sorted(known))})")
     try:
-        with _stop_on_sigterm():
+        with _summary_on_interrupt(args.out, "soak", _print_soak_rows):
             df = run_soak(stacks, duration=duration, out=args.out, figures=_figures(args),
                           cpus=_cpus(args.cpus))
     except ValueError as e:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .. import procs as _procs
 from ..bench.sampler import descendants
 from .loadgen import percentiles_from_hist, raise_nofile
 
@@ -201,11 +202,11 @@ class ConnectionLoad:
             first += share
             # Each process starts at a fresh source address block.
             first = math.ceil(first / PER_ADDRESS) * PER_ADDRESS
-            self.procs.append(subprocess.Popen(
+            self.procs.append(_procs.register(subprocess.Popen(
                 [sys.executable, "-m", "kourier_lab.stress.loadgen", json.dumps(cfg)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=env, text=True, bufsize=1,
-                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None))
+                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None), "loadgen"))
 
     def _collect(self, phase: str, timeout: float) -> List[dict]:
         sel = selectors.DefaultSelector()
@@ -292,6 +293,7 @@ class ConnectionLoad:
                     f.close()
                 except OSError:
                     pass
+            _procs.forget(p)
         self.procs = []
 
     def __enter__(self):

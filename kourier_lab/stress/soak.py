@@ -32,6 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 
+from .. import procs as _procs
 from ..bench.machine import git_commit, machine_info
 from ..bench.paths import results_dir
 from ..bench.results import to_frame, write_rows
@@ -120,9 +121,9 @@ def _wrk(wrk: str, port: int, duration: int, connections: int, pipeline: int,
     else:
         cmd.append(url)
     cpu_set = set(cpus)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL,
-                            preexec_fn=lambda: os.sched_setaffinity(0, cpu_set))
+    return _procs.register(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            text=True, stdin=subprocess.DEVNULL,
+                                            preexec_fn=lambda: os.sched_setaffinity(0, cpu_set)), "wrk")
 
 
 def _third_max(values: List[float], which: int) -> float:
@@ -198,6 +199,7 @@ def soak_stack(stack: str, duration: int = 60, split=None, wrk: Optional[str] = 
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            _procs.forget(p)
         srv.stop()
     figures = {}
     for name, out in zip(("pipelined", "keepalive", "new_connections"), outputs):
