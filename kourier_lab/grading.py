@@ -213,7 +213,9 @@ def pytest_runtest_logreport(report):
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash is not None else str(report.longrepr)
         message = " ".join(message.split())[:400]
-    row = {"test": test, "case": str(case), "clause": clause_of(test, str(case)),
+    kind = os.environ.get(_ENV_KIND)
+    clause = clause_of(test, str(case)) if kind == "parser" else f"{kind} contract: {test}"
+    row = {"test": test, "case": str(case), "clause": clause,
            "feed": FEEDS.get(test, ""), "input": _short(params.get("raw")),
            "expected": _expected(params), "actual": _actual(item, params) if failed and item else "",
            "passed": not failed, "skipped": report.outcome == "skipped",

@@ -91,3 +91,14 @@ def test_bad_variant_is_one_line(tmp_path, capsys):
     assert main(["check", "--parser", str(tmp_path / "missing.py:X")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["check"]) == 2
+
+
+def test_check_a_user_buffer(tmp_path):
+    """The buffer contract (model-based state machines, socketpairs) for a buffer by file."""
+    (tmp_path / "mine.py").write_text(
+        "from kourier_lab.buffers.python import RingBuffer, WriteBuffer\n\n\n"
+        "class Pair:\n    ReadBuffer = RingBuffer\n    WriteBuffer = WriteBuffer\n")
+    df = kourier_lab.check(buffer=f"{tmp_path / 'mine.py'}:Pair", suites=("contract",))
+    assert len(df) >= 10 and df.passed.all()
+    assert set(df.test) >= {"test_read_buffer_matches_bytes_model", "test_write_buffer_matches_bytes_model"}
+    assert (df.clause == "buffer contract: " + df.test).all()
