@@ -12,6 +12,8 @@ APT_PACKAGES := wrk nghttp2-client build-essential golang-go nginx librust-hyper
 APT_PACKAGES += chromium
 # sshd for the [hosts] tests (one per network namespace), iproute2 for the namespaces
 APT_PACKAGES += openssh-server openssh-client iproute2
+# kourier-lab profile: syscall counts, exact instruction counts, cpu-clock samples
+APT_PACKAGES += strace valgrind linux-perf
 # Debian's cargo only when the machine has no Rust toolchain of its own
 ifeq ($(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null),)
 APT_PACKAGES += cargo

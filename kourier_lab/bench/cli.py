@@ -2,6 +2,7 @@
 
     kourier-lab bench experiments/quick.toml [--quick] [--out data/results] [--figures DIR]
     kourier-lab micro parsers|buffers|timers [--quick] [--repeat N] [--out DIR]
+    kourier-lab profile STACK [--shape pipelined] [--out data/figures] [--quick] [--only cpu,stages,...]
     kourier-lab report [--results data/results] [--experiment NAME] [--all] [--figures DIR]
 """
 from __future__ import annotations
@@ -34,6 +35,22 @@ def register(sub) -> None:
     b.add_argument("--cpus", default=None,
                    help="CPUs to split between server and wrk, e.g. 0-3 (default: all usable)")
     b.set_defaults(func=run_bench)
+
+    pr = sub.add_parser("profile", help="where a request's time goes in one stack: stages, syscalls, "
+                                         "flame graph, instructions",
+                        description="Per-stage server CPU per request (stage counters on, their "
+                                    "overhead measured), syscalls per request (strace -c), a flame graph "
+                                    "(py-spy or perf) and exact instructions per request of the parser "
+                                    "(callgrind), under a bench shape's wrk load.")
+    pr.add_argument("stack", help="loop/parser/buffer (e.g. c/c/c) or python | asyncio | c | numba")
+    pr.add_argument("--shape", default="pipelined", help="pipelined | keepalive | browser (default pipelined)")
+    pr.add_argument("--out", default=None, help="figures directory (default data/figures)")
+    pr.add_argument("--results", default=None, help="results directory (default data/results)")
+    pr.add_argument("--duration", type=int, default=None, help="seconds per load run (default 5; 1 quick)")
+    pr.add_argument("--only", default=None,
+                    help="comma-separated measures: cpu,stages,syscalls,flame,instructions (default all)")
+    pr.add_argument("--quick", action="store_true", help="1 s runs, fewer connections and rounds")
+    pr.set_defaults(func=run_profile)
 
     m = sub.add_parser("micro", help="in-process microbenchmarks of parsers, buffers or timers",
                        description="Microbenchmarks on fixed corpora, every registered variant, "
@@ -128,4 +145,15 @@ def run_report(args) -> int:
         for batch, g in df.groupby("batch_id"):
             paths = write_figures(g, Path(args.figures) if args.figures else None)
             print(f"figures ({batch}): {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def run_profile(args) -> int:
+    from .profile import MEASURES, ProfileError, profile
+    measures = tuple(m.strip() for m in args.only.split(",")) if args.only else MEASURES
+    try:
+        profile(args.stack, args.shape, out=args.out, results=args.results, quick=args.quick,
+                duration=args.duration, measures=measures)
+    except ProfileError as e:
+        raise _usage(str(e))
     return 0

@@ -11,7 +11,7 @@ import time
 
 from .. import buffers, parsers
 from ..server.session import CLOSE, Session
-from . import register
+from . import register, stages
 from .timer_wheel import TimerWheel
 
 TICK = 0.05
@@ -66,12 +66,17 @@ class _Protocol(asyncio.BufferedProtocol):
         o = self.owner
         if s.closing:
             return
-        result = s.process()
+        st = o.stages
+        result = s.process() if st is None else st.process(s)
+        if st is not None:
+            t0 = stages.now_ns()
         if len(s.wbuf):
             view = s.wbuf.view()
             # the transport may keep what it could not send: hand it bytes we never reuse
             self.transport.write(view if isinstance(view.obj, bytes) else view.tobytes())
             s.wbuf.consume(len(view))
+        if st is not None:
+            t0 = st.add("write", t0)       # transport.write sends at once when it can
         if result == CLOSE:
             self._close()
             return
@@ -83,6 +88,8 @@ class _Protocol(asyncio.BufferedProtocol):
             o.wheel.reset(self, now + o.config.idle_timeout)
             if o.stopping:
                 self._close()
+        if st is not None:
+            st.add("timers", t0)
 
     def _fail(self, status):
         if not self.closed:
@@ -133,6 +140,12 @@ class AsyncioLoop:
     def __init__(self, config, app):
         self.config, self.app = config, app
         self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo)
+        # stage counters (loops/stages.py): off unless KOURIER_LAB_STAGE_COUNTERS is set;
+        # the reads happen inside asyncio's transport and are not counted here
+        self.stages = stages.from_env()
+        if self.stages is not None:
+            self.parser = stages.timed_parser(self.parser, self.stages)
+            stages.time_routes(app, self.stages)
         self.conns = set()
         self.stopping = False
         self.loop = None
@@ -158,6 +171,8 @@ class AsyncioLoop:
             loop.run_until_complete(self._main(lsock))
         finally:
             loop.close()
+            if self.stages is not None:
+                self.stages.dump(self.name, {"uncounted": ["read"]})
 
     async def _main(self, lsock):
         server = await self.loop.create_server(lambda: _Protocol(self), sock=lsock,
@@ -182,8 +197,11 @@ class AsyncioLoop:
 
     def _tick(self):
         self.app.refresh(time.time())
+        t0 = stages.now_ns()
         for p in self.wheel.advance(time.monotonic()):
             p.expire()
+        if self.stages is not None:
+            self.stages.add("timers", t0)
 
 
 register("asyncio", AsyncioLoop)

@@ -14,7 +14,7 @@ import time
 
 from .. import buffers, parsers
 from ..server.session import CLOSE, Session
-from . import register
+from . import register, stages
 from .timer_wheel import TimerWheel
 
 EPOLLIN, EPOLLOUT, EPOLLET = select.EPOLLIN, select.EPOLLOUT, select.EPOLLET
@@ -45,6 +45,11 @@ class PythonLoop:
     def __init__(self, config, app):
         self.config, self.app = config, app
         self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo)   # stateless: one per worker
+        # stage counters (loops/stages.py): off unless KOURIER_LAB_STAGE_COUNTERS is set
+        self.stages = stages.from_env()
+        if self.stages is not None:
+            self.parser = stages.timed_parser(self.parser, self.stages)
+            stages.time_routes(app, self.stages)
         self.conns = {}
         self.stopping = False
         self._stop_deadline = None
@@ -104,8 +109,14 @@ class PythonLoop:
                             pass
                     continue
                 self._on_event(c, ev, now)
-            for c in self.wheel.advance(now):
-                self._expire(c)
+            if self.stages is not None:
+                t0 = stages.now_ns()
+                for c in self.wheel.advance(now):
+                    self._expire(c)
+                self.stages.add("timers", t0)
+            else:
+                for c in self.wheel.advance(now):
+                    self._expire(c)
             if self.stopping:
                 for c in list(conns.values()):
                     if not c.closed and not c.session.in_request and not c.want_write:
@@ -113,6 +124,8 @@ class PythonLoop:
         for c in list(conns.values()):
             self._close(c)
         ep.close()
+        if self.stages is not None:
+            self.stages.dump(self.name)
 
     def _on_event(self, c, ev, now):
         """One epoll event of a connection (the Numba loop's driver shares it)."""
@@ -162,6 +175,9 @@ class PythonLoop:
         sock = c.sock
         was_in_request = s.in_request
         served = s.requests
+        st = self.stages
+        if st is not None:
+            t0 = stages.now_ns()
         while True:
             span = rbuf.free_span()
             room = len(span)
@@ -181,11 +197,13 @@ class PythonLoop:
             if n < room and not hangup:
                 break               # drained: a short read empties the socket (but after a
                                     # hang-up, read on to see the EOF: no later edge comes)
+        if st is not None:
+            st.add("read", t0)
         if len(rbuf) and not s.closing:
             if s.wbuf.over_limit():
                 c.paused = True
             else:
-                if s.process() == CLOSE:
+                if (s.process() if st is None else st.process(s)) == CLOSE:
                     s.closing = True
                 if s.wbuf.over_limit():
                     c.paused = True
@@ -205,6 +223,8 @@ class PythonLoop:
             return
         # timers: the request timeout runs from a request's first byte to its
         # last; the idle timeout from the last response on
+        if st is not None:
+            t0 = stages.now_ns()
         if s.in_request:
             # restart only when a new request began (not for every byte of a
             # slow one), including one that began in a round that finished others
@@ -212,9 +232,14 @@ class PythonLoop:
                 self.wheel.reset(c, now + self.config.request_timeout)
         else:
             self.wheel.reset(c, now + self.config.idle_timeout)
+        if st is not None:
+            st.add("timers", t0)
 
     def _flush(self, c):
         wbuf = c.session.wbuf
+        st = self.stages
+        if st is not None:
+            t0 = stages.now_ns()
         while len(wbuf):
             try:
                 n = c.sock.send(wbuf.view())
@@ -224,6 +249,8 @@ class PythonLoop:
                 self._close(c)
                 return
             wbuf.consume(n)
+        if st is not None:
+            st.add("write", t0)
         if len(wbuf):
             if not c.want_write:
                 c.want_write = True
