@@ -34,7 +34,10 @@ _registered: Dict[int, Tuple[subprocess.Popen, str]] = {}
 class Interrupted(KeyboardInterrupt):
     """The command was asked to stop (SIGINT or SIGTERM); `exit_status` is 128 + the signal."""
 
-    def __init__(self, signum: int = signal.SIGINT):
+    signum_default = signal.SIGINT
+
+    def __init__(self, signum: Optional[int] = None):
+        signum = self.signum_default if signum is None else signum
         super().__init__(signal.Signals(signum).name)
         self.signum = int(signum)
 
@@ -117,14 +120,22 @@ def _signal(pid: int, group: bool, sig: int) -> None:
         pass
 
 
-def stop_all(grace: float = 5.0) -> List[str]:
-    """Stop every registered process still running, with the whole process tree
-    and group it leads: SIGTERM, up to `grace` seconds, then SIGKILL.  Returns
-    the labels of those it had to stop."""
-    items = [(p, label) for p, label in registered() if _running(p)]
+def snapshot() -> set:
+    """The pids registered now: stop_all(keep=snapshot()) stops only what came after."""
+    with _lock:
+        return set(_registered)
+
+
+def stop_all(grace: float = 5.0, keep: Optional[set] = None) -> List[str]:
+    """Stop every registered process still running (but those in `keep`), with the
+    whole process tree and group it leads: SIGTERM, up to `grace` seconds, then
+    SIGKILL.  Returns the labels of those it had to stop."""
+    keep = keep or set()
+    items = [(p, label) for p, label in registered() if _running(p) and p.pid not in keep]
     if not items:
         with _lock:
-            _registered.clear()
+            for pid in [pid for pid in _registered if pid not in keep]:
+                _registered.pop(pid, None)
         return []
     trees = {}
     for proc, _ in items:
@@ -143,8 +154,45 @@ def stop_all(grace: float = 5.0) -> List[str]:
         with contextlib.suppress(Exception):
             proc.wait(5)
     with _lock:
-        _registered.clear()
+        for pid in [pid for pid in _registered if pid not in keep]:
+            _registered.pop(pid, None)
     return [label for _, label in items]
+
+
+def interrupt_thread(thread: threading.Thread, signum: int = signal.SIGINT) -> bool:
+    """Raise Interrupted in another thread (the lab panel's Stop button): it
+    unwinds that thread's run through the same finally blocks as a Ctrl-C.  An
+    interrupt swallowed where it cannot propagate (an at-fork callback) is
+    delivered again by the hook below."""
+    import ctypes
+    if thread.ident is None or not thread.is_alive():
+        return False
+    _install_thread_hook()
+    exc = type("Interrupted", (Interrupted,), {"signum_default": signum, "thread_ident": thread.ident})
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc))
+    return n == 1
+
+
+_hook_installed = False
+
+
+def _install_thread_hook() -> None:
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = sys.unraisablehook
+
+    def hook(u):
+        ident = getattr(type(u.exc_value), "thread_ident", None)
+        if isinstance(u.exc_value, Interrupted) and ident is not None:
+            for t in threading.enumerate():
+                if t.ident == ident:
+                    threading.Timer(0.02, interrupt_thread, (t,)).start()
+            return
+        previous(u)
+
+    sys.unraisablehook = hook
+    _hook_installed = True
 
 
 @contextlib.contextmanager

@@ -486,7 +486,8 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     summary   print the summary table at the end
     cpus      restrict the CPUs split between server and wrk (default: all usable)
     """
-    tqdm = _tqdm_class()
+    # progress: True/False, or a tqdm-like class (the lab panel's live progress)
+    tqdm = progress if isinstance(progress, type) else _tqdm_class()
 
     from .results import format_summary, summarize, write_rows
 
