@@ -67,3 +67,23 @@ def test_measured_rows_beside_published():
     assert measured["req_per_s"] == 2.0e6 and measured["split"] == "1 + 1"
     assert list(table[table["source"] == "published"]["split"]) == ["6 + 6"] * 3
     assert len(memory_beside_published(to_frame(rows))) == 3     # no connections rows measured
+
+
+def test_memory_beside_published_takes_every_figure_from_one_step():
+    """The defect this guards against: the first step's connection count shown
+    beside the largest step's memory."""
+    def step(n, vmpeak, vmhwm, rate, run=1, status="ok"):
+        return dict(batch_id="b", experiment="memory", shape="connections", server="c/c/c",
+                    server_kind="stack", status=status, run=run, step=str(n), connections=n,
+                    connections_held=n, req_per_s=rate, server_vmpeak_kb=vmpeak,
+                    server_vmhwm_kb=vmhwm, server_vmrss_kb=vmhwm, rss_per_conn_bytes=vmhwm / n,
+                    workers=1)
+    rows = [step(200, 70_000, 50_000, 900.0), step(1000, 90_000, 60_000, 1000.0),
+            step(5000, 10 ** 9, 10 ** 9, 5.0, status="failed")]
+    table = memory_beside_published(to_frame(rows))
+    m = table[table["source"] == "measured"]
+    assert len(m) == 1
+    r = m.iloc[0]
+    assert (r["step"], r["connections"], r["vmpeak_kb"], r["vmhwm_kb"], r["req_per_s"]) == \
+        ("1000", 1000, 90_000, 60_000, 1000.0)
+    assert r["rss_per_conn_bytes"] == 60.0

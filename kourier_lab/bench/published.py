@@ -86,17 +86,39 @@ def beside_published(df: pd.DataFrame, shape: str = "pipelined") -> pd.DataFrame
 
 
 def memory_beside_published(df: pd.DataFrame, shape: str = "connections") -> pd.DataFrame:
-    """The memory post's VmPeak beside this machine's (summed over the server's
-    processes, max over runs) under the many-connections load."""
+    """The memory post's VmPeak beside this machine's, one row per server.
+
+    A measured row is ONE step of the experiment -- the one that held the most
+    connections -- and every figure in it comes from that step: connections
+    held, req/s, VmPeak, VmHWM and VmRSS summed over the server's processes,
+    RSS and kernel slab per connection.  (Taking the count of one step and the
+    memory of another would put, say, 200 connections beside the memory of
+    1,000.)  VmPeak is virtual address space, the post's figure; VmHWM / VmRSS
+    are what the connections actually cost in memory."""
+    cols = ["source", "server", "step", "connections", "workers", "req_per_s", "vmpeak_kb",
+            "vmhwm_kb", "vmrss_kb", "rss_per_conn_bytes", "slab_per_conn_bytes"]
+    nan = float("nan")
     pub = load_published("memory")
-    rows = [{"source": "published", "server": r["server_label"], "connections": r["connections"],
-             "req_per_s": r["req_per_s"], "vmpeak_kb": r["vmpeak_kb"],
-             "vmhwm_kb": float("nan")} for _, r in pub.iterrows()]
+    rows = [{"source": "published", "server": r["server_label"], "step": str(r["connections"]),
+             "connections": r["connections"], "workers": nan, "req_per_s": r["req_per_s"],
+             "vmpeak_kb": r["vmpeak_kb"], "vmhwm_kb": nan, "vmrss_kb": nan,
+             "rss_per_conn_bytes": nan, "slab_per_conn_bytes": nan} for _, r in pub.iterrows()]
     ok = df[(df["status"] == "ok") & (df["shape"] == shape)]
+    held_col = "connections_held" if "connections_held" in ok.columns else "connections"
+
+    def get(r, key):
+        v = r.get(key, nan)
+        return nan if v is None or pd.isna(v) else float(v)
+
     for server, g in ok.groupby("server", sort=False):
-        rows.append({"source": "measured", "server": server,
-                     "connections": int(g["connections"].iloc[0]),
-                     "req_per_s": g["req_per_s"].median(),
-                     "vmpeak_kb": float(g["server_vmpeak_kb"].max()),
-                     "vmhwm_kb": float(g["server_vmhwm_kb"].max())})
-    return pd.DataFrame(rows)
+        held = pd.to_numeric(g[held_col], errors="coerce")
+        if held.isna().all():
+            continue
+        r = g.loc[held.idxmax()]          # the step that held the most, and only that step
+        rows.append({"source": "measured", "server": server, "step": str(r.get("step", "")),
+                     "connections": int(held.max()), "workers": get(r, "workers"),
+                     "req_per_s": get(r, "req_per_s"), "vmpeak_kb": get(r, "server_vmpeak_kb"),
+                     "vmhwm_kb": get(r, "server_vmhwm_kb"), "vmrss_kb": get(r, "server_vmrss_kb"),
+                     "rss_per_conn_bytes": get(r, "rss_per_conn_bytes"),
+                     "slab_per_conn_bytes": get(r, "slab_per_conn_bytes")})
+    return pd.DataFrame(rows, columns=cols)
