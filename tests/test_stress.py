@@ -222,6 +222,24 @@ def test_memory_step_over_two_workers_records_kernel_bytes(tmp_path):
     assert r["baseline_rss_per_worker_kb"] > 0
 
 
+def test_per_connection_table_puts_user_and_kernel_bytes_beside_the_post():
+    from kourier_lab.bench.results import to_frame
+    from kourier_lab.stress.memory import per_connection_table
+    rows = [dict(server="c/c/c", status="ok", step=str(n), workers=w, connections_held=n,
+                 rss_per_conn_bytes=100.0, hwm_per_conn_bytes=110.0, slab_per_conn_bytes=9000.0,
+                 tcp_mem_per_conn_bytes=0.0, baseline_rss_per_worker_kb=30_000.0,
+                 server_vmrss_kb=30_000 * w, server_vmpeak_kb=100_000 * w)
+            for n, w in ((500_000, 33), (1000, 1))]
+    rows.append(dict(server="c/c/c", status="skipped", step="10"))
+    t = per_connection_table(to_frame(rows))
+    m = t[t["source"] == "measured"]
+    assert list(m["connections_held"]) == [1000, 500_000]          # skipped steps left out
+    assert m.iloc[1]["vmpeak_per_conn_bytes"] == 3_300_000 * 1024 / 500_000
+    pub = t[t["source"] != "measured"]
+    assert len(pub) >= 3 and (pub["connections_held"] == 500_000).all()
+    assert (pub["vmpeak_per_conn_bytes"] > 1000).all()
+
+
 def test_memory_cli(tmp_path, capsys):
     from kourier_lab.cli import main
     spec = tmp_path / "m.toml"

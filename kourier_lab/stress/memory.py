@@ -517,3 +517,29 @@ def _first_nofile(fds: Dict[int, int]) -> Optional[int]:
     if not fds:
         return None
     return nofile_of(max(fds, key=fds.get))
+
+
+def per_connection_table(df) -> "pd.DataFrame":
+    """User-space and kernel bytes per connection, one row per server and
+    measured step (ordered by connections held), beside the memory post's
+    VmPeak per connection at 500 k (published VmPeak / 500,000: virtual memory,
+    an upper bound on what those servers used, not their RSS)."""
+    import pandas as pd
+    from ..bench.published import load_published
+    cols = ["server", "step", "workers", "connections_held", "rss_per_conn_bytes",
+            "hwm_per_conn_bytes", "slab_per_conn_bytes", "tcp_mem_per_conn_bytes",
+            "baseline_rss_per_worker_kb", "server_vmrss_kb", "server_vmpeak_kb"]
+    ok = df[(df["status"] == "ok")] if "status" in df.columns else df
+    ok = ok[[c for c in cols if c in ok.columns]].copy()
+    ok.insert(0, "source", "measured")
+    ok = ok.sort_values(["server", "connections_held"], kind="stable")
+    pub = load_published("memory")
+    published = pd.DataFrame({
+        "source": "published (VmPeak)", "server": pub["server_label"],
+        "step": pub["connections"].astype(str), "connections_held": pub["connections"],
+        "vmpeak_per_conn_bytes": pub["vmpeak_kb"] * 1024 / pub["connections"],
+        "server_vmpeak_kb": pub["vmpeak_kb"]})
+    if "server_vmpeak_kb" in ok.columns and "connections_held" in ok.columns:
+        ok["vmpeak_per_conn_bytes"] = ok["server_vmpeak_kb"].astype(float) * 1024 / \
+            ok["connections_held"].astype(float)
+    return pd.concat([ok, published], ignore_index=True)
