@@ -152,6 +152,44 @@ class _nullcontext:
         return False
 
 
+# ------------------------------------------------------------------ reading a parse
+
+INFO_FIELDS = ("method", "path", "query", "version_minor", "keep_alive", "body_kind",
+               "content_length", "expect_continue")
+
+
+def _forms():
+    from . import parsers as P
+    forms = {P.FORM_ORIGIN: "origin-form (/path?query)", P.FORM_ABSOLUTE: "absolute-form (http://host/path)",
+             P.FORM_AUTHORITY: "authority-form (host:port, CONNECT only)",
+             P.FORM_ASTERISK: "asterisk-form (*, OPTIONS only)"}
+    bodies = {P.BODY_NONE: "no body", P.BODY_LENGTH: "Content-Length body",
+              P.BODY_CHUNKED: "chunked body"}
+    return forms, bodies
+
+
+def describe_info(info) -> pd.DataFrame:
+    """The parser's hot-path tuple (p.info) with its field names and what each value means."""
+    _, bodies = _forms()
+    meaning = {"version_minor": lambda v: f"HTTP/1.{v}",
+               "keep_alive": lambda v: "connection stays open" if v else "close after the answer",
+               "body_kind": lambda v: bodies.get(v, "?"),
+               "query": lambda v: "no '?' in the target" if v is None else "",
+               "expect_continue": lambda v: "client waits for 100 Continue" if v else ""}
+    return pd.DataFrame([{"field": f, "value": v, "meaning": meaning.get(f, lambda _v: "")(v)}
+                         for f, v in zip(INFO_FIELDS, info)])
+
+
+def describe_head(head) -> pd.DataFrame:
+    """A RequestHead (p.head()) as field / value / meaning rows; headers left to their own table."""
+    forms, bodies = _forms()
+    meaning = {"target_form": lambda v: forms.get(v, "?"), "body_kind": lambda v: bodies.get(v, "?"),
+               "version_minor": lambda v: f"HTTP/1.{v}",
+               "head_len": lambda v: "bytes up to and including the blank line"}
+    return pd.DataFrame([{"field": k, "value": v, "meaning": meaning.get(k, lambda _v: "")(v)}
+                         for k, v in vars(head).items() if k != "headers"])
+
+
 # ------------------------------------------------------------------ the figure
 
 def _medians(rows: pd.DataFrame) -> pd.DataFrame:

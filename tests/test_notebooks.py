@@ -23,9 +23,11 @@ def test_every_notebook_is_committed_without_outputs():
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", HERE)
-def test_notebook_executes(name, monkeypatch):
+def test_notebook_executes(name, monkeypatch, tmp_path):
     nb = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
     monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
+    monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))   # 00's lab panel run: not into data/
+    monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
 
 
