@@ -42,6 +42,8 @@
 #define KL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 #define MAX_CHUNK_LINE 4096   /* a chunk-size line, CR included; python.py MAX_CHUNK_LINE */
+/* chunk framing bytes allowed beyond the data's size; python.py MAX_CHUNK_OVERHEAD */
+#define KL_MAX_CHUNK_OVERHEAD 102400
 
 /* ------------------------------------------------------------------------ */
 /* scalar scanners: the behaviour every path must reproduce                  */
@@ -758,8 +760,11 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
         f = (head_fields){0, 0, 0, 0, 0, -1, NULL};
     }
 #endif
-    const uint8_t *s = buf;
-    while (s + 1 < end && s[0] == '\r' && s[1] == '\n') s += 2;   /* RFC 9112 2.2 */
+    /* RFC 9112 2.2: empty lines before the request line are skipped, but they
+       count toward the head limit (else a flood of them is "need more" forever) */
+    const uint8_t *s = buf, *lead_end = buf + (len < max_hb + 1 ? len : max_hb + 1);
+    while (s + 1 < lead_end && s[0] == '\r' && s[1] == '\n') s += 2;
+    if ((size_t)(s - buf) >= max_hb) return -431;
 
     /* 1. the request line ends at the first LF; 414 as soon as it is certain */
     const size_t max_rl = lim->max_request_line;
@@ -859,7 +864,8 @@ KL_INLINE int head_body(const uint8_t *buf, size_t len, const kl_limits *lim, kl
 semantics:
     if ((size_t)(f.head_end - buf) > max_hb) return -431;
     if (bare_end) return -400;
-    if (f.nlines > lim->max_headers) return -431;
+    /* the tables hold KL_MAX_HEADERS lines: bounded whatever max_headers says */
+    if (f.nlines > lim->max_headers || f.nlines > KL_MAX_HEADERS) return -431;
     if (bad) return -400;
 
     /* 3. framing and semantics, in python.py _semantics' order */
@@ -941,7 +947,7 @@ KL_INLINE int64_t chunked_body(const uint8_t *buf, size_t len, const kl_limits *
                                uint8_t *out, int64_t *body_len)
 {
     const uint8_t *end = buf + len, *pos = buf;
-    int64_t total = 0;
+    int64_t total = 0, overhead = 0;
     for (;;) {
         size_t avail = (size_t)(end - pos);
         const uint8_t *lf = memchr(pos, '\n', avail < MAX_CHUNK_LINE + 1 ? avail : MAX_CHUNK_LINE + 1);
@@ -957,6 +963,9 @@ KL_INLINE int64_t chunked_body(const uint8_t *buf, size_t len, const kl_limits *
         int64_t size = 0;
         for (; d < h; d++) size = (size << 4) | (int64_t)(*d <= '9' ? *d - '0' : (*d | 0x20) - 'a' + 10);
         if (size > lim->max_body - total) return -413;   /* total + size > max_body, no overflow */
+        /* framing bytes (size lines, the CRLF after each chunk's data) are bounded */
+        overhead += (lf + 1 - pos) + (size ? 2 : 0);
+        if (overhead > KL_MAX_CHUNK_OVERHEAD && overhead > total + size) return -413;
         pos = lf + 1;
         if (size == 0) break;
         if ((uint64_t)(end - pos) < (uint64_t)size + 2) return 0;

@@ -38,10 +38,13 @@ again on the longer span when more bytes arrive.
               body is the decoded data (bytes)
       n == 0 / n < 0  as above
 
-Semantics (every variant, checked by tests/test_parser_contract.py).  The order
-of the checks is part of the contract, so that a prefix of the input never
-reports a different error than the whole input:
-  1. leading CRLF pairs are skipped (RFC 9112 2.2).
+Semantics (every variant, checked by the spec corpus tests/spec/ through
+kourier_lab/spec.py, and tests/test_parser_contract.py).  The order of the
+checks is part of the contract, so that a prefix of the input never reports
+a different error than the whole input:
+  1. leading CRLF pairs are skipped (RFC 9112 2.2), but they count toward
+     max_header_bytes: when they alone reach it -> 431 (so a flood of empty
+     lines is answered, not "need more" forever; head_len includes them).
   2. the request line ends at the first LF.  Its length (without CR LF) >
      max_request_line -> 414 (reported as soon as it is certain, even before
      the LF arrives); an LF not preceded by CR -> 400; then its syntax:
@@ -89,6 +92,10 @@ reports a different error than the whole input:
     extensions *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
     are accepted and ignored, anything else on the line -> 400; a running
     total above max_body -> 413 (reported as soon as the size line is read);
+    framing overhead (the size lines with their CRLF, plus the CRLF after each
+    chunk's data) above 100 KiB and above the data's total -> 413 (reported
+    at the size line that passes both: tiny chunks cost per chunk, and such a
+    body would not fit the read buffer either);
     the CR LF after each chunk's data is checked (400); trailer field lines
     are validated like header lines (400) and discarded; trailer section
     larger than max_header_bytes -> 431.

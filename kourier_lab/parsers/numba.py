@@ -67,6 +67,7 @@ if sys.byteorder != "little":  # pragma: no cover - the flag words below assume 
 
 CC = CHAR_CLASS
 MAX_CHUNK_LINE = 4096
+MAX_CHUNK_OVERHEAD = 102400   # python.py MAX_CHUNK_OVERHEAD
 
 _LIT_CONNECT = np.frombuffer(b"CONNECT", np.uint8).copy()
 _LIT_OPTIONS = np.frombuffer(b"OPTIONS", np.uint8).copy()
@@ -629,9 +630,13 @@ def parse_head_kernel(buf, start, end, lim, t):
 
 @njit(cache=True, _nrt=False)
 def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers, max_body, t):
+    # leading empty lines are skipped but count toward the head limit (RFC 9112 2.2)
     s = start
-    while s + 1 < end and _ld(buf, s) == 13 and _ld(buf, s + 1) == 10:
+    lead_end = min(end, start + max_header_bytes + 1)
+    while s + 1 < lead_end and _ld(buf, s) == 13 and _ld(buf, s + 1) == 10:
         s += 2
+    if s - start >= max_header_bytes:
+        return -431
     lf = _fast_request_line(buf, s, end, start, t)
     if lf >= 0:
         if lf - s - 1 > max_request_line:
@@ -866,6 +871,7 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, wr
     pos = start
     total = 0
     blen = 0
+    overhead = 0
     while True:
         lf = _find_lf(buf, pos, end)
         if lf < 0:
@@ -895,6 +901,9 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, wr
             size = size * 16 + d
         total += size
         if total > max_body:
+            return -413, 0
+        overhead += lf + 1 - pos + (2 if size else 0)
+        if overhead > MAX_CHUNK_OVERHEAD and overhead > total:
             return -413, 0
         pos = lf + 1
         if size == 0:

@@ -70,6 +70,7 @@ _CHUNK_EXT = re.compile(rb'(?:[ \t]*;[ \t]*%s+(?:[ \t]*=[ \t]*(?:%s+|"(?:[\t \x2
 # (already validated) field section; "\r\n" anchors each at a line start
 _FRAMING = re.compile(rb"\r\n(?:host|content-length|transfer-encoding|connection|expect):")
 _HEXRUN = re.compile(rb"%s+" % _HEX)
+_LEADING_CRLF = re.compile(rb"(?:\r\n)*")
 
 # -- the common-head path --------------------------------------------------------
 # An origin-form request line, Host as the first field line, any other field
@@ -101,6 +102,9 @@ def _common_head(max_headers, groups):
 
 
 MAX_CHUNK_LINE = 4096
+# chunk framing bytes (size lines, the CRLF after each chunk's data) allowed
+# beyond the data's own size: past both, 413 (a tiny-chunk body costs per chunk)
+MAX_CHUNK_OVERHEAD = 102400
 
 
 def _keep_alive(minor, connection_values):
@@ -226,9 +230,11 @@ class PythonParser:
         """The exact path: every head, every error."""
         self._table_pending = 0
         lim = self.limits
-        s = start
-        while s + 1 < end and buf[s] == 13 and buf[s + 1] == 10:
-            s += 2
+        # leading empty lines are skipped but count toward the head limit
+        # (RFC 9112 2.2; else a flood of them is "need more" forever)
+        s = _LEADING_CRLF.match(buf, start, min(end, start + lim.max_header_bytes + 1)).end()
+        if s - start >= lim.max_header_bytes:
+            return -431
         lf = buf.find(b"\n", s, end)
         if lf < 0:
             k = end - s
@@ -414,7 +420,7 @@ class PythonParser:
         lim = self.limits
         pos = start
         parts = []
-        total = 0
+        total = overhead = 0
         while True:
             lf = buf.find(b"\n", pos, end)
             if lf < 0:
@@ -434,6 +440,9 @@ class PythonParser:
             size = int(digits, 16) if digits else 0
             total += size
             if total > lim.max_body:
+                return -413, None
+            overhead += lf + 1 - pos + (2 if size else 0)
+            if overhead > MAX_CHUNK_OVERHEAD and overhead > total:
                 return -413, None
             pos = lf + 1
             if size == 0:
