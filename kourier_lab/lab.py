@@ -86,6 +86,28 @@ def stored_rows(batch: Optional[str] = None, results=None, exclude: Sequence[str
     return pd.read_parquet(path)
 
 
+def _user_stack(loop, parser, buffer):
+    """A user's variants by file path made absolute (the server runs elsewhere)."""
+    from .registry import normalize
+    return normalize(loop), normalize(parser), normalize(buffer)
+
+
+def _user_stack_ok(loop, parser, buffer) -> bool:
+    """A stack naming a user's variant (registry.py) that loads and that the loop takes."""
+    from . import buffers as _buffers, loops, parsers as _parsers
+    from .registry import VariantError, is_user_spec
+    if not any(is_user_spec(v) for v in (loop, parser, buffer)):
+        return False
+    for reg, name in ((loops, loop), (_parsers, parser), (_buffers, buffer)):
+        ok, why = reg.available(name)
+        if not ok:
+            raise VariantError(why)
+    ok, why = loops.supports(loop, parser, buffer)
+    if not ok:
+        raise VariantError(why)
+    return True
+
+
 def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str = "pipelined",
                connections: Optional[int] = None, pipeline: Optional[int] = None,
                duration: int = 2, repetitions: int = 1, head_memo: bool = False,
@@ -94,11 +116,12 @@ def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str
     from .bench.spec import parse_experiment
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
+    loop, parser, buffer = _user_stack(loop, parser, buffer)
     stack = f"{loop}/{parser}/{buffer}"
     allowed = stacks()
-    if stack not in allowed:
+    if stack not in allowed and not _user_stack_ok(loop, parser, buffer):
         raise ValueError(f"{stack} is not a stack this machine can run (the registry allows: "
-                         f"{', '.join(allowed)})")
+                         f"{', '.join(allowed)}; or a user variant by path, e.g. parser='my_parser.py:Mine')")
     params = dict(SHAPES[shape])
     if connections is not None:
         params["connections"] = int(connections)
@@ -300,6 +323,9 @@ class LabPanel:
         self._stop_requested = False
         quick = quick_mode()
         allowed = [tuple(s.split("/")) for s in stacks()]
+        loop, parser, buffer = _user_stack(loop, parser, buffer)
+        if (loop, parser, buffer) not in allowed and _user_stack_ok(loop, parser, buffer):
+            allowed.append((loop, parser, buffer))      # a user's variant by path joins the choices
         self._allowed = allowed
         pick = (loop, parser, buffer) if (loop, parser, buffer) in allowed else allowed[0]
         self.loop = w.Dropdown(description="loop", options=sorted({a[0] for a in allowed}), value=pick[0])

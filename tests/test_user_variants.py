@@ -346,3 +346,11 @@ def test_numba_kernels_as_a_parser(tmp_path):
     assert p.head().target == b"/hello"
     assert p.parse_heads(REQ * 2) == [(len(REQ), p.info)] * 2
     assert p.parse_chunked(b"5\r\nhello\r\n0\r\n\r\n", 0) == (15, b"hello")     # the built-in kernel
+
+
+def test_lab_takes_a_user_variant(user_file):
+    from kourier_lab import lab
+    exp = lab.experiment(loop="c", parser=f"{user_file}:Delegating", buffer="c")
+    assert exp.stacks == [f"c/{user_file}:Delegating/c"]
+    with pytest.raises(VariantError, match="the numba loop runs with parsers numba only"):
+        lab.experiment(loop="numba", parser=f"{user_file}:Delegating", buffer="numba")
