@@ -162,6 +162,8 @@ struct kl_loop {
     struct iovec stage[STAGE_MAX];
     int nstage;
     kl_loop_stats stats;
+    int stages_on;                      /* stage counters: two clock reads per stage boundary */
+    uint64_t stage_ns[KL_STAGES];
     char tags[3];                       /* epoll data for the listener, the eventfd, the signal pipe */
 };
 
@@ -173,6 +175,18 @@ static inline int64_t mono_ns(void)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+
+/* Stage counters: CLOCK_MONOTONIC (the vDSO, no system call; the coarse clock
+ * above has a tick's resolution), read only when they are on. */
+static inline int64_t stage_now(const kl_loop *L)
+{
+    if (!L->stages_on)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#define STAGE_ADD(L, s, t0) do { if ((L)->stages_on) (L)->stage_ns[s] += (uint64_t)(stage_now(L) - (t0)); } while (0)
 
 static const char DAYS[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 static const char MONTHS[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -391,6 +405,16 @@ int kl_loop_set_error(kl_loop *L, int status, const char *data, size_t len)
 void kl_loop_get_stats(kl_loop *L, kl_loop_stats *out)
 {
     *out = L->stats;
+}
+
+void kl_loop_set_stage_counters(kl_loop *L, int on)
+{
+    L->stages_on = on != 0;
+}
+
+void kl_loop_get_stage_ns(kl_loop *L, uint64_t *out)
+{
+    memcpy(out, L->stage_ns, sizeof L->stage_ns);
 }
 
 void kl_loop_request_stop(kl_loop *L)
@@ -928,6 +952,8 @@ static size_t process(kl_loop *L, conn *c)
     const uint8_t *last_m = NULL;
     uint32_t last_mp_len = 0, last_path_at = 0, last_mlen = 0;
     int last_r = -1;
+    int64_t t_process = stage_now(L);
+    uint64_t counted_before = L->stage_ns[KL_STAGE_PARSE] + L->stage_ns[KL_STAGE_ROUTE];
     L->gen++;
     L->run_k = 0;
     while (pos < end) {
@@ -958,7 +984,9 @@ static size_t process(kl_loop *L, conn *c)
             continue;
         }
         kl_request *req = &L->tables[L->batch.count];
+        int64_t t_parse = stage_now(L);
         int n = parse_head(L, base, end, pos, req);
+        STAGE_ADD(L, KL_STAGE_PARSE, t_parse);
         if (n <= 0) {
             flush_run(L, c);
             if (n < 0) {
@@ -1010,6 +1038,7 @@ static size_t process(kl_loop *L, conn *c)
         uint32_t path_at = req->path.off - req->method.off;
         int ordered = req->path.off >= req->method.off + req->method.len;
         int r;
+        int64_t t_route = stage_now(L);
         if (last_m && ordered && mp_len == last_mp_len && path_at == last_path_at &&
             req->method.len == last_mlen && same_bytes(hm, last_m, mp_len, hm + 16 <= base + end)) {
             r = last_r;
@@ -1019,6 +1048,7 @@ static size_t process(kl_loop *L, conn *c)
                 last_m = hm, last_mp_len = mp_len, last_path_at = path_at, last_mlen = req->method.len,
                 last_r = r;
         }
+        STAGE_ADD(L, KL_STAGE_ROUTE, t_route);
         int keep_alive = req->keep_alive != 0;
         if (r >= 0 && r < L->nroutes) {
             int variant = (req->method.len == 4 && hm[0] == 'H') * 4 + (req->version_minor ? 2 : 0) + keep_alive;
@@ -1071,6 +1101,9 @@ static size_t process(kl_loop *L, conn *c)
     c->in_request = incomplete && !close_after;
     if (close_after)
         c->closing = 1;
+    if (L->stages_on)
+        L->stage_ns[KL_STAGE_RESPOND] += (uint64_t)(stage_now(L) - t_process) -
+            (L->stage_ns[KL_STAGE_PARSE] + L->stage_ns[KL_STAGE_ROUTE] - counted_before);
     return answered;
 }
 
@@ -1083,6 +1116,7 @@ static void serve_readable(kl_loop *L, conn *c)
 again:
     for (;;) {
         int full = 0;
+        int64_t t_read = stage_now(L);
         for (;;) {
             size_t room;
             if (ring_prepare(L, c, &room) < 0) {
@@ -1110,6 +1144,7 @@ again:
             if ((size_t)n < room && !c->hangup)
                 break;                  /* a short read drained the socket */
         }
+        STAGE_ADD(L, KL_STAGE_READ, t_read);
         size_t before = c->rb.tail - c->rb.head;
         if (before && !c->closing) {
             if (pending(c) > c->wb.limit) {
@@ -1124,7 +1159,9 @@ again:
             break;
     }
     if (pending(c)) {
+        int64_t t_write = stage_now(L);
         flush(L, c);
+        STAGE_ADD(L, KL_STAGE_WRITE, t_write);
         if (c->closed)
             return;
         if (c->paused && !c->closing && pending(c) <= c->wb.limit) {
@@ -1143,6 +1180,7 @@ again:
     }
     /* the request timeout runs from a request's first byte to its last; the
      * idle timeout from the last response on */
+    int64_t t_timers = stage_now(L);
     if (c->in_request) {
         /* a new request began in this round: the one still incomplete */
         if (!was_in_request || answered)
@@ -1150,6 +1188,7 @@ again:
     } else {
         timer_set(L, c, L->cur_tick + L->idle_ticks);
     }
+    STAGE_ADD(L, KL_STAGE_TIMERS, t_timers);
 }
 
 /* A connection owns read memory only while it holds bytes it could not
@@ -1325,7 +1364,9 @@ int kl_loop_run(kl_loop *L, int lfd, int sigfd)
         }
         refresh_date(L);
         /* expire what is due first: the deadlines set below count from cur_tick = now */
+        int64_t t_wheel = stage_now(L);
         wheel_advance(L, mono_ns() / TICK_NS);
+        STAGE_ADD(L, KL_STAGE_TIMERS, t_wheel);
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             uint32_t e = events[i].events;
@@ -1352,7 +1393,9 @@ int kl_loop_run(kl_loop *L, int lfd, int sigfd)
                 continue;
             if (e & EPOLLOUT) {
                 size_t before = pending(c);
+                int64_t t_write = stage_now(L);
                 flush(L, c);
+                STAGE_ADD(L, KL_STAGE_WRITE, t_write);
                 if (c->closed)
                     continue;
                 if (pending(c) < before && !c->in_request)

@@ -87,6 +87,15 @@ typedef struct kl_loop_stats {
 } kl_loop_stats;
 
 typedef struct kl_loop kl_loop;
+/* stage counters (off unless kl_loop_set_stage_counters(loop, 1)): ns per
+ * stage, the same names as loops/stages.py */
+#define KL_STAGE_READ 0
+#define KL_STAGE_PARSE 1
+#define KL_STAGE_ROUTE 2
+#define KL_STAGE_RESPOND 3
+#define KL_STAGE_WRITE 4
+#define KL_STAGE_TIMERS 5
+#define KL_STAGES 6
 /* KL_CDEF_END */
 
 /* ring buffer (ringbuffer.c) */
@@ -113,6 +122,8 @@ int kl_loop_set_error(kl_loop *loop, int status, const char *data, size_t len);
 int kl_loop_run(kl_loop *loop, int listen_fd, int signal_fd);
 void kl_loop_request_stop(kl_loop *loop);
 void kl_loop_get_stats(kl_loop *loop, kl_loop_stats *out);
+void kl_loop_set_stage_counters(kl_loop *loop, int on);
+void kl_loop_get_stage_ns(kl_loop *loop, uint64_t *out);   /* KL_STAGES values */
 int kl_batch_put(kl_batch *batch, uint32_t index, const char *data, size_t len);
 
 #endif

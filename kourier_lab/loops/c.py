@@ -44,7 +44,7 @@ from .. import parsers
 from ..http.status import REASONS
 from ..registry import is_user_spec
 from ..server.app import Request, StaticRoute
-from . import register
+from . import register, stages
 
 try:
     from .._native_loop import ffi, lib
@@ -178,6 +178,7 @@ class CLoop:
             raise MemoryError("kl_loop_new failed")
         rfd = wfd = -1
         old_wakeup = None
+        counters = None
         try:
             self._install(loop)
             lsock.setblocking(False)
@@ -189,6 +190,10 @@ class CLoop:
                 os.close(wfd)
                 rfd = wfd = -1
             self._loop = loop
+            # stage counters (loops/stages.py): off unless KOURIER_LAB_STAGE_COUNTERS is set
+            counters = stages.from_env()
+            if counters is not None:
+                lib.kl_loop_set_stage_counters(loop, 1)
             if self._stop_requested:
                 lib.kl_loop_request_stop(loop)
             rc = lib.kl_loop_run(loop, lsock.fileno(), rfd)
@@ -203,6 +208,12 @@ class CLoop:
             st = ffi.new("kl_loop_stats *")
             lib.kl_loop_get_stats(loop, st)
             self.stats = {k: getattr(st, k) for k in dir(st)}
+            if counters is not None:
+                ns = ffi.new("uint64_t[]", lib.KL_STAGES)
+                lib.kl_loop_get_stage_ns(loop, ns)
+                counters.ns = dict(zip(stages.STAGES, list(ns)))
+                counters.requests = st.requests_static + st.requests_python
+                counters.dump(self.name)
             self._loop = None
             lib.kl_loop_free(loop)
 
