@@ -291,6 +291,10 @@ def plot_beside(rows: pd.DataFrame, stored: Optional[pd.DataFrame] = None, shape
     return fig
 
 
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
@@ -354,15 +358,22 @@ class LabPanel:
         self.stop_button.on_click(lambda _b: self.stop(wait=False))
         self.progress = w.IntProgress(description="progress", min=0, max=1, value=0)
         self.status = w.HTML("<i>pick a stack and a load, then Run</i>")
-        self.plot = w.Image(format="png")
+        self.plot = w.Image(format="png", layout=w.Layout(max_width="680px", height="auto",
+                                                          object_fit="contain"))
         self.rows_view = w.HTML()
-        controls = w.VBox([w.HBox([self.loop, self.parser, self.buffer]),
-                           self.shape, w.HBox([self.connections, self.pipeline]),
-                           w.HBox([self.duration, self.repetitions]), self.head_memo, self.batch,
-                           w.HBox([self.run_button, self.stop_button]), self.progress, self.status])
+        for box in (self.loop, self.parser, self.buffer, self.connections, self.pipeline, self.duration,
+                    self.repetitions, self.batch):
+            box.layout = w.Layout(width="300px")
+        self.shape.style.button_width = "90px"
+        controls = w.VBox(layout=w.Layout(min_width="420px", flex="0 0 auto"), children=[
+            self.loop, self.parser, self.buffer, self.shape, self.connections, self.pipeline,
+            self.duration, self.repetitions, self.head_memo, self.batch,
+            w.HBox([self.run_button, self.stop_button]), self.progress, self.status])
         self.widget = w.VBox([w.HTML("<b>kourier_lab panel</b>: the ceiling and one stack, pinned on "
                                      "the core split; rows are stored as a batch named 'lab'"),
-                              w.HBox([controls, self.plot]), self.rows_view])
+                              w.HBox([controls, self.plot], layout=w.Layout(flex_flow="row wrap",
+                                                                            align_items="flex-start")),
+                              self.rows_view])
         self.widget.add_class("kourier-lab-panel")
         self._install_sigint()
         self._draw(pd.DataFrame())
@@ -480,8 +491,7 @@ class LabPanel:
 
     def _draw(self, rows: pd.DataFrame) -> None:
         self.plot.value = _png(plot_beside(rows, self._stored(), shape=self.shape.value))
-        self.rows_view.value = table(rows).to_html(index=False, float_format=lambda v: f"{v:,.3g}") \
-            if len(rows) else ""
+        self.rows_view.value = table(rows).to_html(index=False, float_format=_number) if len(rows) else ""
 
     def stop(self, wait: bool = True, timeout: float = 60.0) -> None:
         """What Stop does (and a kernel interrupt while a run is on)."""
