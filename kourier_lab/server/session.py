@@ -39,7 +39,7 @@ _N, _INFO = itemgetter(0), itemgetter(1)
 
 class Session:
     __slots__ = ("rbuf", "wbuf", "parser", "app", "in_request", "continue_sent", "closing",
-                 "timer_deadline", "timer_slot", "conn", "requests", "_parse_heads")
+                 "timer_deadline", "timer_slot", "conn", "requests")
 
     def __init__(self, rbuf, wbuf, parser, app):
         self.rbuf, self.wbuf, self.parser, self.app = rbuf, wbuf, parser, app
@@ -50,8 +50,8 @@ class Session:
         self.timer_slot = None
         self.conn = None             # the loop's own handle (socket / transport)
         self.requests = 0
-        self._parse_heads = getattr(parser, "parse_heads", None) or (
-            lambda buf, start, end, max_count: parse_heads_by_head(parser, buf, start, end, max_count))
+        # (no per-connection bound method or closure for parse_heads: process()
+        # looks it up on the shared parser; idle connections should cost little)
 
     def process(self) -> int:
         """Answer every complete request buffered; OPEN or CLOSE.
@@ -80,7 +80,11 @@ class Session:
         app = self.app
         result = OPEN
         while result == OPEN and pos < end and not wbuf.over_limit():
-            batch = self._parse_heads(data, pos, end, BATCH)
+            parse_heads = getattr(self.parser, "parse_heads", None)
+            if parse_heads is not None:
+                batch = parse_heads(data, pos, end, BATCH)
+            else:
+                batch = parse_heads_by_head(self.parser, data, pos, end, BATCH)
             for info, run in groupby(batch, _INFO):
                 if wbuf.over_limit():
                     result = _WAIT      # backpressure: the rest waits until output drains
