@@ -420,3 +420,77 @@ def stage_figure(df):
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title("Where a request's time goes")
     return fig
+
+
+# -- notebook 08: several stacks, and what the figures say ---------------------------
+def anatomy(stacks=("python", "asyncio", "c", "numba"), shape: str = "pipelined", quick: bool = False,
+            measures=MEASURES, out=None, results=None, echo=print):
+    """profile() for each stack that can run here, one DataFrame; a stack that
+    cannot run is one echoed line, not an error."""
+    import pandas as pd
+    frames = []
+    for name in stacks:
+        try:
+            frames.append(profile(name, shape, out=out, results=results, quick=quick,
+                                  measures=measures, echo=echo))
+        except ProfileError as e:
+            echo(f"{name}: skipped: {e}")
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def syscall_table(df):
+    """stack x syscall, calls per request (the most frequent ones)."""
+    sc = df[(df["measure"] == "syscall") & (df["unit"] == "calls/request")]
+    if sc.empty:
+        return sc
+    t = sc.pivot_table(index="stack", columns="name", values="value", aggfunc="first").fillna(0)
+    return t[t.max().sort_values(ascending=False).index[:8]]
+
+
+def instruction_table(df):
+    """corpus (SIMD path) x unit: instructions per request and per byte, by parser."""
+    ins = df[df["measure"] == "instructions"]
+    if ins.empty:
+        return ins
+    return ins.pivot_table(index=["parser", "name"], columns="unit", values="value", aggfunc="first")
+
+
+def findings(df) -> List[str]:
+    """Sentences computed from profile rows (nothing here is typed in)."""
+    out: List[str] = []
+    if df.empty:
+        return ["no profile rows"]
+    cpu = df[df["measure"] == "cpu"].groupby("stack")["value"].first()
+    if len(cpu) >= 2:
+        lo, hi = cpu.idxmin(), cpu.idxmax()
+        out.append(f"Server CPU per request: {hi} spends {cpu[hi]:.2f} us, {lo} {cpu[lo]:.2f} us "
+                   f"({cpu[hi] / cpu[lo]:.1f}x).")
+    st = stage_table(df)
+    for (stack, shape), r in st.iterrows():
+        counted = r.drop(labels=["other"], errors="ignore").fillna(0)
+        if counted.sum() <= 0:
+            continue
+        top = counted.idxmax()
+        out.append(f"{stack} ({shape}): the largest counted stage is {top}, {r[top]:.3f} us of "
+                   f"{counted.sum():.3f} us counted per request ({r[top] / counted.sum() * 100:.0f}%).")
+    ov = df[df["measure"] == "overhead"].groupby("stack")["value"].first()
+    for stack, v in ov.items():
+        out.append(f"{stack}: with the stage counters on, CPU per request was {v:+.0f}% of the counters-off "
+                   "run (their cost, plus this machine's noise).")
+    sc = df[(df["measure"] == "syscall") & (df["unit"] == "calls/request")]
+    for stack, g in sc.groupby("stack"):
+        io = g[g["name"].str.match(r"^(recv|recvfrom|read|send|sendto|sendmsg|write|writev)$")]["value"].sum()
+        if io > 0:
+            out.append(f"{stack}: {io:.4f} read+write syscalls per request, i.e. one per {1 / io:.0f} "
+                       "requests: a pipelined batch is read with one recv and answered with one send.")
+    ins = df[(df["measure"] == "instructions") & (df["unit"] == "instructions/request")]
+    for parser, g in ins.groupby("parser"):
+        v = g.set_index("name")["value"]
+        for corpus in ("short", "browser", "pipelined256"):
+            if f"{corpus} scalar" in v and f"{corpus} avx2" in v:
+                s, a = v[f"{corpus} scalar"], v[f"{corpus} avx2"]
+                out.append(f"{parser} parser, {corpus}: AVX2 executes {a:.0f} instructions per request, "
+                           f"scalar {s:.0f} ({(1 - a / s) * 100:.0f}% fewer).")
+            elif corpus in v:
+                out.append(f"{parser} parser, {corpus}: {v[corpus]:.0f} instructions per request.")
+    return out
