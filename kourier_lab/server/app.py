@@ -218,15 +218,21 @@ def benchmark_response(response: str = "default", date: Optional[bytes] = None) 
     return app.catch_all.responses[(False, 1, True)]
 
 
+# names `--app` takes besides module:object
+BUILTIN_APPS = {"demo": "kourier_lab.server.demo:app"}
+
+
 def load_app(spec: Optional[str], response: str = "default") -> App:
     """`module:object` -> that App (or a zero-argument factory returning one);
+    "demo" -> kourier_lab/server/demo.py's app (catch-all, /static, /path, /echo, /json);
     no spec: the benchmark app with the given response preset."""
     if not spec:
         return benchmark_app(response)
     import importlib
+    spec = BUILTIN_APPS.get(spec, spec)
     mod_name, _, attr = spec.partition(":")
     if not attr:
-        raise ValueError(f"--app must be module:object, got {spec!r}")
+        raise ValueError(f"--app must be module:object or one of {', '.join(BUILTIN_APPS)}, got {spec!r}")
     try:
         obj = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as e:

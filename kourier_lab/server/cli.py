@@ -55,7 +55,8 @@ def register(sub):
     p.add_argument("--buffer", default="python",
                    help="buffer variant (python, c, numba; or FILE.py:Name, module:Name)")
     p.add_argument("--cpus", type=_cpu_list, default=None, help="pin worker i to the i-th CPU of this list")
-    p.add_argument("--app", default=None, help="module:object of a kourier_lab App (default: the benchmark app)")
+    p.add_argument("--app", default=None, help="module:object of a kourier_lab App, or 'demo' (kourier_lab/server/demo.py; "
+                        "default: the benchmark app)")
     p.add_argument("--max-connections", type=_positive(int), default=10000, help="per worker (default 10000)")
     p.add_argument("--max-request-line", type=_positive(int), default=8192)
     p.add_argument("--max-header-bytes", type=_positive(int), default=16384)
