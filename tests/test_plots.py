@@ -74,8 +74,7 @@ EVERY = [(f, bench_frame) for f in BENCH] + [(f, memory_frame) for f in MEMORY] 
 @pytest.mark.parametrize("make,frame", EVERY, ids=lambda x: getattr(x, "__name__", "?"))
 def test_every_plot_draws_with_legends_clear_of_the_data(make, frame):
     fig = make(frame())
-    fig.savefig(os.devnull, format="png")
-    assert style.legend_overlaps(fig) == []
+    assert style.legend_overlaps(fig) == []            # draws the figure: it renders
     assert style.single_label_log_axes(fig) == []
     title = fig.get_suptitle()
     assert "batch 20261201T000000Z-" in title

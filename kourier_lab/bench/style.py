@@ -432,8 +432,10 @@ def legend_overlaps(fig: Figure) -> List[str]:
 
 
 def single_label_log_axes(fig: Figure) -> List[str]:
-    """Log axes with fewer than two labelled ticks in view (used by the tests)."""
-    fig.canvas.draw()
+    """Log axes with fewer than two labelled ticks in view (used by the tests;
+    the figure must have been drawn, e.g. by legend_overlaps)."""
+    if fig.stale:
+        fig.canvas.draw()
     bad = []
     for a in fig.axes:
         for name, axis, lim in (("x", a.xaxis, a.get_xlim()), ("y", a.yaxis, a.get_ylim())):
