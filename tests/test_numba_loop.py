@@ -119,3 +119,25 @@ def test_head_memo_is_exact(served):
         data += chunk
     assert data.startswith(b"HTTP/1.1 400 ")
     s.close()
+
+
+def test_slab_growth_keeps_pending_bytes(served):
+    """The slabs grow (doubling) as connections arrive, copying only the rows
+    that hold bytes: a partial request buffered before the growth is answered
+    complete after it."""
+    loop, port, nloop = served
+    before = loop._L.slots.shape[0]
+    socks = [_connect(port) for _ in range(before + 8)]
+    try:
+        half = len(REQ) // 2
+        for s in socks:
+            s.sendall(REQ[:half])           # each connection: half a request buffered natively
+        for s in socks:                     # the last ones arrived after (and forced) the growth
+            s.sendall(REQ[half:] + REQ)
+        for s in socks:
+            rs = read_responses(s, 2)
+            assert [r[0] for r in rs] == [200, 200] and rs[0][2] == b"Hello World!"
+        assert loop._L.slots.shape[0] > before
+    finally:
+        for s in socks:
+            s.close()

@@ -784,10 +784,16 @@ class NumbaLoop(PythonLoop):
         slots[:, S_FD] = -1
         slots[:, S_BIG] = -1
         slots[:old] = L.slots
+        # Copy only the rows that hold bytes (unanswered input, unsent output):
+        # the new slabs come zeroed from the kernel, so the rows of idle
+        # connections stay untouched pages that cost no RSS until they are used
+        # (copying whole slabs made every row of every connection resident).
         rdata = np.zeros((count, self._row), np.uint8)
-        rdata[:old] = L.rdata
+        live = np.flatnonzero(L.slots[:, S_RLEN] > 0)
+        rdata[live] = L.rdata[live]
         wdata = np.zeros((count, WRITE_ROW), np.uint8)
-        wdata[:old] = L.wdata
+        live = np.flatnonzero(L.slots[:, S_WLEN] > 0)
+        wdata[live] = L.wdata[live]
         nfree = int(L.ctl[C_NFREE])
         freelist = np.zeros(count, np.int32)
         freelist[:nfree] = L.freelist[:nfree]
