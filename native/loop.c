@@ -76,6 +76,11 @@ typedef struct conn {
     int fd;
     uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
     uint8_t hangup;       /* the peer hung up: read on to the EOF, no later edge comes */
+    /* scan_chunked's place in the chunked body of the request at the buffer's
+     * front (valid while chunk_scan): so a body in many reads is scanned once */
+    uint8_t chunk_scan;
+    size_t chunk_off;
+    int64_t chunk_total, chunk_overhead;
     size_t staged;        /* bytes of static answers staged in the loop's iovecs (see out_ref) */
     kl_ring rb;
     kl_wbuf wb;
@@ -902,6 +907,70 @@ static inline int64_t parse_chunked(kl_loop *L, uint8_t *base, size_t end, size_
     return n;
 }
 
+static inline int hex_value(uint8_t ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+#define CHUNK_LINE_MAX 4096             /* parser.c MAX_CHUNK_LINE */
+#define CHUNK_OVERHEAD_MAX 102400       /* parser.c KL_MAX_CHUNK_OVERHEAD */
+
+/* Follow the framing of the chunked body at base[body..end) from where this
+ * connection's last scan stopped (session.py scan_chunked): 1 when the parser
+ * must judge the body now (it looks complete, or something is wrong or over
+ * a bound: the parser's answer is the one given), 0 to wait for more bytes.
+ * Without it every read re-parsed the body from its start (quadratic). */
+static int scan_chunked(conn *c, const uint8_t *base, size_t body, size_t end, const kl_limits *lim)
+{
+    if (!c->chunk_scan) {
+        c->chunk_scan = 1;
+        c->chunk_off = 0;
+        c->chunk_total = c->chunk_overhead = 0;
+    }
+    size_t pos = body + c->chunk_off;
+    int64_t total = c->chunk_total, overhead = c->chunk_overhead;
+    for (;;) {
+        size_t avail = end - pos;
+        const uint8_t *lfp = memchr(base + pos, '\n', avail < CHUNK_LINE_MAX + 1 ? avail : CHUNK_LINE_MAX + 1);
+        if (!lfp)
+            break;
+        size_t lf = (size_t)(lfp - base), d = pos, h;
+        while (d < lf && base[d] == '0')
+            d++;
+        uint64_t size = 0;
+        for (h = d; h < lf && hex_value(base[h]) >= 0; h++) {
+            if (h - d >= 15)
+                return 1;               /* overflow: the parser says 400 */
+            size = size << 4 | (uint64_t)hex_value(base[h]);
+        }
+        if (h == pos)
+            return 1;
+        int64_t t = total + (int64_t)size, o = overhead + (int64_t)(lf + 1 - pos) + (size ? 2 : 0);
+        if (t > lim->max_body || (o > CHUNK_OVERHEAD_MAX && o > t))
+            return 1;
+        if (size == 0) {                /* the trailer section, up to its empty line */
+            size_t tr = lf + 1;
+            if (end - tr >= lim->max_header_bytes || (end - tr >= 2 && base[tr] == '\r' && base[tr + 1] == '\n') ||
+                memmem(base + lf, end - lf, "\n\r\n", 3))
+                return 1;
+            break;
+        }
+        if (end - (lf + 1) < size + 2)
+            break;
+        if (base[lf + 1 + size] != '\r' || base[lf + 2 + size] != '\n')
+            return 1;
+        pos = lf + 3 + size, total = t, overhead = o;
+    }
+    if (end - pos > CHUNK_LINE_MAX && !memchr(base + pos, '\n', CHUNK_LINE_MAX + 1))
+        return 1;
+    c->chunk_off = pos - body;
+    c->chunk_total = total;
+    c->chunk_overhead = overhead;
+    return 0;
+}
+
 /* a[0..n) == b[0..n); `room16`: 16 bytes are readable at a and at b */
 static inline int same_bytes(const uint8_t *a, const uint8_t *b, size_t n, int room16)
 {
@@ -1003,7 +1072,10 @@ static size_t process(kl_loop *L, conn *c)
         if (req->body_kind != KL_BODY_NONE) {
             int64_t m;
             if (req->body_kind == KL_BODY_CHUNKED) {
-                m = parse_chunked(L, base, end, body_end, &body_len);
+                if (pos)
+                    c->chunk_scan = 0;  /* the scan state is for the request at the front */
+                m = scan_chunked(c, base, body_end, end, &L->cfg.limits)
+                    ? parse_chunked(L, base, end, body_end, &body_len) : 0;
                 if (m < 0) {
                     flush_run(L, c);
                     emit_error(L, c, (int)-m);
@@ -1095,6 +1167,15 @@ static size_t process(kl_loop *L, conn *c)
     flush_run(L, c);
     if (L->deferring)
         run_batch(L, c);
+    if (incomplete && !close_after && pos == 0 && end >= c->rb.limit) {
+        /* the unfinished request fills the read buffer: it can never complete,
+         * so say so now (not 408 after a stall) */
+        emit_error(L, c, 413);
+        close_after = 1;
+        pos = end;
+    }
+    if (pos)
+        c->chunk_scan = 0;              /* the request it followed is done */
     kl_ring_consume(&c->rb, pos);
     /* only a request known to be incomplete runs the request timeout; bytes
      * left unparsed by backpressure wait for the client to read (idle timeout) */

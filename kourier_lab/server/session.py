@@ -13,11 +13,14 @@ same info object again), resolved once and, for a static route, answered
 with one append of the response repeated -- no Python code per request on
 that path.  Handlers, error routes and bodies are answered one by one.
 """
+import re
 import sys
 from itertools import groupby
 from operator import itemgetter
 
+from ..http.limits import DEFAULT_LIMITS
 from ..parsers import BODY_CHUNKED, BODY_NONE, parse_heads_by_head
+from ..parsers.python import MAX_CHUNK_LINE, MAX_CHUNK_OVERHEAD
 from .app import Request, StaticRoute
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -35,11 +38,48 @@ BATCH = 256
 RUN_BYTES = 65536
 
 _N, _INFO = itemgetter(0), itemgetter(1)
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
+
+
+def scan_chunked(data, body, end, state, max_body, max_header_bytes):
+    """Follow a chunked body's framing from where the last scan stopped, so a
+    body arriving in many reads costs O(its bytes), not O(bytes x reads).
+
+    state: (offset of the next chunk-size line from `body`, data bytes so
+    far, framing bytes so far), (0, 0, 0) at first.  Returns (decide, state):
+    decide is True when the parser must judge the body now -- it looks
+    complete, or something is wrong or over a bound (the parser's answer is
+    the one given: this scan only says when to ask) -- else False with the
+    state to resume from."""
+    off, total, overhead = state
+    pos = body + off
+    find = data.find
+    while True:
+        lf = find(b"\n", pos, min(end, pos + MAX_CHUNK_LINE + 1))
+        if lf < 0:
+            return end - pos > MAX_CHUNK_LINE, (pos - body, total, overhead)
+        m = _HEX_DIGITS.match(data, pos, lf)
+        if m is None or len(m.group().lstrip(b"0")) > 15:
+            return True, state
+        size = int(m.group(), 16)
+        t, o = total + size, overhead + lf + 1 - pos + (2 if size else 0)
+        if t > max_body or (o > MAX_CHUNK_OVERHEAD and o > t):
+            return True, state
+        if size == 0:       # the trailer section: up to its empty line
+            if end - lf - 1 >= max_header_bytes or data[lf + 1:lf + 3] == b"\r\n" or \
+                    find(b"\n\r\n", lf + 1, end) >= 0:
+                return True, state
+            return False, (pos - body, total, overhead)
+        if end - lf - 1 < size + 2:
+            return False, (pos - body, total, overhead)
+        if data[lf + 1 + size:lf + 3 + size] != b"\r\n":
+            return True, state
+        pos, total, overhead = lf + 3 + size, t, o
 
 
 class Session:
     __slots__ = ("rbuf", "wbuf", "parser", "app", "in_request", "continue_sent", "closing",
-                 "timer_deadline", "timer_slot", "conn", "requests")
+                 "timer_deadline", "timer_slot", "conn", "requests", "_chunk_scan", "_front")
 
     def __init__(self, rbuf, wbuf, parser, app):
         self.rbuf, self.wbuf, self.parser, self.app = rbuf, wbuf, parser, app
@@ -52,6 +92,8 @@ class Session:
         self.requests = 0
         # (no per-connection bound method or closure for parse_heads: process()
         # looks it up on the shared parser; idle connections should cost little)
+        self._front = 0
+        self._chunk_scan = None      # scan_chunked's state for the chunked body at the buffer's front
 
     def process(self) -> int:
         """Answer every complete request buffered; OPEN or CLOSE.
@@ -69,6 +111,7 @@ class Session:
                              f"{'...' if end - start > 160 else ''}\n")
             self.wbuf.append(self.app.error(500, 1, False))
             self.rbuf.consume(end - start)
+            self._chunk_scan = None
             self.in_request = False
             self.closing = True
             return CLOSE
@@ -79,6 +122,7 @@ class Session:
         wbuf = self.wbuf
         app = self.app
         result = OPEN
+        self._front = start
         while result == OPEN and pos < end and not wbuf.over_limit():
             parse_heads = getattr(self.parser, "parse_heads", None)
             if parse_heads is not None:
@@ -138,6 +182,14 @@ class Session:
                 break
         if result == _WAIT:
             result = OPEN
+            if pos == start and end - start >= self.rbuf.limit:
+                # the unfinished request fills the read buffer: it can never
+                # complete, so say so now (not 408 after a stall)
+                wbuf.append(app.error(413, 1, False))
+                result = CLOSE
+                pos = end
+        if pos != start:
+            self._chunk_scan = None      # the request it followed is done (or not at the front)
         self.rbuf.consume(pos - start)
         self.in_request = pos < end and result == OPEN
         if result == CLOSE:
@@ -155,7 +207,11 @@ class Session:
         body = b""
         if body_kind != BODY_NONE:
             if body_kind == BODY_CHUNKED:
-                m, body = self.parser.parse_chunked(data, body_end, end)
+                state = self._chunk_scan if pos == self._front and self._chunk_scan else (0, 0, 0)
+                lim = getattr(self.parser, "limits", DEFAULT_LIMITS)
+                decide, state = scan_chunked(data, body_end, end, state, lim.max_body, lim.max_header_bytes)
+                self._chunk_scan = state
+                m, body = self.parser.parse_chunked(data, body_end, end) if decide else (0, None)
                 if m < 0:
                     append(app.error(-m, minor, False))
                     return end, CLOSE
