@@ -115,7 +115,7 @@ class Watched:
 
 def _experiment(tmp_path) -> Path:
     spec = tmp_path / "stop.toml"
-    spec.write_text('name = "stop_test"\nrepetitions = 3\nduration = 2\nwarmup = 0\npause = 0\n'
+    spec.write_text('name = "stop_test"\nrepetitions = 3\nduration = 1\nwarmup = 0\npause = 0\n'
                     'stacks = ["python/python/python"]\nshapes = ["keepalive"]\n'
                     '[shape.keepalive]\nconnections = 4\n')
     return spec
