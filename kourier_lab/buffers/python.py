@@ -76,6 +76,7 @@ __all__ = ["RingBuffer", "WriteBuffer"]
 # what an empty ring points at: no memory of its own
 _EMPTY = bytearray()
 _EMPTY_VIEW = memoryview(b"")
+_IDLE = b""                 # what an idle WriteBuffer holds: immutable, shared, never appended to
 
 
 class RingBuffer:
@@ -266,7 +267,7 @@ class WriteBuffer:
     def __init__(self, limit: int = DEFAULT_WRITE_LIMIT):
         check_size("limit", limit, minimum=0)
         self.limit = limit
-        self._buf = bytearray()
+        self._buf = _IDLE
         self._pos = 0
 
     def __len__(self) -> int:
@@ -281,6 +282,11 @@ class WriteBuffer:
         return f"<WriteBuffer pending={len(self)} limit={self.limit}>"
 
     def append(self, data) -> None:
+        if self._buf is _IDLE:
+            # nothing pending: the first append makes the array (an idle
+            # connection shares the one empty bytes object instead of owning one)
+            self._buf = bytearray(memoryview(data))    # (TypeError for str and int, as += gives)
+            return
         try:
             self._buf += data
         except BufferError:
@@ -300,9 +306,9 @@ class WriteBuffer:
         if n < 0 or pos > end:
             raise ValueError(f"consume({n!r}): {end - self._pos} bytes pending")
         if pos == end:
-            # All sent.  A new array rather than clear(): clear() raises
-            # BufferError while the caller still holds the view it sent from.
-            self._buf = bytearray()
+            # All sent: no array at all (clear() would also raise BufferError
+            # while the caller still holds the view it sent from).
+            self._buf = _IDLE
             self._pos = 0
         elif pos > 65536 and pos > end >> 1:
             # A long partial-send backlog: drop the sent prefix (a copy of
@@ -317,7 +323,7 @@ class WriteBuffer:
 
     def clear(self) -> None:
         """Drop everything pending (the connection is closing)."""
-        self._buf = bytearray()
+        self._buf = _IDLE
         self._pos = 0
 
 
