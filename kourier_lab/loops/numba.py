@@ -152,7 +152,11 @@ R_503, R_408 = 0, 1
 NativeState = namedtuple("NativeState", [
     "ctl", "fdmode", "fdslot", "slots", "freelist", "rdata", "wdata", "evbuf", "evrec", "pyev",
     "table", "limits", "path_blob", "path_idx", "resp_blob", "resp_idx", "scratch", "addrlen",
-    "one", "ts", "memo", "wheel", "expired", "wbig", "bigfree", "heads"])
+    "one", "ts", "memo", "wheel", "expired", "wbig", "bigfree", "heads", "stages"])
+# stage counters (loops/stages.py): ns per stage at 0..5 (stages.STAGES order),
+# on/off at G_ON, a timespec for the clock at G_TS; off unless KOURIER_LAB_STAGE_COUNTERS
+G_READ, G_PARSE, G_ROUTE, G_RESPOND, G_WRITE, G_TIMERS, G_ON, G_TS = 0, 1, 2, 3, 4, 5, 6, 8
+STAGE_WORDS = 10
 
 
 # -- native helpers -----------------------------------------------------------------------
@@ -190,6 +194,21 @@ def _errno():
 def now_ms(L):
     c_clock_gettime(CLOCK_MONOTONIC, _ptr(L.ts, 0))
     return L.ts[0] * 1000 + L.ts[1] // 1000000
+
+
+@njit(cache=True, _nrt=False)
+def _stage_now(g):
+    """CLOCK_MONOTONIC in ns (the vDSO), or 0 when the stage counters are off."""
+    if g[G_ON] == 0:
+        return 0
+    c_clock_gettime(CLOCK_MONOTONIC, _ptr(g, G_TS))
+    return g[G_TS] * 1000000000 + g[G_TS + 1]
+
+
+@njit(cache=True, _nrt=False)
+def _stage_add(g, stage, t0):
+    if g[G_ON]:
+        g[stage] += _stage_now(g) - t0
 
 
 @njit(cache=True, _nrt=False)
@@ -318,12 +337,18 @@ def _process(L, slot):
     request left in the row).  Routing and the response copy are written out
     here rather than called: a call that takes the state tuple passes every
     array in it, which cost more than the parse."""
-    return _serve_row(L.rdata[slot], _wrow(L, slot), L.slots[slot], L.table, L.limits, L.ctl,
-                      L.path_blob, L.path_idx, L.resp_blob, L.resp_idx, L.memo, L.heads)
+    g = L.stages
+    t0 = _stage_now(g)
+    counted = g[G_PARSE] + g[G_ROUTE]
+    r = _serve_row(L.rdata[slot], _wrow(L, slot), L.slots[slot], L.table, L.limits, L.ctl,
+                   L.path_blob, L.path_idx, L.resp_blob, L.resp_idx, L.memo, L.heads, g)
+    if g[G_ON]:
+        g[G_RESPOND] += _stage_now(g) - t0 - (g[G_PARSE] + g[G_ROUTE] - counted)
+    return r
 
 
 @njit(cache=True, _nrt=False)
-def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo, heads):
+def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo, heads, g):
     """Every head is parsed in full, all the heads of the row in one call of
     the parser's parse_heads_kernel (one head per call with the memo on: it is
     checked first); a head whose method and path bytes equal
@@ -356,7 +381,9 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             keep_alive = ctl[C_MEMO_KA]
         else:
             if hk == hn:
+                tp = _stage_now(g)
                 hn = parse_heads_kernel(row, pos, rlen, lim, t, heads, 1 if mlen >= 0 else MAX_HEADS)
+                _stage_add(g, G_PARSE, tp)
                 hk = 0
             n = heads[hk, H_LEN]
             count = heads[hk, H_COUNT]       # heads of length n in a row that get this answer
@@ -383,7 +410,9 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
                         same = False
                         break
             if not same:
+                tr = _stage_now(g)
                 route, head = _route(row, mo, ml, po, pl, catch_all, path_idx, path_blob)
+                _stage_add(g, G_ROUTE, tr)
                 if route < 0:
                     result = P_PROMOTE         # a handler, 404 or 405: Python answers
                     break
@@ -517,7 +546,9 @@ def _on_readable(L, slot, now, hup):
     read = True
     while True:
         if read:
+            t0 = _stage_now(L.stages)
             drained = _read(L, slot, hup)
+            _stage_add(L.stages, G_READ, t0)
             if drained < 0:
                 return False
         read = True
@@ -531,7 +562,10 @@ def _on_readable(L, slot, now, hup):
             if not blocked:
                 s[slot, S_FLAGS] &= ~F_PAUSED
         if s[slot, S_WLEN] > s[slot, S_WPOS]:
-            if not _flush(L, slot):
+            t0 = _stage_now(L.stages)
+            sent = _flush(L, slot)
+            _stage_add(L.stages, G_WRITE, t0)
+            if not sent:
                 return False
         else:
             s[slot, S_WPOS] = 0
@@ -565,6 +599,7 @@ def _on_readable(L, slot, now, hup):
     # the request timeout runs from a request's first byte (a new request
     # begins when this round answered others); the idle timeout from the last
     # response on
+    t0 = _stage_now(L.stages)
     if s[slot, S_RLEN] > 0:
         if not was_in_request or L.ctl[C_SERVED] != served_before:
             wheel_reset(L.wheel, slot, now + L.ctl[C_REQ_TO])
@@ -572,6 +607,7 @@ def _on_readable(L, slot, now, hup):
     else:
         wheel_reset(L.wheel, slot, now + L.ctl[C_IDLE_TO])
         s[slot, S_FLAGS] &= ~F_IN_REQ
+    _stage_add(L.stages, G_TIMERS, t0)
     return False
 
 
@@ -674,8 +710,10 @@ def run_native(L, until):
     while True:
         now = now_ms(L)
         if now >= ctl[C_NEXT_TICK]:
+            t0 = _stage_now(L.stages)
             _expire(L, now)
             ctl[C_NEXT_TICK] = wheel_next_end(L.wheel)
+            _stage_add(L.stages, G_TIMERS, t0)
         wait = min(until, ctl[C_NEXT_TICK]) - now
         if wait < 0:
             wait = 0
@@ -698,7 +736,10 @@ def run_native(L, until):
                 hup = (ev & (EPOLLRDHUP | EPOLLHUP)) != 0
                 promote = False
                 if ev & EPOLLOUT:
-                    if not _flush(L, slot):
+                    t0 = _stage_now(L.stages)
+                    sent = _flush(L, slot)
+                    _stage_add(L.stages, G_WRITE, t0)
+                    if not sent:
                         continue
                     flags = L.slots[slot, S_FLAGS]
                     if flags & F_PAUSED and not flags & F_WANT_WRITE:
@@ -764,7 +805,9 @@ class NumbaLoop(PythonLoop):
             wheel=new_wheel(TICK_MS, WHEEL_SLOTS, 0, time.clock_gettime_ns(CLOCK_MONOTONIC) // 1000000),
             expired=np.zeros(0, np.int64),
             wbig=np.zeros((BIG_ROWS, BIG_ROW), np.uint8), bigfree=np.arange(BIG_ROWS, dtype=np.int32),
-            heads=np.zeros((MAX_HEADS, HEAD_FIELDS), np.int64))
+            heads=np.zeros((MAX_HEADS, HEAD_FIELDS), np.int64), stages=np.zeros(STAGE_WORDS, np.int64))
+        # stage counters: self.stages (PythonLoop.__init__) is set when the switch is on
+        self._L.stages[G_ON] = 1 if self.stages is not None else 0
         ctl[C_NBIGFREE] = BIG_ROWS
         # the head memo (parsers/memo.py): config.head_memo, off by default (-1)
         ctl[C_MEMO_LEN] = 0 if config.head_memo else -1
@@ -935,6 +978,12 @@ class NumbaLoop(PythonLoop):
         close_all(self._L)
         self._L.ctl[C_EPFD] = -1
         ep.close()
+        if self.stages is not None:        # native stages plus the promoted connections' own
+            from .stages import STAGES
+            for k, name in enumerate(STAGES):
+                self.stages.ns[name] += int(self._L.stages[k])
+            self.stages.requests += int(self._L.ctl[C_SERVED])
+            self.stages.dump(self.name)
 
     def _promote(self, fd, slot, now):
         """Hand a native connection to Python: its buffered input and pending
