@@ -25,7 +25,6 @@ import io
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 

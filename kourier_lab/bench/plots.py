@@ -19,7 +19,7 @@ from .paths import figures_dir
 from .published import published_ratios
 
 from . import style
-from .style import STYLE, figure as _figure  # noqa: F401  (STYLE, _figure: used by the other plot modules)
+from .style import STYLE, figure as _figure  # noqa: F401  (STYLE: kept for callers that load the style file)
 
 
 def _plain_log_axis(axis) -> None:
