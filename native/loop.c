@@ -76,6 +76,9 @@ typedef struct conn {
     int fd;
     uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
     uint8_t hangup;       /* the peer hung up: read on to the EOF, no later edge comes */
+    /* an answer could not be buffered (out of memory): nothing after it is
+     * written (later answers would go to the wrong requests); flush, close */
+    uint8_t out_failed;
     /* scan_chunked's place in the chunked body of the request at the buffer's
      * front (valid while chunk_scan): so a body in many reads is scanned once */
     uint8_t chunk_scan;
@@ -553,13 +556,29 @@ static inline void ring_release(conn *c)
     kl_ring_init(&c->rb, NULL, 0, c->rb.limit);
 }
 
+/* Fault injection for the tests: KOURIER_LAB_FAIL_WBUF_ALLOC=N makes every
+ * Nth write-buffer allocation fail (unset or 0: never). */
+static int fail_injected(void)
+{
+    static long every = -1, count;
+    if (every < 0) {
+        const char *e = getenv("KOURIER_LAB_FAIL_WBUF_ALLOC");
+        every = e ? atol(e) : 0;
+    }
+    return every > 0 && ++count % every == 0;
+}
+
 static int copy_out(conn *c, const void *data, size_t len)
 {
+    if (c->out_failed)
+        return -1;
     if (kl_wbuf_want(&c->wb, len)) {
         size_t cap = kl_wbuf_want(&c->wb, len);
-        uint8_t *mem = malloc(cap);
-        if (!mem)
+        uint8_t *mem = fail_injected() ? NULL : malloc(cap);
+        if (!mem) {
+            c->out_failed = 1;
             return -1;
+        }
         uint8_t *old = c->wb.data;
         kl_wbuf_move(&c->wb, mem, cap);
         free(old);
@@ -574,8 +593,10 @@ static int unstage(kl_loop *L, conn *c)
     int rc = 0;
     if (c->staged) {
         for (int i = 0; i < L->nstage; i++)
-            if (L->stage[i].iov_len && copy_out(c, L->stage[i].iov_base, L->stage[i].iov_len) < 0)
-                rc = -1;
+            if (L->stage[i].iov_len && copy_out(c, L->stage[i].iov_base, L->stage[i].iov_len) < 0) {
+                rc = -1;                /* the rest is dropped: no gap before later answers */
+                break;
+            }
         c->staged = 0;
     }
     L->nstage = 0;
@@ -596,6 +617,8 @@ static int out_ref(kl_loop *L, conn *c, const void *data, size_t len)
 {
     if (!len)
         return 0;
+    if (c->out_failed)
+        return -1;
     if (c->wb.end == c->wb.start && L->nstage < STAGE_MAX && (c->staged || !L->nstage)) {
         L->stage[L->nstage].iov_base = (void *)data;
         L->stage[L->nstage].iov_len = len;
@@ -1167,6 +1190,10 @@ static size_t process(kl_loop *L, conn *c)
     flush_run(L, c);
     if (L->deferring)
         run_batch(L, c);
+    if (c->out_failed) {                /* answers were dropped: close after those before them */
+        close_after = 1;
+        pos = end;
+    }
     if (incomplete && !close_after && pos == 0 && end >= c->rb.limit) {
         /* the unfinished request fills the read buffer: it can never complete,
          * so say so now (not 408 after a stall) */
