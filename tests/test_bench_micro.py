@@ -60,7 +60,7 @@ def test_timers_rows():
         assert rows[("heapq", case)]["status"] == "ok"
         assert rows[("heapq", case)]["ops_per_s"] > 0
         wheel = rows[("wheel", case)]
-        assert wheel["status"] in ("ok", "skipped"), wheel     # skipped until timer_wheel lands
+        assert wheel["status"] == "ok", wheel
 
 
 def test_run_micro_writes_rows(tmp_path):

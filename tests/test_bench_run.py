@@ -16,7 +16,12 @@ from kourier_lab.bench.split import plan_split
 from kourier_lab.bench.verify import VerifyError, free_port, verify_server, wait_ready
 from kourier_lab.bench.wrk import WrkError, WrkLoad
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _wrk_installed():
+    # make setup installs wrk (Makefile APT_PACKAGES): its absence is a failure, not a skip
+    assert shutil.which("wrk"), "wrk is not installed: run `make setup`"
 
 
 @pytest.fixture
@@ -155,16 +160,6 @@ def test_experiment_rows_on_disk(tmp_path):
     assert len(again) == len(df) and set(again["batch_id"]) == {df.attrs["batch_id"]}
 
 
-def _python_stack_available():
-    try:
-        from kourier_lab import loops
-        return "python" in loops.names()
-    except (ImportError, AttributeError):
-        return False
-
-
-@pytest.mark.skipif(not _python_stack_available(),
-                    reason="kourier_lab.loops has no python loop on this checkout yet")
 def test_python_stack_runs_under_wrk(tmp_path):
     df = runner.run_experiment(_tiny(stacks=["python/python/python"]), out=tmp_path,
                                progress=False, echo=lambda s: None)

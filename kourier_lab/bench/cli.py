@@ -11,10 +11,7 @@ from pathlib import Path
 
 
 def _usage(msg: str):
-    try:
-        from ..errors import UsageError
-    except ImportError:      # older checkouts defined it in kourier_lab.cli
-        from ..cli import UsageError
+    from ..errors import UsageError
     return UsageError(msg)
 
 
