@@ -416,7 +416,8 @@ def stage_figure(df):
         vals = t[stage].fillna(0).tolist()
         ax.barh(labels, vals, left=left, label=stage, color=colors[k % len(colors)])
         left = [a + b for a, b in zip(left, vals)]
-    ax.set_xlabel("server CPU per request (us), by stage (stage counters on)")
+    ax.set_xlabel("us per request by stage, counters on (Python loops: thread CPU clock; C, Numba: "
+                  "monotonic clock)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title("Where a request's time goes")
     return fig

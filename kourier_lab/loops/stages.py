@@ -15,10 +15,14 @@ answered.  Stages (the same names in every loop):
     write     send
     timers    resetting connection deadlines, advancing the timer wheel
 
-Each stage is timed with the thread's CPU clock (CLOCK_THREAD_CPUTIME_ID: time
-the process was descheduled by the other tenants of a shared machine is not
-counted) at its boundaries: two clock reads per stage per read event or batch,
-not per request.  What a run's server CPU
+The Python loops time each stage with the thread's CPU clock
+(CLOCK_THREAD_CPUTIME_ID: time the process was descheduled by the other tenants
+of a shared machine is not counted), two clock reads per stage per read event
+or batch.  The C and Numba loops (native/loop.c, loops/numba.py) use
+CLOCK_MONOTONIC through the vDSO (the CPU clock is a system call there, dearer
+than their stages): wall time, and in the C loop parse and route are timed per
+request, so the counters cost about as much as those stages (profile's
+overhead row says how much).  What a run's server CPU
 is beyond the counted stages (epoll_wait, accept, close, the event dispatch,
 the interpreter's own work) is reported by `kourier-lab profile` as "other".
 The counters cost time themselves: profile measures the CPU per request with
