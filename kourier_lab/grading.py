@@ -9,12 +9,15 @@
 Suites (the same code that grades the built-ins in the test suite; nothing is
 copied here):
 
-* contract -- the repository's contract suites (tests/test_parser_contract.py,
-  tests/test_buffer_contract.py, tests/test_server.py for a loop, and the spec
-  corpus tests/test_spec*.py when present), run by pytest in a child process
-  with the registry's names() narrowed to the variant, so every test that is
-  parametrized over the variants runs for it alone: each case fed whole, byte
-  by byte (every prefix) and at random split points, as for the built-ins.
+* contract -- the repository's contract suites (tests/test_parser_contract.py:
+  pipelined streams at random splits, the batch protocol, the head memo;
+  tests/test_buffer_contract.py; tests/test_server.py for a loop), run by
+  pytest in a child process with the registry's names() narrowed to the
+  variant, so every test parametrized over the variants runs for it alone.
+* spec -- the language-neutral spec corpus (kourier_lab.spec, tests/spec/):
+  for a parser every request case fed whole, byte by byte (every prefix) and
+  at random split points, each with its RFC clause; for a buffer or a loop
+  every connection script against a server running it.
 * strict -- the strict RFC 9112/9110 compliance suite (compliance/strict.py)
   against a real server running the variant (a parser or buffer under the
   Python loop; a loop with the Python parser and buffer): what a client sees.
@@ -37,6 +40,7 @@ from .errors import UsageError
 from .registry import label
 
 KINDS = ("parser", "buffer", "loop")
+SUITES = ("contract", "spec", "strict")
 _ENV_KIND, _ENV_SPEC, _ENV_OUT = "KOURIER_LAB_CHECK_KIND", "KOURIER_LAB_CHECK_SPEC", "KOURIER_LAB_CHECK_OUT"
 
 # the contract suites of each kind (repository-relative); a missing file is skipped
@@ -45,7 +49,6 @@ CONTRACT_FILES = {
     "buffer": ["tests/test_buffer_contract.py"],
     "loop": ["tests/test_server.py"],
 }
-SPEC_CORPUS_GLOB = "test_spec*.py"       # the language-neutral spec corpus's runners (tests/)
 
 # What each contract test feeds the variant.
 FEEDS = {
@@ -239,8 +242,6 @@ def pytest_collection_finish(session):
 def _contract_rows(kind: str, spec: str, timeout: float) -> List[Dict]:
     root = _repo_root()
     files = [f for f in CONTRACT_FILES[kind] if (root / f).is_file()]
-    if kind == "parser":
-        files += sorted(str(p.relative_to(root)) for p in (root / "tests").glob(SPEC_CORPUS_GLOB))
     if not files:
         return [{"suite": "contract", "test": "", "case": "", "clause": "", "passed": False,
                  "message": f"no contract suite found under {root / 'tests'} (kourier-lab check "
@@ -276,6 +277,73 @@ def _contract_rows(kind: str, spec: str, timeout: float) -> List[Dict]:
     return rows
 
 
+def _spec_rows(kind: str, name: str) -> List[Dict]:
+    """The language-neutral spec corpus (kourier_lab.spec, tests/spec/): for a
+    parser every request case fed whole, byte by byte and at random splits; for
+    a buffer or a loop every connection script against a server running it."""
+    try:
+        from . import spec as corpus
+    except ImportError:
+        return []
+    if kind == "parser":
+        from . import parsers
+        cases = {c.name: c for c in corpus.load_request_cases()}
+        rows = []
+        for r in corpus.check_parser(lambda limits: parsers.create(name, limits)):
+            case = cases.get(r.name)
+            rows.append({"suite": "spec", "test": r.source.rsplit("/", 1)[-1], "case": r.name,
+                         "clause": r.clause, "feed": r.split,
+                         "input": _short(case.request) if case is not None else "",
+                         "expected": _spec_expected(r.expected, case),
+                         "actual": "" if r.passed else _answer_text(r.actual),
+                         "passed": bool(r.passed), "skipped": False, "message": ""})
+        return rows
+    from .server.process import ServerProcess
+    stack = {"loop": "python", "parser": "python", "buffer": "python", kind: name}
+    rows = []
+    try:
+        with ServerProcess(*corpus.CONNECTION_SERVER_ARGS, **stack) as srv:
+            for script in corpus.load_connection_scripts():
+                r = corpus.run_connection_script("127.0.0.1", srv.port, script)
+                rows.append({"suite": "spec", "test": r.source.rsplit("/", 1)[-1], "case": r.name,
+                             "clause": r.clause, "feed": "a connection script",
+                             "input": "" if r.passed else _short(r.transcript, 200),
+                             "expected": _answer_text(r.expected),
+                             "actual": "" if r.passed else f"step {r.step}: {_answer_text(r.actual)}",
+                             "passed": bool(r.passed), "skipped": False, "message": ""})
+    except Exception as e:  # noqa: BLE001 - a server that does not serve is the answer
+        rows.append({"suite": "spec", "test": "connections", "case": "server", "clause": "", "passed": False,
+                     "skipped": False, "message": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"})
+    return rows
+
+
+def _answer_text(value) -> str:
+    """A spec answer (kourier_lab.spec._answer / _judge) in words."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"rejected with {value}" if value >= 400 else str(value)
+    if value == "need":
+        return "need more bytes (0 on the whole input)"
+    if value == "ok":
+        return "accepted"
+    if isinstance(value, tuple) and value and value[0] == "ok" and len(value) == 4:
+        return f"accepted ({value[2]}-byte head, {value[3]}-byte body)"
+    if isinstance(value, dict):
+        return "accepted, but " + ", ".join(f"{k}={_val(v)}" for k, v in value.items())
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else _short(value, 200)
+
+
+def _spec_expected(value, case) -> str:
+    if value == "ok" and case is not None and case.fields:
+        return "accepted: " + ", ".join(f"{k}={_val(v)}" for k, v in case.fields.items())
+    if isinstance(value, dict):
+        return "accepted: " + ", ".join(f"{k}={_val(v)}" for k, v in value.items())
+    return _answer_text(value)
+
+
 def _strict_rows(kind: str, spec: str, timeout: float) -> List[Dict]:
     from . import compliance
     from .server.process import ServerProcess
@@ -298,7 +366,7 @@ def _strict_rows(kind: str, spec: str, timeout: float) -> List[Dict]:
 
 
 def check(parser: Optional[str] = None, buffer: Optional[str] = None, loop: Optional[str] = None,
-          suites=("contract", "strict"), timeout: float = 600.0, strict_timeout: float = 2.0):
+          suites=("contract", "spec", "strict"), timeout: float = 600.0, strict_timeout: float = 2.0):
     """Grade variants (a spec each: "file.py:Class", "module:Class", a built-in
     name) with the contract suites and the strict compliance suite; returns a
     DataFrame, one row per test and case (see the module docstring)."""
@@ -311,8 +379,8 @@ def check(parser: Optional[str] = None, buffer: Optional[str] = None, loop: Opti
     if not wanted:
         raise UsageError("name a variant to check: --parser FILE.py:Class (or --buffer, --loop)")
     for s in suites:
-        if s not in ("contract", "strict"):
-            raise UsageError(f"unknown suite {s!r}; choose contract, strict")
+        if s not in SUITES:
+            raise UsageError(f"unknown suite {s!r}; choose from {', '.join(SUITES)}")
     rows = []
     for kind, spec in wanted:
         ok, why = regs[kind].available(spec)
@@ -322,6 +390,8 @@ def check(parser: Optional[str] = None, buffer: Optional[str] = None, loop: Opti
         got = []
         if "contract" in suites:
             got += _contract_rows(kind, spec, timeout)
+        if "spec" in suites:
+            got += _spec_rows(kind, spec)
         if "strict" in suites:
             got += _strict_rows(kind, spec, strict_timeout)
         for r in got:
@@ -350,7 +420,7 @@ def report(df, failures_shown: int = 20) -> str:
             lines.append(f"  {suite}: {int(sp.passed.sum())}/{len(sp)} passed")
             # contract cases by the clause they check; strict cases (one clause
             # each) by their group; every failing clause is spelled out below
-            key = "clause" if suite == "contract" else "test"
+            key = "test" if suite == "strict" else "clause"
             for clause, cp in sp.groupby(key, sort=False):
                 bad = int((~cp.passed).sum())
                 mark = "ok  " if not bad else "FAIL"
@@ -385,7 +455,7 @@ def summary(df):
     out = []
     ran = df[~df["skipped"]]
     for (kind, variant, suite), part in ran.groupby(["component", "variant", "suite"], sort=False):
-        key = "clause" if suite == "contract" else "test"
+        key = "test" if suite == "strict" else "clause"
         for clause, cp in part.groupby(key, sort=False):
             bad = cp[~cp.passed]
             out.append({"component": kind, "variant": label(variant), "suite": suite, "clause": clause,
@@ -437,13 +507,14 @@ def register(sub):
     p.add_argument("--parser", default=None, help="FILE.py:Class, module:Class, FILE.c:prefix or a name")
     p.add_argument("--buffer", default=None, help="FILE.py:Name, module:Name or a name")
     p.add_argument("--loop", default=None, help="FILE.py:Class, module:Class or a name")
-    p.add_argument("--suite", choices=("contract", "strict", "both"), default="both")
+    p.add_argument("--suite", choices=(*SUITES, "all"), default="all",
+                   help="which suites (default all: contract, spec, strict)")
     p.add_argument("--csv", default=None, help="also write every row to this CSV file")
     p.set_defaults(func=_main)
 
 
 def _main(args) -> int:
-    suites = ("contract", "strict") if args.suite == "both" else (args.suite,)
+    suites = SUITES if args.suite == "all" else (args.suite,)
     df = check(parser=args.parser, buffer=args.buffer, loop=args.loop, suites=suites)
     print(report(df))
     if args.csv:
