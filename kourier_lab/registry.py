@@ -25,6 +25,7 @@ import importlib.util
 import os
 import re
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 USER_MODULE_PREFIX = "kourier_lab_user_"
@@ -107,8 +108,13 @@ class Registry:
 
     def __init__(self, kind: str, package: str, builtins: Tuple[str, ...],
                  adapt: Optional[Callable[[Any, str], Any]] = None,
-                 loaders: Optional[Dict[str, Callable[[str, str, str], Any]]] = None):
+                 loaders: Optional[Dict[str, Callable[[str, str, str], Any]]] = None,
+                 recheck_s: float = 0.0):
         self.kind, self.package, self.builtins = kind, package, builtins
+        # > 0: a user's file is looked at again at most every recheck_s seconds
+        # (buffers are made per connection; parsers and loops once per worker,
+        # and re-read on every create so that an edited file takes effect)
+        self.recheck_s = recheck_s
         self.group = f"kourier_lab.{kind}s"
         self.adapt = adapt or (lambda obj, spec: obj)
         self.loaders = dict(loaders or {})
@@ -116,6 +122,8 @@ class Registry:
         self._errors: Dict[str, str] = {}
         self._sources: Dict[str, Dict[str, str]] = {}
         self._user: Dict[str, Tuple[str, Any]] = {}       # spec -> (digest, entry)
+        self._stat: Dict[str, Tuple[int, int, str]] = {}  # path -> (mtime_ns, size, digest)
+        self._recent: Dict[str, Tuple[float, Any]] = {}   # spec -> (recheck after, entry)
         self._entry_points = None
 
     def register(self, name: str, entry: Any) -> None:
@@ -160,7 +168,15 @@ class Registry:
             path = os.path.abspath(os.path.expanduser(target))
             if not os.path.isfile(path):
                 raise VariantError(f"{what}: no such file {path}")
-            digest = sha256_file(path)
+            # a stat per create() (buffers are made per connection), a hash only
+            # when the file changed
+            st = os.stat(path)
+            seen = self._stat.get(path)
+            if seen is not None and seen[:2] == (st.st_mtime_ns, st.st_size):
+                digest = seen[2]
+            else:
+                digest = sha256_file(path)
+                self._stat[path] = (st.st_mtime_ns, st.st_size, digest)
             cached = self._user.get(spec)
             if cached is not None and cached[0] == digest:
                 return cached[1], self._sources[spec]
@@ -204,8 +220,14 @@ class Registry:
 
     # -- the registry's questions ----------------------------------------------
     def get(self, name: str) -> Any:
+        recent = self._recent.get(name)
+        if recent is not None and time.monotonic() < recent[0]:
+            return recent[1]        # resolved a moment ago: no file system calls
         if isinstance(name, str) and is_user_spec(name) and name not in self.builtins:
-            return self._resolve_user(name)[0]
+            entry = self._resolve_user(name)[0]
+            if self.recheck_s:
+                self._recent[name] = (time.monotonic() + self.recheck_s, entry)
+            return entry
         self._load(name)
         try:
             return self._entries[name]

@@ -77,7 +77,8 @@ def _adapt_user_buffer(obj, spec):
     return read, write
 
 
-_REGISTRY = Registry("buffer", __name__, ("python", "c", "numba"), adapt=_adapt_user_buffer)
+_REGISTRY = Registry("buffer", __name__, ("python", "c", "numba"), adapt=_adapt_user_buffer,
+                     recheck_s=1.0)
 available, names, unavailable, source = (_REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable,
                                          _REGISTRY.source)
 
