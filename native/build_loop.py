@@ -24,6 +24,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 CFLAGS = ["-O3", "-Wall", "-Wextra", "-std=gnu11", "-fno-strict-aliasing"]
+LDFLAGS = []
+# --sanitize DIR: an ASan + UBSan build of the whole native server (loop.c,
+# ringbuffer.c, parser.c) written into DIR (a copy of the kourier_lab package,
+# tests/test_native_server_sanitized.py), never over the regular build.  The
+# Python host then needs LD_PRELOAD of libasan.
+SANITIZE = None
+if "--sanitize" in sys.argv:
+    SANITIZE = sys.argv[sys.argv.index("--sanitize") + 1]
+    SAN = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    CFLAGS = ["-O1", "-g", "-Wall", "-std=gnu11", "-fno-strict-aliasing"] + SAN
+    LDFLAGS = SAN
 
 CALLBACKS = """
 extern "Python+C" int kl_py_batch(void *handle, kl_batch *batch);
@@ -67,17 +78,18 @@ def _set_source(absolute=False):
         sources=_sources(absolute),
         include_dirs=[HERE],
         extra_compile_args=CFLAGS,
+        extra_link_args=LDFLAGS,
     )
 
 
 _set_source()
 
 if __name__ == "__main__":
-    build_dir = os.path.join(HERE, "build")
+    build_dir = os.path.join(HERE, "build", "sanitize" if SANITIZE else "")
     os.makedirs(build_dir, exist_ok=True)
     del ffibuilder._assigned_source
     _set_source(absolute=True)
     so = ffibuilder.compile(tmpdir=build_dir, verbose="-v" in sys.argv)
-    dest = os.path.join(ROOT, "kourier_lab", os.path.basename(so))
+    dest = os.path.join(SANITIZE or os.path.join(ROOT, "kourier_lab"), os.path.basename(so))
     os.replace(so, dest)
-    print(os.path.relpath(dest, ROOT))
+    print(dest if SANITIZE else os.path.relpath(dest, ROOT))
