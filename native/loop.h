@@ -123,7 +123,7 @@ int kl_loop_run(kl_loop *loop, int listen_fd, int signal_fd);
 void kl_loop_request_stop(kl_loop *loop);
 void kl_loop_get_stats(kl_loop *loop, kl_loop_stats *out);
 void kl_loop_set_stage_counters(kl_loop *loop, int on);
-void kl_loop_get_stage_ns(kl_loop *loop, uint64_t *out);   /* KL_STAGES values */
+void kl_loop_get_stage_ns(kl_loop *loop, uint64_t *out);   /* KL_STAGES values; parse and route scaled from the sampled heads */
 int kl_batch_put(kl_batch *batch, uint32_t index, const char *data, size_t len);
 
 #endif

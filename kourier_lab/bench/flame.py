@@ -23,7 +23,7 @@ _HEADER = re.compile(r"^(\S.*?)\s+(\d+)(?:/(\d+))?\s+(?:\[\d+\]\s+)?[\d.]+:")
 def _name(sym: str, dso: str) -> str:
     sym = re.sub(r"\+0x[0-9a-f]+$", "", sym.strip())
     if sym in ("[unknown]", ""):
-        base = dso.rsplit("/", 1)[-1] if dso else "unknown"
+        base = dso.rsplit("/", 1)[-1].strip("[]") if dso else "unknown"
         return f"[{base}]"
     return sym.replace(";", ":")
 

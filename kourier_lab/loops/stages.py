@@ -20,9 +20,9 @@ The Python loops time each stage with the thread's CPU clock
 of a shared machine is not counted), two clock reads per stage per read event
 or batch.  The C and Numba loops (native/loop.c, loops/numba.py) use
 CLOCK_MONOTONIC through the vDSO (the CPU clock is a system call there, dearer
-than their stages): wall time, and in the C loop parse and route are timed per
-request, so the counters cost about as much as those stages (profile's
-overhead row says how much).  What a run's server CPU
+than their stages): wall time.  The C loop parses head by head, so it times
+parse and route on one head in 64 and scales the totals (timing every head cost
+as much as the stages themselves); profile's overhead row says what is left.  What a run's server CPU
 is beyond the counted stages (epoll_wait, accept, close, the event dispatch,
 the interpreter's own work) is reported by `kourier-lab profile` as "other".
 The counters cost time themselves: profile measures the CPU per request with
