@@ -105,9 +105,13 @@ static int load_corpus_file(const char *path)
     uint8_t hdr[4];
     while (fread(hdr, 1, 4, f) == 4) {
         size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
-        if (len > MAX_INPUT) len = MAX_INPUT;   /* longer records are cut, not refused */
+        size_t skip = 0;
+        if (len > MAX_INPUT) {                  /* longer records are cut, not refused */
+            skip = len - MAX_INPUT;
+            len = MAX_INPUT;
+        }
         uint8_t *d = malloc(len ? len : 1);
-        if (!d || fread(d, 1, len, f) != len) {
+        if (!d || fread(d, 1, len, f) != len || (skip && fseek(f, (long)skip, SEEK_CUR) != 0)) {
             fprintf(stderr, "%s: truncated record\n", path);
             free(d);
             fclose(f);

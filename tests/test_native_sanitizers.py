@@ -29,8 +29,10 @@ def _corpus():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import test_parser_contract as contract
     import test_parser_differential as differential
+    from kourier_lab import spec
     inputs = list(differential.CORPUS) + list(differential.CHUNKED) + list(differential.TRICKY_LINES)
-    inputs += [c[1] for c in contract.VALID + contract.INVALID + contract.LIMITED]
+    # the spec corpus's requests, and its chunked bodies alone (the driver's chunked seeds)
+    inputs += [c.request for c in spec.load_request_cases()]
     inputs += [c[1] for c in contract.CHUNKED_OK + contract.CHUNKED_BAD]
     # requests with the tricky lines spliced in, as the framing-rule test builds them
     for line in differential.TRICKY_LINES:
