@@ -214,9 +214,10 @@ def _flame_py_spy(server: _Server, shape, duration, client_cpu, svg: Path, nativ
     if not Path(spy).exists():
         raise ProfileError("py-spy is not installed: pip install py-spy")
     cmd = [spy, "record", "-p", str(server.worker), "-d", str(duration + 1), "-r", "250", "-o", str(svg),
-           "-f", "flamegraph", "--nonblocking"]
-    if native:
-        cmd.append("--native")
+           "-f", "flamegraph"]
+    # --native (C frames of the extensions) pauses the process for each sample;
+    # py-spy refuses it with --nonblocking, which quick mode uses
+    cmd.append("--native" if native else "--nonblocking")
     rec = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.3)
     _wrk(server.port, shape, duration, client_cpu)
