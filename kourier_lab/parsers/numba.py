@@ -1017,6 +1017,9 @@ def as_array(buf):
 class NumbaParser:
     """The contract's parser over the Numba kernels (see the module docstring)."""
     name = "numba"
+    # the kernels parse_head / parse_chunked call; user_numba.kernel_parser() swaps in a user's
+    _head_kernel = staticmethod(parse_head_kernel)
+    _chunked_kernel = staticmethod(parse_chunked_kernel)
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         if not isinstance(limits, Limits):
@@ -1040,7 +1043,7 @@ class NumbaParser:
             end = len(buf)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
-        n = parse_head_kernel(as_array(buf), start, end, self._lim, self._words)
+        n = self._head_kernel(as_array(buf), start, end, self._lim, self._words)
         self._stale = 0 if n > 0 else _FAILED
         if n > 0:
             (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, f0, f1, cl_lo, cl_hi) = self._summary.tolist()
@@ -1072,7 +1075,7 @@ class NumbaParser:
     def _refresh_table(self):
         if self._stale:
             # the table holds another head: parse this one again (same verdict)
-            parse_head_kernel(as_array(self._buf), self._start, len(self._buf), self._lim, self._words)
+            self._head_kernel(as_array(self._buf), self._start, len(self._buf), self._lim, self._words)
             self._stale = 0
 
     def head(self) -> RequestHead:
@@ -1110,7 +1113,7 @@ class NumbaParser:
         room = max(end - start, 0)
         if len(self._scratch) < room:
             self._scratch = np.empty(max(room, 2 * len(self._scratch)), np.uint8)
-        n, blen = parse_chunked_kernel(as_array(buf), start, end, self._lim, self._scratch, 0)
+        n, blen = self._chunked_kernel(as_array(buf), start, end, self._lim, self._scratch, 0)
         if n > 0:
             return n, self._scratch[:blen].tobytes()
         return n, None

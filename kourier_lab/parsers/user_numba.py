@@ -40,8 +40,8 @@ from ..numba_layout import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_PATH, C_QUERY,
                             new_table)
 from . import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,  # noqa: F401
                FORM_AUTHORITY, FORM_ORIGIN, parse_heads_by_head)
-from .numba import (_FAILED, NumbaParser, _c_parse_chunked_sig, _c_parse_head_sig, _eq_exact,
-                    _eq_nocase, _find_lf, _is_ows, _lower, _put_span, _skip, as_array,
+from .numba import (NumbaParser, _c_parse_chunked_sig, _c_parse_head_sig, _eq_exact,
+                    _eq_nocase, _find_lf, _is_ows, _lower, _put_span, _skip,
                     kl_parse_chunked_address, parse_chunked_kernel)
 
 # the built-in kernels' helpers, public (all @njit, callable from a user's kernels)
@@ -74,47 +74,11 @@ def kernel_parser(head_kernel, chunked_kernel=None, name="numba:user"):
     class KernelParser(NumbaParser):
         __doc__ = f"The parser contract over {getattr(head_kernel, '__name__', 'a kernel')}."
 
-        def parse_head(self, buf, start=0, end=None):
-            if end is None or end > len(buf):
-                end = len(buf)
-            if start < 0:
-                raise ValueError(f"start must be >= 0, got {start}")
-            n = head_kernel(as_array(buf), start, end, self._lim, self._words)
-            self._stale = 0 if n > 0 else _FAILED
-            if n > 0:
-                (_, _, mo, ml, _, _, po, pl, qo, ql, _, _, f0, f1, cl_lo, cl_hi) = self._summary.tolist()
-                mo += start
-                po += start
-                body_kind = f0 >> 24
-                query = None
-                if f1 & 0xFF00:
-                    qo += start
-                    query = bytes(buf[qo:qo + ql])
-                self.info = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]), query, f0 & 0xFF,
-                             (f0 & 0xFF0000) != 0, body_kind,
-                             cl_lo | (cl_hi << 32) if body_kind == BODY_LENGTH else -1, (f1 & 0xFF) != 0)
-                self._buf = buf
-                self._start = start
-            return n
+        _head_kernel = staticmethod(head_kernel)
+        _chunked_kernel = staticmethod(chunked_kernel if chunked_kernel is not None else parse_chunked_kernel)
 
         def parse_heads(self, buf, start=0, end=None, max_count=None):
             return parse_heads_by_head(self, buf, start, len(buf) if end is None else end, max_count)
-
-        def _refresh_table(self):
-            if self._stale:
-                head_kernel(as_array(self._buf), self._start, len(self._buf), self._lim, self._words)
-                self._stale = 0
-
-        def parse_chunked(self, buf, start, end=None):
-            if chunked_kernel is None:
-                return super().parse_chunked(buf, start, end)
-            if end is None or end > len(buf):
-                end = len(buf)
-            room = max(end - start, 0)
-            if len(self._scratch) < room:
-                self._scratch = np.empty(max(room, 2 * len(self._scratch)), np.uint8)
-            n, blen = chunked_kernel(as_array(buf), start, end, self._lim, self._scratch, 0)
-            return (n, self._scratch[:blen].tobytes()) if n > 0 else (n, None)
 
         def native_entry_points(self):
             """(head, chunked) addresses with kl_parse_head / kl_parse_chunked's

@@ -41,7 +41,11 @@ class ServerProcess:
             m = re.search(r"serving on http://[^:]+:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
-                self._wait_ready(deadline)
+                try:
+                    self._wait_ready(deadline)
+                except RuntimeError:
+                    self.stop()          # never leave a server that did not answer behind
+                    raise
                 # keep draining stderr so the server never blocks on a full pipe
                 import threading
                 self.stderr_lines = lines
