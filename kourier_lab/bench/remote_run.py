@@ -7,7 +7,6 @@ pair runs here, several are dispatched by Dask (bench/sweep.py).
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import math
 import shlex
 from pathlib import Path
@@ -338,16 +337,11 @@ def run_on_hosts(exp: Experiment, out: Union[str, Path, None] = None, progress: 
     r = _runner()
     import os
     from .machine import git_commit
-    from .paths import results_dir
     scheduler = scheduler or os.environ.get("KOURIER_LAB_DASK_SCHEDULER") or None
-    from .results import format_summary, load_batch, summarize, write_rows
+    from .results import format_summary, load_batch, new_batch_dir, summarize, write_rows
     tqdm = r._tqdm_class()
     spec = exp.hosts
-    root = Path(out) if out is not None else results_dir()
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    batch_id = f"{stamp}-{exp.name}"
-    batch_dir = root / batch_id
-    batch_dir.mkdir(parents=True, exist_ok=True)
+    batch_id, batch_dir = new_batch_dir(exp.name, out)
     commit = git_commit()
     targets = expand_targets(exp.stacks, exp.peers, exp.head_memo)
     per_pair = len(targets) * sum(r._runs_of(s, exp) for s in exp.shapes)

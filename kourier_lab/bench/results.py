@@ -105,6 +105,17 @@ def to_frame(rows: Iterable[Dict[str, object]]) -> pd.DataFrame:
     return df[ordered + [c for c in df.columns if c not in SCHEMA]]
 
 
+def new_batch_dir(name: str, out: Union[str, Path, None] = None) -> tuple:
+    """(batch_id, batch_dir) for a new batch named `name`: a UTC timestamp and the
+    name, created under `out` or the results directory."""
+    import datetime as _dt
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    batch_id = f"{stamp}-{name}"
+    batch_dir = (Path(out) if out is not None else results_dir()) / batch_id
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    return batch_id, batch_dir
+
+
 def write_rows(rows: List[Dict[str, object]], batch_dir: Path) -> Path:
     batch_dir.mkdir(parents=True, exist_ok=True)
     path = batch_dir / "rows.parquet"

@@ -28,7 +28,7 @@ from .. import procs as _procs
 from . import ceiling as _ceiling
 from .bottleneck import classify_row as classify_bottleneck
 from .machine import git_commit, machine_info
-from .paths import repo_root, results_dir
+from .paths import repo_root
 from .sampler import TreeSampler, cpu_fractions, cpu_ticks, pin_tree
 from .spec import MAX_CONNECTIONS_DEFAULT, Experiment, Shape, load_experiment
 from .split import Split, cpu_list, plan_split
@@ -489,7 +489,7 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     # progress: True/False, or a tqdm-like class (the lab panel's live progress)
     tqdm = progress if isinstance(progress, type) else _tqdm_class()
 
-    from .results import format_summary, summarize, write_rows
+    from .results import format_summary, new_batch_dir, summarize, write_rows
 
     exp = spec if isinstance(spec, Experiment) else load_experiment(spec)
     if quick and not exp.quick:
@@ -506,11 +506,7 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     split = plan_split(exp.profile, cpus)
     _ceiling.build_ceiling()
     raise_fd_limit()
-    root = Path(out) if out is not None else results_dir()
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    batch_id = f"{stamp}-{exp.name}"
-    batch_dir = root / batch_id
-    batch_dir.mkdir(parents=True, exist_ok=True)
+    batch_id, batch_dir = new_batch_dir(exp.name, out)
     commit = git_commit()
     targets = expand_targets(exp.stacks, exp.peers, exp.head_memo)
     rows: List[Dict[str, object]] = []

@@ -58,8 +58,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from ..bench.machine import git_commit, machine_info
-from ..bench.paths import results_dir
-from ..bench.results import to_frame, write_rows
+from ..bench.results import new_batch_dir, to_frame, write_rows
 from ..bench.sampler import TreeSampler, descendants, pin_tree
 from ..bench.spec import SpecError, check_kind
 from ..bench.split import cpu_list, plan_split, PROFILES
@@ -327,11 +326,7 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
     say = echo or (lambda s: None)
     split = plan_split(spec.profile, cpus)
     raised = raised_limits()
-    root = Path(out) if out is not None else results_dir()
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    batch_id = f"{stamp}-{spec.name}"
-    batch_dir = root / batch_id
-    batch_dir.mkdir(parents=True, exist_ok=True)
+    batch_id, batch_dir = new_batch_dir(spec.name, out)
     commit = git_commit()
     targets = expand_stacks(spec.stacks) if spec.stacks else []
     targets += expand_peers(spec.peers)

@@ -35,7 +35,7 @@ import pandas as pd
 from .. import procs as _procs
 from ..bench.machine import git_commit, machine_info
 from ..bench.paths import results_dir
-from ..bench.results import to_frame, write_rows
+from ..bench.results import new_batch_dir, to_frame, write_rows
 from ..bench.sampler import TreeSampler, descendants, pin_tree
 from ..bench.split import cpu_list, plan_split
 from ..bench.wrk import PIPELINE_LUA, WrkError, ensure_wrk, parse_wrk_output
@@ -261,11 +261,7 @@ def run_soak(stacks: Optional[Sequence[str]] = None, duration: int = 120,
     split = plan_split("auto", cpus)
     raised = raised_limits()
     wrk = ensure_wrk(echo=say)
-    root = Path(out) if out is not None else results_dir()
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    batch_id = f"{stamp}-soak"
-    batch_dir = root / batch_id
-    batch_dir.mkdir(parents=True, exist_ok=True)
+    batch_id, batch_dir = new_batch_dir("soak", out)
     commit = git_commit()
     rows, all_samples = [], []
     for stack in stacks:
