@@ -41,6 +41,8 @@ and the demo app, ``kourier_lab.server.demo:app``)::
     clause: RFC 9112 9.5 (a server may close an incomplete request)
     send: GET / HTTP/1.1\\r\\n
     pause: 0.3                       (seconds)
+    trickle: 1 GET / HTTP/1.1\\r\\n   (the bytes in 1-byte writes, TRICKLE_GAP apart,
+                                      so the server reads them in many pieces)
     half-close                       (shutdown(SHUT_WR): the client sends no more)
     expect: 200 200                  (the next responses' status codes, in order)
     expect-body: Hello World!        (the last response's body, escaped)
@@ -76,6 +78,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from .http.limits import DEFAULT_LIMITS, Limits
+from .parsers.scan import scan_head
 from .parsers import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,
                       FORM_AUTHORITY, FORM_ORIGIN)
 
@@ -92,6 +95,9 @@ SPLITS = ("whole", "bytewise", "random")
 BYTEWISE_FULL = 1024
 # a script's writes go out in pieces of this size
 SEND_PIECE = 65536
+# seconds between the writes of a trickle: long enough for a server on this
+# machine to read each piece on its own, most of the time
+TRICKLE_GAP = 0.0003
 
 _FORMS = {"origin": FORM_ORIGIN, "absolute": FORM_ABSOLUTE, "authority": FORM_AUTHORITY,
           "asterisk": FORM_ASTERISK}
@@ -124,8 +130,10 @@ class ConnectionScript:
     @property
     def timed(self) -> bool:
         """It waits on the server's timers (a 408, or pauses adding up to 0.5 s or
-        more): its answer depends on the loop, not on the parser or buffer."""
+        more) or trickles bytes: its answer depends on the loop (its timers, the
+        loop's scan_head), not on the parser or buffer."""
         return (any(k == "expect" and 408 in v for k, v in self.steps)
+                or any(k == "trickle" for k, _ in self.steps)
                 or sum(v for k, v in self.steps if k == "pause") >= 0.5)
 
 
@@ -294,6 +302,15 @@ def load_connection_scripts(folder=None) -> List[ConnectionScript]:
                 pending = None
                 if key == "clause":
                     script.clause = value
+                elif key == "trickle":
+                    # N bytes per write; the bytes on this line and on the send /
+                    # repeat lines right after it
+                    piece, _, rest = value.partition(" ")
+                    if not piece.isdigit() or int(piece) < 1:
+                        raise SpecError(f"{w}: trickle needs 'N [escaped bytes]' (N bytes per write)")
+                    pending = [unescape(rest, w)] if rest else []
+                    script.steps.append(("trickle", (int(piece), pending)))
+                    continue
                 elif key in ("pause", "within"):
                     try:
                         script.steps.append((key, float(value)))
@@ -310,7 +327,8 @@ def load_connection_scripts(folder=None) -> List[ConnectionScript]:
                     script.steps.append((key, None))
                 else:
                     raise SpecError(f"{w}: unknown step {key!r}")
-            script.steps = [(k, b"".join(v) if k == "send" else v) for k, v in script.steps]
+            script.steps = [(k, b"".join(v) if k == "send" else (v[0], b"".join(v[1])) if k == "trickle" else v)
+                            for k, v in script.steps]
             if not script.clause or not script.steps:
                 raise SpecError(f"{script.source}: script {name!r} needs clause: and steps")
             out.append(script)
@@ -386,15 +404,30 @@ def _check_whole(make, case):
 
 
 def _check_bytewise(make, case):
+    """Every prefix answers need more or the whole input's error; and wherever
+    the loops' scan_head (parsers/scan.py) would not ask the parser, the
+    parser's answer is indeed need more (so resuming never hides an answer)."""
     p = make(case.limits)
     whole = _answer(p, case.request, 0, len(case.request))
     data = case.request
     step = max(97, (len(data) - BYTEWISE_FULL) // 64)
     ks = list(range(min(len(data), BYTEWISE_FULL))) + list(range(BYTEWISE_FULL, len(data), step))
+    lim = case.limits
+    scan = (0, 0, 0)        # None once the head is decided
     for k in ks:
         ans = _answer(p, data, 0, k)
         if ans != ("need",) and not (len(whole) == 1 and ans == whole):
             return False, f"need more (or {whole[0]}) for every prefix", f"{ans[0]} at {k} bytes"
+        if scan is not None:
+            decide, scan_next = scan_head(data, 0, k, scan, lim.max_request_line, lim.max_header_bytes)
+            n = p.parse_head(data, 0, k)
+            if n == 0:
+                scan = scan_next
+            elif not decide:
+                return False, "scan_head asks the parser whenever its answer changes", \
+                    f"parse_head gave {n} at {k} bytes where scan_head said need more"
+            else:
+                scan = None
     return _judge(case, whole)
 
 
@@ -532,6 +565,25 @@ def run_connection_script(host: str, port: int, script: ConnectionScript,
                         break       # the server answered and closed, or stalled: later steps tell
                     if len(arg) > SEND_PIECE and reader.poll():
                         break
+            elif kind == "trickle":
+                piece, data = arg
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                seen = len(reader.transcript)
+                try:
+                    for off in range(0, len(data), piece):
+                        sock.sendall(data[off:off + piece])
+                        time.sleep(TRICKLE_GAP)
+                        reader.poll()
+                        if len(reader.transcript) > seen:
+                            # an answer: when the server closes after it (414, 431,
+                            # 400 ...), the rest is not sent, so that the close
+                            # cannot reset the connection before the answer is read
+                            seen = len(reader.transcript)
+                            reader._fill(time.monotonic() + 0.05)
+                            if reader.closed:
+                                break
+                except (BrokenPipeError, ConnectionResetError, socket.timeout):
+                    pass            # the server answered and closed, or stalled: later steps tell
             elif kind == "pause":
                 time.sleep(arg)
             elif kind == "within":

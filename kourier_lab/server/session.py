@@ -2,8 +2,11 @@
 
 `Session.process()` takes the bytes in the read buffer, answers every complete
 request in order into the write buffer (pipelining: any number per read), and
-says what the loop must do next.  Parsers are stateless, so a request whose
-body has not fully arrived is simply parsed again when more bytes come.
+says what the loop must do next.  Parsers are stateless, so a request that
+has not fully arrived is parsed again when more bytes come -- but only when
+the parser's answer can have changed: scan_head (an incomplete head) and
+scan_chunked (a chunked body) follow the bytes from where they stopped, so a
+request costs O(its bytes) however it is split.
 
 The heads come in batches (the parser's parse_heads, parsers/__init__.py):
 every head is parsed and validated, but consecutive requests with equal info
@@ -13,14 +16,13 @@ same info object again), resolved once and, for a static route, answered
 with one append of the response repeated -- no Python code per request on
 that path.  Handlers, error routes and bodies are answered one by one.
 """
-import re
 import sys
 from itertools import groupby
 from operator import itemgetter
 
 from ..http.limits import DEFAULT_LIMITS
 from ..parsers import BODY_CHUNKED, BODY_NONE, parse_heads_by_head
-from ..parsers.python import MAX_CHUNK_LINE, MAX_CHUNK_OVERHEAD
+from ..parsers.scan import scan_chunked, scan_head
 from .app import Request, StaticRoute
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -38,48 +40,11 @@ BATCH = 256
 RUN_BYTES = 65536
 
 _N, _INFO = itemgetter(0), itemgetter(1)
-_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
-
-
-def scan_chunked(data, body, end, state, max_body, max_header_bytes):
-    """Follow a chunked body's framing from where the last scan stopped, so a
-    body arriving in many reads costs O(its bytes), not O(bytes x reads).
-
-    state: (offset of the next chunk-size line from `body`, data bytes so
-    far, framing bytes so far), (0, 0, 0) at first.  Returns (decide, state):
-    decide is True when the parser must judge the body now -- it looks
-    complete, or something is wrong or over a bound (the parser's answer is
-    the one given: this scan only says when to ask) -- else False with the
-    state to resume from."""
-    off, total, overhead = state
-    pos = body + off
-    find = data.find
-    while True:
-        lf = find(b"\n", pos, min(end, pos + MAX_CHUNK_LINE + 1))
-        if lf < 0:
-            return end - pos > MAX_CHUNK_LINE, (pos - body, total, overhead)
-        m = _HEX_DIGITS.match(data, pos, lf)
-        if m is None or len(m.group().lstrip(b"0")) > 15:
-            return True, state
-        size = int(m.group(), 16)
-        t, o = total + size, overhead + lf + 1 - pos + (2 if size else 0)
-        if t > max_body or (o > MAX_CHUNK_OVERHEAD and o > t):
-            return True, state
-        if size == 0:       # the trailer section: up to its empty line
-            if end - lf - 1 >= max_header_bytes or data[lf + 1:lf + 3] == b"\r\n" or \
-                    find(b"\n\r\n", lf + 1, end) >= 0:
-                return True, state
-            return False, (pos - body, total, overhead)
-        if end - lf - 1 < size + 2:
-            return False, (pos - body, total, overhead)
-        if data[lf + 1 + size:lf + 3 + size] != b"\r\n":
-            return True, state
-        pos, total, overhead = lf + 3 + size, t, o
 
 
 class Session:
     __slots__ = ("rbuf", "wbuf", "parser", "app", "in_request", "continue_sent", "closing",
-                 "timer_deadline", "timer_slot", "conn", "requests", "_chunk_scan", "_front")
+                 "timer_deadline", "timer_slot", "conn", "requests", "_chunk_scan", "_head_scan", "_front")
 
     def __init__(self, rbuf, wbuf, parser, app):
         self.rbuf, self.wbuf, self.parser, self.app = rbuf, wbuf, parser, app
@@ -94,6 +59,7 @@ class Session:
         # looks it up on the shared parser; idle connections should cost little)
         self._front = 0
         self._chunk_scan = None      # scan_chunked's state for the chunked body at the buffer's front
+        self._head_scan = None       # scan_head's state for an incomplete head at the buffer's front
 
     def process(self) -> int:
         """Answer every complete request buffered; OPEN or CLOSE.
@@ -111,17 +77,33 @@ class Session:
                              f"{'...' if end - start > 160 else ''}\n")
             self.wbuf.append(self.app.error(500, 1, False))
             self.rbuf.consume(end - start)
-            self._chunk_scan = None
+            self._chunk_scan = self._head_scan = None
             self.in_request = False
             self.closing = True
             return CLOSE
 
     def _process(self) -> int:
         data, start, end = self.rbuf.contiguous()
-        pos = start
         wbuf = self.wbuf
         app = self.app
+        scan = self._head_scan
+        if scan is not None:
+            # the head at the front was incomplete: is the parser's answer due?
+            lim = getattr(self.parser, "limits", DEFAULT_LIMITS)
+            decide, scan = scan_head(data, start, end, scan, lim.max_request_line, lim.max_header_bytes)
+            if not decide:
+                self._head_scan = scan
+                if end - start >= self.rbuf.limit:      # it can never complete (as below)
+                    wbuf.append(app.error(413, 1, False))
+                    self.rbuf.consume(end - start)
+                    self._head_scan = None
+                    self.in_request = False
+                    self.closing = True
+                    return CLOSE
+                return OPEN
+        pos = start
         result = OPEN
+        incomplete_at = -1           # where an incomplete head starts, when one ends the input
         self._front = start
         while result == OPEN and pos < end and not wbuf.over_limit():
             parse_heads = getattr(self.parser, "parse_heads", None)
@@ -141,6 +123,7 @@ class Session:
                         pos = end
                     else:
                         result = _WAIT
+                        incomplete_at = pos
                     break
                 method, path, query, minor, keep_alive, body_kind, clen, expect = info
                 route = app.resolve(method, path)
@@ -190,6 +173,13 @@ class Session:
                 pos = end
         if pos != start:
             self._chunk_scan = None      # the request it followed is done (or not at the front)
+        if result == OPEN and incomplete_at == pos:
+            if pos != start or scan is None:    # a new incomplete head: scanned once from its start
+                lim = getattr(self.parser, "limits", DEFAULT_LIMITS)
+                scan = scan_head(data, pos, end, (0, 0, 0), lim.max_request_line, lim.max_header_bytes)[1]
+            self._head_scan = scan
+        else:
+            self._head_scan = None
         self.rbuf.consume(pos - start)
         self.in_request = pos < end and result == OPEN
         if result == CLOSE:
