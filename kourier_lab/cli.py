@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 # whole process group) and SIGTERM stop them cleanly -- rows kept, summary
 # printed, every process they started stopped, exit 130 / 143.  `serve` keeps
 # its own handlers (its SIGTERM is the graceful stop).
-_STOPPABLE = {"bench", "report", "micro", "memory", "soak", "compliance", "peers", "profile"}
+_STOPPABLE = {"bench", "report", "micro", "memory", "soak", "hostile", "compliance", "peers", "profile"}
 
 
 def main(argv=None) -> int:

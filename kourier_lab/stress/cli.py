@@ -1,7 +1,8 @@
-"""`kourier-lab memory | soak`.
+"""`kourier-lab memory | soak | hostile`.
 
     kourier-lab memory experiments/memory.toml [--quick] [--out DIR] [--figures DIR]
     kourier-lab soak [--duration 120] [--stacks c/c/c,...] [--quick] [--out DIR]
+    kourier-lab hostile [--stacks c/c/c,...] [--inputs head_trickle,...] [--repetitions 3] [--quick]
 """
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def register(sub) -> None:
     s.add_argument("--no-figures", action="store_true", help="do not write figures")
     s.add_argument("--cpus", default=None, help="CPUs to split between server and clients, e.g. 0-3")
     s.set_defaults(func=run_soak_cmd)
+
+    from .hostile import INPUTS
+    h = sub.add_parser("hostile", help="server CPU spent on hostile input (floods, trickles, tiny chunks)",
+                       description="Each input, paced as a slow client sends it, against each stack "
+                                   "(default: each loop's own stack); the answer and the server's CPU "
+                                   "seconds per input, median of the runs; rows to data/results/. "
+                                   "Inputs: " + "; ".join(f"{i.name}: {i.description}" for i in INPUTS))
+    h.add_argument("--stacks", default=None, help="comma-separated loop/parser/buffer stacks")
+    h.add_argument("--inputs", default=None,
+                   help="comma-separated inputs (default: all of " + ", ".join(i.name for i in INPUTS) + ")")
+    h.add_argument("--repetitions", type=int, default=3, help="runs per stack and input (default 3)")
+    h.add_argument("--quick", action="store_true", help="smaller inputs, one run")
+    h.add_argument("--out", default=None, help="results directory (default data/results)")
+    h.add_argument("--cpus", default=None, help="CPUs to split between server and client, e.g. 0-1")
+    h.set_defaults(func=run_hostile_cmd)
 
 
 def _cpus(text):
@@ -146,3 +162,23 @@ def run_soak_cmd(args) -> int:
     print(f"rows: {df.attrs['batch_dir']}")
     bad = df[(df["status"] != "ok") | (df["note"].fillna("") != "")]
     return 1 if len(bad) else 0
+
+
+def run_hostile_cmd(args) -> int:
+    from .hostile import BY_NAME, format_hostile_table, run_hostile
+    stacks = [s for s in args.stacks.split(",") if s] if args.stacks else None
+    inputs = [s for s in args.inputs.split(",") if s] if args.inputs else None
+    for name in inputs or ():
+        if name not in BY_NAME:
+            raise _usage(f"--inputs: unknown input {name!r} (choose from {', '.join(BY_NAME)})")
+    if args.repetitions < 1:
+        raise _usage("--repetitions must be >= 1")
+    try:
+        with _summary_on_interrupt(args.out, "hostile", lambda d: print(format_hostile_table(d))):
+            df = run_hostile(stacks, inputs, repetitions=1 if args.quick else args.repetitions,
+                             quick=args.quick, out=args.out, cpus=_cpus(args.cpus))
+    except ValueError as e:
+        raise _usage(str(e)) from None
+    print(format_hostile_table(df))
+    print(f"rows: {df.attrs['batch_dir']}")
+    return 0 if len(df) and (df["status"] == "ok").all() and df["answered_as_expected"].fillna(False).all() else 1
