@@ -118,3 +118,42 @@ def test_batches_and_runs_answer_as_one_at_a_time(parser_name, head_memo, monkey
             want = _serve(_ByHead(parsers.create(parser_name)), stream, splits, write_limit)
         assert got == want
         assert got[1] >= min(len(reqs), 1)
+
+
+class _Counting:
+    """A parser that counts the bytes it is handed: what re-parsing costs."""
+
+    def __init__(self, parser):
+        self.p, self.bytes_seen, self.limits = parser, 0, parser.limits
+        self.head, self.parse_chunked = parser.head, parser.parse_chunked
+
+    def parse_head(self, buf, start=0, end=None):
+        end = len(buf) if end is None else end
+        self.bytes_seen += end - start
+        return self.p.parse_head(buf, start, end)
+
+    @property
+    def info(self):
+        return self.p.info
+
+
+@pytest.mark.parametrize("parser_name", parsers.names())
+@pytest.mark.parametrize("head", [
+    b"GET /hello HTTP/1.1\r\n" + H + b"".join(b"X-F%02d: %s\r\n" % (i, b"v" * 60) for i in range(60)) + b"\r\n",
+    b"\r\n" * 1500 + b"GET /hello HTTP/1.1\r\n" + H + b"\r\n",
+], ids=["many-fields", "empty-lines-first"])
+def test_a_head_in_one_byte_reads_is_parsed_a_bounded_number_of_times(parser_name, head):
+    """scan_head (parsers/scan.py) asks the parser only when its answer can
+    change: at the request line's end and at the head's end, so a head read one
+    byte at a time costs about two parses of it, not one per byte (which would
+    hand the parser about len(head)**2 / 2 bytes)."""
+    p = _Counting(parsers.create(parser_name))
+    s = session.Session(buffers.create_read("python", 256, 1 << 20),
+                        buffers.create_write("python", 1 << 20), p, _app())
+    for i in range(len(head)):
+        span = s.rbuf.free_span()
+        span[0] = head[i]
+        s.rbuf.commit(1)
+        assert s.process() == session.OPEN
+    assert s.requests == 1 and not s.in_request
+    assert p.bytes_seen <= 3 * len(head), (p.bytes_seen, len(head))
