@@ -3,7 +3,10 @@
 A parser is a pure state machine in the h11 sense: bytes in, request table out,
 never a socket.  It is stateless between calls (the same bytes give the same
 answer whatever the split), so "resumable at any byte boundary" means: call it
-again on the longer span when more bytes arrive.
+again on the longer span when more bytes arrive.  Calling it after every read
+would cost O(bytes x reads) for a slow client, so the loops keep the resume
+state instead (parsers/scan.py: scan_head, scan_chunked) and call it again
+only when its answer can change -- which the order of checks below defines.
 
     p = parsers.create("python", limits)      # or "path/to/file.py:MyParser",
                                               # "package.module:MyParser", "file.c:prefix"
