@@ -6,18 +6,22 @@ Each input is a split point byte and request bytes; every parser variant
 (python, numba, c) must give the same answer for the whole request -- the
 head's length or status and its summary, then the chunked body's length,
 status and decoded bytes -- and the prefix up to the split point must answer
-"need more" or the whole input's error.  The Python parser is instrumented
-for coverage (it is where most branches are); the others are compared to it.
+"need more" or the whole input's error.  And the loops' resume scan
+(parsers/scan.py scan_head), fed the prefixes in steps, must never say "need
+not ask" where the parser's answer is anything but "need more".  The Python
+parser and the scan are instrumented for coverage (that is where most
+branches are); the other parsers are compared to the Python one.
 """
 import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["kourier_lab.parsers.python"]):
+with atheris.instrument_imports(include=["kourier_lab.parsers.python", "kourier_lab.parsers.scan"]):
     from kourier_lab import parsers
     from kourier_lab.http.limits import Limits
     from kourier_lab.parsers import BODY_CHUNKED
     import kourier_lab.parsers.python  # noqa: F401  (imported here: instrumented)
+    from kourier_lab.parsers.scan import scan_head
 
 LIMITS = Limits(max_request_line=256, max_header_bytes=1024, max_headers=8, max_body=4096)
 VARIANTS = {name: parsers.create(name, LIMITS) for name in ("python", "numba", "c")}
@@ -50,6 +54,18 @@ def one_input(raw):
         if (part[0] < 0 and part != ref[:1]) or (part[0] > 0 and part[:2] != ref[:2]) or \
                 (len(part) > 2 and part[2] != 0 and part[2:] != ref[2:]):
             raise AssertionError(f"{name}: prefix {split} of {data!r} gave {part}, whole {ref}")
+    # the resume scan over prefixes growing by `step` bytes, as reads would bring them
+    p = VARIANTS["python"]
+    step = raw[0] % 5 + 1
+    state = (0, 0, 0)
+    for end in range(step, len(data) + 1, step):
+        decide, nxt = scan_head(data, 0, end, state, LIMITS.max_request_line, LIMITS.max_header_bytes)
+        n = p.parse_head(data, 0, end)
+        if n != 0:
+            if not decide:
+                raise AssertionError(f"scan_head hid {n} at {end} bytes of {data!r}")
+            break
+        state = nxt
 
 
 if __name__ == "__main__":
