@@ -125,3 +125,46 @@ def test_contended_rows_are_flagged_for_rerunning():
     assert "held down by other processes" in line
     reason = findings.ceiling_check(s).iloc[0]["reason"]
     assert "ran contended" in reason and "not a bound" in reason
+
+
+def _memory_rows():
+    return pd.DataFrame([
+        dict(server="c/c/c", status="ok", step=1000, workers=1, connections_held=1000,
+             rss_per_conn_bytes=0.0, baseline_rss_per_worker_kb=10240),
+        dict(server="c/c/c", status="ok", step=10000, workers=1, connections_held=10000,
+             rss_per_conn_bytes=84.0, baseline_rss_per_worker_kb=10240),
+        dict(server="numba/numba/numba", status="ok", step=1000, workers=1, connections_held=1000,
+             rss_per_conn_bytes=4324.0, baseline_rss_per_worker_kb=240000),
+        dict(server="numba/numba/numba", status="skipped", step=10000, workers=1, connections_held=None,
+             rss_per_conn_bytes=None, baseline_rss_per_worker_kb=None),
+    ])
+
+
+def test_memory_sentences_take_each_figure_from_the_rows():
+    lines = findings.memory_sentences(_memory_rows())
+    assert lines[0].startswith("c/c/c: held 10,000 connections (1 worker); 84 B per connection")
+    assert lines[1].startswith("numba/numba/numba: held 1,000 connections") and "4,324 B" in lines[1]
+    # the spread is read at the most every server held (1,000), where c/c/c's growth was below a page
+    assert not any("runs from" in line for line in lines)
+    assert "from 10 MB (c/c/c) to 234 MB (numba/numba/numba)" in lines[-1]
+    rows = _memory_rows()
+    rows.loc[0, "rss_per_conn_bytes"] = 90.0
+    spread = [line for line in findings.memory_sentences(rows) if "runs from" in line]
+    assert spread == ["At about 1,000 connections (the most every server held), the cost per connection runs "
+                      "from 90 B (c/c/c) to 4,324 B (numba/numba/numba): 48.0x."]
+    assert findings.memory_sentences(rows.assign(status="failed")) == [
+        "No memory step finished: there is nothing to read."]
+
+
+def test_soak_sentences_say_flat_or_climbing():
+    soaked = pd.DataFrame([dict(server="c/c/c", status="ok", rss_flat=True, fds_flat=True, duration_s=10,
+                                requests=123456, rss_first_third_max_kb=10240, rss_last_third_max_kb=10300,
+                                fds_first_third_max=60, fds_last_third_max=61, malformed_sent=50,
+                                malformed_answered=50, server_alive=True),
+                           dict(server="numba/numba/numba", status="ok", rss_flat=False, fds_flat=True,
+                                duration_s=10, requests=1000, rss_first_third_max_kb=10240,
+                                rss_last_third_max_kb=40000, fds_first_third_max=60, fds_last_third_max=60,
+                                malformed_sent=5, malformed_answered=5, server_alive=True)])
+    a, b = findings.soak_sentences(soaked)
+    assert a.startswith("c/c/c: flat over 10 s and 123,456 requests") and "50/50" in a
+    assert b.startswith("numba/numba/numba: CLIMBING")

@@ -34,7 +34,8 @@ def test_notebook_executes(name, monkeypatch, tmp_path):
 # Notebooks whose conclusions are computed (bench/findings.py): they print what
 # quick mode changed, end with "what to read" bullets, and keep logic in the package.
 COMPUTED = ["01_parser_lab.ipynb", "02_numba_and_buffers.ipynb", "03_event_loops.ipynb",
-            "04_server_matrix.ipynb", "05_reproduce_kourier_blog.ipynb", "07_compliance.ipynb"]
+            "04_server_matrix.ipynb", "05_reproduce_kourier_blog.ipynb", "06_memory.ipynb",
+            "07_compliance.ipynb"]
 
 
 @pytest.mark.parametrize("name", COMPUTED)

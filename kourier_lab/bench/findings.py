@@ -554,3 +554,72 @@ def smt_note(server_cpus: Sequence[int], client_cpus: Sequence[int],
         return "here the CPU topology is not readable: whether server and wrk share cores is unknown"
     return ("here no server CPU is an SMT sibling of a wrk CPU (as the kernel reports the topology; "
             "on a virtual machine, the host's cores under the vCPUs are not visible)")
+
+
+# ---------------------------------------------------------------------------
+# Notebook 06: memory per connection, and the soak
+
+def _held(x) -> int:
+    return int(_num(x)) if not math.isnan(_num(x)) else 0
+
+
+def memory_sentences(df: pd.DataFrame) -> List[str]:
+    """What the memory rows say, per server and across servers, from the rows
+    themselves: the largest step each held and its cost per connection above the
+    idle server, the idle baseline per worker (not a per-connection cost), and
+    the spread of the per-connection cost at the largest count every server held."""
+    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    if ok.empty:
+        return ["No memory step finished: there is nothing to read."]
+    out = []
+    tops = {}
+    for server, g in ok.groupby("server", sort=False):
+        top = g.loc[g["connections_held"].astype(float).idxmax()]
+        tops[server] = top
+        workers = _held(top.get("workers", 1)) or 1
+        held = _held(top["connections_held"])
+        per = _num(top["rss_per_conn_bytes"])
+        cost = (f"{per:,.0f} B per connection above its idle RSS" if per >= 1 else
+                f"no measurable growth above its idle RSS (under {4096 * workers / max(1, held):,.0f} B per "
+                "connection: RSS moves in 4 KiB pages)")
+        out.append(f"{server}: held {held:,} connections ({workers} worker{'s' if workers > 1 else ''}); "
+                   f"{cost}.")
+    common = min(_held(t["connections_held"]) for t in tops.values())
+    at = {}
+    for server, g in ok.groupby("server", sort=False):
+        g = g[g["connections_held"].astype(float) >= common * 0.95]
+        if len(g):
+            r = g.loc[g["connections_held"].astype(float).idxmin()]
+            if not math.isnan(_num(r["rss_per_conn_bytes"])) and _num(r["rss_per_conn_bytes"]) > 0:
+                at[server] = _num(r["rss_per_conn_bytes"])
+    if len(at) >= 2:
+        lo, hi = min(at, key=at.get), max(at, key=at.get)
+        out.append(f"At about {common:,} connections (the most every server held), the cost per connection "
+                   f"runs from {at[lo]:,.0f} B ({lo}) to {at[hi]:,.0f} B ({hi}): {at[hi] / at[lo]:,.1f}x.")
+    base = {s: _num(t["baseline_rss_per_worker_kb"]) for s, t in tops.items()}
+    base = {s: v for s, v in base.items() if not math.isnan(v)}
+    if base:
+        lo, hi = min(base, key=base.get), max(base, key=base.get)
+        span = (f"about {base[hi] / 1024:,.0f} MB for {'every server' if len(base) > 1 else lo}"
+                if base[hi] <= base[lo] * 1.05 else
+                f"from {base[lo] / 1024:,.0f} MB ({lo}) to {base[hi] / 1024:,.0f} MB ({hi})")
+        out.append(f"Idle RSS per worker, before any connection: {span}. That is the runtime (interpreter, "
+                   "libraries, compiled code), not the connections: compare bytes per connection, not RSS.")
+    return out
+
+
+def soak_sentences(soaked: pd.DataFrame) -> List[str]:
+    """One line per soaked stack: flat or climbing, from its row."""
+    out = []
+    for _, r in soaked.iterrows():
+        if r.get("status") != "ok":
+            out.append(f"{r['server']}: the soak did not run ({r.get('note')}).")
+            continue
+        verdict = "flat" if bool(r["rss_flat"]) and bool(r["fds_flat"]) else "CLIMBING"
+        out.append(f"{r['server']}: {verdict} over {_held(r['duration_s'])} s and {_held(r['requests']):,} requests "
+                   f"(RSS max {_num(r['rss_first_third_max_kb']) / 1024:,.1f} -> "
+                   f"{_num(r['rss_last_third_max_kb']) / 1024:,.1f} MB, descriptors "
+                   f"{_num(r['fds_first_third_max']):,.0f} -> {_num(r['fds_last_third_max']):,.0f}); "
+                   f"malformed requests answered {_held(r['malformed_answered'])}/{_held(r['malformed_sent'])}; "
+                   f"alive at the end: {bool(r['server_alive'])}.")
+    return out
