@@ -2,14 +2,17 @@
 
 The cases live as readable text files (llhttp-style) in a `spec` folder; by
 default the one shipped with the tests (``tests/spec/`` of the checkout), or
-the folder named by ``KOURIER_LAB_SPEC``.  Two kinds:
+the folder named by ``KOURIER_LAB_SPEC``.  Three kinds:
 
 * ``requests/*.txt``: a request in escaped bytes and what a strict parser
   must answer: the request table (and the decoded body), or a status.
 * ``connections/*.txt``: a connection script of writes, pauses and
   half-closes, and the responses, closes and timeouts a server must give.
+* ``strict/*.txt``: the strict compliance suite's raw requests
+  (kourier_lab/compliance/strict.py sends them to any HOST:PORT), one file
+  per group, each case with the kind of answer a server must give.
 
-File format (both kinds).  ``#`` lines outside a case are comments; each case
+File format (all kinds).  ``#`` lines outside a case are comments; each case
 starts with ``## <name>`` and is a list of ``key: value`` lines; every case
 has a ``clause:`` line naming the RFC 9112 / 9110 clause it checks.  Byte
 values are written with Python bytes escapes (``\\r\\n``, ``\\x00``, ``\\t``,
@@ -52,10 +55,25 @@ and the demo app, ``kourier_lab.server.demo:app``)::
     within: 3                        (the expectations after it must be met within
                                       3 s of the script's start; default 10)
 
+Strict cases (the group is the file's stem; names are unique over the folder,
+since ``kourier-lab compliance --case NAME`` selects by them)::
+
+    ## te-and-cl
+    clause: RFC 9112 6.1: MAY reject CL+TE or process by TE alone; MUST close after responding
+    expect: one-then-close           (accept, accept+close, process, reject, reject+close,
+                                      one-then-close, either, keepalive-1.0: see
+                                      compliance/strict.py for what each one passes)
+    requests: 1                      (optional: requests in it an accepting server answers)
+    request: POST /hello HTTP/1.1\\r\\nHost: {H}\\r\\n   ({H}: the server's host:port, put in
+                                      by compliance.strict.cases at run time)
+    followup: GET /again HTTP/1.0\\r\\n\\r\\n   (keepalive-1.0 only, and required there: the
+                                      second request on a kept-alive connection)
+
 Python API (what ``kourier-lab check`` and the tests use)::
 
     load_request_cases(folder=None) -> [RequestCase]
     load_connection_scripts(folder=None) -> [ConnectionScript]
+    load_strict_cases(folder=None) -> [StrictCase]
     check_parser(make_parser, splits=("whole", "bytewise", "random"), seed=0,
                  cases=None) -> [CaseResult]
     run_connection_script(host, port, script) -> ScriptResult
@@ -103,6 +121,9 @@ _FORMS = {"origin": FORM_ORIGIN, "absolute": FORM_ABSOLUTE, "authority": FORM_AU
           "asterisk": FORM_ASTERISK}
 _BODY_KINDS = {"none": BODY_NONE, "length": BODY_LENGTH, "chunked": BODY_CHUNKED}
 _STATUSES = (400, 413, 414, 417, 431, 501, 505)
+# the strict suite's kinds of expectation (compliance/strict.py ACCEPT ... KEEPALIVE_10)
+STRICT_EXPECTS = ("accept", "accept+close", "process", "reject", "reject+close", "one-then-close",
+                  "either", "keepalive-1.0")
 
 
 class SpecError(ValueError):
@@ -135,6 +156,18 @@ class ConnectionScript:
         return (any(k == "expect" and 408 in v for k, v in self.steps)
                 or any(k == "trickle" for k, _ in self.steps)
                 or sum(v for k, v in self.steps if k == "pause") >= 0.5)
+
+
+@dataclass
+class StrictCase:
+    name: str
+    group: str                      # the file's stem
+    expect: str                     # one of STRICT_EXPECTS
+    data: bytes                     # the bytes to send, b"{H}" standing for the host:port
+    clause: str
+    requests: int = 1
+    followup: Optional[bytes] = None    # keepalive-1.0: the second request ({H} too)
+    source: str = ""                # file:line
 
 
 @dataclass
@@ -332,6 +365,46 @@ def load_connection_scripts(folder=None) -> List[ConnectionScript]:
             if not script.clause or not script.steps:
                 raise SpecError(f"{script.source}: script {name!r} needs clause: and steps")
             out.append(script)
+    return out
+
+
+def load_strict_cases(folder=None) -> List[StrictCase]:
+    """Every strict compliance case of the corpus, in file and case order
+    (``{H}`` left in the bytes: compliance.strict.cases puts the host in)."""
+    out, seen = [], {}
+    for path in sorted((spec_folder(folder) / "strict").glob("*.txt")):
+        for name, lines, at in _cases_of(path):
+            where = f"{path.name}:{at}"
+            case = StrictCase(name=name, group=path.stem, expect="", data=b"", clause="", source=where)
+            parts, follow = [], None
+            for key, value, lineno in lines:
+                w = f"{path.name}:{lineno}"
+                if key == "clause":
+                    case.clause = value
+                elif key in ("request", "repeat"):
+                    _bytes_value(parts, key, value, w)
+                elif key == "followup":
+                    follow = (follow or b"") + unescape(value, w)
+                elif key == "expect":
+                    if value not in STRICT_EXPECTS:
+                        raise SpecError(f"{w}: expect is one of {', '.join(STRICT_EXPECTS)}")
+                    case.expect = value
+                elif key == "requests":
+                    if not value.isdigit() or int(value) < 1:
+                        raise SpecError(f"{w}: requests takes a positive integer")
+                    case.requests = int(value)
+                else:
+                    raise SpecError(f"{w}: unknown key {key!r}")
+            case.data, case.followup = b"".join(parts), follow
+            if not case.clause or not case.expect or not case.data:
+                raise SpecError(f"{where}: case {name!r} needs clause:, expect: and request:")
+            if (case.expect == "keepalive-1.0") != (follow is not None):
+                raise SpecError(f"{where}: case {name!r}: followup: goes with expect: keepalive-1.0, "
+                                "and only with it")
+            if name in seen:
+                raise SpecError(f"{where}: case name {name!r} already used at {seen[name]}")
+            seen[name] = where
+            out.append(case)
     return out
 
 
