@@ -10,7 +10,14 @@ How the work is split
   of heads with the same method, path and flags comes back as one row with a
   count), and for each GET/HEAD of a static route copy the precomputed
   response (a run: log2(count) copies) into a write row; send it all with one
-  send(); keep-alive / close, HTTP/1.0, pipelining, backpressure
+  send().  A head that arrives in many reads is not parsed again after every
+  read: the slot keeps _scan_head's state for the incomplete head at the row's
+  front (S_HEAD: parsers/scan.py scan_head's (s, rl, scanned), the same
+  decisions, 21 bits each in one int64, so no extra memory per connection; a
+  head of 2 MiB or more buffered is not resumed but parsed after every read),
+  which follows only the new bytes, and the parser is asked again only when its
+  answer can have changed from "need more": O(head) for a 1-byte trickle, not
+  O(head^2).  Keep-alive / close, HTTP/1.0, pipelining, backpressure
   (EPOLLOUT only while output is pending), request and idle deadlines
   (milliseconds, in a timer wheel compiled by Numba: 408 or close), the
   connection limit (503), lingering close.  It returns to Python
@@ -24,10 +31,12 @@ How the work is split
   buffered input and pending output move into a Session with the configured
   (Numba) buffers, and from then on it is served exactly as the Python loop
   serves it (the driver reuses PythonLoop's code and timer wheel; the native
-  side forwards that descriptor's events).  Returning to Python between epoll
-  waits (rather than objmode inside the loop) keeps the native code free of
-  interpreter state and lets one Python call handle every promoted event of a
-  batch.
+  side forwards that descriptor's events).  There is no native chunk decoder:
+  bodies always go to Python here (a request with any body is promoted at its
+  head), where the Session's scan_chunked follows a chunked one.  Returning
+  to Python between epoll waits (rather than objmode inside the loop) keeps
+  the native code free of interpreter state and lets one Python call handle
+  every promoted event of a batch.
 
 Why slabs: per-connection buffers must be reachable from nopython code by
 index, without Python objects.  Every connection gets one row of a 2-D uint8
@@ -151,7 +160,14 @@ BODY_NONE = parsers.BODY_NONE
 M_NONE, M_FAST, M_PYTHON, M_LISTEN, M_WAKE = 0, 1, 2, 3, 4
 # per-slot fields (int64 slab `slots`)
 S_FD, S_RLEN, S_WPOS, S_WLEN, S_FLAGS, S_DEADLINE, S_BIG = 0, 1, 2, 3, 4, 5, 6   # S_BIG: lent big row or -1
+S_HEAD = 7       # _scan_head's state for an incomplete head at the row's front (packed), 0: none
 SLOT_FIELDS = 8
+# S_HEAD packs scan_head's (s, rl, scanned), offsets from the row's front, in
+# HS_BITS bits each; scanned >= every other and is > 0 for a buffered byte, so a
+# state that does not fit is stored as 0 (parsed after every read, not resumed)
+HS_BITS = 21
+HS_MASK = (1 << HS_BITS) - 1
+HS_LIMIT = 1 << HS_BITS
 F_WANT_WRITE, F_CLOSING, F_PEER_CLOSED, F_IN_REQ, F_PAUSED = 1, 2, 4, 8, 16
 # control words (int64 `ctl`)
 (C_NCONNS, C_NFREE, C_MAXCONN, C_NEED_SLOTS, C_REQ_TO, C_IDLE_TO, C_EPFD, C_STOPPING,
@@ -283,6 +299,7 @@ def _close_slot(L, slot):
     c_close(fd)
     L.fdmode[fd] = M_NONE
     L.slots[slot, S_FD] = -1
+    L.slots[slot, S_HEAD] = 0
     _return_big(L, slot)
     wheel_cancel(L.wheel, slot)
     L.freelist[L.ctl[C_NFREE]] = slot
@@ -348,6 +365,60 @@ def _append(L, slot, resp):
 
 
 @njit(cache=True, _nrt=False)
+def _scan_head(row, start, end, s, rl, scanned, max_request_line, max_header_bytes):
+    """parsers/scan.py scan_head in nopython code, the same decisions: follow an
+    incomplete head at row[start:end] from the state (s, rl, scanned) (offsets
+    from `start`; (0, 0, 0) at first) and say whether the parser must be asked
+    now (its answer can have changed from "need more": the leading CRLF pairs
+    reach max_header_bytes, the request line ends or passes max_request_line,
+    the head's empty line arrives or the head reaches max_header_bytes).
+    Returns (decide, s, rl, scanned), the state to keep when the parser
+    answers "need more".  Only the bytes after `scanned` are looked at (the
+    CRLF pairs resume at s; the empty-line search backs up 2 bytes)."""
+    if rl == 0:
+        # the CRLF pairs before the request line, bounded at max_header_bytes + 1 bytes
+        bound = min(end, start + max_header_bytes + 1)
+        p = start + s
+        while p + 2 <= bound and _ld(row, p) == 13 and _ld(row, p + 1) == 10:
+            p += 2
+        s = p - start
+        if s >= max_header_bytes:
+            return True, s, 0, end - start
+        p = start + max(s, scanned)
+        while p < end and _ld(row, p) != 10:
+            p += 1
+        if p == end:
+            # no LF yet: ask only when the request line is over its limit (414)
+            k = end - start - s
+            over = k - 1 > max_request_line or (k > max_request_line and _ld(row, end - 1) != 13)
+            return over, s, 0, end - start
+        # the request line ends: judged now; the empty-line search starts at its LF
+        rl = p + 1 - start
+        return True, s, rl, rl
+    # LF CR LF or LF LF ends the head; either may start 2 bytes before the new bytes
+    p = start + max(rl - 1, scanned - 2)
+    done = False
+    while p < end:
+        if _ld(row, p) == 10:
+            if p + 1 < end and _ld(row, p + 1) == 10:
+                done = True
+                break
+            if p + 2 < end and _ld(row, p + 1) == 13 and _ld(row, p + 2) == 10:
+                done = True
+                break
+        p += 1
+    return done or end - start >= max_header_bytes, s, rl, end - start
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _head_state(s, rl, scanned):
+    """S_HEAD's packing of a scan state; 0 (not resumed) when it does not fit."""
+    if scanned >= HS_LIMIT:
+        return 0
+    return s | (rl << HS_BITS) | (scanned << (2 * HS_BITS))
+
+
+@njit(cache=True, _nrt=False)
 def _process(L, slot):
     """Answer every complete request in the read row that the native path
     serves.  P_DONE (stopped at an incomplete head or the end), P_BLOCKED (the
@@ -375,8 +446,25 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
     parser's): parsers are stateless, so a head byte-identical to the last one
     answered by a static route gets the same answer after one memcmp -- exact,
     not a shortcut around validation.  ctl[C_MEMO_LEN] = -1 (the default)
-    turns it off."""
+    turns it off.
+
+    An incomplete head at the front is resumed, not parsed again after every
+    read: st[S_HEAD] holds _scan_head's state for it (offsets from the row's
+    front, where the compaction below puts it), and until the scan says the
+    parser's answer can have changed the row is left as it is (P_DONE)."""
     rlen = st[S_RLEN]
+    hs = st[S_HEAD]
+    hs_s = hs_rl = hs_scanned = 0
+    resumed = hs != 0        # the entry scan ran (and said: ask the parser)
+    if resumed:
+        tp = _stage_now(g)
+        decide, hs_s, hs_rl, hs_scanned = _scan_head(row, 0, rlen, hs & HS_MASK, (hs >> HS_BITS) & HS_MASK,
+                                                     hs >> (2 * HS_BITS), lim[0], lim[1])
+        _stage_add(g, G_PARSE, tp)
+        if not decide:
+            st[S_HEAD] = _head_state(hs_s, hs_rl, hs_scanned)
+            return P_DONE
+    need_more = False        # stopped at a head the parser answered 0 (need more)
     wpos = st[S_WPOS]
     wlen = st[S_WLEN]
     wcap = wrow.shape[0]
@@ -406,6 +494,7 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             n = heads[hk, H_LEN]
             count = heads[hk, H_COUNT]       # heads of length n in a row that get this answer
             if n == 0:
+                need_more = True
                 break
             f0 = heads[hk, H_FLAGS0]
             if n < 0 or (f0 >> 24) != BODY_NONE:
@@ -487,6 +576,20 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
     st[S_WPOS] = wpos
     st[S_WLEN] = wlen
     ctl[C_SERVED] += served
+    # the incomplete head that stays at the front: the entry scan's state when
+    # it is the same head, else scanned once from its start (relative to pos,
+    # the front after the compaction); none when the front head is complete
+    # (blocked), promoted or gone
+    hs = 0
+    if need_more and result == P_DONE:
+        if pos == 0 and resumed:
+            hs = _head_state(hs_s, hs_rl, hs_scanned)
+        elif rlen - pos < HS_LIMIT:
+            tp = _stage_now(g)
+            _d, a, b, c = _scan_head(row, pos, rlen, 0, 0, 0, lim[0], lim[1])
+            _stage_add(g, G_PARSE, tp)
+            hs = _head_state(a, b, c)
+    st[S_HEAD] = hs
     if pos:
         rest = rlen - pos
         if rest:
@@ -672,6 +775,7 @@ def _accept(L, lfd, now):
         s[slot, S_WLEN] = 0
         s[slot, S_FLAGS] = 0
         s[slot, S_BIG] = -1
+        s[slot, S_HEAD] = 0
         wheel_reset(L.wheel, slot, now + ctl[C_IDLE_TO])
         L.fdmode[fd] = M_FAST
         L.fdslot[fd] = slot
@@ -770,6 +874,7 @@ def run_native(L, until):
                 if promote:
                     # the Python wheel takes the deadline over (see _promote)
                     L.slots[slot, S_DEADLINE] = L.wheel.deadline[slot]
+                    L.slots[slot, S_HEAD] = 0     # a Session has its own scan (session.py)
                     wheel_cancel(L.wheel, slot)
                     L.fdmode[fd] = M_PYTHON       # later events go to Python
                     ctl[C_PROMOTED] += 1
