@@ -141,3 +141,33 @@ def test_slab_growth_keeps_pending_bytes(served):
     finally:
         for s in socks:
             s.close()
+
+
+def test_native_head_scan_decides_as_the_python_one():
+    """The Numba loop's _scan_head is parsers/scan.py scan_head in nopython code:
+    on random heads fed in random growing pieces (random limits, a start past 0,
+    the state chained from piece to piece) both give the same decision and state,
+    and the state survives packing into the slot's one int64."""
+    import random
+
+    import numpy as np
+
+    from kourier_lab.loops.numba import HS_BITS, HS_MASK, _head_state, _scan_head
+    from kourier_lab.parsers.scan import scan_head
+    rng = random.Random(1)
+    alphabet = [b"\r", b"\n", b"a", b" ", b"\r\n", b"\r\n\r\n", b"GET / HTTP/1.1", b"\n\n"]
+    for _ in range(3000):
+        pre = b"x" * rng.randint(0, 3)
+        buf = pre + b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        row = np.frombuffer(buf + b"\0" * 8, np.uint8).copy()
+        mrl, mhb = rng.randint(1, 30), rng.randint(1, 60)
+        start = end = len(pre)
+        state = (0, 0, 0)
+        while end < len(buf):
+            end = min(len(buf), end + rng.randint(1, 5))
+            want = scan_head(buf, start, end, state, mrl, mhb)
+            decide, *got = _scan_head(row, start, end, *state, mrl, mhb)
+            assert (bool(decide), tuple(got)) == want, (buf, start, end, state, mrl, mhb)
+            packed = _head_state(*got)
+            assert (packed & HS_MASK, (packed >> HS_BITS) & HS_MASK, packed >> 2 * HS_BITS) == tuple(got)
+            state = want[1]
