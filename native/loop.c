@@ -11,7 +11,15 @@
  *   - when a signal arrived (kl_py_signals runs Python's signal handlers).
  * The Date header of the static responses is patched in place once a second.
  *
- * Every head is parsed (unless the head memo is on).  What is shared across a
+ * A request arriving in many reads is not parsed from its start after every
+ * read (O(bytes x reads), quadratic for a trickle): the parsers are stateless,
+ * so the loop keeps a small scan state per connection for the request at the
+ * front of its buffer and follows only the new bytes -- scan_head for an
+ * incomplete head, scan_chunked for a chunked body -- asking the parser again
+ * only when its answer can have changed from "need more" (the same scans as
+ * kourier_lab/parsers/scan.py, whatever the parser: C, Python, Numba, a user's).
+ *
+ * Every complete head is parsed (unless the head memo is on).  What is shared across a
  * run of parsed requests: a request whose method and path bytes equal the
  * previous head's takes that head's route without a lookup, and consecutive
  * requests answered by the same static response get their answers with one
@@ -72,6 +80,8 @@ extern void kl_py_signals(void *handle);
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+enum { SCAN_NONE, SCAN_HEAD, SCAN_CHUNKED };   /* conn.scan */
+
 typedef struct conn {
     int fd;
     uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
@@ -79,11 +89,19 @@ typedef struct conn {
     /* an answer could not be buffered (out of memory): nothing after it is
      * written (later answers would go to the wrong requests); flush, close */
     uint8_t out_failed;
-    /* scan_chunked's place in the chunked body of the request at the buffer's
-     * front (valid while chunk_scan): so a body in many reads is scanned once */
-    uint8_t chunk_scan;
-    size_t chunk_off;
-    int64_t chunk_total, chunk_overhead;
+    /* The scan state of the request at the buffer's front, so a request in
+     * many reads is scanned once (scan_head, scan_chunked): `scan` says which
+     * one the union holds.  The two are never needed at once -- an incomplete
+     * head at the front, or the chunked body after a complete one -- so they
+     * share storage (the connection is no bigger than with one). */
+    uint8_t scan;                       /* SCAN_NONE, SCAN_HEAD, SCAN_CHUNKED */
+    union {
+        /* SCAN_HEAD: offsets from the buffer's front (scan.py's (s, rl, scanned)) */
+        struct { size_t head_s, head_rl, head_scanned; };
+        /* SCAN_CHUNKED: the next chunk-size line (from the body's start),
+         * data and framing bytes so far */
+        struct { size_t chunk_off; int64_t chunk_total, chunk_overhead; };
+    };
     size_t staged;        /* bytes of static answers staged in the loop's iovecs (see out_ref) */
     kl_ring rb;
     kl_wbuf wb;
@@ -971,8 +989,8 @@ static inline int hex_value(uint8_t ch)
  * Without it every read re-parsed the body from its start (quadratic). */
 static int scan_chunked(conn *c, const uint8_t *base, size_t body, size_t end, const kl_limits *lim)
 {
-    if (!c->chunk_scan) {
-        c->chunk_scan = 1;
+    if (c->scan != SCAN_CHUNKED) {
+        c->scan = SCAN_CHUNKED;
         c->chunk_off = 0;
         c->chunk_total = c->chunk_overhead = 0;
     }
@@ -1016,6 +1034,56 @@ static int scan_chunked(conn *c, const uint8_t *base, size_t body, size_t end, c
     c->chunk_total = total;
     c->chunk_overhead = overhead;
     return 0;
+}
+
+/* Follow the incomplete head at base[0..end) from where this connection's
+ * last scan stopped (c->head_*; all 0 at first): the C twin of
+ * parsers/scan.py scan_head, with the same semantics.  1 when the parser's
+ * answer can have changed from "need more" -- by the contract's order of
+ * checks: the leading CRLF pairs reach max_header_bytes (431), the request
+ * line passes max_request_line (414) or ends (its syntax is judged), the
+ * head's empty line arrives, or the head reaches max_header_bytes (431) --
+ * so the parser must be asked now; 0 when it would answer 0 again (it is not
+ * asked).  Either way c->head_* is left as the state to resume from when the
+ * answer is 0.  Only bytes not searched before are searched (memchr), so a
+ * head in many reads costs O(its bytes) with any parser.  Without it every
+ * read re-parsed the whole head: ~head^2/2 byte scans for a 1-byte trickle. */
+static int scan_head(conn *c, const uint8_t *base, size_t end, const kl_limits *lim)
+{
+    size_t s = c->head_s, rl = c->head_rl, scanned = c->head_scanned;
+    size_t mhb = lim->max_header_bytes, mrl = lim->max_request_line;
+    if (rl == 0) {
+        /* the CRLF pairs before the request line, resumed where they stopped
+         * (the parser bounds them at max_header_bytes + 1 bytes, so does this) */
+        size_t bound = end < mhb + 1 ? end : mhb + 1;
+        while (s + 2 <= bound && base[s] == '\r' && base[s + 1] == '\n')
+            s += 2;
+        c->head_s = s;
+        c->head_scanned = end;
+        if (s >= mhb)
+            return 1;
+        size_t from = s > scanned ? s : scanned;
+        const uint8_t *lf = from < end ? memchr(base + from, '\n', end - from) : NULL;
+        if (!lf) {                      /* 414 once the line cannot fit, whatever follows */
+            size_t k = end - s;
+            return k > mrl + 1 || (k > mrl && base[end - 1] != '\r');
+        }
+        /* the request line is complete: the parser judges it now; when the
+         * head goes on, the search for its end starts at this LF */
+        c->head_rl = c->head_scanned = (size_t)(lf - base) + 1;
+        return 1;
+    }
+    /* the empty line ends the head: LF CR LF, or LF LF (a bare LF, the
+     * parser's 400); either may start up to 2 bytes before the new ones */
+    size_t at = scanned >= 2 ? scanned - 2 : 0;
+    if (at < rl - 1)
+        at = rl - 1;
+    c->head_scanned = end;
+    const uint8_t *e = base + end;
+    for (const uint8_t *p = base + at; p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        if ((e - p >= 2 && p[1] == '\n') || (e - p >= 3 && p[1] == '\r' && p[2] == '\n'))
+            return 1;
+    return end >= mhb;
 }
 
 /* a[0..n) == b[0..n); `room16`: 16 bytes are readable at a and at b */
@@ -1063,6 +1131,10 @@ static size_t process(kl_loop *L, conn *c)
     uint8_t *base = c->rb.data + c->rb.head;
     size_t end = c->rb.tail - c->rb.head, pos = 0;
     int close_after = 0, incomplete = 0;
+    /* head_wait: processing stopped at a head that needs more bytes (the
+     * parser answered 0, or scan_head said it would); head_scanned: scan_head
+     * ran on the front head at entry (its state is the one to keep) */
+    int head_wait = 0, head_scanned = 0;
     /* the last static route resolved in this buffer: a request whose method
      * and path bytes equal that head's takes its route without a lookup */
     const uint8_t *last_m = NULL;
@@ -1071,7 +1143,12 @@ static size_t process(kl_loop *L, conn *c)
     int64_t t_process = stage_now(L);
     L->gen++;
     L->run_k = 0;
-    while (pos < end) {
+    if (c->scan == SCAN_HEAD) {         /* the front head was incomplete: is the parser's answer due? */
+        head_scanned = 1;
+        if (!scan_head(c, base, end, &L->cfg.limits))
+            incomplete = head_wait = 1; /* not yet: the parser is not asked */
+    }
+    while (!head_wait && pos < end) {
         /* backpressure: the rest waits until output drains (a pending run
          * counts as written, as it would be without deferring) */
         if (pending(c) + (L->run_k && !L->deferring ? L->run_k * L->run_resp->len : 0) > c->wb.limit)
@@ -1113,7 +1190,7 @@ static size_t process(kl_loop *L, conn *c)
                 close_after = 1;
                 pos = end;
             }
-            incomplete = n == 0;
+            incomplete = head_wait = n == 0;
             break;
         }
         size_t body_end = pos + (size_t)n;
@@ -1123,7 +1200,7 @@ static size_t process(kl_loop *L, conn *c)
             int64_t m;
             if (req->body_kind == KL_BODY_CHUNKED) {
                 if (pos)
-                    c->chunk_scan = 0;  /* the scan state is for the request at the front */
+                    c->scan = SCAN_NONE; /* the scan state is for the request at the front */
                 m = scan_chunked(c, base, body_end, end, &L->cfg.limits)
                     ? parse_chunked(L, base, end, body_end, &body_len) : 0;
                 if (m < 0) {
@@ -1229,8 +1306,16 @@ static size_t process(kl_loop *L, conn *c)
         close_after = 1;
         pos = end;
     }
-    if (pos)
-        c->chunk_scan = 0;              /* the request it followed is done */
+    /* the scan state follows the request at the front */
+    if (head_wait && !close_after) {
+        if (pos || !head_scanned) {     /* a new incomplete head: scanned once from its start */
+            c->scan = SCAN_HEAD;
+            c->head_s = c->head_rl = c->head_scanned = 0;
+            scan_head(c, base + pos, end - pos, &L->cfg.limits);
+        }                               /* else: the state scan_head left at entry */
+    } else if (pos || c->scan == SCAN_HEAD) {
+        c->scan = SCAN_NONE;            /* the request it followed is done (or its head is) */
+    }
     kl_ring_consume(&c->rb, pos);
     /* only a request known to be incomplete runs the request timeout; bytes
      * left unparsed by backpressure wait for the client to read (idle timeout) */

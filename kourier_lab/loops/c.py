@@ -24,7 +24,10 @@ The head memo: a request whose head is byte-identical to the last head a
 static route answered gets the same answer after one memcmp (parsers are
 stateless, so this is exact).  It is off unless config.head_memo (`serve
 --head-memo on`): off, the parser (or the Python parser's crossing) runs for
-every request.
+every request.  A request arriving in many reads is not re-parsed after each
+one: loop.c's scan_head and scan_chunked (parsers/scan.py's scans, in C)
+follow the new bytes and ask the parser, whichever it is, only when its
+answer can have changed from "need more".
 
 Parsers: "c" (kl_parse_head compiled into the same module: no crossing),
 "python" (the callbacks above), "numba" (its @cfunc pointers, called from C
