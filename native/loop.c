@@ -1086,6 +1086,17 @@ static int scan_head(conn *c, const uint8_t *base, size_t end, const kl_limits *
     return end >= mhb;
 }
 
+int kl_loop_scan_head(const uint8_t *base, size_t end, size_t *state, const kl_limits *limits)
+{
+    conn c;
+    memset(&c, 0, sizeof c);
+    c.scan = SCAN_HEAD;
+    c.head_s = state[0], c.head_rl = state[1], c.head_scanned = state[2];
+    int r = scan_head(&c, base, end, limits);
+    state[0] = c.head_s, state[1] = c.head_rl, state[2] = c.head_scanned;
+    return r;
+}
+
 /* a[0..n) == b[0..n); `room16`: 16 bytes are readable at a and at b */
 static inline int same_bytes(const uint8_t *a, const uint8_t *b, size_t n, int room16)
 {

@@ -125,5 +125,8 @@ void kl_loop_get_stats(kl_loop *loop, kl_loop_stats *out);
 void kl_loop_set_stage_counters(kl_loop *loop, int on);
 void kl_loop_get_stage_ns(kl_loop *loop, uint64_t *out);   /* KL_STAGES values; parse and route scaled from the sampled heads */
 int kl_batch_put(kl_batch *batch, uint32_t index, const char *data, size_t len);
+/* the loop's scan_head on its own (tests: it decides as parsers/scan.py does);
+ * state = {s, rl, scanned}, in and out; 1 when the parser must be asked */
+int kl_loop_scan_head(const uint8_t *base, size_t end, size_t *state, const kl_limits *limits);
 
 #endif

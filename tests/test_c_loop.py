@@ -371,3 +371,31 @@ def test_out_of_descriptors_neither_spins_nor_loses_connections():
             assert read_responses(s, 1)[0][0] == 200
         for s in socks:
             s.close()
+
+
+def test_native_head_scan_decides_as_the_python_one():
+    """loop.c's scan_head (exported as kl_loop_scan_head) is parsers/scan.py
+    scan_head in C: on random heads fed in random growing pieces (random limits,
+    the state chained from piece to piece) both give the same decision and state."""
+    import random
+
+    from kourier_lab import _native_loop
+    from kourier_lab.parsers.scan import scan_head
+    ffi, lib = _native_loop.ffi, _native_loop.lib
+    rng = random.Random(2)
+    alphabet = [b"\r", b"\n", b"\r\n", b"a", b"GET / HTTP/1.1", b": ", b"\n\r\n", b"\r\n\r\n", b"x" * 7, b" "]
+    lim = ffi.new("kl_limits *")
+    state = ffi.new("size_t[3]")
+    for _ in range(5000):
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 20)))
+        lim.max_request_line, lim.max_header_bytes = rng.choice([1, 2, 5, 16, 64]), rng.choice([2, 4, 10, 32, 128])
+        want_state = (0, 0, 0)
+        state[0] = state[1] = state[2] = 0
+        end = 0
+        while end < len(data):
+            end = min(len(data), end + rng.randint(1, 5))
+            buf = ffi.new("uint8_t[]", data[:end])      # exactly the bytes buffered so far
+            got = lib.kl_loop_scan_head(buf, end, state, lim)
+            want, want_state = scan_head(data, 0, end, want_state, lim.max_request_line, lim.max_header_bytes)
+            assert (bool(got), tuple(state)) == (want, want_state), (data[:end], lim.max_request_line,
+                                                                      lim.max_header_bytes)
