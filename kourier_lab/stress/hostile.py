@@ -181,8 +181,10 @@ def run_hostile(stacks: Optional[Sequence[str]] = None, inputs: Optional[Sequenc
     from ..server.process import ServerProcess
     say = echo or (lambda s: None)
     known = ["/".join(c) for c in loops.combinations()]
-    if stacks is None:
-        stacks = [s for s in known if len(set(s.split("/"))) == 1]     # python/python/python, ...
+    if stacks is None:      # each loop with its own parser and buffer (asyncio: the Python ones)
+        stacks = [f"{lo}/{lo}/{lo}" if f"{lo}/{lo}/{lo}" in known else f"{lo}/python/python"
+                  for lo in loops.names()]
+        stacks = [s for s in stacks if s in known]
     bad = [s for s in stacks if s not in known]
     if bad:
         raise ValueError(f"{bad[0]!r} is not a runnable stack here (runnable: {', '.join(known)})")
