@@ -39,3 +39,12 @@ def test_cli_rejects_bad_arguments_in_one_line(capsys):
     assert len(err) == 1 and "unknown input 'nope'" in err[0]
     assert main(["hostile", "--stacks", "no/such/stack", "--inputs", "crlf_flood"]) == 2
     assert "not a runnable stack" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_an_input_over_the_head_limit_is_a_skipped_row_naming_the_flag(tmp_path):
+    df = hostile.run_hostile(["python/python/python"], inputs=["head_trickle_60k"], repetitions=1,
+                             out=tmp_path, echo=None)
+    assert list(df["status"]) == ["skipped"]
+    assert "--max-header-bytes >= 60000" in df["note"].iloc[0]
+    assert "skipped: needs --max-header-bytes" in hostile.format_hostile_table(df)

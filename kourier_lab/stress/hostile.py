@@ -36,22 +36,26 @@ from ..bench.sampler import TreeSampler, descendants, pin_tree
 from ..bench.split import cpu_list, plan_split
 
 HOST = "127.0.0.1"
-# the limits every stack runs with here (the defaults of kourier_lab.http.limits)
+# the limits every stack runs with here: the defaults of kourier_lab.http.limits,
+# max_header_bytes settable (a larger one shows what re-parsing a long head costs)
 MAX_HEADER_BYTES = 16384
 MAX_BODY = 1 << 20
-SERVER_ARGS = ("--app", "kourier_lab.server.demo:app", "--request-timeout", "60",
-               "--idle-timeout", "60", "--max-header-bytes", str(MAX_HEADER_BYTES),
-               "--max-body", str(MAX_BODY))
+
+
+def server_args(max_header_bytes: int = MAX_HEADER_BYTES) -> tuple:
+    return ("--app", "kourier_lab.server.demo:app", "--request-timeout", "60", "--idle-timeout", "60",
+            "--max-header-bytes", str(max_header_bytes), "--max-body", str(MAX_BODY))
 
 
 @dataclass(frozen=True)
 class HostileInput:
     name: str
     description: str
-    data: Callable[[bool], bytes]      # quick -> the bytes
+    data: Callable[[bool, int], bytes]     # (quick, max_header_bytes) -> the bytes
     piece: int                         # bytes per write
     gap_us: int                        # between writes
     expect: Tuple[int, ...]            # the statuses a strict server answers
+    needs_header_bytes: int = 0        # the max_header_bytes it needs (a valid head)
 
 
 def _valid_head(size: int) -> bytes:
@@ -74,24 +78,28 @@ def _chunked(total: int, chunk: int) -> bytes:
 
 INPUTS = (
     HostileInput("crlf_flood", "1 MiB of empty lines (CRLF) at once, in 64 KiB writes",
-                 lambda q: b"\r\n" * ((64 if q else 1024) << 9), 65536, 0, (431,)),
+                 lambda q, m: b"\r\n" * ((64 if q else 1024) << 9), 65536, 0, (431,)),
     HostileInput("crlf_trickle", "empty lines in 2-byte writes, up to the head limit",
-                 lambda q: b"\r\n" * (MAX_HEADER_BYTES // 2 + 16), 2, 40, (431,)),
+                 lambda q, m: b"\r\n" * (m // 2 + 16), 2, 40, (431,)),
     HostileInput("head_trickle_4k", "a valid 4,000-byte head (91 field lines) in 1-byte writes",
-                 lambda q: _valid_head(4000), 1, 40, (200,)),
+                 lambda q, m: _valid_head(4000), 1, 40, (200,), 4000),
     HostileInput("head_trickle_16k", "a valid 16,000-byte head (91 field lines) in 1-byte writes",
-                 lambda q: _valid_head(16000), 1, 40, (200,)),
+                 lambda q, m: _valid_head(16000), 1, 40, (200,), 16000),
+    HostileInput("head_trickle_60k", "a valid 60,000-byte head (91 field lines) in 1-byte writes "
+                 "(needs --max-header-bytes 65536)",
+                 lambda q, m: _valid_head(60000), 1, 40, (200,), 60000),
     HostileInput("chunked_64_60k", "a valid 60 KiB chunked body in 64-byte chunks, one per write",
-                 lambda q: _chunked(60 << 10, 64), 70, 20, (200,)),
+                 lambda q, m: _chunked(60 << 10, 64), 70, 20, (200,)),
     HostileInput("chunked_64_300k", "a valid 300 KiB chunked body in 64-byte chunks, one per write",
-                 lambda q: _chunked(300 << 10, 64), 70, 20, (200,)),
+                 lambda q, m: _chunked(300 << 10, 64), 70, 20, (200,)),
     HostileInput("chunked_1", "300 KiB in 1-byte chunks (framing past its bound: 413), 4 KiB writes",
-                 lambda q: _chunked((150 if q else 300) << 10, 1), 4096, 0, (413,)),
+                 lambda q, m: _chunked((150 if q else 300) << 10, 1), 4096, 0, (413,)),
 )
 # quick mode: one of each kind, the smaller sizes
 QUICK_INPUTS = ("crlf_flood", "head_trickle_4k", "chunked_64_60k", "chunked_1")
 # (smaller, larger): the same input at two sizes; linear cost keeps CPU per byte equal
-SIZE_PAIRS = (("head_trickle_4k", "head_trickle_16k"), ("chunked_64_60k", "chunked_64_300k"))
+SIZE_PAIRS = (("head_trickle_4k", "head_trickle_16k"), ("head_trickle_16k", "head_trickle_60k"),
+              ("chunked_64_60k", "chunked_64_300k"))
 BY_NAME = {i.name: i for i in INPUTS}
 _CONTENT_LENGTH = re.compile(rb"\r\n[Cc]ontent-[Ll]ength:[ \t]*([0-9]+)")
 
@@ -129,11 +137,12 @@ def _read_answer(sock: socket.socket, buf: bytes, deadline: float) -> Tuple[Opti
         buf += chunk
 
 
-def send_hostile(port: int, item: HostileInput, quick: bool, timeout: float = 60.0) -> Dict:
+def send_hostile(port: int, item: HostileInput, quick: bool, timeout: float = 60.0,
+                 max_header_bytes: int = MAX_HEADER_BYTES) -> Dict:
     """Send one input on a new connection, paced; wait for the answer.  The
     sending stops as soon as an answer arrives (a server may answer 431 and
     close before the input ends)."""
-    data = item.data(quick)
+    data = item.data(quick, max_header_bytes)
     sock = socket.create_connection((HOST, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     writes = sent = 0
@@ -172,7 +181,8 @@ def _idle_cpu_per_s(pid: int, seconds: float = 1.0) -> float:
 def run_hostile(stacks: Optional[Sequence[str]] = None, inputs: Optional[Sequence[str]] = None,
                 repetitions: int = 3, quick: bool = False, out: Union[str, Path, None] = None,
                 echo: Optional[Callable[[str], None]] = print,
-                cpus: Optional[Sequence[int]] = None) -> pd.DataFrame:
+                cpus: Optional[Sequence[int]] = None,
+                max_header_bytes: int = MAX_HEADER_BYTES) -> pd.DataFrame:
     """Every input (default: all of INPUTS; QUICK_INPUTS when quick) against every stack (default: each
     loop's own stack); one row per stack, input and run, in
     <results>/<batch>-hostile/rows.parquet.  Returns the rows (attrs: batch_id,
@@ -201,7 +211,7 @@ def run_hostile(stacks: Optional[Sequence[str]] = None, inputs: Optional[Sequenc
             loop, parser, buffer = stack.split("/")
             say(f"hostile {stack}: starting the server ...")
             os.sched_setaffinity(0, own)        # the server inherits it, then takes its CPUs
-            srv = ServerProcess(*SERVER_ARGS, loop=loop, parser=parser, buffer=buffer,
+            srv = ServerProcess(*server_args(max_header_bytes), loop=loop, parser=parser, buffer=buffer,
                                 cpus=split.server_cpus).start(timeout=300)
             os.sched_setaffinity(0, set(split.client_cpus))     # the client, away from them
             try:
@@ -218,11 +228,17 @@ def run_hostile(stacks: Optional[Sequence[str]] = None, inputs: Optional[Sequenc
                                "client_cpus": cpu_list(split.client_cpus),
                                "input_description": item.description,
                                "expected_statuses": " ".join(map(str, item.expect)),
+                               "max_header_bytes": max_header_bytes,
                                "server_idle_cpu_per_s": idle}
+                        if item.needs_header_bytes > max_header_bytes:
+                            row.update(status="skipped", note=f"needs --max-header-bytes >= "
+                                                              f"{item.needs_header_bytes}")
+                            rows.append(row)
+                            continue
                         try:
                             sampler = TreeSampler(srv.pid)
                             sampler.start()
-                            r = send_hostile(srv.port, item, quick)
+                            r = send_hostile(srv.port, item, quick, max_header_bytes=max_header_bytes)
                             cpu = sampler.finish().cpu_s
                             idle_s = idle * r["answer_s"]
                             net = max(0.0, cpu - idle_s)
@@ -293,9 +309,9 @@ def format_hostile_table(df: pd.DataFrame) -> str:
                      f"{r['writes']:>7} {r['server_cpu_s']:>7.3f} {r['server_cpu_idle_s']:>7.3f} "
                      f"{r['cpu_ns_per_byte']:>8.1f} {r['answer_s']:>8.2f}"
                      + ("" if r["as_expected"] else "  (not the expected answer)"))
-    failed = df[df["status"] != "ok"]
+    failed = df[df["status"] != "ok"].drop_duplicates(["server", "shape", "status"])
     for _, r in failed.iterrows():
-        lines.append(f"{r['server']:<24} {r['shape']:<13} failed: {r['note']}")
+        lines.append(f"{r['server']:<24} {r['shape']:<13} {r['status']}: {r['note']}")
     lin = linearity(df)
     for _, r in lin.iterrows():
         lines.append(f"{r['server']:<24} {r['inputs']}: {r['size_ratio']:.1f}x the bytes, "
