@@ -289,6 +289,8 @@ def linearity(df: pd.DataFrame) -> pd.DataFrame:
     with bytes x reads gives about the size ratio (4 for the 4k / 16k heads)."""
     s = summarize_hostile(df)
     out = []
+    if s.empty:
+        return pd.DataFrame(out)
     for small, large in SIZE_PAIRS:
         for server, g in s.groupby("server", sort=False):
             a, b = g[g["input"] == small], g[g["input"] == large]
