@@ -3,8 +3,8 @@ links them -- under AddressSanitizer + UndefinedBehaviorSanitizer.
 
 native/build_loop.py --sanitize writes an ASan + UBSan build of _native_loop
 into a copy of the package; the server, hostile, spec and allocation-failure
-suites and the short soak then run on the c/c/c stack from that copy (one
-pytest subprocess), with libasan preloaded into the Python host (it is not
+suites and the short soak then run on the c/c/c stack from that copy, and
+the connection scripts on c/python/c (one pytest subprocess), with libasan preloaded into the Python host (it is not
 built with ASan) and leak detection off (CPython's own allocations are not
 ours) and a 1 MB quarantine (the default 256 MB one grows the worker's RSS
 through the soak, which checks that RSS stays flat).  Any sanitizer report is a failure, whatever the tests said.  The
@@ -20,9 +20,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["tests/test_server.py", "tests/test_hostile.py", "tests/test_spec.py",
           "tests/test_alloc_failure.py", "tests/test_stress.py"]
-# the C stack only (its connection scripts, server and hostile cases, soak); a
-# SIGKILL under load would leave a sanitizer log of the killed worker's own
-SELECT = "(c/c/c or c-c-c) and not sigkill and not timed_connection_script[asyncio"
+# the C loop with its own parser (connection scripts, server and hostile cases,
+# soak) and with the Python parser (the crossing: loop.c calling back into Python
+# per request, its connection scripts); a SIGKILL under load would leave a
+# sanitizer log of the killed worker's own
+SELECT = ("(c/c/c or c-c-c or c/python/c) and not sigkill and not timed_connection_script[asyncio")
 
 
 def _preload():
