@@ -296,3 +296,11 @@ def test_memory_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) >= 3
+
+
+def test_multi_process_peers_are_peer_names():
+    """A misspelt name here silently made a peer one-process (asyncio_httptools
+    for asyncio-httptools: it stopped at the open-files cap instead of getting workers)."""
+    from kourier_lab import peers
+    from kourier_lab.stress.memory import MULTI_PROCESS_PEERS
+    assert MULTI_PROCESS_PEERS <= set(peers.names())

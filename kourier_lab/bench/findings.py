@@ -585,26 +585,42 @@ def memory_sentences(df: pd.DataFrame) -> List[str]:
         out.append(f"{server}: held {held:,} connections ({workers} worker{'s' if workers > 1 else ''}); "
                    f"{cost}.")
     common = min(_held(t["connections_held"]) for t in tops.values())
-    at = {}
+    at, bound = {}, {}        # bytes per connection near `common`; below a page: the bound instead
     for server, g in ok.groupby("server", sort=False):
         g = g[g["connections_held"].astype(float) >= common * 0.95]
         if len(g):
             r = g.loc[g["connections_held"].astype(float).idxmin()]
-            if not math.isnan(_num(r["rss_per_conn_bytes"])) and _num(r["rss_per_conn_bytes"]) > 0:
-                at[server] = _num(r["rss_per_conn_bytes"])
+            per = _num(r["rss_per_conn_bytes"])
+            if not math.isnan(per):
+                at[server] = per
+                if per < 1:
+                    bound[server] = 4096 * (_held(r.get("workers", 1)) or 1) / max(1, _held(r["connections_held"]))
     if len(at) >= 2:
         lo, hi = min(at, key=at.get), max(at, key=at.get)
+        # below a page the figure is only a bound: no ratio is computed from it
+        low = (f"no measurable growth ({lo}: under {bound[lo]:,.0f} B)" if lo in bound else
+               f"{at[lo]:,.0f} B ({lo})")
+        ratio = "" if lo in bound else f": {at[hi] / at[lo]:,.1f}x"
         out.append(f"At about {common:,} connections (the most every server held), the cost per connection "
-                   f"runs from {at[lo]:,.0f} B ({lo}) to {at[hi]:,.0f} B ({hi}): {at[hi] / at[lo]:,.1f}x.")
-    base = {s: _num(t["baseline_rss_per_worker_kb"]) for s, t in tops.items()}
-    base = {s: v for s, v in base.items() if not math.isnan(v)}
+                   f"runs from {low} to {at[hi]:,.0f} B ({hi}){ratio}.")
+    # the idle server at its first step: the fewest workers, so the figures compare
+    # (summed over many forked workers, shared pages are counted once per worker)
+    base = {}
+    for server, g in ok.groupby("server", sort=False):
+        r = g.loc[g["connections_held"].astype(float).idxmin()]
+        if not math.isnan(_num(r["baseline_rss_per_worker_kb"])):
+            base[server] = (_num(r["baseline_rss_per_worker_kb"]), _held(r.get("workers", 1)) or 1)
     if base:
-        lo, hi = min(base, key=base.get), max(base, key=base.get)
-        span = (f"about {base[hi] / 1024:,.0f} MB for {'every server' if len(base) > 1 else lo}"
-                if base[hi] <= base[lo] * 1.05 else
-                f"from {base[lo] / 1024:,.0f} MB ({lo}) to {base[hi] / 1024:,.0f} MB ({hi})")
-        out.append(f"Idle RSS per worker, before any connection: {span}. That is the runtime (interpreter, "
-                   "libraries, compiled code), not the connections: compare bytes per connection, not RSS.")
+        lo = min(base, key=lambda k: base[k][0])
+        hi = max(base, key=lambda k: base[k][0])
+        span = (f"about {base[hi][0] / 1024:,.0f} MB for {'every server' if len(base) > 1 else lo}"
+                if base[hi][0] <= base[lo][0] * 1.05 else
+                f"from {base[lo][0] / 1024:,.0f} MB ({lo}) to {base[hi][0] / 1024:,.0f} MB ({hi})")
+        workers = {w for _, w in base.values()}
+        per = "per worker" if workers != {1} else "(one worker, with its supervisor if it has one)"
+        out.append(f"Idle RSS of the server {per} at its first step, before any connection: {span}. That is "
+                   "the runtime (interpreter, libraries, compiled code), not the connections: compare bytes "
+                   "per connection, not RSS.")
     return out
 
 

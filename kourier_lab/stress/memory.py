@@ -72,7 +72,7 @@ MAX_MARGIN = 50          # "max" stays this many connections under the computed 
 WORKER_HEADROOM = 1.3    # SO_REUSEPORT's hash spreads connections unevenly over workers
 WORKER_FD_SLACK = 200    # descriptors a worker keeps beyond its connections
 # peers that run several processes on one port (the others are one process)
-MULTI_PROCESS_PEERS = {"nginx", "uvicorn", "asyncio_httptools"}
+MULTI_PROCESS_PEERS = {"nginx", "uvicorn", "asyncio-httptools"}
 
 _KEYS = {"name", "description", "profile", "steps", "duration", "rate", "request_timeout",
          "idle_timeout", "stacks", "peers", "path", "settle", "quick", "kind", "workers"}
