@@ -39,7 +39,8 @@ class _Protocol(asyncio.BufferedProtocol):
             self.closed = True
             return
         self.session = Session(buffers.create_read(cfg.buffer, cfg.read_buffer, cfg.read_buffer_limit),
-                               buffers.create_write(cfg.buffer, cfg.write_buffer_limit), o.parser, o.app)
+                               buffers.create_write(cfg.buffer, cfg.write_buffer_limit), o.parser, o.app,
+                               fold_runs=cfg.fold_runs)
         o.conns.add(self)
         o.wheel.schedule(self, time.monotonic() + cfg.idle_timeout)
 
@@ -139,7 +140,8 @@ class AsyncioLoop:
 
     def __init__(self, config, app):
         self.config, self.app = config, app
-        self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo)
+        self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo,
+                                     fold_runs=config.fold_runs)
         # stage counters (loops/stages.py): off unless KOURIER_LAB_STAGE_COUNTERS is set;
         # the reads happen inside asyncio's transport and are not counted here
         self.stages = stages.from_env()

@@ -1117,7 +1117,8 @@ class NumbaLoop(PythonLoop):
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         session = Session(buffers.create_read(cfg.buffer, cfg.read_buffer, cfg.read_buffer_limit),
-                          buffers.create_write(cfg.buffer, cfg.write_buffer_limit), self.parser, self.app)
+                          buffers.create_write(cfg.buffer, cfg.write_buffer_limit), self.parser, self.app,
+                          fold_runs=cfg.fold_runs)
         data = L.rdata[slot, :rlen].tobytes()
         while data:
             span = session.rbuf.free_span()

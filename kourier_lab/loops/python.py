@@ -44,7 +44,8 @@ class PythonLoop:
 
     def __init__(self, config, app):
         self.config, self.app = config, app
-        self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo)   # stateless: one per worker
+        self.parser = parsers.create(config.parser, config.limits, head_memo=config.head_memo,
+                                     fold_runs=config.fold_runs)   # stateless: one per worker
         # stage counters (loops/stages.py): off unless KOURIER_LAB_STAGE_COUNTERS is set
         self.stages = stages.from_env()
         if self.stages is not None:
@@ -163,7 +164,8 @@ class PythonLoop:
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = Session(buffers.create_read(cfg.buffer, cfg.read_buffer, cfg.read_buffer_limit),
-                              buffers.create_write(cfg.buffer, cfg.write_buffer_limit), self.parser, self.app)
+                              buffers.create_write(cfg.buffer, cfg.write_buffer_limit), self.parser, self.app,
+                              fold_runs=cfg.fold_runs)
             c = _Conn(sock, session)
             self.conns[c.fd] = c
             self.ep.register(c.fd, _READ)

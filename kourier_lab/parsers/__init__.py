@@ -30,8 +30,10 @@ only when its answer can change -- which the order of checks below defines.
       keep_alive False (info[4]); or when max_count entries are collected
       (None: no limit); or when the next head would start at `end` (an empty
       list: start == end).
-      Consecutive entries may share one info object when their values are
-      equal (callers may use `is` as a fast equality test, never rely on it).
+      Only with p.fold_runs True (`serve --fold-runs on`; off by default) may
+      consecutive entries share one info object when their values are equal
+      (callers may use `is` as a fast equality test, never rely on it); off,
+      every entry's info is built from its own head's bytes.
       After parse_heads, p.head() is NOT defined: a caller that needs the
       whole table for one of the heads calls parse_head(buf, pos, end) on it
       again first.  A parser without its own parse_heads gets it from
@@ -217,9 +219,18 @@ def register(name: str, factory: Callable[[Limits], object]) -> None:
     _REGISTRY.register(name, factory)
 
 
-def create(name: str, limits: Limits = DEFAULT_LIMITS, head_memo: bool = False):
-    """A parser; with head_memo, wrapped in the head memo (parsers/memo.py)."""
+def create(name: str, limits: Limits = DEFAULT_LIMITS, head_memo: bool = False, fold_runs: bool = False):
+    """A parser; with head_memo, wrapped in the head memo (parsers/memo.py).
+
+    fold_runs (off by default) lets parse_heads fold a run of equal
+    consecutive heads: one info tuple shared, fields not extracted again.
+    Off, every head gets its own info, built from its own bytes."""
     p = _REGISTRY.get(name)(limits)
+    if fold_runs:
+        try:
+            p.fold_runs = True
+        except AttributeError:
+            pass            # a user's parser without the attribute folds nothing
     if head_memo:
         from .memo import HeadMemo
         p = HeadMemo(p)

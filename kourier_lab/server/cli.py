@@ -67,6 +67,9 @@ def register(sub):
     p.add_argument("--head-memo", choices=("on", "off"), default="off",
                    help="remember the last request head and answer a byte-identical one without "
                         "parsing it (default off: every request is parsed)")
+    p.add_argument("--fold-runs", choices=("on", "off"), default="off",
+                   help="fold a run of equal consecutive requests into one parse result, one route look-up "
+                        "and one answer repeated (default off: every request is its own)")
     p.add_argument("--response", choices=RESPONSE_PRESETS, default="default",
                    help="the benchmark app's response: default (Server, Date, Content-Type, "
                         "Content-Length) or kourier (the posts' 105-byte response)")
@@ -98,7 +101,8 @@ def run(args) -> int:
                            loop=args.loop, parser=args.parser, buffer=args.buffer, cpus=args.cpus,
                            app=args.app, limits=limits, max_connections=args.max_connections,
                            graceful_timeout=args.graceful_timeout, uvloop=args.uvloop,
-                           head_memo=args.head_memo == "on", response=args.response)
+                           head_memo=args.head_memo == "on",
+                           fold_runs=args.fold_runs == "on", response=args.response)
         from .app import load_app
         load_app(cfg.app, cfg.response)
     except ValueError as e:
@@ -107,7 +111,7 @@ def run(args) -> int:
     def ready(port):
         sys.stderr.write(f"kourier-lab: serving on http://{cfg.host}:{port} (loop={cfg.loop} "
                          f"parser={cfg.parser} buffer={cfg.buffer} head-memo={'on' if cfg.head_memo else 'off'} "
-                         f"response={cfg.response}, {cfg.worker_count} worker(s))\n")
+                         f"fold-runs={'on' if cfg.fold_runs else 'off'} response={cfg.response}, {cfg.worker_count} worker(s))\n")
         sys.stderr.flush()
     try:
         return Supervisor(cfg, on_ready=ready).run()

@@ -31,6 +31,10 @@ class ServerConfig:
     # the head memo (kourier_lab/parsers/memo.py): off by default, so that every
     # request is parsed; on, a byte-identical head skips the parser
     head_memo: bool = False
+    # folding runs of equal consecutive requests (one route look-up, one answer
+    # repeated, the parser's fields shared): off by default, so that every
+    # request gets its own parse result, route look-up and answer written
+    fold_runs: bool = False
     # the benchmark app's response: "default" (Server, Date, Content-Type,
     # Content-Length) or "kourier" (the posts' 105 bytes, no Content-Type)
     response: str = "default"

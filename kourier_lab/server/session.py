@@ -44,10 +44,12 @@ _N, _INFO = itemgetter(0), itemgetter(1)
 
 class Session:
     __slots__ = ("rbuf", "wbuf", "parser", "app", "in_request", "continue_sent", "closing",
-                 "timer_deadline", "timer_slot", "conn", "requests", "_chunk_scan", "_head_scan", "_front")
+                 "timer_deadline", "timer_slot", "conn", "requests", "_chunk_scan", "_head_scan", "_front",
+                 "fold_runs")
 
-    def __init__(self, rbuf, wbuf, parser, app):
+    def __init__(self, rbuf, wbuf, parser, app, fold_runs=False):
         self.rbuf, self.wbuf, self.parser, self.app = rbuf, wbuf, parser, app
+        self.fold_runs = fold_runs   # serve --fold-runs: off, every request is answered on its own
         self.in_request = False      # bytes of an unfinished request are buffered
         self.continue_sent = False
         self.closing = False
