@@ -1150,7 +1150,7 @@ int64_t kl_parse_batch(const uint8_t *buf, size_t len, const kl_limits *limits, 
 }
 
 /* ------------------------------------------------------------------------ */
-/* batch entry point for Python callers: runs of equal head summaries          */
+/* batch entry point for Python callers: runs of equal head summaries (fold) */
 
 /* the hot-path summary of a head equals run r's (spans compared as bytes) */
 static int same_summary(const uint8_t *base, const kl_head_run *r, size_t pos, const kl_request *req)
@@ -1167,7 +1167,7 @@ static int same_summary(const uint8_t *base, const kl_head_run *r, size_t pos, c
 
 int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t end,
                           const kl_limits *limits, kl_head_run *out, int64_t max_runs,
-                          int64_t max_heads)
+                          int64_t max_heads, int fold)
 {
     if (start > end || end > buflen) return -1;
     kl_head_fn head = active()->head;
@@ -1177,7 +1177,9 @@ int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t e
     kl_request req;   /* scratch: only the summary leaves this function */
     while (heads < max_heads && pos < len) {
         int r = head(base + pos, len - pos, limits, &req);
-        kl_head_run *last = runs ? &out[runs - 1] : NULL;
+        /* folding off: no head is compared with the one before it, so every
+         * head is its own run and its summary comes from its own bytes */
+        kl_head_run *last = fold && runs ? &out[runs - 1] : NULL;
         if (r > 0 && last && last->n == r && same_summary(base, last, pos, &req)) {
             last->count++;          /* the same n and summary: one more head in the run */
         } else {

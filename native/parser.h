@@ -4,8 +4,9 @@
  * callers whose buffer must stay untouched), a batch entry point that parses
  * pipelined requests in one call (to measure the parser apart from the cffi
  * crossing) and kl_parse_heads_at, the batch that Python loops use (one
- * crossing per read, runs of equal summaries).  build_parser.py copies the
- * declarations between the KL_CDEF markers into the cffi cdef.
+ * crossing per read; runs of equal summaries only when asked to fold).
+ * build_parser.py copies the declarations between the KL_CDEF markers into
+ * the cffi cdef.
  */
 #ifndef KL_PARSER_H
 #define KL_PARSER_H
@@ -67,11 +68,16 @@ int64_t kl_decode_chunked_at(const char *buf, size_t buflen, size_t start, size_
 /*
  * Batch entry point for the Python-level loops: every complete head of
  * buf[start, end) in one crossing (each head fully parsed and validated, as
- * kl_parse_head_at would), summarised as runs.  A run is `count` consecutive
- * heads with the same length n and the same hot-path summary (method, path
- * and query bytes, version, keep-alive, body kind, content length, expect),
- * so a caller builds one summary per run instead of one per head.  Spans are
- * relative to buf + start and point into the run's first head.
+ * kl_parse_head_at would), summarised as runs.  Spans are relative to
+ * buf + start and point into the run's first head.
+ *
+ * `fold` (the fold_runs knob, off by default): 0 gives one run per head
+ * (count 1, same_info 0), so the caller builds every head's summary from that
+ * head's own bytes.  1 folds: a run is `count` consecutive heads with the same
+ * length n and the same hot-path summary (method, path and query bytes,
+ * version, keep-alive, body kind, content length, expect), and same_info says
+ * a run's summary equals the previous run's, so a caller builds one summary
+ * per run instead of one per head.
  *
  * Stops after (and includes) a head that is incomplete or invalid (a run with
  * n = 0 or -status, count 1), has a body, or ends the connection; after
@@ -92,13 +98,13 @@ typedef struct kl_head_run {
     uint8_t  body_kind;       /* KL_BODY_* */
     uint8_t  expect_continue;
     uint8_t  has_query;
-    uint8_t  same_info;       /* 1: the summary equals the previous run's (only n differs) */
+    uint8_t  same_info;       /* fold only: 1 when the summary equals the previous run's (only n differs) */
     uint8_t  _pad[2];
 } kl_head_run;
 
 int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t end,
                           const kl_limits *limits, kl_head_run *out, int64_t max_runs,
-                          int64_t max_heads);
+                          int64_t max_heads, int fold);
 /* KL_CDEF_END */
 
 #endif

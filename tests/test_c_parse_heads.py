@@ -2,8 +2,10 @@
 repeated parse_head on the same bytes, over the contract's corpus.
 
 parse_heads returns a list of (n, info); it must equal what parse_head and
-.info give head after head, stop where the protocol says, and share one info
-tuple between consecutive heads only when their info values are equal.
+.info give head after head and stop where the protocol says.  With fold_runs
+off (the default) every entry has its own info tuple; with it on, consecutive
+heads share one info tuple exactly when their info values are equal.  Every
+test runs with the knob off and on.
 """
 import random
 
@@ -11,7 +13,7 @@ import pytest
 
 from kourier_lab import parsers
 from kourier_lab.parsers import BODY_NONE
-from kourier_lab.parsers.c import RUN_CAPACITY
+from kourier_lab.parsers.c import RUN_CAPACITY, ffi, lib
 from test_parser_contract import H, INVALID, LIMITED, SMALL, VALID
 
 NO_MAX = 1 << 40
@@ -31,8 +33,15 @@ def reference(p, buf, start, end, max_count=NO_MAX):
     return out
 
 
-def check_sharing(out):
-    """Consecutive entries share an info object exactly when their values are equal."""
+def check_sharing(out, fold):
+    """Folding: consecutive entries share an info object exactly when their
+    values are equal.  Not folding: no two entries share an info object or an
+    (n, info) tuple."""
+    if not fold:
+        infos = [i for _, i in out if i is not None]
+        assert len({id(i) for i in infos}) == len(infos)
+        assert len({id(e) for e in out}) == len(out)
+        return
     for (_, a), (_, b) in zip(out, out[1:]):
         if a is None or b is None:
             continue
@@ -44,7 +53,7 @@ def check(p, buf, start=0, end=None, max_count=NO_MAX):
     got = p.parse_heads(buf, start, end, max_count)
     want = reference(parsers.create("c", p.limits), buf, start, end, max_count)
     assert got == want
-    check_sharing(got)
+    check_sharing(got, p.fold_runs)
     return got
 
 
@@ -76,18 +85,43 @@ def as_kind(data, kind, offset=0):
 KINDS = ["bytes", "bytearray", "memoryview"]
 
 
-@pytest.fixture
-def p():
-    return parsers.create("c")
+@pytest.fixture(params=[False, True], ids=["fold-off", "fold-on"])
+def p(request):
+    return parsers.create("c", fold_runs=request.param)
+
+
+def test_folding_is_off_by_default():
+    assert parsers.create("c").fold_runs is False
+    assert parsers.create("c", fold_runs=True).fold_runs is True
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("offset", [0, 5])
-def test_pipelined_identical_heads_share_one_entry(p, kind, offset):
+def test_pipelined_identical_heads(p, kind, offset):
     buf = as_kind(PLAIN * 300, kind, offset)
     out = check(p, buf, offset)
     assert len(out) == 300
-    assert all(e is out[0] for e in out)    # one (n, info) tuple for the whole run
+    if p.fold_runs:
+        assert all(e is out[0] for e in out)    # one (n, info) tuple for the whole run
+    else:
+        assert len({id(i) for _, i in out}) == len(out)     # every head its own info
+
+
+@pytest.mark.parametrize("fold", [0, 1])
+def test_c_writes_one_run_per_head_unless_folding(fold):
+    """kl_parse_heads_at itself: fold 0 -> one run per head (count 1, same_info 0)."""
+    a = b"GET /a HTTP/1.1\r\n" + H + b"\r\n"
+    b = b"GET /a HTTP/1.1\r\n" + H + b"X: y\r\n\r\n"     # same summary, another n
+    buf = a * 5 + b + a * 3
+    runs = ffi.new("kl_head_run[]", 16)
+    lim = ffi.new("kl_limits *", {"max_request_line": 8192, "max_header_bytes": 16384, "max_headers": 100,
+                                  "max_body": 1 << 20})
+    k = lib.kl_parse_heads_at(buf, len(buf), 0, len(buf), lim, runs, 16, 100, fold)
+    got = [(runs[i].n, runs[i].count, runs[i].same_info) for i in range(k)]
+    if fold:
+        assert got == [(len(a), 5, 0), (len(b), 1, 1), (len(a), 3, 1)]
+    else:
+        assert got == [(len(a), 1, 0)] * 5 + [(len(b), 1, 0)] + [(len(a), 1, 0)] * 3
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,7 +140,7 @@ def test_errors_end_the_batch(p, kind):
 
 
 def test_limits(p):
-    small = parsers.create("c", SMALL)
+    small = parsers.create("c", SMALL, fold_runs=p.fold_runs)
     for _, raw, status in LIMITED:
         out = check(small, PLAIN * 2 + raw + PLAIN)
         if status != "ok":
@@ -135,8 +169,9 @@ def test_sharing_compares_values_not_lengths(p):
              b"GET /a HTTP/1.1\r\n" + H + b"X-Pad: 1\r\n\r\n", b"GET /a HTTP/1.1\r\n" + H + b"\r\n"]
     out = check(p, b"".join(heads))
     assert len(out) == len(heads)
-    # the last three differ only in n (a header): one info, three entries, two (n, info) tuples
-    assert out[4][1] is not out[5][1] and out[6][1] is out[7][1]
+    # the last three differ only in n (a header): folding, one info, three
+    # entries, two (n, info) tuples; not folding, three of each
+    assert out[4][1] is not out[5][1] and (out[6][1] is out[7][1]) == p.fold_runs
     assert out[6] is not out[7] and out[6][0] != out[7][0]
 
 
@@ -150,7 +185,10 @@ def test_run_sharing_goes_on_across_crossings(p):
         out = check(p, b"".join(heads))
         assert len(out) == len(heads)
         tail = out[-120:]
-        assert all(e[1] is tail[0][1] for e in tail)
+        if p.fold_runs:
+            assert all(e[1] is tail[0][1] for e in tail)
+        else:
+            assert len({id(e[1]) for e in tail}) == len(tail)
 
 
 @pytest.mark.parametrize("max_count", [0, 1, 2, 3, 7, 64, 65, 200])

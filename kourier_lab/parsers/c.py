@@ -79,6 +79,10 @@ NO_MAX = 1 << 62            # parse_heads' default max_count: no limit
 
 class CParser:
     name = "c"
+    # parsers.create(..., fold_runs=True) sets it: parse_heads may then fold a
+    # run of equal consecutive heads (one info tuple shared); off, every head
+    # gets its own info from its own bytes
+    fold_runs = False
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.limits = limits
@@ -130,16 +134,19 @@ class CParser:
             each entry what parse_head(buf, pos, end) and .info give for the next
             head.  Stops after (and includes) an entry with n <= 0 (info None), a
             head with a body or one that ends the connection; after max_count
-            entries; or when the next head would start at `end`.  Consecutive
-            heads with equal info share one info tuple (and, with equal n, one
-            (n, info) tuple), so `info is previous` means "same route"; every
-            head is still parsed and validated by C.  head() is undefined
-            afterwards (call parse_head first)."""
+            entries; or when the next head would start at `end`.  Every head is
+            parsed and validated by C.  With fold_runs off (the default) every
+            entry has its own info tuple, built from its own head's bytes; with
+            it on, consecutive heads with equal info share one info tuple (and,
+            with equal n, one (n, info) tuple), so `info is previous` means
+            "same route".  head() is undefined afterwards (call parse_head
+            first)."""
             size = len(buf)
             if end is None:
                 end = size
             if max_count is None:
                 max_count = NO_MAX
+            fold = 1 if this.fold_runs else 0
             is_bytes = type(buf) is bytes
             src = buf if is_bytes else from_buffer(buf)
             this._info = None
@@ -149,40 +156,61 @@ class CParser:
             base = start
             while True:
                 try:
-                    k = heads_at(src, size, base, end, lim, runs, RUN_CAPACITY, max_count - len(out))
+                    k = heads_at(src, size, base, end, lim, runs, RUN_CAPACITY, max_count - len(out), fold)
                 except OverflowError:
                     k = -1
                 if k == -1:
                     raise ValueError(f"bad span [{base}, {end}) of a {size}-byte buffer")
                 pos = base
-                for i in range(k):
-                    n, count, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, same = \
-                        unpack_run(runs_mem, i * run_size)
-                    if n <= 0:
-                        out.append((n, None))
-                        return out
-                    if not same:
+                if not fold:
+                    # one run per head (count 1): each entry its own info and pair
+                    for i in range(k):
+                        n, _, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, _ = \
+                            unpack_run(runs_mem, i * run_size)
+                        if n <= 0:
+                            out.append((n, None))
+                            return out
                         mo += base
                         po += base
                         qo += base
                         if is_bytes:      # slices of bytes are bytes already
-                            new = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None, minor,
-                                   ka == 1, bk, cl, ec == 1)
+                            info = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None, minor,
+                                    ka == 1, bk, cl, ec == 1)
                         else:
-                            new = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
-                                   bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl, ec == 1)
-                        # a run cut by RUN_CAPACITY goes on in the next call: C cannot
-                        # flag it there, so compare the values here
-                        if i or new != info:
-                            info = new
-                            pair = None
-                    if pair is None or pair[0] != n or pair[1] is not info:
-                        pair = (n, info)
-                    if count == 1:
-                        out.append(pair)
-                    else:
-                        out += [pair] * count
-                    pos += n * count
+                            info = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
+                                    bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl, ec == 1)
+                        out.append((n, info))
+                        pos += n
+                else:
+                    for i in range(k):
+                        n, count, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, same = \
+                            unpack_run(runs_mem, i * run_size)
+                        if n <= 0:
+                            out.append((n, None))
+                            return out
+                        if not same:
+                            mo += base
+                            po += base
+                            qo += base
+                            if is_bytes:      # slices of bytes are bytes already
+                                new = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None,
+                                       minor, ka == 1, bk, cl, ec == 1)
+                            else:
+                                new = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
+                                       bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl,
+                                       ec == 1)
+                            # a run cut by RUN_CAPACITY goes on in the next call: C cannot
+                            # flag it there, so compare the values here
+                            if i or new != info:
+                                info = new
+                                pair = None
+                        if pair is None or pair[0] != n or pair[1] is not info:
+                            pair = (n, info)
+                        if count == 1:
+                            out.append(pair)
+                        else:
+                            out += [pair] * count
+                        pos += n * count
                 if k == 0 or bk or not ka or len(out) >= max_count or pos >= end:
                     return out
                 base = pos      # C ran out of room for runs: go on from the next head
