@@ -2,6 +2,7 @@
 (no promotion), anything else is promoted to the Python session once and
 answered exactly as the Python loop does.  The full server suite
 (tests/test_server.py) runs it as a separate process too."""
+import contextlib
 import socket
 import threading
 
@@ -13,7 +14,9 @@ pytest.importorskip("cffi")
 from kourier_lab import loops  # noqa: E402
 from kourier_lab.server.config import ServerConfig  # noqa: E402
 from kourier_lab.server.demo import app  # noqa: E402
-from kourier_lab.server.process import read_responses  # noqa: E402
+from kourier_lab.server.process import read_responses, read_until_close  # noqa: E402
+
+from tests.test_head_memo import DATE  # noqa: E402
 
 REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -171,3 +174,71 @@ def test_native_head_scan_decides_as_the_python_one():
             packed = _head_state(*got)
             assert (packed & HS_MASK, (packed >> HS_BITS) & HS_MASK, packed >> 2 * HS_BITS) == tuple(got)
             state = want[1]
+
+
+# runs of identical heads, heads that differ in the query or the path, HEAD,
+# HTTP/1.0 with keep-alive, then Connection: close: every one a static route
+# or the catch-all, so the whole stream is answered natively
+FOLD_STREAM = (REQ * 50
+               + b"".join(b"GET /hello?x=%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i for i in range(5))
+               + b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               + b"GET /static HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3
+               + b"GET /b/c?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               + b"HEAD /hello HTTP/1.1\r\nHost: localhost\r\n\r\n" * 2
+               + b"HEAD /static HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               + b"GET /static HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2
+               + REQ * 10
+               + b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+FOLD_REQUESTS = 50 + 5 + 1 + 3 + 1 + 2 + 1 + 2 + 10 + 1
+
+
+@contextlib.contextmanager
+def _numba_server(**options):
+    cfg = ServerConfig(loop="numba", parser="numba", buffer="numba", request_timeout=2.0,
+                       idle_timeout=5.0, graceful_timeout=3.0, **options)
+    loop = loops.create("numba", cfg, app)
+    lsock = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run, args=(lsock,), daemon=True)
+    thread.start()
+    try:
+        yield loop, lsock.getsockname()[1]
+    finally:
+        loop.request_stop()
+        thread.join(10)
+        lsock.close()
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
+def test_fold_runs_off_and_on_send_the_same_bytes(head_memo):
+    """fold_runs is a knob of cost, not of answers: off (the default) and on,
+    the same pipelined stream gets byte-identical responses (Date masked).
+    Off, every request natively served had its own answer copy (and, without
+    the memo, its own route look-up); on, the runs were folded."""
+    if "numba" not in loops.names():
+        pytest.skip(f"numba loop unavailable: {loops.unavailable().get('numba')}")
+    from kourier_lab.loops import numba as nloop
+    streams = {}
+    counts = {}
+    for fold in (False, True):
+        with _numba_server(head_memo=head_memo, fold_runs=fold) as (loop, port):
+            ctl = loop._L.ctl
+            assert ctl[nloop.C_FOLD] == (1 if fold else 0)
+            s = _connect(port)
+            s.sendall(FOLD_STREAM)
+            got, closed = read_until_close(s, timeout=20)
+            s.close()
+            assert closed
+            streams[fold] = DATE.sub(b"\r\nDate: -\r\n", got)
+            counts[fold] = {name: int(ctl[getattr(nloop, name)])
+                            for name in ("C_SERVED", "C_PROMOTED", "C_ROUTED", "C_COPIED")}
+    assert streams[False].count(b"HTTP/1.1 200 OK\r\n") == FOLD_REQUESTS
+    assert streams[False] == streams[True]
+    for fold in (False, True):
+        assert counts[fold]["C_SERVED"] == FOLD_REQUESTS and counts[fold]["C_PROMOTED"] == 0
+    off, on = counts[False], counts[True]
+    assert off["C_COPIED"] == FOLD_REQUESTS               # one memcpy per answer
+    if not head_memo:
+        assert off["C_ROUTED"] == FOLD_REQUESTS           # one route look-up per request
+        assert on["C_ROUTED"] < FOLD_REQUESTS             # the runs reused their route
+    assert on["C_COPIED"] < FOLD_REQUESTS                 # runs: log2(count) copies

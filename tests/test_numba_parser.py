@@ -247,3 +247,58 @@ def test_memo_hit_keeps_head_and_table_right():
     assert p.hits == 1 and p.info == ref.info and p.head() == expected
     assert p.table[0]["head_len"] == len(raw) and p.table[0]["target"]["off"] == 4
     assert p.parse_head(b"GET / HTTP/2.0\r\n\r\n") == -505 and p.table[0]["status"] == 505
+
+
+def _kernel_rows(raw, fold, max_heads=1024):
+    """parse_heads_kernel over raw with the given fold: the rows it filled."""
+    buf = np.frombuffer(raw, np.uint8).copy()
+    t = ns.new_table(1)[1][0]
+    heads = np.zeros((1024, nparser.HEAD_FIELDS), np.int64)
+    k = nparser.parse_heads_kernel(buf, 0, len(buf), ns.limits_array(Limits()), t, heads, max_heads, fold)
+    return heads[:k].copy()
+
+
+def test_parse_heads_kernel_folds_runs_only_when_asked():
+    """fold_runs off (0, the default): one row per head, each from its own
+    bytes; on (1): a run of equal consecutive heads shares one row."""
+    other = b"GET /hello?x=1 HTTP/1.1\r\nHost: localhost:3275\r\n\r\n"
+    off = _kernel_rows(SHORT * 50, 0)
+    assert len(off) == 50
+    assert off[:, nparser.H_COUNT].tolist() == [1] * 50
+    assert off[:, nparser.H_LEN].tolist() == [len(SHORT)] * 50
+    # every row's spans are the head's own, the same as a parse of that head alone
+    p = nparser.NumbaParser()
+    assert p.parse_head(SHORT) == len(SHORT)
+    method, path = off[0, nparser.H_METHOD], off[0, nparser.H_PATH]
+    assert SHORT[method:method + off[0, nparser.H_METHOD_LEN]] == b"GET"
+    assert SHORT[path:path + off[0, nparser.H_PATH_LEN]] == p.info[1]
+    assert (off == off[0]).all()
+
+    on = _kernel_rows(SHORT * 50, 1)
+    assert len(on) == 1 and on[0, nparser.H_COUNT] == 50 and on[0, nparser.H_LEN] == len(SHORT)
+
+    mixed = SHORT * 3 + other + SHORT * 2
+    assert _kernel_rows(mixed, 0)[:, nparser.H_COUNT].tolist() == [1] * 6
+    assert _kernel_rows(mixed, 1)[:, nparser.H_COUNT].tolist() == [3, 1, 2]
+    # max_heads counts heads, folded or not
+    assert _kernel_rows(SHORT * 50, 0, max_heads=7)[:, nparser.H_COUNT].tolist() == [1] * 7
+    assert _kernel_rows(SHORT * 50, 1, max_heads=7)[:, nparser.H_COUNT].tolist() == [7]
+
+
+def test_parse_heads_off_builds_each_info_on_its_own():
+    """With fold_runs off (the default) the Numba parser's batch gives every
+    entry its own info tuple, equal in value to a parse of that head alone."""
+    from kourier_lab import parsers
+    p = parsers.create("numba")
+    assert p.fold_runs is False and nparser.NumbaParser.fold_runs is False
+    assert parsers.create("numba", fold_runs=True).fold_runs is True
+    raw = SHORT * 50
+    parse_heads = getattr(p, "parse_heads", None)
+    batch = (parse_heads(raw, 0, len(raw), None) if parse_heads is not None
+             else parsers.parse_heads_by_head(p, raw, 0, len(raw), None))
+    assert [n for n, _ in batch] == [len(SHORT)] * 50
+    infos = [info for _, info in batch]
+    assert len({id(info) for info in infos}) == 50
+    q = nparser.NumbaParser()
+    q.parse_head(SHORT)
+    assert all(info == q.info for info in infos)

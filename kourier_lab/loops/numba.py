@@ -6,10 +6,9 @@ How the work is split
 * Native (``run_native``, nopython): epoll_wait, then for every event: accept
   new connections (accept4, TCP_NODELAY, epoll_ctl), read into the
   connection's row of a read slab, parse every complete head of the read in
-  one call of the Numba parser's parse_heads_kernel (each head in full; a run
-  of heads with the same method, path and flags comes back as one row with a
-  count), and for each GET/HEAD of a static route copy the precomputed
-  response (a run: log2(count) copies) into a write row; send it all with one
+  one call of the Numba parser's parse_heads_kernel (each head in full, each
+  its own row), and for each GET/HEAD of a static route look the route up and
+  copy the precomputed response into a write row; send it all with one
   send().  A head that arrives in many reads is not parsed again after every
   read: the slot keeps _scan_head's state for the incomplete head at the row's
   front (S_HEAD: parsers/scan.py scan_head's (s, rl, scanned), the same
@@ -37,6 +36,20 @@ How the work is split
   to Python between epoll waits (rather than objmode inside the loop) keeps
   the native code free of interpreter state and lets one Python call handle
   every promoted event of a batch.
+
+Folding runs (``serve --fold-runs on``, ServerConfig.fold_runs; off by
+default, ctl[C_FOLD]): a run of equal consecutive requests is answered as a
+run.  The kernel returns consecutive heads with the same length, flags, method
+and path as one row with a count; a head whose method and path equal the
+previous one's reuses its route instead of a look-up; a run of identical
+answers is written with log2(count) memcpy calls.  Each head is still parsed
+in full, and the bytes sent are the same; what folding saves is per-request
+work that a benchmark of identical requests would otherwise measure, so it is
+a separate knob.  Off, every request gets its own row, its own route look-up
+and its own copy of its answer.  The head memo (ctl[C_MEMO_LEN]) is another
+knob: a hit answers one request (with folding off, its answer is copied on
+its own too).  ctl[C_ROUTED] and ctl[C_COPIED] count route look-ups and
+answer copies, so a test can tell the two apart.
 
 Why slabs: per-connection buffers must be reachable from nopython code by
 index, without Python objects.  Every connection gets one row of a 2-D uint8
@@ -172,8 +185,8 @@ F_WANT_WRITE, F_CLOSING, F_PEER_CLOSED, F_IN_REQ, F_PAUSED = 1, 2, 4, 8, 16
 # control words (int64 `ctl`)
 (C_NCONNS, C_NFREE, C_MAXCONN, C_NEED_SLOTS, C_REQ_TO, C_IDLE_TO, C_EPFD, C_STOPPING,
  C_MAXRESP, C_CATCH_ALL, C_NEXT_TICK, C_SERVED, C_PROMOTED, C_MEMO_LEN, C_MEMO_RESP,
- C_MEMO_KA, C_NBIGFREE) = range(17)
-CTL_WORDS = 17
+ C_MEMO_KA, C_NBIGFREE, C_FOLD, C_ROUTED, C_COPIED) = range(20)
+CTL_WORDS = 20
 TICK_MS = 50
 WHEEL_SLOTS = 2048      # one revolution: 102 s; longer timeouts are re-filed once per lap
 from ..parsers.memo import MEMO_MAX     # longest head the memo remembers (512, as in C)
@@ -210,13 +223,17 @@ def _ptr(typingctx, arr, off):
 def _emit_run(wrow, at, resp_blob, off, size, count):
     """`count` copies of the answer resp_blob[off:off+size] at wrow[at:]: one
     copy, then the copies made so far copied after themselves (log2(count)
-    memcpy calls for a run of identical answers, not one per request)."""
+    memcpy calls for a run of identical answers, not one per request; only
+    with fold_runs on).  Returns the number of memcpy calls."""
     c_memcpy(_ptr(wrow, at), _ptr(resp_blob, off), size)
+    calls = 1
     done = 1
     while done < count:
         k = min(done, count - done)
         c_memcpy(_ptr(wrow, at + done * size), _ptr(wrow, at), k * size)
         done += k
+        calls += 1
+    return calls
 
 
 @njit(cache=True, _nrt=False)
@@ -440,13 +457,17 @@ def _process(L, slot):
 def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_idx, memo, heads, g):
     """Every head is parsed in full, all the heads of the row in one call of
     the parser's parse_heads_kernel (one head per call with the memo on: it is
-    checked first); a head whose method and path bytes equal
-    the previous one's (in this call) reuses that head's route instead of
-    looking it up again.  The head memo (as the C loop's and the Python
-    parser's): parsers are stateless, so a head byte-identical to the last one
-    answered by a static route gets the same answer after one memcmp -- exact,
-    not a shortcut around validation.  ctl[C_MEMO_LEN] = -1 (the default)
-    turns it off.
+    checked first).  With ctl[C_FOLD] 0 (the default) every head gets its own
+    row, its own route look-up and its own memcpy of its answer.  With
+    ctl[C_FOLD] 1 (fold_runs) the kernel folds runs of equal heads into one
+    row with a count, a head whose method and path bytes equal the previous
+    one's (in this call) reuses that head's route instead of looking it up
+    again, and a run of identical answers is written by _emit_run.  The head
+    memo (as the C loop's and the Python parser's): parsers are stateless, so
+    a head byte-identical to the last one answered by a static route gets the
+    same answer after one memcmp -- exact, not a shortcut around validation;
+    a hit answers one request.  ctl[C_MEMO_LEN] = -1 (the default) turns it
+    off.
 
     An incomplete head at the front is resumed, not parsed again after every
     read: st[S_HEAD] holds _scan_head's state for it (offsets from the row's
@@ -469,6 +490,8 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
     wlen = st[S_WLEN]
     wcap = wrow.shape[0]
     catch_all = ctl[C_CATCH_ALL]
+    fold = ctl[C_FOLD]
+    routed = copied = 0      # route look-ups and answer copies (ctl[C_ROUTED], ctl[C_COPIED])
     pos = 0
     hk = hn = 0              # the next row of `heads` to answer, the rows parsed
     result = P_DONE
@@ -488,11 +511,11 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
         else:
             if hk == hn:
                 tp = _stage_now(g)
-                hn = parse_heads_kernel(row, pos, rlen, lim, t, heads, 1 if mlen >= 0 else MAX_HEADS)
+                hn = parse_heads_kernel(row, pos, rlen, lim, t, heads, 1 if mlen >= 0 else MAX_HEADS, fold)
                 _stage_add(g, G_PARSE, tp)
                 hk = 0
             n = heads[hk, H_LEN]
-            count = heads[hk, H_COUNT]       # heads of length n in a row that get this answer
+            count = heads[hk, H_COUNT]       # heads of length n in a row that get this answer (1 unfolded)
             if n == 0:
                 need_more = True
                 break
@@ -505,7 +528,7 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             po = pos + heads[hk, H_PATH]
             pl = heads[hk, H_PATH_LEN]
             hk += 1
-            same = route >= 0 and ml == pml and pl == ppl
+            same = fold != 0 and route >= 0 and ml == pml and pl == ppl
             if same:
                 for i in range(ml):
                     if _ld(row, mo + i) != _ld(row, pmo + i):
@@ -520,6 +543,7 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
                 tr = _stage_now(g)
                 route, head = _route(row, mo, ml, po, pl, catch_all, path_idx, path_blob)
                 _stage_add(g, G_ROUTE, tr)
+                routed += 1
                 if route < 0:
                     result = P_PROMOTE         # a handler, 404 or 405: Python answers
                     break
@@ -536,7 +560,7 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
         blocked = False
         if wlen + count * size > wcap:
             if run_count:
-                _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
+                copied += _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
                 run_count = 0
                 run_resp = -1
             if wpos:
@@ -552,15 +576,19 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             if fit < count:
                 count = fit                    # the rest are parsed again once the row drains
                 blocked = True
-        if resp != run_resp:                   # a new run of identical answers
-            if run_count:
-                _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
-            run_resp = resp
-            run_off = off
-            run_size = size
-            run_at = wlen
-            run_count = 0
-        run_count += count                     # their bytes are written when the run ends
+        if fold == 0:
+            c_memcpy(_ptr(wrow, wlen), _ptr(resp_blob, off), size)     # count is 1: its own copy
+            copied += 1
+        else:
+            if resp != run_resp:               # a new run of identical answers
+                if run_count:
+                    copied += _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
+                run_resp = resp
+                run_off = off
+                run_size = size
+                run_at = wlen
+                run_count = 0
+            run_count += count                 # their bytes are written when the run ends
         wlen += count * size
         served += count
         pos += count * n
@@ -572,10 +600,12 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             pos = rlen
             break
     if run_count:
-        _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
+        copied += _emit_run(wrow, run_at, resp_blob, run_off, run_size, run_count)
     st[S_WPOS] = wpos
     st[S_WLEN] = wlen
     ctl[C_SERVED] += served
+    ctl[C_ROUTED] += routed
+    ctl[C_COPIED] += copied
     # the incomplete head that stays at the front: the entry scan's state when
     # it is the same head, else scanned once from its start (relative to pos,
     # the front after the compaction); none when the front head is complete
@@ -934,6 +964,8 @@ class NumbaLoop(PythonLoop):
         ctl[C_NBIGFREE] = BIG_ROWS
         # the head memo (parsers/memo.py): config.head_memo, off by default (-1)
         ctl[C_MEMO_LEN] = 0 if config.head_memo else -1
+        # folding runs of equal requests: config.fold_runs, off by default (0)
+        ctl[C_FOLD] = 1 if config.fold_runs else 0
         self._grow(16)
         self._date = None
         self._routes()

@@ -20,9 +20,10 @@ Entry points
   body_len); the decoded data goes to out[out_off:]; passing the input array
   itself with out_off=start compacts in place (the writes never overtake the
   reads), which is what the C ``kl_parse_chunked`` does.
-* ``parse_heads_kernel(buf, start, end, limits, table_words, heads, max_heads)``
-  parses every head of a read for the native loops, one row per run of heads
-  that get the same answer (see its docstring).
+* ``parse_heads_kernel(buf, start, end, limits, table_words, heads, max_heads, fold)``
+  parses every head of a read for the native loops, one row per head; with
+  fold (``serve --fold-runs on``; off by default) one row per run of equal
+  consecutive heads (see its docstring).
 * ``parse_batch_kernel(...)`` parses pipelined heads back to back in one call
   (no bodies), for the native loops and for measuring the parser without the
   Python-call overhead (a Numba call from Python costs ~0.3-1 us, about as much
@@ -747,22 +748,24 @@ def parse_batch_kernel(buf, start, end, lim, t, summaries, starts, max_requests)
     return count, pos - start, last
 
 
-# the rows parse_heads_kernel fills (int64), one per run of heads that get the
-# same answer: the contract's n (every head of the run has that length), the
-# number of heads, then the first head's flag word (version_minor,
-# target_form, keep_alive, body_kind bytes) and its method and path spans,
-# relative to the head's first byte
+# the rows parse_heads_kernel fills (int64), one per head (with fold: one per
+# run of heads that get the same answer): the contract's n (every head of the
+# run has that length), the number of heads (1 without fold), then the first
+# head's flag word (version_minor, target_form, keep_alive, body_kind bytes)
+# and its method and path spans, relative to the head's first byte
 H_LEN, H_COUNT, H_FLAGS0, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN = range(7)
 HEAD_FIELDS = 7
 
 
 @njit(cache=True, _nrt=False)
-def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads):
+def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads, fold):
     """Every head of a read in one call, for the native loops (the parse is
     inlined here, and this kernel is cached on disk; the loops are compiled in
-    every process).  Every head is parsed in full; consecutive heads with the
+    every process).  Every head is parsed in full and gets its own row of
+    `heads` (H_COUNT 1).  With `fold` true (the fold_runs knob, off by
+    default: it exploits runs of equal requests) consecutive heads with the
     same length, flag word, method and path bytes (so the same route and the
-    same answer) share one row of `heads` (H_COUNT of them), rows follow each
+    same answer) share one row (H_COUNT of them); rows follow each
     other from `start`.  Stops after a row whose n <= 0 (0: need more,
     -status: invalid), a head with a body (the bytes after it are not a head)
     or one that ends the connection, after max_heads heads or when `heads` is
@@ -784,7 +787,7 @@ def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads):
             break
         f0 = t[W_FLAGS0]
         mo, ml, po, pl = t[W_METHOD], t[W_METHOD + 1], t[W_PATH], t[W_PATH + 1]
-        same = (k > 0 and heads[k - 1, H_LEN] == n and heads[k - 1, H_FLAGS0] == f0
+        same = (fold != 0 and k > 0 and heads[k - 1, H_LEN] == n and heads[k - 1, H_FLAGS0] == f0
                 and heads[k - 1, H_METHOD_LEN] == ml and heads[k - 1, H_PATH_LEN] == pl)
         same = (same and _same_bytes(buf, prev + heads[k - 1, H_METHOD], pos + mo, ml)
                 and _same_bytes(buf, prev + heads[k - 1, H_PATH], pos + po, pl))
@@ -1017,6 +1020,9 @@ def as_array(buf):
 class NumbaParser:
     """The contract's parser over the Numba kernels (see the module docstring)."""
     name = "numba"
+    # parsers.create(fold_runs=True) sets it; nothing here folds (parse_heads
+    # comes from parse_heads_by_head: every entry's info from its own head)
+    fold_runs = False
     # the kernels parse_head / parse_chunked call; user_numba.kernel_parser() swaps in a user's
     _head_kernel = staticmethod(parse_head_kernel)
     _chunked_kernel = staticmethod(parse_chunked_kernel)
