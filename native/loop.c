@@ -19,15 +19,20 @@
  * only when its answer can have changed from "need more" (the same scans as
  * kourier_lab/parsers/scan.py, whatever the parser: C, Python, Numba, a user's).
  *
- * Every complete head is parsed (unless the head memo is on).  What is shared across a
- * run of parsed requests: a request whose method and path bytes equal the
- * previous head's takes that head's route without a lookup, and consecutive
- * requests answered by the same static response get their answers with one
- * memcpy from a block of RUN_MAX pre-replicated copies.  The head memo (off
- * unless kl_loop_set_head_memo(L, 1), `serve --head-memo on`) is the one
- * shortcut past the parser: a head byte-identical to the last one a static
- * route answered is answered after one memcmp (parsers are stateless, so the
- * same bytes get the same verdict).
+ * Every complete head is parsed (unless the head memo is on), routed with
+ * its own look-up and answered with its own copy of its response.  Folding
+ * (off unless kl_loop_set_fold_runs(L, 1), `serve --fold-runs on`) exploits
+ * runs of equal consecutive requests instead: a request whose method and
+ * path bytes equal the previous head's takes that head's route without a
+ * look-up, and consecutive requests answered by the same static response get
+ * their answers with one copy from a block of RUN_MAX pre-replicated copies.
+ * It is off by default so that a figure measures per-request work, not how
+ * repetitive the client is.  The head memo (off unless
+ * kl_loop_set_head_memo(L, 1), `serve --head-memo on`) is the one shortcut
+ * past the parser: a head byte-identical to the last one a static route
+ * answered is answered after one memcmp (parsers are stateless, so the same
+ * bytes get the same verdict); a run of such heads is answered in one go only
+ * when folding too.
  *
  * Backpressure: while more than write_buffer_limit bytes are queued the
  * connection is paused (its socket left unread) until a flush drains it.
@@ -173,12 +178,13 @@ struct kl_loop {
     uint8_t *rscratch;                  /* the read block every connection without bytes of its own reads into */
     size_t scratch_cap;
     int memo_on;
+    int fold;                           /* fold runs of equal requests (kl_loop_set_fold_runs) */
     size_t memo_len;
     resp *memo_resp;
     int memo_keep_alive;
     uint8_t memo[MEMO_MAX];
-    /* a run of parsed requests answered by the same static response: written
-     * with one copy from its run block once the run ends (flush_run) */
+    /* folding: a run of parsed requests answered by the same static response,
+     * written with one copy from its run block once the run ends (flush_run) */
     resp *run_resp;
     size_t run_k;
     /* static answers of the connection being served, by reference, while its
@@ -332,6 +338,17 @@ void kl_loop_set_head_memo(kl_loop *L, int on)
 {
     L->memo_on = on;
     L->memo_len = 0;
+}
+
+/*
+ * Folding runs of equal consecutive requests: route re-use and one copy for a
+ * run of identical static answers (and, with the memo, a run of memo hits
+ * answered together).  Off by default: each request then costs its own route
+ * look-up and its own answer written, which is what a figure should measure.
+ */
+void kl_loop_set_fold_runs(kl_loop *L, int on)
+{
+    L->fold = on != 0;
 }
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
@@ -870,6 +887,7 @@ static int emit_run(kl_loop *L, conn *c, resp *r, size_t k)
 {
     if (k == 1)
         return emit(L, c, r->data, r->len);
+    L->stats.answers_folded += k;
     if (!r->run) {
         r->run = malloc(RUN_MAX * r->len);
         if (!r->run) {
@@ -1168,7 +1186,7 @@ static size_t process(kl_loop *L, conn *c)
             size_t k = 1;
             flush_run(L, c);
             pos += L->memo_len;
-            if (L->memo_keep_alive)     /* a run of identical requests: one copy of their answers */
+            if (L->memo_keep_alive && L->fold)  /* a run of identical requests: one copy of their answers */
                 while (k < RUN_MAX && end - pos >= L->memo_len && memcmp(base + pos, L->memo, L->memo_len) == 0) {
                     k++;
                     pos += L->memo_len;
@@ -1241,8 +1259,9 @@ static size_t process(kl_loop *L, conn *c)
             if (m > 0)
                 body_end += (size_t)m;
         }
-        /* the route: the previous head's when the bytes from the method to
-         * the path's end are the same (so are the method and the path) */
+        /* the route: when folding, the previous head's when the bytes from
+         * the method to the path's end are the same (so are the method and
+         * the path); last_m stays NULL when not folding */
         const uint8_t *hm = base + pos + req->method.off;
         uint32_t mp_len = req->path.off + req->path.len - req->method.off;
         uint32_t path_at = req->path.off - req->method.off;
@@ -1252,9 +1271,10 @@ static size_t process(kl_loop *L, conn *c)
         if (last_m && ordered && mp_len == last_mp_len && path_at == last_path_at &&
             req->method.len == last_mlen && same_bytes(hm, last_m, mp_len, hm + 16 <= base + end)) {
             r = last_r;
+            L->stats.routes_reused++;
         } else {
             r = route_of(L, base + pos, req);
-            if (ordered)
+            if (ordered && L->fold)
                 last_m = hm, last_mp_len = mp_len, last_path_at = path_at, last_mlen = req->method.len,
                 last_r = r;
         }
@@ -1264,10 +1284,14 @@ static size_t process(kl_loop *L, conn *c)
         if (r >= 0 && r < L->nroutes) {
             int variant = (req->method.len == 4 && hm[0] == 'H') * 4 + (req->version_minor ? 2 : 0) + keep_alive;
             resp *s = &L->routes[r * KL_VARIANTS + variant];
-            if (L->run_k && (s != L->run_resp || L->run_k == RUN_MAX))
-                flush_run(L, c);
-            L->run_resp = s;            /* answered with the run when it ends, in order */
-            L->run_k++;
+            if (!L->fold) {
+                emit(L, c, s->data, s->len);    /* its own answer, now */
+            } else {
+                if (L->run_k && (s != L->run_resp || L->run_k == RUN_MAX))
+                    flush_run(L, c);
+                L->run_resp = s;        /* answered with the run when it ends, in order */
+                L->run_k++;
+            }
             L->stats.requests_static++;
             if (L->memo_on && req->body_kind == KL_BODY_NONE && (size_t)n <= MEMO_MAX) {
                 memcpy(L->memo, base + pos, (size_t)n);

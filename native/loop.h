@@ -84,6 +84,8 @@ typedef struct kl_loop_stats {
     uint64_t batches;            /* batch callbacks */
     uint64_t timeouts;           /* 408 sent */
     uint64_t idle_closed;
+    uint64_t routes_reused;      /* folding: requests routed by the previous head's route, no look-up */
+    uint64_t answers_folded;     /* folding: answers written as part of one copy of a run */
 } kl_loop_stats;
 
 typedef struct kl_loop kl_loop;
@@ -115,6 +117,7 @@ kl_loop *kl_loop_new(const kl_loop_config *cfg, void *py_handle);
 void kl_loop_free(kl_loop *loop);
 int kl_loop_set_parser(kl_loop *loop, int kind, kl_head_fn head, kl_chunked_fn chunked);
 void kl_loop_set_head_memo(kl_loop *loop, int on);
+void kl_loop_set_fold_runs(kl_loop *loop, int on);   /* off by default: no folding of equal requests */
 int kl_loop_add_route(kl_loop *loop, const char *path, size_t len, int route);
 int kl_loop_set_response(kl_loop *loop, int route, int variant, const char *data, size_t len);
 void kl_loop_set_catch_all(kl_loop *loop, int route);

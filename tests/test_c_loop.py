@@ -4,13 +4,17 @@ The shared suite (test_server.py) already runs every C loop combination; here:
 deep pipelines, static and Python answers interleaved in one batch, a client
 that does not read (bounded queue, then everything delivered in order), the
 Date patched in C, the timer wheel's lazy re-filing, many idle connections,
-absolute-form routing under both parsers, a body that grows the ring, and
-graceful stop while a reader is stalled.
+absolute-form routing under both parsers, a body that grows the ring,
+graceful stop while a reader is stalled, and the fold_runs knob (off by
+default; on or off, byte-identical answers).
 """
+import contextlib
 import email.utils
 import os
+import re
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -136,9 +140,20 @@ def test_a_client_that_does_not_read_gets_everything_once_it_reads(server):
 
 
 def test_date_is_patched_in_c_once_a_second(server):
-    """Single answers and runs of identical answers (copied as one block) both
-    carry the current Date."""
-    s = connect(server.port)
+    """Single answers and runs of identical answers both carry the current Date."""
+    _check_dates(server.port)
+
+
+def test_date_is_patched_in_folded_runs():
+    """Folding: a run of identical answers is copied from a pre-replicated
+    block; every copy in it carries the current Date too."""
+    with _in_process("c", fold_runs=True) as (loop, port):
+        _check_dates(port)
+    assert loop.stats["answers_folded"] > 0
+
+
+def _check_dates(port):
+    s = connect(port)
     dates = []
     for _ in range(2):
         s.sendall(REQ)
@@ -399,3 +414,87 @@ def test_native_head_scan_decides_as_the_python_one():
             want, want_state = scan_head(data, 0, end, want_state, lim.max_request_line, lim.max_header_bytes)
             assert (bool(got), tuple(state)) == (want, want_state), (data[:end], lim.max_request_line,
                                                                       lim.max_header_bytes)
+
+
+# --- the fold_runs knob -------------------------------------------------------
+DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")     # masked as tests/test_head_memo.py does
+# runs of identical requests, distinct ones (queries, paths, the catch-all, a
+# Python handler), HEAD, HTTP/1.0 keep-alive, a body, and a final close
+FOLD_STREAM = (REQ * 50
+               + b"".join(b"GET /path?i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(3))
+               + b"GET /static HTTP/1.1\r\nHost: a\r\n\r\n" + b"GET /static?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+               + b"GET /x1 HTTP/1.1\r\nHost: a\r\n\r\n" + b"GET /x2 HTTP/1.1\r\nHost: a\r\n\r\n"
+               + b"GET /statics HTTP/1.1\r\nHost: a\r\n\r\n"
+               + b"HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n" * 3 + b"HEAD /static HTTP/1.1\r\nHost: a\r\n\r\n"
+               + b"GET /static HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2
+               + b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+               + b"DELETE /static HTTP/1.1\r\nHost: a\r\n\r\n"
+               + REQ * 10
+               + b"GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+FOLD_REQUESTS = 50 + 3 + 2 + 2 + 1 + 3 + 1 + 2 + 1 + 1 + 10 + 1
+
+
+@contextlib.contextmanager
+def _in_process(parser, fold_runs, head_memo=False):
+    """A C loop in a thread of this process (its stats are readable once it stopped)."""
+    from kourier_lab.server.config import ServerConfig
+    from kourier_lab.server.demo import app
+    cfg = ServerConfig(loop="c", parser=parser, buffer="c", request_timeout=2.0, idle_timeout=5.0,
+                       graceful_timeout=3.0, fold_runs=fold_runs, head_memo=head_memo)
+    loop = loops.create("c", cfg, app)
+    lsock = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run, args=(lsock,), daemon=True)
+    thread.start()
+    try:
+        yield loop, lsock.getsockname()[1]
+    finally:
+        loop.request_stop()
+        thread.join(10)
+        lsock.close()
+    assert not thread.is_alive()
+
+
+def _exchange(port, data):
+    s = connect(port)
+    s.sendall(data)
+    got, closed = read_until_close(s, timeout=20)
+    s.close()
+    assert closed
+    return DATE.sub(b"\r\nDate: -\r\n", got)
+
+
+@pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
+@pytest.mark.parametrize("parser", PARSERS)
+def test_fold_runs_on_and_off_answer_byte_identically(parser, head_memo):
+    """The same pipelined stream, folding off and on: the same bytes back
+    (Date masked).  Off, nothing is folded (the loop's counters stay 0 and the
+    parser gives every head its own info); on, runs are folded."""
+    got, stats = {}, {}
+    for fold in (False, True):
+        with _in_process(parser, fold, head_memo) as (loop, port):
+            assert loop.parser.fold_runs is fold
+            got[fold] = _exchange(port, FOLD_STREAM)
+        stats[fold] = loop.stats
+    assert got[False].count(b"HTTP/1.1 ") == FOLD_REQUESTS
+    assert got[False].count(b"HTTP/1.1 200 OK\r\n") == FOLD_REQUESTS - 1      # the DELETE: 405
+    assert got[False].endswith(b"Hello World!")
+    assert got[True] == got[False]
+    assert stats[False]["routes_reused"] == 0 and stats[False]["answers_folded"] == 0
+    assert stats[True]["answers_folded"] > 0
+    if not head_memo:       # with the memo, the repeated heads skip the parser and the route
+        assert stats[True]["routes_reused"] > 0
+    for k in ("requests_static", "requests_python"):
+        assert stats[True][k] == stats[False][k]
+
+
+def test_fold_runs_is_off_by_default_and_reaches_the_parser():
+    from kourier_lab.server.config import ServerConfig
+    from kourier_lab.server.demo import app
+    assert ServerConfig().fold_runs is False
+    for fold in (False, True):
+        loop = loops.create("c", ServerConfig(loop="c", parser="c", buffer="c", fold_runs=fold), app)
+        assert loop.fold_runs is fold and loop.parser.fold_runs is fold
+        # the C parser's batch: every head its own info unless folding
+        out = loop.parser.parse_heads(REQ * 20)
+        assert len(out) == 20
+        assert (len({id(i) for _, i in out}) == len(out)) is not fold

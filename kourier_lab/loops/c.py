@@ -29,6 +29,16 @@ one: loop.c's scan_head and scan_chunked (parsers/scan.py's scans, in C)
 follow the new bytes and ask the parser, whichever it is, only when its
 answer can have changed from "need more".
 
+Folding (config.fold_runs, `serve --fold-runs on`; off by default): runs of
+equal consecutive requests share work -- a request whose method and path
+bytes equal the previous head's takes its route without a look-up, a run of
+identical static answers is written as one copy from a block of pre-replicated
+answers, and (with the memo on) a run of memo hits is answered together.  Off,
+every request gets its own route look-up and its own answer written, so a
+figure measures per-request work rather than how repetitive the client is.
+The loop's stats (self.stats after run) count what folding skipped:
+routes_reused and answers_folded, both 0 when it is off.
+
 Parsers: "c" (kl_parse_head compiled into the same module: no crossing),
 "python" (the callbacks above), "numba" (its @cfunc pointers, called from C
 like kl_parse_head: see _entry_points).  A user's parser (a spec such as
@@ -93,7 +103,8 @@ class CLoop:
             raise ValueError(f"the c loop runs with buffers {', '.join(self.supported_buffers)} only, "
                              f"not {config.buffer!r}")
         self.config, self.app = config, app
-        self.parser = parsers.create(config.parser, config.limits)
+        self.fold_runs = bool(config.fold_runs)
+        self.parser = parsers.create(config.parser, config.limits, fold_runs=self.fold_runs)
         self._native_parser = None
         if config.parser == "python":
             self._kind = lib.KL_PARSER_PYTHON
@@ -164,6 +175,7 @@ class CLoop:
                 data = app.error(status, 1, False)
                 lib.kl_loop_set_error(loop, status, data, len(data))
         lib.kl_loop_set_head_memo(loop, self.head_memo)
+        lib.kl_loop_set_fold_runs(loop, self.fold_runs)
         if self._kind == lib.KL_PARSER_FNPTR:
             # resolved here, in the worker: a Numba @cfunc compiles on first use
             head, chunked = _entry_points(self.parser)()
