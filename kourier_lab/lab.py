@@ -14,7 +14,8 @@ In a notebook:
 A run is an ordinary `kourier-lab bench` batch (experiment "lab"): the ceiling
 and the chosen stack, each started pinned on the machine's core split, every
 request parsed unless the head memo is switched on (then the row says so and
-the server is named "+memo"); its rows are stored with every other batch.
+the server is named "+memo"; run folding likewise, "+fold"); its rows are
+stored with every other batch.
 Stop (the button, a kernel interrupt, or Ctrl-C around `run`) unwinds the run
 like `kourier-lab bench` does: finished rows kept, every server and load
 process it started stopped (kourier_lab.procs).
@@ -35,8 +36,13 @@ from .bench import style
 
 # the load shapes the panel offers, with the parameters it starts from; the
 # pipelined default is 64 x 16 (not the post's 512 x 256) so that a pure-Python
-# stack answers well within wrk's timeout on one server CPU
+# stack answers well within wrk's timeout on one server CPU.  distinct, real and
+# api send a corpus (every request of a write different; bench/corpora.py); api
+# is answered by the demo app's handlers, so its ceiling row is a skipped row.
 SHAPES: Dict[str, Dict[str, int]] = {
+    "distinct": {"connections": 64, "pipeline": 16},
+    "real": {"connections": 64, "pipeline": 16},
+    "api": {"connections": 64, "pipeline": 16},
     "pipelined": {"connections": 64, "pipeline": 16},
     "keepalive": {"connections": 64, "pipeline": 1},
     "browser": {"connections": 64, "pipeline": 16},
@@ -110,7 +116,7 @@ def _user_stack_ok(loop, parser, buffer) -> bool:
 def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str = "pipelined",
                connections: Optional[int] = None, pipeline: Optional[int] = None,
                duration: int = 2, repetitions: int = 1, head_memo: bool = False,
-               warmup: Optional[int] = None, load_tool: str = "wrk"):
+               warmup: Optional[int] = None, load_tool: str = "wrk", fold_runs: bool = False):
     """The bench Experiment of one lab run (ceiling + this stack, one shape)."""
     from .bench.spec import parse_experiment
     if shape not in SHAPES:
@@ -135,7 +141,8 @@ def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str
         "description": f"lab panel: {stack} {shape} {params}",
         "repetitions": int(repetitions), "duration": int(duration),
         "warmup": int(warmup if warmup is not None else (0 if duration <= 2 else 1)),
-        "pause": 0.2, "stacks": [stack], "head_memo": [bool(head_memo)], "peers": [],
+        "pause": 0.2, "stacks": [stack], "head_memo": [bool(head_memo)],
+        "fold_runs": [bool(fold_runs)], "peers": [],
         "shapes": [shape], "shape": {shape: params},
     })
 
@@ -144,7 +151,7 @@ def run(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str = "pip
         connections: Optional[int] = None, pipeline: Optional[int] = None, duration: int = 2,
         repetitions: int = 1, head_memo: bool = False, out=None,
         echo: Optional[Callable[[str], None]] = None, progress=False,
-        quick: Optional[bool] = None) -> pd.DataFrame:
+        quick: Optional[bool] = None, fold_runs: bool = False) -> pd.DataFrame:
     """Run the ceiling and one stack under one load; returns the rows (attrs:
     batch_id, batch_dir).  quick (default: $KOURIER_LAB_QUICK) shortens it to 1 s
     x 1 run.  A KeyboardInterrupt (kernel interrupt, Ctrl-C) stops every process
@@ -154,7 +161,7 @@ def run(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str = "pip
     if quick:
         duration, repetitions = 1, 1
     exp = experiment(loop, parser, buffer, shape, connections, pipeline, duration, repetitions,
-                     head_memo, warmup=0 if quick else None)
+                     head_memo, warmup=0 if quick else None, fold_runs=fold_runs)
     keep = procs.snapshot()
     try:
         in_main = threading.current_thread() is threading.main_thread()
@@ -302,7 +309,8 @@ def _png(fig) -> bytes:
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader wants from a lab run, one row per run."""
-    cols = ["batch_id", "server", "head_memo", "shape", "connections", "pipeline", "run", "status",
+    cols = ["batch_id", "server", "head_memo", "fold_runs", "shape", "corpus", "connections",
+            "pipeline", "run", "status",
             "req_per_s", "cpu_us_per_req", "bottleneck", "server_cpus", "client_cpus", "note"]
     if rows is None or rows.empty:
         return pd.DataFrame(columns=cols)
@@ -345,6 +353,8 @@ class LabPanel:
         self.shape.observe(self._shape_changed, names="value")
         self.head_memo = w.Checkbox(description="head memo ON (skips the parser; row says so)", value=False,
                                     indent=False)
+        self.fold_runs = w.Checkbox(description="run folding ON (equal requests answered once; row says so)",
+                                    value=False, indent=False)
         self.duration = w.BoundedIntText(description="seconds", min=1, max=600,
                                          value=duration or (1 if quick else 3))
         self.repetitions = w.BoundedIntText(description="runs", min=1, max=50,
@@ -366,7 +376,7 @@ class LabPanel:
         self.shape.style.button_width = "90px"
         controls = w.VBox(layout=w.Layout(min_width="420px", flex="0 0 auto"), children=[
             self.loop, self.parser, self.buffer, self.shape, self.connections, self.pipeline,
-            self.duration, self.repetitions, self.head_memo, self.batch,
+            self.duration, self.repetitions, self.head_memo, self.fold_runs, self.batch,
             w.HBox([self.run_button, self.stop_button]), self.progress, self.status])
         self.widget = w.VBox([w.HTML("<b>kourier_lab panel</b>: the ceiling and one stack, pinned on "
                                      "the core split; rows are stored as a batch named 'lab'"),
@@ -408,7 +418,8 @@ class LabPanel:
         return dict(loop=self.loop.value, parser=self.parser.value, buffer=self.buffer.value,
                     shape=self.shape.value, connections=self.connections.value,
                     pipeline=self.pipeline.value, duration=self.duration.value,
-                    repetitions=self.repetitions.value, head_memo=self.head_memo.value)
+                    repetitions=self.repetitions.value, head_memo=self.head_memo.value,
+                    fold_runs=self.fold_runs.value)
 
     @property
     def running(self) -> bool:

@@ -4,6 +4,7 @@
     kourier-lab micro parsers|buffers|timers [--quick] [--repeat N] [--out DIR]
     kourier-lab profile STACK [--shape pipelined] [--out data/figures] [--quick] [--only cpu,stages,...]
     kourier-lab report [--results data/results] [--experiment NAME] [--all] [--figures DIR]
+    kourier-lab corpora [distinct real api] [--out data/corpora] [--seed N]
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def register(sub) -> None:
     b.add_argument("--head-memo", choices=("off", "on", "both"), default=None,
                    help="override the experiment's head_memo: off (every request parsed), on, "
                         "or both (each stack twice; memo-on rows are named <stack>+memo)")
+    b.add_argument("--fold-runs", choices=("off", "on", "both"), default=None,
+                   help="override the experiment's fold_runs: off (every request answered on "
+                        "its own), on, or both (fold-on rows are named <stack>+fold)")
     b.add_argument("--cpus", default=None,
                    help="CPUs to split between server and wrk, e.g. 0-3 (default: all usable)")
     b.set_defaults(func=run_bench)
@@ -70,6 +74,9 @@ def register(sub) -> None:
     r.add_argument("--no-figures", action="store_true", help="do not write figures")
     r.set_defaults(func=run_report)
 
+    from .corpora import register as register_corpora
+    register_corpora(sub)
+
 
 def _parse_cpus(text):
     from ..cpus import parse_cpu_list
@@ -88,10 +95,13 @@ def run_bench(args) -> int:
         exp = load_experiment(args.experiment)
     except SpecError as e:
         raise _usage(str(e)) from None
+    switch = {"off": (False,), "on": (True,), "both": (False, True)}
     if args.head_memo:
         import dataclasses
-        exp = dataclasses.replace(exp, head_memo={"off": (False,), "on": (True,),
-                                                  "both": (False, True)}[args.head_memo])
+        exp = dataclasses.replace(exp, head_memo=switch[args.head_memo])
+    if args.fold_runs:
+        import dataclasses
+        exp = dataclasses.replace(exp, fold_runs=switch[args.fold_runs])
     cpus = _parse_cpus(args.cpus) if args.cpus else None
     figures = False if args.no_figures else (Path(args.figures) if args.figures else True)
     try:
@@ -123,7 +133,7 @@ def run_micro(args) -> int:
 
 def run_report(args) -> int:
     from .plots import write_figures
-    from .results import format_summary, load_results, summarize
+    from .results import load_results, summary_text
     root = Path(args.results) if args.results else None
     df = load_results(root, experiment=args.experiment)
     if df.empty:
@@ -137,7 +147,7 @@ def run_report(args) -> int:
         df = df[df["batch_id"] == args.batch]
     elif not args.all:
         df = df[df["batch_id"] == df["batch_id"].max()]
-    print(format_summary(summarize(df)))
+    print(summary_text(df))
     if not args.no_figures:
         for batch, g in df.groupby("batch_id"):
             paths = write_figures(g, Path(args.figures) if args.figures else None)

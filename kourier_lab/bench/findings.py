@@ -44,7 +44,15 @@ def _fmt_ratio(r: float) -> str:
 
 
 def _memo(line) -> str:
-    return "memo on" if bool(line.get("head_memo", False)) else "memo off"
+    memo = "memo on" if bool(line.get("head_memo", False)) else "memo off"
+    return memo + (", folding on" if _flag(line.get("fold_runs", False)) else "")
+
+
+def _flag(value) -> bool:
+    try:
+        return bool(value) and not pd.isna(value)
+    except (TypeError, ValueError):
+        return bool(value)
 
 
 def _line(summary: pd.DataFrame, server: str, shape: Optional[str]) -> Optional[pd.Series]:
@@ -161,9 +169,54 @@ def ranking(summary: pd.DataFrame, shape: str, column: str = "cpu_us_per_req",
     asc = column == "cpu_us_per_req"
     s = s.sort_values(column, ascending=asc)
     unit = "CPU-µs/request, lowest first" if asc else "requests/s, highest first"
-    items = [f"{r['server']} {r[column]:.3g}" + (" (memo on)" if r.get("head_memo") else "")
+    items = [f"{r['server']} {r[column]:.3g}"
+             + (" (memo on)" if r.get("head_memo") else "")
+             + (" (folding on)" if _flag(r.get("fold_runs")) else "")
              for _, r in s.iterrows()]
     return f"{shape} ({unit}): " + ", ".join(items) + "."
+
+
+# ---------------------------------------------------------------------------
+# What identical requests save (distinct vs pipelined)
+
+
+def identical_gains(rows: pd.DataFrame, quick: Optional[bool] = None) -> List[str]:
+    """One sentence per server measured under both distinct and pipelined in a
+    batch: "X gains N x from identical requests", from server CPU-µs per
+    request (distinct / pipelined, results.identical_saves), with its
+    conditions.  `rows` are bench rows or their summary."""
+    from .results import DISTINCT_SHAPE, IDENTICAL_SHAPE, summarize
+    summary = rows if "identical_saves" in rows.columns else summarize(rows)
+    if summary.empty:
+        return []
+    if quick is None:
+        quick = bool(rows["quick"].fillna(False).any()) if "quick" in rows.columns else False
+    lines = summary[summary["identical_saves"].notna()]
+    out = []
+    for _, d in lines.iterrows():
+        same = summary[(summary["batch_id"] == d["batch_id"]) & (summary["server"] == d["server"])
+                       & (summary["shape"] == IDENTICAL_SHAPE)]
+        if same.empty:
+            continue
+        p = same.iloc[0]
+        r = float(d["identical_saves"])
+        cpu_d, cpu_p = _num(d["cpu_us_per_req"]), _num(p["cpu_us_per_req"])
+        if abs(r - 1) < SAME_WITHIN:
+            head = f"{d['server']} gains nothing measurable from identical requests"
+        elif r > 1:
+            head = f"{d['server']} gains {_fmt_ratio(r)} from identical requests"
+        else:
+            head = (f"{d['server']} pays {_fmt_ratio(1 / r)} more for identical requests "
+                    f"than for distinct ones")
+        sides = {saturated_side(x.get("bottleneck")) for x in (d, p)}
+        cond = [_memo(d), sides.pop() if len(sides) == 1 else
+                f"{saturated_side(d.get('bottleneck'))} on {DISTINCT_SHAPE}, "
+                f"{saturated_side(p.get('bottleneck'))} on {IDENTICAL_SHAPE}"]
+        if quick:
+            cond.append("quick mode: indicative only")
+        out.append(f"{head} ({cpu_d:.3g} µs server CPU per request on {DISTINCT_SHAPE}, "
+                   f"{cpu_p:.3g} µs on {IDENTICAL_SHAPE}) [{'; '.join(cond)}].")
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -201,6 +254,8 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
             if over_rps or under_cpu:
                 if r.get("head_memo"):
                     reasons.append("head memo on: the parser is skipped")
+                if _flag(r.get("fold_runs")):
+                    reasons.append("run folding on: a run of equal requests is answered once")
                 if r.get("bytes_differ") is True:
                     reasons.append(f"its response is {r.get('response_bytes')} B, the ceiling's "
                                    f"{c.get('response_bytes')} B")
@@ -397,7 +452,8 @@ def reproduction(df: pd.DataFrame, shape: str = "pipelined") -> pd.DataFrame:
     summary = summarize(df)
     summary = summary[(summary["shape"] == shape) & summary["req_per_s"].notna()]
     quick = bool(df["quick"].fillna(False).any()) if "quick" in df.columns else False
-    honest = summary[~summary["head_memo"].fillna(False).astype(bool)]
+    honest = summary[~summary["head_memo"].fillna(False).astype(bool)
+                     & ~summary["fold_runs"].fillna(False).astype(bool)]
     stacks = honest[honest["kind"] == "stack"]
     best = stacks.loc[stacks["req_per_s"].idxmax()] if len(stacks) else None
     ceiling = _line(honest[honest["kind"] == "ceiling"], "ceiling", shape)

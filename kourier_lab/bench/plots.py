@@ -39,9 +39,12 @@ def _closed_loop(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _kinds(df: pd.DataFrame) -> pd.Series:
-    """server_kind, with memo-on stacks as their own kind ("memo")."""
+    """server_kind, with memo-on stacks as their own kind ("memo") and fold-on
+    stacks as theirs ("fold", whatever the memo)."""
     memo = df["head_memo"].fillna(False).astype(bool) if "head_memo" in df.columns else False
-    return df["server_kind"].where(~((df["server_kind"] == "stack") & memo), "memo")
+    fold = df["fold_runs"].fillna(False).astype(bool) if "fold_runs" in df.columns else False
+    stack = df["server_kind"] == "stack"
+    return df["server_kind"].where(~(stack & memo), "memo").where(~(stack & fold), "fold")
 
 
 def _per_server(df: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -62,7 +65,7 @@ def _batch_title(df: pd.DataFrame) -> str:
 
 def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
     """One bar per server (median, min-max whiskers) in its own colour, grouped
-    (stacks, memo stacks, peers) with a gap between groups; the ceiling is not a
+    (stacks, memo stacks, folding stacks, peers) with a gap between groups; the ceiling is not a
     bar but the dashed reference line every bar is read against."""
     ceil = stats[stats["server_kind"] == "ceiling"]
     bars = stats[stats["server_kind"] != "ceiling"]
@@ -82,7 +85,8 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
     ax.set_xticklabels(bars["server"], rotation=40, ha="right", fontsize=8)
     style.color_tick_labels(ax, list(bars["server"]), dict(zip(bars["server"], bars["server_kind"])))
     for k, at in groups.items():
-        ax.annotate({"stack": "our stacks", "memo": "+memo", "peer": "peers"}.get(k, k),
+        ax.annotate({"stack": "our stacks", "memo": "+memo", "fold": "+fold",
+                     "peer": "peers"}.get(k, k),
                     ((min(at) + max(at)) / 2, 1.0), xycoords=("data", "axes fraction"),
                     xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
                     color="#555555")
@@ -194,8 +198,9 @@ def measured_ratios(df: pd.DataFrame, shape: str = "pipelined",
     of the post (hyper, Go): the measured counterparts of Kourier/hyper and
     Kourier/Go, plus hyper/Go, which the post's table also implies."""
     ok = _closed_loop(_ok(df[df["shape"] == shape]))
-    if "head_memo" in ok.columns:          # the honest figure: every request parsed
-        ok = ok[~ok["head_memo"].fillna(False).astype(bool)]
+    for switch in ("head_memo", "fold_runs"):    # the honest figure: every request its own
+        if switch in ok.columns:
+            ok = ok[~ok[switch].fillna(False).astype(bool)]
     med = ok.groupby(["server", "server_kind"])["req_per_s"].median().reset_index()
     peers = med[(med["server_kind"] == "peer") & med["server"].isin(list(rivals))]
     stacks = med[med["server_kind"] == "stack"]

@@ -47,7 +47,11 @@ def client_loads(shape: Shape, run: PairRun, port: int) -> List[Dict[str, object
         cmd = ["wrk", "--latency", "-t", str(threads), "-c", str(conns),
                "-d", f"{int(shape.duration_s)}s", "--timeout", f"{int(shape.timeout_s)}s",
                "-s", script, url, "--", str(shape.pipeline)]
-        if shape.browser:
+        if shape.corpus:
+            # the client's checkout holds the same commit's data/corpora/ (the row
+            # records the sha256 of this machine's file)
+            cmd += ["corpus", f"{session.workdir.rstrip('/')}/data/corpora/{shape.corpus}.corpus"]
+        elif shape.browser:
             cmd.append("browser")
         loads.append({"session": session, "cpus": cpus, "connections": conns,
                       "threads": threads, "command": cmd})
@@ -266,8 +270,14 @@ async def _run_target(run: PairRun, target: Target, exp: Experiment, batch_id: s
                 got = await first.agent("ready", run.pair.address, str(server["port"]),
                                         shape.path, "--pipeline", str(min(shape.pipeline, 256)),
                                         *(["--browser"] if shape.browser else []), timeout=60)
-                base.update(request_bytes=got["request_bytes"],
-                            response_bytes=got["response_bytes"])
+                if shape.corpus:
+                    # the corpus's requests differ: mean_request_bytes (the base row's)
+                    # says their size; the response is the benchmark app's either way
+                    base.update(request_bytes=None, response_bytes=got["response_bytes"])
+                else:
+                    base.update(request_bytes=got["request_bytes"],
+                                mean_request_bytes=got["request_bytes"],
+                                response_bytes=got["response_bytes"])
                 if exp.warmup_s:
                     warm = [dict(ld, command=[c if c != f"{int(shape.duration_s)}s"
                                               else f"{exp.warmup_s}s" for c in ld["command"]])
@@ -338,12 +348,12 @@ def run_on_hosts(exp: Experiment, out: Union[str, Path, None] = None, progress: 
     import os
     from .machine import git_commit
     scheduler = scheduler or os.environ.get("KOURIER_LAB_DASK_SCHEDULER") or None
-    from .results import format_summary, load_batch, new_batch_dir, summarize, write_rows
+    from .results import load_batch, new_batch_dir, summary_text, write_rows
     tqdm = r._tqdm_class()
     spec = exp.hosts
     batch_id, batch_dir = new_batch_dir(exp.name, out)
     commit = git_commit()
-    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo)
+    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo, exp.fold_runs)
     per_pair = len(targets) * sum(r._runs_of(s, exp) for s in exp.shapes)
     bar = tqdm(total=per_pair * len(spec.pairs), disable=not progress, unit="run",
                desc=exp.name, dynamic_ncols=True)
@@ -367,7 +377,7 @@ def run_on_hosts(exp: Experiment, out: Union[str, Path, None] = None, progress: 
     df.attrs["batch_id"] = batch_id
     df.attrs["batch_dir"] = str(batch_dir)
     if summary:
-        (echo or print)(format_summary(summarize(df)))
+        (echo or print)(summary_text(df))
         (echo or print)(f"rows: {batch_dir / 'rows.parquet'}")
     if figures:
         from .plots import write_figures

@@ -33,6 +33,14 @@ from .paths import results_dir
 #   latency_overflow    wrk printed a percentile as 0.00us (histogram overflow):
 #                       that percentile is NaN, not 0
 #   non_2xx_3xx         wrk's "Non-2xx or 3xx responses" (it counts status >= 400)
+#   head_memo,          the stacks' switches that flatter identical requests (off:
+#   fold_runs           every request parsed and answered on its own); rows of
+#                       files older than fold_runs read as False
+#   corpus              the distinct/real/api shapes' request corpus (bench/corpora.py)
+#   corpus_sha256       and the SHA-256 of the file loaded; mean_request_bytes is
+#   mean_request_bytes  its mean request size (other shapes: request_bytes);
+#                       response_bytes of a corpus shape is the mean over one
+#                       verified batch
 SCHEMA: Dict[str, str] = {
     "batch_id": "string", "timestamp": "string", "experiment": "string",
     "experiment_file": "string", "quick": "boolean", "profile": "string",
@@ -47,7 +55,10 @@ SCHEMA: Dict[str, str] = {
     # the built-in module, and the file's SHA-256
     "loop_source": "string", "loop_sha256": "string", "parser_source": "string",
     "parser_sha256": "string", "buffer_source": "string", "buffer_sha256": "string",
-    "head_memo": "boolean", "response": "string", "load_tool": "string",
+    "head_memo": "boolean", "fold_runs": "boolean", "app": "string", "response": "string",
+    "load_tool": "string",
+    "corpus": "string", "corpus_sha256": "string", "corpus_requests": "Int64",
+    "mean_request_bytes": "float64",
     "request_bytes": "Int64", "response_bytes": "Int64", "offered_rate": "float64",
     "latency_per_batch": "boolean", "latency_p999_ms": "float64", "latency_samples": "Int64",
     # h2load's open-loop figures (bench/h2load.py): latency from the intended send time
@@ -132,9 +143,20 @@ def _resolve_raw(df: pd.DataFrame, root: Path) -> pd.DataFrame:
     return df
 
 
+def _older_files(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows written before a column existed: what they measured, said explicitly
+    (no run folding existed before fold_runs: every stack answered each request)."""
+    if "fold_runs" not in df.columns:
+        df["fold_runs"] = pd.Series(False, index=df.index, dtype="boolean")
+    else:
+        df["fold_runs"] = df["fold_runs"].astype("boolean").fillna(False)
+    return df
+
+
 def load_batch(batch_dir: Union[str, Path]) -> pd.DataFrame:
     batch_dir = Path(batch_dir)
-    return _resolve_raw(pd.read_parquet(batch_dir / "rows.parquet"), batch_dir.parent)
+    return _older_files(_resolve_raw(pd.read_parquet(batch_dir / "rows.parquet"),
+                                     batch_dir.parent))
 
 
 def load_results(results: Union[str, Path, None] = None, experiment: Optional[str] = None,
@@ -151,7 +173,7 @@ def load_results(results: Union[str, Path, None] = None, experiment: Optional[st
         frames.append(_resolve_raw(pd.read_parquet(path), root))
     if not frames:
         return to_frame([])
-    df = pd.concat(frames, ignore_index=True)
+    df = _older_files(pd.concat(frames, ignore_index=True))
     if experiment is not None:
         df = df[df["experiment"] == experiment]
     if latest and len(df):
@@ -172,7 +194,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     out = []
     df = df.copy()
-    for col in ("offered_rate", "head_memo", "latency_per_batch", "response_bytes",
+    for col in ("offered_rate", "head_memo", "fold_runs", "latency_per_batch", "response_bytes",
                 "request_bytes", "load_tool", "latency_p999_ms", "latency_max_ms"):
         if col not in df.columns:
             df[col] = pd.NA
@@ -195,6 +217,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "kind": first["server_kind"], "runs": len(good),
             "offered_rate": rate if rate >= 0 else math.nan,
             "head_memo": bool(first["head_memo"]) if not pd.isna(first["head_memo"]) else False,
+            "fold_runs": bool(first["fold_runs"]) if not pd.isna(first["fold_runs"]) else False,
             "load_tool": first["load_tool"] if not pd.isna(first["load_tool"]) else "wrk",
         }
         if len(good):
@@ -252,10 +275,36 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         columns=["_order", "_shape"])
     for col in ("request_bytes", "response_bytes", "bytes_differ", "latency_per_batch",
                 "latency_p999_ms", "latency_max_ms", "bottleneck", "bottleneck_runs",
-                "client_cpus_busy"):
+                "client_cpus_busy", "cpu_us_per_req"):
         if col not in s.columns:
             s[col] = pd.NA
+    s["identical_saves"] = identical_saves(s)
     return s.reset_index(drop=True)
+
+
+# The pair of shapes that differ only in whether the requests of a write are
+# identical: the same minimal heads, 256 per write.
+DISTINCT_SHAPE, IDENTICAL_SHAPE = "distinct", "pipelined"
+
+
+def identical_saves(summary: pd.DataFrame) -> pd.Series:
+    """Per summary line of the distinct shape: its server CPU-µs per request
+    divided by the same server's on pipelined (identical requests), same batch;
+    NaN elsewhere.  6.7 means the server pays 6.7x more when no two requests
+    of a write are equal: what identical requests save it."""
+    out = pd.Series(math.nan, index=summary.index, dtype="float64")
+    if summary.empty or "cpu_us_per_req" not in summary.columns:
+        return out
+    closed = summary["offered_rate"].isna() if "offered_rate" in summary.columns else True
+    cpu = pd.to_numeric(summary["cpu_us_per_req"], errors="coerce")
+    same = summary[closed & (summary["shape"] == IDENTICAL_SHAPE) & (cpu > 0)]
+    identical = {(b, sv): c for b, sv, c in zip(same["batch_id"], same["server"],
+                                                cpu[same.index])}
+    for i in summary.index[closed & (summary["shape"] == DISTINCT_SHAPE) & (cpu > 0)]:
+        base = identical.get((summary.at[i, "batch_id"], summary.at[i, "server"]))
+        if base:
+            out[i] = cpu[i] / base
+    return out
 
 
 def _median(g: pd.DataFrame, col: str) -> float:
@@ -283,8 +332,14 @@ def format_summary(summary: pd.DataFrame) -> str:
     for (batch, shape), g in summary.groupby(["batch_id", "shape"], sort=False):
         tool = str(g["load_tool"].iloc[0]) if "load_tool" in g.columns else "wrk"
         lines.append(f"\n{batch}  shape={shape}  load={tool}")
+        # distinct rows: how much more each server pays than for identical requests
+        saves = (g["identical_saves"] if "identical_saves" in g.columns
+                 else pd.Series(math.nan, index=g.index))
+        with_saves = bool(saves.notna().any())
         header = (f"{'server':<24} {'req/s (median)':>15} {'min-max':>23} {'of ceil':>8} "
-                  f"{'CPU-us/req':>10} {'srv CPU':>7} {'cli CPU':>7} {'CPUs busy':>9} "
+                  f"{'CPU-us/req':>10} "
+                  + (f"{'identical saves':>15} " if with_saves else "")
+                  + f"{'srv CPU':>7} {'cli CPU':>7} {'CPUs busy':>9} "
                   f"{'p50 ms':>8} {'p99 ms':>8} {'resp B':>6} {'errors':>7}  limit; note")
         lines.append(header)
         lines.append("-" * len(header))
@@ -302,6 +357,8 @@ def format_summary(summary: pd.DataFrame) -> str:
                 notes = [str(r.get("bottleneck") or "")]
                 if r.get("head_memo"):
                     notes.append("head memo ON")
+                if r.get("fold_runs"):
+                    notes.append("run folding ON")
                 if r.get("bytes_differ") is True:
                     notes.append("response size differs from the ceiling's")
                 if r["client_saturated"] and r.get("bottleneck") not in ("client", "both"):
@@ -315,7 +372,8 @@ def format_summary(summary: pd.DataFrame) -> str:
                     f"{name:<24} {r['req_per_s']:>15,.0f} "
                     f"{_fmt(r['req_per_s_min'], ',.0f'):>11}-{_fmt(r['req_per_s_max'], ',.0f'):<11} "
                     f"{_fmt(r['of_ceiling'], '.1%'):>8} {_fmt(r['cpu_us_per_req'], '.2f'):>10} "
-                    f"{_fmt(r['server_cpu_util'], '.0%'):>7} {_fmt(r['wrk_cpu_util'], '.0%'):>7} "
+                    + (f"{_saves(saves[r.name]):>15} " if with_saves else "")
+                    + f"{_fmt(r['server_cpu_util'], '.0%'):>7} {_fmt(r['wrk_cpu_util'], '.0%'):>7} "
                     f"{_fmt(r.get('server_cpus_busy'), '.0%'):>9} "
                     f"{p50:>8} {p99:>8} {_fmt(None if pd.isna(rb) else int(rb), 'd'):>6} "
                     f"{int(r['errors']):>7}  "
@@ -325,4 +383,24 @@ def format_summary(summary: pd.DataFrame) -> str:
                 if len(note) > 110:
                     note = note[:107] + "..."
                 lines.append(f"{name:<24} {r['status'].upper():>15}  {note}")
+        if with_saves:
+            lines.append(f"identical saves = CPU-us/req here / the same server's on "
+                         f"{IDENTICAL_SHAPE} (every request of a write identical), this batch: "
+                         f"x6.7 = identical requests cost it 6.7x less")
     return "\n".join(lines).lstrip("\n")
+
+
+def _saves(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"x{value:.1f}" if value < 9.95 \
+        else f"x{value:.0f}"
+
+
+def summary_text(df: pd.DataFrame) -> str:
+    """What `bench` and `report` print: the summary table, then what identical
+    requests save each server (findings.identical_gains) when both shapes ran."""
+    from .findings import identical_gains
+    summary = summarize(df)
+    text = format_summary(summary)
+    quick = bool(df["quick"].fillna(False).any()) if "quick" in df.columns and len(df) else False
+    gains = identical_gains(summary, quick=quick) if not summary.empty else []
+    return text + ("\n\n" + "\n".join(gains) if gains else "")

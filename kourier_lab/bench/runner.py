@@ -88,8 +88,9 @@ def _most_connections(exp: Experiment) -> int:
 
 
 def stack_command(target: Target, split: Split, exp: Experiment, host: str, port,
-                  python: str = sys.executable) -> List[str]:
-    """`kourier-lab serve` for a stack target (bench/remote.py runs the same line remotely)."""
+                  python: str = sys.executable, app: str = "default") -> List[str]:
+    """`kourier-lab serve` for a stack target (bench/remote.py runs the same line remotely);
+    app "demo" serves kourier_lab/server/demo.py (the api shape's handlers)."""
     return [python, "-m", "kourier_lab.cli", "serve", "-a", host, "-p", str(port),
             "--worker-count", str(split.workers), "--loop", target.loop,
             "--parser", target.parser, "--buffer", target.buffer,
@@ -97,18 +98,21 @@ def stack_command(target: Target, split: Split, exp: Experiment, host: str, port
             "--idle-timeout", f"{exp.idle_timeout_s:g}",
             "--cpus", cpu_list(split.server_cpus),
             "--head-memo", "on" if target.head_memo else "off",
+            "--fold-runs", "on" if target.fold_runs else "off",
+            *(["--app", app] if app != "default" else []),
             "--response", exp.response,
             # room for the experiment's largest load on any one worker
             "--max-connections", str(max(10000, _most_connections(exp) + 100))]
 
 
-def start_server(target: Target, split: Split, exp: Experiment, log_path: Path) -> RunningServer:
+def start_server(target: Target, split: Split, exp: Experiment, log_path: Path,
+                 app: str = "default") -> RunningServer:
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if target.kind == "ceiling":
         cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response)
     elif target.kind == "stack":
-        cmd = stack_command(target, split, exp, HOST, port)
+        cmd = stack_command(target, split, exp, HOST, port, app=app)
     else:
         cmd = None
     if cmd is not None:
@@ -235,8 +239,9 @@ def resolve_load(shape: Shape, split: Split, port: int) -> Tuple[WrkLoad, str]:
         notes.append(f"{conns} connections < {threads} wrk threads: using {conns} threads")
         threads = conns
     url = f"http://{HOST}:{port}{shape.path}"
+    corpus = str(corpus_info(shape.corpus).path) if shape.corpus else None
     return (WrkLoad(url, threads, conns, shape.duration_s, shape.pipeline, shape.browser,
-                    shape.timeout_s), "; ".join(notes))
+                    shape.timeout_s, corpus), "; ".join(notes))
 
 
 @dataclasses.dataclass
@@ -437,10 +442,15 @@ def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target:
         "parser": target.parser,
         "buffer": target.buffer,
         **_variant_sources(target),
-        # the head memo: stacks say what they ran with; the ceiling never parses
-        # and the peers have none we could switch, so both are recorded as off
+        # the head memo and run folding: stacks say what they ran with; the
+        # ceiling never parses and the peers have neither that we could switch,
+        # so both are recorded as off
         "head_memo": bool(target.head_memo),
+        "fold_runs": bool(target.fold_runs),
         "response": exp.response,
+        # the app answering: "default" (the benchmark app, or a peer's/the
+        # ceiling's own fixed answer) or "demo" (Python handlers, api shape)
+        "app": shape.app,
         "load_tool": shape.load_tool,
         "workers": split.workers,
         "server_cpus": cpu_list(split.server_cpus),
@@ -450,7 +460,8 @@ def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target:
         "connections": shape.connections if shape.connections != "max" else None,
         "pipeline": shape.pipeline,
         "browser_headers": shape.browser,
-        "path": shape.path,
+        "path": shape.path if not shape.corpus else None,
+        **_corpus_columns(shape),
         "duration_s": shape.duration_s,
         "wrk_timeout_s": shape.timeout_s,
         "repetitions": exp.repetitions,
@@ -460,6 +471,24 @@ def _base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target:
         "note": "",
     }
     return row
+
+
+def corpus_info(name: str):
+    """The corpus file a shape loads (regenerated from its seed when missing)."""
+    from .corpora import info
+    return info(name)
+
+
+def _corpus_columns(shape: Shape) -> Dict[str, object]:
+    """corpus / corpus_sha256 / corpus_requests / mean_request_bytes of a corpus
+    shape (the file as loaded; mean_request_bytes of the others is filled in
+    from the measured request)."""
+    if not shape.corpus:
+        return {"corpus": None, "corpus_sha256": None, "corpus_requests": None,
+                "mean_request_bytes": None}
+    c = corpus_info(shape.corpus)
+    return {"corpus": c.name, "corpus_sha256": c.sha256, "corpus_requests": c.requests,
+            "mean_request_bytes": c.mean_request_bytes}
 
 
 def _tqdm_class():
@@ -489,7 +518,7 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     # progress: True/False, or a tqdm-like class (the lab panel's live progress)
     tqdm = progress if isinstance(progress, type) else _tqdm_class()
 
-    from .results import format_summary, new_batch_dir, summarize, write_rows
+    from .results import new_batch_dir, summary_text, write_rows
 
     exp = spec if isinstance(spec, Experiment) else load_experiment(spec)
     if quick and not exp.quick:
@@ -508,7 +537,7 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     raise_fd_limit()
     batch_id, batch_dir = new_batch_dir(exp.name, out)
     commit = git_commit()
-    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo)
+    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo, exp.fold_runs)
     rows: List[Dict[str, object]] = []
 
     bar = tqdm(total=len(targets) * sum(_runs_of(s, exp) for s in exp.shapes), disable=not progress,
@@ -550,11 +579,11 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
                         f"{done} finished runs of {bar.total}; every server and load process it "
                         "started is stopped; rows so far are kept")
         if summary and rows:
-            (echo or print)(format_summary(summarize(df)))
+            (echo or print)(summary_text(df))
         (echo or print)(f"rows: {batch_dir / 'rows.parquet'}" if rows else "rows: none finished")
         raise interrupted
     if summary:
-        (echo or print)(format_summary(summarize(df)))
+        (echo or print)(summary_text(df))
         (echo or print)(f"rows: {batch_dir / 'rows.parquet'}")
     if figures:
         from .plots import write_figures
@@ -564,37 +593,59 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     return df
 
 
+def _cannot_serve(target: Target, shape: Shape) -> str:
+    """Why a target has no run in a shape ('' when it can run it)."""
+    if shape.app == "default" or target.kind == "stack":
+        return ""
+    who = ("the ceiling only sends canned bytes" if target.kind == "ceiling" else
+           "a peer serves only its own Hello World")
+    return f"{shape.name} needs the {shape.app} app's Python handlers (--app {shape.app}); {who}"
+
+
+def _skipped(rows, exp, split, batch_id, commit, target, shapes, bar, status, note):
+    for shape in shapes:
+        row = _base_row(exp, split, batch_id, commit, target, shape)
+        row.update(status=status, note=note)
+        rows.append(row)
+        bar.update(_runs_of(shape, exp))
+
+
 def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
     rows = []
     if target.skip_reason:
         say(f"skipped {target.kind} {target.name}: {target.skip_reason}")
-        for shape in exp.shapes:
-            row = _base_row(exp, split, batch_id, commit, target, shape)
-            row.update(status="skipped", note=target.skip_reason)
-            rows.append(row)
-            bar.update(_runs_of(shape, exp))
+        _skipped(rows, exp, split, batch_id, commit, target, exp.shapes, bar, "skipped",
+                 target.skip_reason)
         return rows
-    bar.set_postfix_str(f"{target.name}: starting")
-    log_path = batch_dir / "logs" / f"{_slug(target.name)}.log"
-    try:
-        server = start_server(target, split, exp, log_path)
-    except (ServerStartError, _ceiling.CeilingBuildError, OSError) as e:
-        say(f"failed {target.kind} {target.name}: {_one_line(e)}")
-        for shape in exp.shapes:
-            row = _base_row(exp, split, batch_id, commit, target, shape)
-            row.update(status="failed", note=f"start: {_one_line(e)}")
-            rows.append(row)
-            bar.update(_runs_of(shape, exp))
-        return rows
-    try:
-        for shape in exp.shapes:
-            rows.extend(_run_cell(server, target, shape, exp, split, batch_id, batch_dir,
-                                  commit, wrk, bar, say))
-    except KeyboardInterrupt as e:
-        keep_rows(e, rows)
-        raise
-    finally:
-        stop_server(server)
+    # one server per app the shapes need (the benchmark app, the demo app):
+    # a row measures the app it names, never a router it did not need
+    by_app: Dict[str, List[Shape]] = {}
+    for shape in exp.shapes:
+        why = _cannot_serve(target, shape)
+        if why:
+            _skipped(rows, exp, split, batch_id, commit, target, [shape], bar, "skipped", why)
+        else:
+            by_app.setdefault(shape.app, []).append(shape)
+    for app, shapes in by_app.items():
+        bar.set_postfix_str(f"{target.name}: starting")
+        log_name = _slug(target.name) + ("" if app == "default" else f"-{app}")
+        log_path = batch_dir / "logs" / f"{log_name}.log"
+        try:
+            server = start_server(target, split, exp, log_path, app=app)
+        except (ServerStartError, _ceiling.CeilingBuildError, OSError) as e:
+            say(f"failed {target.kind} {target.name}: {_one_line(e)}")
+            _skipped(rows, exp, split, batch_id, commit, target, shapes, bar, "failed",
+                     f"start: {_one_line(e)}")
+            continue
+        try:
+            for shape in shapes:
+                rows.extend(_run_cell(server, target, shape, exp, split, batch_id, batch_dir,
+                                      commit, wrk, bar, say))
+        except KeyboardInterrupt as e:
+            keep_rows(e, rows)
+            raise
+        finally:
+            stop_server(server)
     return rows
 
 
@@ -623,13 +674,17 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
     label = f"{target.name} {shape.name}"
     bar.set_postfix_str(f"{label}: verify")
     try:
-        verify_server(HOST, server.port, shape.path, pipeline=min(shape.pipeline, 256))
+        if shape.corpus:
+            _verify_corpus(base, server.port, shape)
+        else:
+            verify_server(HOST, server.port, shape.path, pipeline=min(shape.pipeline, 256))
     except VerifyError as e:
         say(f"failed {label}: verification: {_one_line(e)}")
         base.update(status="failed", note=f"verification: {_one_line(e)}")
         bar.update(_runs_of(shape, exp))
         return [base]
-    _measure_bytes(base, server.port, shape)
+    if not shape.corpus:
+        _measure_bytes(base, server.port, shape)
     base["latency_per_batch"] = shape.load_tool == "wrk" and shape.pipeline > 1
     if shape.load_tool == "h2load":
         try:
@@ -716,7 +771,22 @@ def _measure_bytes(base: Dict[str, object], port: int, shape: Shape) -> None:
         return
     # measure_bytes sends wrk's request; h2load's own headers differ, so its
     # request size is not claimed (the response is the same either way)
-    base.update(request_bytes=req if shape.load_tool == "wrk" else None, response_bytes=resp)
+    sent = req if shape.load_tool == "wrk" else None
+    base.update(request_bytes=sent, mean_request_bytes=sent, response_bytes=resp)
+
+
+def _verify_corpus(base: Dict[str, object], port: int, shape: Shape) -> None:
+    """A corpus shape's check: one write of the corpus's first `pipeline` requests
+    (as wrk's first batch) must come back as exactly that many 200 responses
+    (the benchmark app's body on the default app).  request_bytes is left empty
+    (requests differ: mean_request_bytes says their size); response_bytes is
+    the mean over that batch."""
+    from .verify import verify_requests
+    c = corpus_info(shape.corpus)
+    depth = max(1, min(shape.pipeline, len(c.sample)))
+    sizes = verify_requests(HOST, port, list(c.sample[:depth]),
+                            any_body=shape.app != "default")
+    base.update(request_bytes=None, response_bytes=round(sum(sizes) / len(sizes)))
 
 
 def _h2load_row(server, target, shape, split, base, batch_id, batch_dir, load, run, rate):

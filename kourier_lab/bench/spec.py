@@ -14,9 +14,13 @@
                                          # a part may be a user's variant: "c/naive.py:Naive/c"
                                          # (a path relative to this file), "python/pkg.mod:P/python"
     peers = ["hyper", "go"]                      # peer names, or "all"
-    shapes = ["pipelined", "keepalive"]          # pipelined | keepalive | browser | connections | rate
+    shapes = ["distinct", "pipelined"]           # distinct | real | api | pipelined | keepalive |
+                                         # browser | connections | rate (SHAPE_DEFAULTS below)
     head_memo = false                    # the stacks' head memo (parsers/memo.py): false (default),
                                          # true, or [false, true] = an axis (each stack both ways)
+    fold_runs = false                    # the stacks' folding of equal consecutive requests into
+                                         # one answer (serve --fold-runs): false (default), true,
+                                         # or [false, true]; rows named <stack>+fold
     response = "default"                 # the benchmark app's response (and the ceiling's):
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
     load_tool = "wrk"                    # wrk | h2load (default for every shape but rate)
@@ -37,6 +41,11 @@
     rate_steps = 6                       # offered rates from 10 % to 150 % of the closed-loop
                                          # throughput measured first, geometric
     rates = [10000, 50000]               # or explicit offered requests/s (then no closed-loop probe)
+
+The shapes distinct, real and api send requests from a corpus (bench/corpora.py,
+data/corpora/<name>.corpus): every request of a write differs.  api is answered
+by the demo app's Python handlers (servers run with --app demo), which the
+ceiling and the peers cannot run: their api rows are skipped rows saying so.
 
 The ceiling is always measured (it is the reference every row is compared to).
 Every problem is reported as one SpecError naming the file and the key.
@@ -67,7 +76,16 @@ class SpecError(ValueError):
 
 
 SHAPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    # The post's load: many connections, 256 requests per write.
+    # The post's load with every request different (a corpus of minimal heads):
+    # what a server pays when it cannot fold or memoise identical requests.
+    # 64 connections as quick.toml's pipelined: a Python stack paying for every request
+    # still answers a batch well within wrk's 2 s timeout on one server CPU.
+    "distinct": {"connections": 64, "pipeline": 256, "browser": False, "corpus": "distinct"},
+    # Browser-like requests, each with its own path, query and header set.
+    "real": {"connections": 64, "pipeline": 16, "browser": False, "corpus": "real"},
+    # GETs and JSON POSTs answered by Python handlers (the demo app), not a static route.
+    "api": {"connections": 64, "pipeline": 16, "browser": False, "corpus": "api", "app": "demo"},
+    # The post's load: many connections, 256 identical requests per write.
     "pipelined": {"connections": 512, "pipeline": 256, "browser": False},
     # Plain keep-alive: one request in flight per connection.
     "keepalive": {"connections": 64, "pipeline": 1, "browser": False},
@@ -87,7 +105,7 @@ MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
              "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
-             "head_memo", "response", "load_tool", "hosts", "kind"}
+             "head_memo", "fold_runs", "response", "load_tool", "hosts", "kind"}
 # what an experiment file is ("kind"); the memory kind is kourier_lab/stress/memory.py's
 KINDS = {"bench": "kourier-lab bench", "memory": "kourier-lab memory"}
 
@@ -122,6 +140,8 @@ class Shape:
     load_tool: str = "wrk"
     rate_steps: int = 6                # rate shape: offered rates in the sweep
     rates: tuple = ()                  # rate shape: explicit offered rates (requests/s)
+    corpus: Optional[str] = None       # the requests come from data/corpora/<corpus>.corpus
+    app: str = "default"               # the stacks' app: "default" (benchmark) or "demo"
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,7 @@ class Experiment:
     shapes: List[Shape]
     quick: bool = False
     head_memo: tuple = (False,)        # the memo settings every stack runs with (an axis)
+    fold_runs: tuple = (False,)        # the run-folding settings (an axis, like head_memo)
     response: str = "default"
     hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts.py)
 
@@ -185,6 +206,15 @@ def _str_list(where, key, value) -> List[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SpecError(f"{where}: {key} must be a list of strings, not {value!r}")
     return list(dict.fromkeys(value))       # keep order, drop repeats
+
+
+def _bool_axis(where, key, value) -> tuple:
+    """A switch of the stacks: true, false, or a list of them (an axis)."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, bool) for v in values):
+        raise SpecError(f"{where}: {key} must be true, false or a list of them "
+                        f"(e.g. [false, true]), not {value!r}")
+    return tuple(dict.fromkeys(values))
 
 
 def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experiment:
@@ -232,12 +262,8 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         if not re.fullmatch(r"[a-z0-9_-]+", p):
             raise SpecError(f"{where}: peer name {p!r} is not a peer name (e.g. \"hyper\")")
 
-    memo = data.get("head_memo", False)
-    memo_list = memo if isinstance(memo, list) else [memo]
-    if not memo_list or not all(isinstance(m, bool) for m in memo_list):
-        raise SpecError(f"{where}: head_memo must be true, false or a list of them "
-                        f"(e.g. [false, true]), not {memo!r}")
-    head_memo = tuple(dict.fromkeys(memo_list))
+    head_memo = _bool_axis(where, "head_memo", data.get("head_memo", False))
+    fold_runs = _bool_axis(where, "fold_runs", data.get("fold_runs", False))
     response = data.get("response", "default")
     if response not in RESPONSES:
         raise SpecError(f"{where}: response must be one of {', '.join(RESPONSES)}, "
@@ -290,6 +316,19 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         if sname == "rate" and tool != "h2load":
             raise SpecError(f"{where}: the rate shape needs load_tool = \"h2load\" "
                             f"(wrk cannot offer a fixed rate)")
+        corpus = d.get("corpus")
+        if corpus and tool != "wrk":
+            raise SpecError(f"{where}: the {sname} shape sends a request corpus, which only wrk "
+                            f"does here (h2load repeats one request); set {key}.load_tool = \"wrk\"")
+        if corpus:
+            from .corpora import CORPORA
+            if pipeline > CORPORA[corpus].count:
+                raise SpecError(f"{where}: {key}.pipeline {pipeline} is deeper than the {corpus} "
+                                f"corpus ({CORPORA[corpus].count} requests): a write would repeat "
+                                f"requests")
+            if "path" in over:
+                raise SpecError(f"{where}: the {sname} shape's requests bring their own paths "
+                                f"(data/corpora/{corpus}.corpus); remove {key}.path")
         steps = _int(where, f"{key}.rate_steps", over.get("rate_steps", 6), 1, 50)
         rates = over.get("rates", [])
         if not isinstance(rates, list) or not all(
@@ -300,7 +339,7 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
             raise SpecError(f"{where}: rate_steps and rates belong to [shape.rate], "
                             f"not [shape.{sname}]")
         shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath, tool,
-                            steps, tuple(float(r) for r in rates)))
+                            steps, tuple(float(r) for r in rates), corpus, d.get("app", "default")))
 
     hosts = None
     if "hosts" in data:
@@ -308,9 +347,9 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
             hosts = parse_hosts(data["hosts"], where)
         except HostsError as e:
             raise SpecError(str(e)) from None
-        if any(s.name in ("rate", "connections") for s in shapes):
-            raise SpecError(f"{where}: the rate and connections shapes run on this machine only "
-                            f"(remove them or the [hosts] table)")
+        if any(s.name in ("rate", "connections", "api") for s in shapes):
+            raise SpecError(f"{where}: the rate, connections and api shapes run on this machine "
+                            f"only (remove them or the [hosts] table)")
         if any(s.load_tool != "wrk" for s in shapes):
             raise SpecError(f"{where}: with [hosts] the load tool is wrk (h2load runs on this "
                             f"machine only); set load_tool = \"wrk\"")
@@ -318,7 +357,7 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
                       repetitions=repetitions, duration_s=duration, warmup_s=warmup,
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
                       idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes,
-                      head_memo=head_memo, response=response, hosts=hosts)
+                      head_memo=head_memo, fold_runs=fold_runs, response=response, hosts=hosts)
 
 
 def load_experiment(path: Union[str, Path]) -> Experiment:

@@ -34,7 +34,8 @@ PROFILES: Dict[str, Profile] = {
         "the Kourier post's machine: 12 logical CPUs, 6 server + 6 wrk, "
         "wrk -t6 -c512 -d15 --latency -s pipeline.lua -- 256",
         logical_cpus=12, server_cpus=6, client_cpus=6, duration_s=15,
-        shape_defaults={"pipelined": {"connections": 512, "pipeline": 256}}),
+        shape_defaults={"pipelined": {"connections": 512, "pipeline": 256},
+                        "distinct": {"connections": 512, "pipeline": 256}}),
 }
 
 

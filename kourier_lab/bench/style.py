@@ -13,7 +13,9 @@ learnt that c/c/c is the dark blue circle finds it again in the next plot:
 
 Groups: the ceiling (always the same grey, drawn as a dashed reference line,
 never as a competitor's bar), our stacks (blues and greens), our stacks with the
-head memo on (the stack's colour, hatched or hollow), and peers (warm colours).
+head memo on (the stack's colour, hatched or hollow), our stacks with run
+folding on ("+fold", also with the memo: "+memo+fold"; the stack's colour,
+dotted), and peers (warm colours).
 `order_servers` puts them in that order.
 
 Names the table below does not know (a new variant, a user's parser) get a
@@ -36,6 +38,7 @@ from matplotlib.figure import Figure
 STYLE = Path(__file__).with_name("kourier.mplstyle")
 
 MEMO_SUFFIX = "+memo"
+FOLD_SUFFIX = "+fold"
 CEILING = "ceiling"
 CEILING_COLOR = "#555555"
 PUBLISHED_COLOR = "#b5473a"      # the Kourier posts' figures, wherever they are drawn
@@ -72,23 +75,30 @@ _SPARE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*", "d
 
 GROUP_LABELS = {"ceiling": "ceiling (same response bytes, no parser)", "stack": "our stacks",
                 "memo": "our stacks, head memo ON (parser skipped; hatched/hollow)",
+                "fold": "our stacks, run folding ON (equal requests answered once; dotted)",
                 "peer": "peers"}
-GROUP_ORDER = {"ceiling": 0, "stack": 1, "memo": 2, "peer": 3}
+GROUP_ORDER = {"ceiling": 0, "stack": 1, "memo": 2, "fold": 3, "peer": 4}
 
 SIMD_ORDER = ("scalar", "sse42", "avx2")
 SIMD_LABELS = {"scalar": "scalar", "sse42": "SSE4.2", "avx2": "AVX2"}
 
 
 def base_name(name: str) -> str:
-    """The server without its "+memo" suffix."""
-    return name[:-len(MEMO_SUFFIX)] if name.endswith(MEMO_SUFFIX) else name
+    """The server without its "+memo" / "+fold" / "+memo+fold" suffix."""
+    for suffix in (FOLD_SUFFIX, MEMO_SUFFIX):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+    return name
 
 
 def server_group(name: str, kind: Optional[str] = None) -> str:
-    """"ceiling", "stack", "memo" or "peer" (from the row's server_kind when given)."""
+    """"ceiling", "stack", "memo", "fold" or "peer" (from the row's server_kind when
+    given); a stack with both switches on is drawn as "fold"."""
     if name == CEILING or kind == "ceiling":
         return "ceiling"
-    if name.endswith(MEMO_SUFFIX):
+    if name.endswith(FOLD_SUFFIX) or kind == "fold":
+        return "fold"
+    if name.endswith(MEMO_SUFFIX) or kind == "memo":
         return "memo"
     if kind in ("stack", "peer"):
         return kind
@@ -139,8 +149,8 @@ def server_marker(name: str, kind: Optional[str] = None) -> str:
 
 def assign_styles(names: Iterable[str], kinds: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
     """{name: line_style(name)} for one figure, with no colour used by two
-    different servers (a "+memo" stack shares its stack's colour on purpose, and
-    is told apart by its hollow marker and dashed line)."""
+    different servers (a "+memo" or "+fold" stack shares its stack's colour on
+    purpose, and is told apart by its hollow marker and dashed or dotted line)."""
     kinds = kinds or {}
     names = list(dict.fromkeys(names))
     owner: Dict[str, str] = {}          # colour -> base name using it
@@ -173,26 +183,32 @@ def assign_styles(names: Iterable[str], kinds: Optional[Dict[str, str]] = None) 
 
 
 def line_style(name: str, kind: Optional[str] = None) -> dict:
-    """Keyword arguments for ax.plot: colour, marker, line style (memo: hollow, dashed)."""
+    """Keyword arguments for ax.plot: colour, marker, line style (memo: hollow,
+    dashed; fold: hollow, dotted)."""
     group = server_group(name, kind)
     colour, marker = server_color(name, kind), server_marker(name, kind)
     if group == "ceiling":
         return {"color": colour, "marker": "None", "linestyle": "--", "markerfacecolor": colour}
-    return {"color": colour, "marker": marker, "linestyle": "--" if group in ("memo", "peer") else "-",
-            "markerfacecolor": "white" if group == "memo" else colour}
+    return {"color": colour, "marker": marker,
+            "linestyle": ":" if group == "fold" else "--" if group in ("memo", "peer") else "-",
+            "markerfacecolor": "white" if group in ("memo", "fold") else colour}
 
 
 def bar_style(name: str, kind: Optional[str] = None) -> dict:
-    """Keyword arguments for one ax.bar patch: colour, and hatching for memo stacks."""
+    """Keyword arguments for one ax.bar patch: colour, and hatching for memo
+    stacks ("//") and folding stacks ("..")."""
     group = server_group(name, kind)
     s = {"color": server_color(name, kind), "edgecolor": "white"}
     if group == "memo":
         s.update(hatch="//", alpha=0.55)
+    elif group == "fold":
+        s.update(hatch="..", alpha=0.55)
     return s
 
 
 def order_servers(names: Iterable[str], kinds: Optional[Dict[str, str]] = None) -> List[str]:
-    """Ceiling, then our stacks, then memo stacks, then peers; first-seen order within a group."""
+    """Ceiling, then our stacks, then memo stacks, folding stacks, then peers;
+    first-seen order within a group."""
     kinds = kinds or {}
     names = list(dict.fromkeys(names))
     return sorted(names, key=lambda n: GROUP_ORDER[server_group(n, kinds.get(n))])
@@ -281,6 +297,9 @@ def key_handles(groups: Iterable[str], ceiling: bool = True) -> list:
     if "memo" in groups:
         out.append(Patch(facecolor="#1f4e8c", alpha=0.55, hatch="//", edgecolor="white",
                          label="head memo ON: parser skipped (hatched)"))
+    if "fold" in groups:
+        out.append(Patch(facecolor="#1f4e8c", alpha=0.55, hatch="..", edgecolor="white",
+                         label="run folding ON: equal requests answered once (dotted)"))
     if "peer" in groups:
         out.append(Patch(facecolor="#d9822b", label="peers (warm colours)"))
     return out
@@ -349,9 +368,10 @@ def _join(values) -> str:
 
 
 def figure_title(what: str = "", batch=None, split: Optional[str] = None, head_memo=None,
-                 machine: Optional[str] = None) -> str:
-    """"<what>\\nbatch B · split S · head memo M[ · machine]": every figure says which
-    rows it shows, on which core split, and whether the parser ran on every request."""
+                 machine: Optional[str] = None, fold_runs=None) -> str:
+    """"<what>\\nbatch B · split S · head memo M[ · run folding F][ · machine]": every
+    figure says which rows it shows, on which core split, and whether the parser ran
+    on every request (folding is named only when some row had it on)."""
     parts = []
     if batch is not None:
         batches = [batch] if isinstance(batch, str) else list(dict.fromkeys(batch))
@@ -360,6 +380,9 @@ def figure_title(what: str = "", batch=None, split: Optional[str] = None, head_m
         parts.append(split)
     if head_memo is not None:
         parts.append(f"head memo {head_memo_label(head_memo)}")
+    if fold_runs is not None and head_memo_label(fold_runs) != head_memo_label(False):
+        label = head_memo_label(fold_runs)
+        parts.append("run folding " + ("on" if label == "on" else "off and on (+fold rows)"))
     if machine:
         parts.append(machine)
     line = " · ".join(parts)
@@ -403,9 +426,10 @@ def title_from_rows(what: str, rows) -> str:
     cols = rows.columns
     batch = list(rows["batch_id"].dropna().unique()) if "batch_id" in cols else None
     memo = rows["head_memo"].tolist() if "head_memo" in cols else None
+    fold = rows["fold_runs"].tolist() if "fold_runs" in cols else None
     machine = _join(rows["machine_cpu_model"].dropna()) if "machine_cpu_model" in cols else None
     return figure_title(what, batch=batch or None, split=split_label(rows), head_memo=memo,
-                        machine=machine or None)
+                        machine=machine or None, fold_runs=fold)
 
 
 # ------------------------------------------------------------------ checks

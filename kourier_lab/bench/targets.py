@@ -23,14 +23,16 @@ class Target:
     buffer: Optional[str] = None
     skip_reason: str = ""
     head_memo: bool = False        # stacks only: served with --head-memo on
+    fold_runs: bool = False        # stacks only: served with --fold-runs on
 
     @property
     def stack(self) -> str:
-        """loop/parser/buffer of a stack target, whatever its memo setting."""
+        """loop/parser/buffer of a stack target, whatever its memo and fold settings."""
         return f"{self.loop}/{self.parser}/{self.buffer}"
 
 
 MEMO_SUFFIX = "+memo"     # a memo-on stack's server name: "c/c/c+memo", its own labelled variant
+FOLD_SUFFIX = "+fold"     # a fold-on stack's: "c/c/c+fold" (both on: "c/c/c+memo+fold")
 
 
 CEILING = Target("ceiling", "ceiling")
@@ -195,8 +197,9 @@ def expand_peers(entries: List[str]) -> List[Target]:
     return out
 
 
-def with_head_memo(targets: List[Target], head_memo=(False,)) -> List[Target]:
-    """Each stack once per memo setting (memo-on ones named "<stack>+memo")."""
+def with_head_memo(targets: List[Target], head_memo=(False,), fold_runs=(False,)) -> List[Target]:
+    """Each stack once per memo and fold setting (memo-on ones named "<stack>+memo",
+    fold-on ones "<stack>+fold", both "<stack>+memo+fold")."""
     import dataclasses
     out = []
     for t in targets:
@@ -204,10 +207,14 @@ def with_head_memo(targets: List[Target], head_memo=(False,)) -> List[Target]:
             out.append(t)
             continue
         for memo in head_memo:
-            out.append(dataclasses.replace(t, head_memo=True, name=t.name + MEMO_SUFFIX)
-                       if memo else t)
+            for fold in fold_runs:
+                name = t.name + (MEMO_SUFFIX if memo else "") + (FOLD_SUFFIX if fold else "")
+                out.append(dataclasses.replace(t, head_memo=bool(memo), fold_runs=bool(fold),
+                                               name=name))
     return out
 
 
-def expand_targets(stacks: List[str], peers: List[str], head_memo=(False,)) -> List[Target]:
-    return [CEILING, *with_head_memo(expand_stacks(stacks), head_memo), *expand_peers(peers)]
+def expand_targets(stacks: List[str], peers: List[str], head_memo=(False,),
+                   fold_runs=(False,)) -> List[Target]:
+    return [CEILING, *with_head_memo(expand_stacks(stacks), head_memo, fold_runs),
+            *expand_peers(peers)]

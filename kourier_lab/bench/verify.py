@@ -240,3 +240,45 @@ def measure_bytes(host: str, port: int, path: str = "/hello", browser: bool = Fa
         status, _, body = read_response(reader)
         _check(status, body, f"GET {path}")
         return len(req), reader.consumed
+
+
+def verify_requests(host: str, port: int, requests: List[bytes], any_body: bool = False,
+                    timeout: float = 10.0) -> List[int]:
+    """Send `requests` in one write (a corpus batch, as wrk sends it) and raise
+    VerifyError unless exactly that many responses come back, each 200 (with the
+    benchmark app's body unless any_body); returns each response's size in bytes."""
+    deadline = time.monotonic() + timeout
+    sock = _connect(host, port, timeout)
+    depth = len(requests)
+    sizes = []
+    with sock:
+        reader = _CountingReader(sock, deadline)
+        try:
+            sock.sendall(b"".join(requests))
+        except OSError as e:
+            raise VerifyError(f"batch of {depth} corpus requests: send failed: {e}") from None
+        for i, req in enumerate(requests):
+            first = req.split(b"\r\n", 1)[0].decode("latin-1")
+            before = reader.consumed
+            try:
+                status, _, body = read_response(reader)
+            except VerifyError as e:
+                raise VerifyError(f"batch of {depth} corpus requests: response {i + 1} "
+                                  f"({first}): {e}") from None
+            if any_body:
+                if status != 200:
+                    raise VerifyError(f"batch of {depth} corpus requests: response {i + 1} "
+                                      f"({first}): status {status}, expected 200")
+            else:
+                _check(status, body, f"batch of {depth} corpus requests, response {i + 1} "
+                                     f"({first})")
+            sizes.append(reader.consumed - before)
+        sock.settimeout(0.05)
+        try:
+            extra = bytes(reader.buf) or sock.recv(1)
+        except (socket.timeout, BlockingIOError, OSError):
+            extra = b""
+        if extra:
+            raise VerifyError(f"batch of {depth} corpus requests: more bytes than {depth} "
+                              f"responses")
+    return sizes

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 PIPELINE_LUA = Path(__file__).with_name("lua") / "pipeline.lua"
 
@@ -199,6 +199,7 @@ class WrkLoad:
     pipeline: int = 1
     browser: bool = False
     timeout_s: int = 2
+    corpus: Optional[str] = None        # a corpus file (bench/corpora.py): its requests, not the URL's
 
     def command(self, wrk: str = "wrk") -> List[str]:
         if self.duration_s < 1 or int(self.duration_s) != self.duration_s:
@@ -211,9 +212,11 @@ class WrkLoad:
                "-d", f"{int(self.duration_s)}s", "--timeout", f"{int(self.timeout_s)}s"]
         # The pipeline script is used whenever requests are not wrk's default
         # single GET, so one code path writes every shape's requests.
-        if self.pipeline > 1 or self.browser:
+        if self.pipeline > 1 or self.browser or self.corpus:
             cmd += ["-s", str(PIPELINE_LUA), self.url, "--", str(self.pipeline)]
-            if self.browser:
+            if self.corpus:
+                cmd += ["corpus", str(self.corpus)]
+            elif self.browser:
                 cmd.append("browser")
         else:
             cmd.append(self.url)
@@ -221,12 +224,17 @@ class WrkLoad:
 
 
 def shell_line(cmd: Sequence[str]) -> str:
-    """The command as one shell line, with our Lua script's path shortened."""
+    """The command as one shell line, with our Lua script's path shortened (and a
+    corpus file's made relative to the checkout)."""
     import shlex
+    from .paths import repo_root
+    root = str(repo_root()) + os.sep
     parts = []
     for c in cmd:
         if c == str(PIPELINE_LUA):
             c = "pipeline.lua"
+        elif c.startswith(root) and c.endswith(".corpus"):
+            c = c[len(root):]
         elif os.path.isabs(c) and os.path.basename(c) == "wrk":
             c = "wrk"
         parts.append(shlex.quote(c))

@@ -1,4 +1,5 @@
 """A small app for tests and the tour: the benchmark catch-all plus Python handlers."""
+import json
 import os
 
 from .app import App, Response
@@ -21,6 +22,14 @@ def echo(req):
 @app.get("/json")
 def as_json(req):
     return {"method": req.method, "path": req.path, "user-agent": req.header("User-Agent")}
+
+
+@app.post("/json")
+def json_post(req):
+    """The api shape's POST: parse the JSON body, answer a small JSON summary of it."""
+    doc = json.loads(req.body)
+    keys = sorted(doc) if isinstance(doc, dict) else []
+    return {"received": len(req.body), "keys": keys, "id": doc.get("id") if keys else None}
 
 
 @app.get("/pid")
