@@ -1,6 +1,8 @@
-"""The head memo is an explicit knob: off by default, and on or off it gives
-byte-identical response streams on every stack (it is exact, not a shortcut
-that changes an answer).  Every loop x parser x buffer, real sockets."""
+"""The head memo and run folding are explicit knobs: off by default, and on or
+off they give byte-identical response streams on every stack (they are exact,
+not shortcuts that change an answer).  Every loop x parser x buffer, real
+sockets: one server with both knobs off, one with the memo on, one with
+folding on."""
 import re
 import socket
 import time
@@ -50,22 +52,37 @@ def pair(request):
     loop, parser, buffer = request.param
     off = ServerProcess(*ARGS, loop=loop, parser=parser, buffer=buffer).start()
     on = ServerProcess(*ARGS, "--head-memo", "on", loop=loop, parser=parser, buffer=buffer).start()
+    fold = ServerProcess(*ARGS, "--fold-runs", "on", loop=loop, parser=parser, buffer=buffer).start()
     # a first pass compiles whatever a variant compiles on first use (Numba
     # kernels for bodies, say), so the compared passes time only serving
-    for srv in (off, on):
+    for srv in (off, on, fold):
         _exchange(srv.port, CORPUS, timeout=120.0)
-    yield off, on
-    assert off.stop() == 0 and on.stop() == 0
+    yield off, on, fold
+    assert off.stop() == 0 and on.stop() == 0 and fold.stop() == 0
 
 
 def test_default_is_off_and_the_start_line_says_so(pair):
-    off, on = pair
-    assert "head-memo=off" in "".join(off.stderr_lines)
+    off, on, fold = pair
+    assert "head-memo=off" in "".join(off.stderr_lines) and "fold-runs=off" in "".join(off.stderr_lines)
     assert "head-memo=on" in "".join(on.stderr_lines)
+    assert "fold-runs=on" in "".join(fold.stderr_lines)
+
+
+def test_folding_on_and_off_answer_byte_identically(pair):
+    off, _, fold = pair
+    want = _exchange(off.port, CORPUS)
+    assert _exchange(fold.port, CORPUS) == want
+    assert _exchange(fold.port, CORPUS, split=97) == want
+    # runs of identical requests long enough to be folded (and cut by reads)
+    run = GET * 300 + BROWSER * 40 + b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    want = _exchange(off.port, run)
+    assert want.count(b"HTTP/1.1 200 OK") == 341
+    assert _exchange(fold.port, run) == want
+    assert _exchange(fold.port, run, split=1000) == want
 
 
 def test_memo_on_and_off_answer_byte_identically(pair):
-    off, on = pair
+    off, on, _ = pair
     want = _exchange(off.port, CORPUS)
     assert want.count(b"HTTP/1.1 200 OK") >= 70 and want.endswith(b"Hello World!")
     assert _exchange(on.port, CORPUS) == want
@@ -74,7 +91,8 @@ def test_memo_on_and_off_answer_byte_identically(pair):
 
 
 def test_a_bad_head_after_memo_hits_is_parsed(pair):
-    off, on = pair
+    off, on, fold = pair
     want = _exchange(off.port, BAD_AFTER_HITS)
     assert want.count(b"HTTP/1.1 200 OK") == 5 and b"HTTP/1.1 400 " in want
     assert _exchange(on.port, BAD_AFTER_HITS) == want
+    assert _exchange(fold.port, BAD_AFTER_HITS) == want

@@ -134,9 +134,10 @@ def _skip_body(p, buf, pos, end, info):
     return pos + n if n > 0 else None
 
 
+@pytest.mark.parametrize("fold_runs", [False, True], ids=["fold-off", "fold-on"])
 @pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
 @pytest.mark.parametrize("seed", range(4))
-def test_parse_heads_equals_parse_head(parser_name, head_memo, seed):
+def test_parse_heads_equals_parse_head(parser_name, head_memo, fold_runs, seed):
     """A stream of mixed requests (bodies, and maybe an error or a closing
     request at the end) arriving in random pieces: every parse_heads answer
     equals the heads given one by one by parse_head."""
@@ -145,7 +146,7 @@ def test_parse_heads_equals_parse_head(parser_name, head_memo, seed):
     if seed % 2:
         reqs.append(rnd.choice(BATCH_END))
     stream = b"".join(reqs)
-    p = parsers.create(parser_name, head_memo=head_memo)
+    p = parsers.create(parser_name, head_memo=head_memo, fold_runs=fold_runs)
     parse_heads = _parse_heads(p)
     ref = parsers.create(parser_name)
     buf = bytearray()
@@ -205,6 +206,22 @@ def test_parse_heads_edges(parser_name):
     assert p.head().path == b"/a" and p.head().host == b"example.com"
 
 
+@pytest.mark.parametrize("fold_runs", [False, True], ids=["fold-off", "fold-on"])
+def test_folding_is_a_knob(parser_name, fold_runs):
+    """Off (the default), every head of a run of identical heads gets its own
+    info, built from its own bytes; on, the built-in parsers share one."""
+    a = b"GET /a?x=1 HTTP/1.1\r\n" + H + b"\r\n"
+    p = parsers.create(parser_name, fold_runs=fold_runs)
+    out = p.parse_heads(a * 50, 0, len(a) * 50, None)
+    assert [n for n, _ in out] == [len(a)] * 50
+    assert len({info for _, info in out}) == 1          # equal values either way
+    distinct = len({id(info) for _, info in out})
+    if not fold_runs:
+        assert distinct == 50
+    elif parser_name in ("python", "c", "numba"):
+        assert distinct < 50
+
+
 # --- the Python parser's two paths agree ---------------------------------------
 COMMON_SHAPED = [c.request for c in CORPUS] + [
     b"CONNECT /x HTTP/1.1\r\n" + H + b"\r\n",
@@ -220,6 +237,25 @@ COMMON_SHAPED = [c.request for c in CORPUS] + [
     b"GET / HTTP/1.1\r\n" + H + b"Connection: keep-alive\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.0\r\n" + H + b"CONNECTION: Keep-Alive\r\n\r\n",
     b"GET / HTTP/1.0\r\n" + H + b"Connection: close, keep-alive\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"connection: CLOSE\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Connection: Keep-Alive\r\nAccept: */*\r\n\r\n",
+    b"GET / HTTP/1.0\r\n" + H + b"Accept: */*\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n" + H + b"Connection:keep-alive  \r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Connection: upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Connection: keep-alive\r\nX: 1\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a%zz:80\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n",
+    b"GET /%7e/a%2F?x=%41&y=%2 HTTP/1.1\r\n" + H + b"\r\n",
+    b"GET /%7e/a%2F?x=%41&y=%20 HTTP/1.1\r\n" + H + b"\r\n",
+    b"GET /a?b?c/d HTTP/1.1\r\n" + H + b"\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"X: 1\r\nY: 2\r\nZ: 3\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"X: \x80\xff v\r\nContent-length: 0\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"Bad Name: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"X:\x01\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + H + b"X: 1\n\r\n",
+    (b"GET /app/7?id=42 HTTP/1.1\r\nHost: localhost:3275\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+     b"Accept: text/html,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, br\r\n"
+     b"Cookie: " + b"k=v; " * 150 + b"z=1\r\nReferer: http://localhost/\r\nConnection: keep-alive\r\n\r\n"),
 ]
 
 

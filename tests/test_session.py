@@ -1,12 +1,13 @@
 """Session.process, the connection logic without I/O: answering heads in batches
-and runs of equal requests gives the same bytes as answering them one at a time.
+(and, with fold_runs on, runs of equal requests) gives the same bytes as
+answering them one at a time.
 
 The reference is the same Session with batches of one head and every static
 answer appended on its own (BATCH = 1, RUN_BYTES = 0), over parse_heads_by_head
 (the protocol spelled out with parse_head).  Streams mix static and handler
 routes, bodies (Content-Length, chunked, 100-continue), 404/405, and may end in
 an error or a closing request; they arrive at random splits, under write limits
-from none to tight (backpressure), with every parser, memo off and on.
+from none to tight (backpressure), with every parser, memo off and on, folding off and on.
 """
 import random
 
@@ -73,11 +74,11 @@ class _ByHead:
         return self.p.info
 
 
-def _serve(parser, stream, splits, write_limit):
+def _serve(parser, stream, splits, write_limit, fold_runs=False):
     """Feed the stream in pieces, drain the output after every process():
     (all bytes sent, requests answered, closing, in_request)."""
     s = session.Session(buffers.create_read("python", 256, 1 << 20),
-                        buffers.create_write("python", write_limit), parser, _app())
+                        buffers.create_write("python", write_limit), parser, _app(), fold_runs=fold_runs)
     out = bytearray()
     fed = 0
     for cut in splits + [len(stream)]:
@@ -100,10 +101,11 @@ def _serve(parser, stream, splits, write_limit):
     return bytes(out), s.requests, s.closing, s.in_request
 
 
+@pytest.mark.parametrize("fold_runs", [False, True], ids=["fold-off", "fold-on"])
 @pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
 @pytest.mark.parametrize("parser_name", parsers.names())
-def test_batches_and_runs_answer_as_one_at_a_time(parser_name, head_memo, monkeypatch):
-    rnd = random.Random(parser_name + str(head_memo))
+def test_batches_and_runs_answer_as_one_at_a_time(parser_name, head_memo, fold_runs, monkeypatch):
+    rnd = random.Random(parser_name + str(head_memo) + str(fold_runs))
     for _ in range(25):
         reqs = [rnd.choice(KEEP) for _ in range(rnd.randint(1, 400))]
         if rnd.random() < 0.5:
@@ -111,7 +113,8 @@ def test_batches_and_runs_answer_as_one_at_a_time(parser_name, head_memo, monkey
         stream = b"".join(reqs)
         splits = sorted(rnd.sample(range(1, len(stream)), min(len(stream) - 1, rnd.randint(0, 30))))
         write_limit = rnd.choice([0, 100, 5000, 1 << 20])
-        got = _serve(parsers.create(parser_name, head_memo=head_memo), stream, splits, write_limit)
+        got = _serve(parsers.create(parser_name, head_memo=head_memo, fold_runs=fold_runs), stream, splits,
+                     write_limit, fold_runs)
         with monkeypatch.context() as m:
             m.setattr(session, "BATCH", 1)
             m.setattr(session, "RUN_BYTES", 0)

@@ -4,30 +4,29 @@ Every byte is validated, but the work is pushed into C-implemented primitives.
 Two paths give the same answers (tests/test_parser_contract.py checks it):
 
   * the common-head path: ONE compiled regular expression (character classes
-    generated from http/chars.py) matches a whole common head -- an origin-form
-    request line of HTTP/1.0 or 1.1, Host as the first field line, any other
-    field lines, the empty line -- checking its structure and every byte's
-    class.  From its groups, a few C-level calls check the rest: '%' escapes,
-    the Host value, and one scan of the other lines for framing fields
-    (Connection is read; a second Host, Content-Length, Transfer-Encoding
-    or Expect sends the head to the exact path).  Anything it does not match
-    (unusual, invalid, incomplete, near a limit) goes to the exact path,
-    which alone decides errors.
+    generated from http/chars.py) matches a whole common head -- an
+    origin-form request line of HTTP/1.0 or 1.1 with valid '%' escapes, a
+    valid Host as the first field line, any number of other ordinary field
+    lines, at most one plain Connection line, the empty line -- checking its
+    structure and every byte's class, and hands out the values as its groups.
+    Anything it does not match (unusual, invalid, incomplete, a field that
+    changes framing, near a limit) goes to the exact path, which alone
+    decides errors.
   * the exact path: `bytes.find` locates the head, one regular expression
     validates the request line, one more the whole field section, and
     lower-cased `find`s pick the fields that change framing.
 
 Python-level code runs a fixed number of steps per request, not per byte.
 `parse_heads` (the batch protocol in parsers/__init__.py) matches every head
-already buffered in one call; a head byte-identical to the one before it is
-still matched whole, only its groups are not extracted again.
+already buffered in one call, each head its own match and its own info.  With
+fold_runs on (an explicit knob, off by default) a head byte-identical to the
+one before it is still matched whole, but shares the previous entry.
 
 The parser keeps no memory between calls: every call validates every byte of
 the head it is given.  Remembering the last head (a head memo) is a separate,
 explicit knob of the server (kourier_lab/parsers/memo.py, `--head-memo`).
 """
 import re
-from functools import lru_cache
 from itertools import islice
 
 from ..http.chars import (FIELD_CONTENT, FIELD_VCHAR, HEXDIG, PATH_CHAR, QUERY_CHAR, REG_NAME,
@@ -73,32 +72,38 @@ _HEXRUN = re.compile(rb"%s+" % _HEX)
 _LEADING_CRLF = re.compile(rb"(?:\r\n)*")
 
 # -- the common-head path --------------------------------------------------------
-# An origin-form request line, Host as the first field line, any other field
-# lines, the empty line.  Only the structure and the byte classes are checked
-# here, each by a single character-class run where possible (that is what
-# makes it cheap); PythonParser._common_info checks the rest from the groups.
-# The target: path chars are query chars minus '?', so one run takes both.
-_TARGET = regex_class(QUERY_CHAR, b"%")
-
-
-@lru_cache(maxsize=None)
-def _common_head(max_headers, groups):
-    """The common-head regular expression for a field-count limit.  With
-    groups, they are (method, target, minor, Host value with its OWS, the
-    other field lines or None); without, the same heads match (capturing
-    costs: the batch scan uses this one and extracts groups only from a head
-    unlike the last)."""
-    g = (lambda x: b"(" + x + b")") if groups else (lambda x: x)
-    # the empty line right after Host, or more field lines then the empty line
-    # (a branch costs less than a repeat that matches nothing)
-    if max_headers > 1:
-        more = g(rb"(?:%s+:%s*\r\n){1,%d}" % (_TOKEN, _CONTENT, max_headers - 1)) + rb"\r\n"
-    else:
-        more = g(b"") + rb"(?!)"    # Host is the only field line allowed (the group stays)
-    others = rb"(?:\r\n|%s)" % more
-    return re.compile(
-        g(rb"%s+" % _TOKEN) + b" " + g(rb"/%s*" % _TARGET) + rb" HTTP/1\." + g(rb"[01]") + rb"\r\n"
-        rb"(?i:host):" + g(rb"%s*" % _CONTENT) + rb"\r\n" + others)
+# The heads browsers, curl and benchmark clients send, validated whole by ONE
+# regular expression with the values as its groups: an origin-form request
+# line of HTTP/1.0 or 1.1 (not CONNECT), every '%' followed by two hex digits;
+# Host as the first field line, its value a valid host; any number of other
+# field lines, none of them a field that changes framing, except at most one
+# Connection line whose value is exactly "close" or "keep-alive"; the empty
+# line.  Groups: (method, path, query or None, minor digit, Connection value
+# or None).  Anything else (unusual, invalid, incomplete, near a limit) does
+# not match and goes to the exact path, which alone decides errors.
+_NOPCT_PATH = regex_class(PATH_CHAR)
+_NOPCT_QUERY = regex_class(QUERY_CHAR)
+_PCT = rb"%%%s%s" % (_HEX, _HEX)
+# the field names the exact path must see (they change framing or need checks)
+_FRAMING_NAME = rb"(?i:host|content-length|transfer-encoding|expect|connection):"
+_PLAIN_FIELD = rb"(?!%s)%s+:%s*\r\n" % (_FRAMING_NAME, _TOKEN, _CONTENT)
+_COMMON = re.compile(
+    rb"(?!CONNECT )(%s+) (/%s*(?:%s%s*)*)(?:\?(%s*(?:%s%s*)*))? HTTP/1\.([01])\r\n"
+    % (_TOKEN, _NOPCT_PATH, _PCT, _NOPCT_PATH, _NOPCT_QUERY, _PCT, _NOPCT_QUERY)
+    + rb"(?i:host):[ \t]*%s(?::%s)?[ \t]*\r\n" % (_HOST, _PORT)
+    + rb"(?:%s)*" % _PLAIN_FIELD
+    + rb"(?:(?i:connection):[ \t]*((?i:close|keep-alive))[ \t]*\r\n(?:%s)*)?" % _PLAIN_FIELD
+    + rb"\r\n")
+# what a common head's minor digit and Connection value give: the info tuple's
+# last five fields (version_minor, keep_alive, body_kind, content_length, expect)
+_TAILS = {}
+for _minor in (b"0", b"1"):
+    for _conn in (None, b"close", b"keep-alive"):
+        _ka = (_minor == b"1" and _conn != b"close") or (_minor == b"0" and _conn == b"keep-alive")
+        _TAILS[_minor, _conn] = (_minor[0] - 48, _ka, BODY_NONE, -1, False)
+        if _conn is not None:       # the spellings clients send, so .lower() is rarely needed
+            for _spelled in (_conn.title(), _conn.upper(), _conn.capitalize()):
+                _TAILS[_minor, _spelled] = _TAILS[_minor, _conn]
 
 
 MAX_CHUNK_LINE = 4096
@@ -122,6 +127,7 @@ def _keep_alive(minor, connection_values):
 
 class PythonParser:
     name = "python"
+    fold_runs = False       # parsers.create(..., fold_runs=True): equal heads share one entry
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.limits = limits
@@ -129,11 +135,19 @@ class PythonParser:
         self._fields = None        # the exact path's table, for head()
         self._buf = self._start = None
         self._table_pending = 0    # > 0: head() must run the exact path over this many bytes
-        self._common = _common_head(limits.max_headers, True).match
-        self._common_scanner = _common_head(limits.max_headers, False).scanner
+        self._common = _COMMON.match
+        self._common_scanner = _COMMON.scanner
         # the common-head path takes heads up to this size: then neither the
         # request line nor the head can be over its limit
         self._common_max = min(limits.max_request_line, limits.max_header_bytes)
+        # a head shorter than this has at most max_headers field lines (each
+        # is >= 4 bytes, the request line >= 14), so only a longer one is
+        # measured against both limits
+        self._check_from = min(self._common_max + 1, 4 * limits.max_headers + 20)
+
+    def _too_big(self, buf, s, e):
+        """A common head at buf[s:e] that the exact path must decide (a limit)."""
+        return e - s > self._common_max or buf.count(b"\n", s, e) - 2 > self.limits.max_headers
 
     # -- head ------------------------------------------------------------
     def parse_head(self, buf, start=0, end=None):
@@ -141,13 +155,14 @@ class PythonParser:
             end = len(buf)
         m = self._common(buf, start, end)
         if m is not None:
-            n = m.end() - start
-            if n <= self._common_max:
-                info = self._common_info(m.groups())
-                if info is not None:
-                    self.info = info
-                    self._buf, self._start, self._table_pending = buf, start, n
-                    return n
+            e = m.end()
+            n = e - start
+            if n < self._check_from or not self._too_big(buf, start, e):
+                method, path, query, minor, conn = m.groups()
+                tail = _TAILS.get((minor, conn)) or _TAILS[minor, conn.lower()]
+                self.info = (method, path, query) + tail
+                self._buf, self._start, self._table_pending = buf, start, n
+                return n
         return self._parse(buf, start, end)
 
     def parse_heads(self, buf, start, end, max_count):
@@ -158,8 +173,9 @@ class PythonParser:
             max_count = end - start     # every head is at least one byte
         out = []
         pos = start
+        common_heads = self._common_heads_folded if self.fold_runs else self._common_heads
         while pos < end and len(out) < max_count:
-            pos, closing = self._common_heads(buf, pos, end, max_count - len(out), out.append)
+            pos, closing = common_heads(buf, pos, end, max_count - len(out), out)
             if closing or pos >= end or len(out) >= max_count:
                 break
             # the head at pos is not a common one (unusual, an error, incomplete)
@@ -176,55 +192,53 @@ class PythonParser:
         self._fields = None             # head() is not defined after parse_heads
         return out
 
-    def _common_heads(self, buf, pos, end, room, append):
-        """Append (n, info) for the common heads from pos on, at most `room`:
-        (where they end, whether the last one closes the connection).
+    def _common_heads(self, buf, pos, end, room, out):
+        """Append (n, info) to out for the common heads from pos on, at most
+        `room`: (where they end, whether the last one closes the connection).
 
         They are matched one after the other by a scanner, each match anchored
         where the previous one ended (Pattern.scanner: the standard library's
         re.Scanner uses it; it holds the buffer once for all its matches).
-        Every head is matched -- validated -- whole; when its bytes equal the
-        previous head's, so do its groups, and it gets the same (n, info)
-        entry without extracting them again."""
-        common, common_info = self._common, self._common_info
-        last = entry = m = None
+        Every head is matched -- validated -- whole and gets its own info,
+        built from its own groups: a handful of C-level calls per head."""
+        append = out.append
+        tails = _TAILS
+        check_from = self._check_from
         for m in islice(iter(self._common_scanner(buf, pos, end).match, None), room):
+            e = m.end()
+            n = e - pos
+            if n >= check_from and self._too_big(buf, pos, e):
+                return pos, False               # the exact path decides this one
+            method, path, query, minor, conn = m.groups()
+            tail = tails.get((minor, conn)) or tails[minor, conn.lower()]
+            append((n, (method, path, query) + tail))
+            pos = e
+            if not tail[1]:                     # not keep-alive: nothing after it
+                return pos, True
+        return pos, False
+
+    def _common_heads_folded(self, buf, pos, end, room, out):
+        """_common_heads with fold_runs on: a head byte-identical to the one
+        before it is still matched whole, but shares the previous entry (its
+        groups are not extracted again)."""
+        append = out.append
+        check_from = self._check_from
+        last = entry = None
+        for m in islice(iter(self._common_scanner(buf, pos, end).match, None), room):
+            e = m.end()
+            n = e - pos
+            if n >= check_from and self._too_big(buf, pos, e):
+                return pos, False
             head = m[0]
             if head != last:
-                info = common_info(common(head).groups()) if len(head) <= self._common_max else None
-                if info is None:
-                    return m.start(), False     # the exact path decides this one
-                last, entry = head, (len(head), info)
-                if not info[4]:                 # not keep-alive: nothing after it
-                    append(entry)
-                    return m.end(), True
+                method, path, query, minor, conn = m.groups()
+                tail = _TAILS.get((minor, conn)) or _TAILS[minor, conn.lower()]
+                last, entry = head, (n, (method, path, query) + tail)
             append(entry)
-        return (pos if m is None else m.end()), False
-
-    def _common_info(self, groups):
-        """info for the groups of a common-head match, or None when the exact
-        path must decide (CONNECT, a bad '%' escape or Host value, a framing
-        field other than Connection among the other lines)."""
-        method, target, minor, host, others = groups
-        if method == b"CONNECT":
-            return None
-        if b"%" in target and _BAD_PCT.search(target):
-            return None
-        if not _HOST_VALUE.fullmatch(host.strip(b" \t")):
-            return None
-        minor = 1 if minor == b"1" else 0
-        keep_alive = minor == 1
-        if others:
-            connections = []
-            block = b"\r\n" + others.lower()
-            for m in _FRAMING.finditer(block):
-                if m.end() - m.start() != 13:           # "\r\nconnection:"
-                    return None
-                connections.append(block[m.end():block.find(b"\r\n", m.end())])
-            if connections:
-                keep_alive = _keep_alive(minor, connections)
-        path, has_query, query = target.partition(b"?")
-        return (method, path, query if has_query else None, minor, keep_alive, BODY_NONE, -1, False)
+            pos = e
+            if not entry[1][4]:
+                return pos, True
+        return pos, False
 
     def _parse(self, buf, start, end):
         """The exact path: every head, every error."""

@@ -59,21 +59,32 @@ _CONNECTION = {(1, True): b"", (1, False): b"Connection: close\r\n",
                (0, True): b"Connection: keep-alive\r\n", (0, False): b"Connection: close\r\n"}
 
 
+# a static answer up to this size is gathered with the others of its read and
+# written once (get_answers below); a larger one is appended on its own, after
+# a check of the write limit, as a handler's answer is
+GATHER_MAX = 4096
+
+
 class StaticRoute:
     """A fixed response; `responses[(head_only, minor, keep_alive)]` is ready to send.
+    `get_answers[minor][keep_alive]` is the GET answer without building a key
+    (None when the answer is larger than GATHER_MAX).
     content_type None: no Content-Type field (the posts' response)."""
-    __slots__ = ("status", "body", "content_type", "extra", "server", "responses")
+    __slots__ = ("status", "body", "content_type", "extra", "server", "responses", "get_answers")
 
     def __init__(self, body: bytes, status: int = 200, content_type: Optional[bytes] = b"text/plain",
                  extra: bytes = b"", server: bytes = SERVER_NAME):
         self.status, self.body, self.content_type, self.extra = status, body, content_type, extra
         self.server = server
         self.responses = {}
+        self.get_answers = None
 
     def render(self, date: bytes):
-        self.responses = {(h, minor, ka): _encode(self.status, self.body, self.content_type, self.extra,
-                                                  date, conn, h, self.server)
-                          for h in (False, True) for (minor, ka), conn in _CONNECTION.items()}
+        r = self.responses = {(h, minor, ka): _encode(self.status, self.body, self.content_type, self.extra,
+                                                      date, conn, h, self.server)
+                              for h in (False, True) for (minor, ka), conn in _CONNECTION.items()}
+        self.get_answers = (((r[False, 0, False], r[False, 0, True]), (r[False, 1, False], r[False, 1, True]))
+                            if len(r[False, 1, True]) <= GATHER_MAX else None)
 
 
 class App:
@@ -86,12 +97,14 @@ class App:
         self.handlers: Dict[Tuple[bytes, bytes], Callable] = {}
         self.catch_all: Optional[StaticRoute] = None
         self._paths: Dict[bytes, set] = {}
+        self._get_table = None       # get_table()'s answer, made again after a route changes
         self._date_second = -1
         self.date = b""
         self.refresh(time.time())
 
     # -- building ----------------------------------------------------------
     def route_static(self, path: str, body, content_type: str = "text/plain", status: int = 200):
+        self._get_table = None
         r = StaticRoute(_as_bytes(body), status, content_type.encode())
         r.render(self.date)
         self.static[path.encode()] = r
@@ -100,6 +113,7 @@ class App:
 
     def route_catch_all(self, body, content_type: Optional[str] = "text/plain",
                         server: bytes = SERVER_NAME):
+        self._get_table = None
         self.catch_all = StaticRoute(_as_bytes(body), 200,
                                      None if content_type is None else content_type.encode(),
                                      server=server)
@@ -107,6 +121,7 @@ class App:
 
     def route(self, method: str, path: str):
         def deco(fn):
+            self._get_table = None
             m, p = method.upper().encode(), path.encode()
             self.handlers[(m, p)] = fn
             if m == b"GET":
@@ -148,6 +163,19 @@ class App:
         if path in self._paths or self.catch_all is not None:
             return 405
         return 404
+
+    def get_table(self):
+        """(table, default) such that resolve(b"GET", path) is
+        table.get(path, default): one dict look-up for a GET, no key built.
+        None when resolve is replaced on this object (stage counters time it)
+        or overridden by a subclass: then resolve() is the one way."""
+        if "resolve" in self.__dict__ or type(self).resolve is not App.resolve:
+            return None
+        t = self._get_table
+        if t is None:
+            table = {path: self.resolve(b"GET", path) for path in self._paths}
+            t = self._get_table = (table, self.catch_all if self.catch_all is not None else 404)
+        return t
 
     def allowed(self, path: bytes) -> bytes:
         methods = self._paths.get(path) or {b"GET", b"HEAD"}

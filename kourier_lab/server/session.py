@@ -9,12 +9,14 @@ scan_chunked (a chunked body) follow the bytes from where they stopped, so a
 request costs O(its bytes) however it is split.
 
 The heads come in batches (the parser's parse_heads, parsers/__init__.py):
-every head is parsed and validated, but consecutive requests with equal info
-(same method, path, version, keep-alive: one route, one answer) form a run
-(itertools.groupby; its == on tuples is quick when a parser hands out the
-same info object again), resolved once and, for a static route, answered
-with one append of the response repeated -- no Python code per request on
-that path.  Handlers, error routes and bodies are answered one by one.
+every head is parsed and validated, and every request is answered on its
+own -- its own route look-up (one dict look-up for a GET: App.get_table),
+its own answer -- the small static answers of a batch gathered and written
+with one append.  With fold_runs on (`serve --fold-runs on`, an explicit
+knob, off by default) consecutive requests with equal info form a run,
+resolved once and answered with one append of the response repeated: the
+technique that makes a benchmark of identical requests cheap, measured as
+its own labelled variant.
 """
 import sys
 from itertools import groupby
@@ -107,64 +109,16 @@ class Session:
         result = OPEN
         incomplete_at = -1           # where an incomplete head starts, when one ends the input
         self._front = start
+        answer = self._answer_runs if self.fold_runs else self._answer_each
         while result == OPEN and pos < end and not wbuf.over_limit():
             parse_heads = getattr(self.parser, "parse_heads", None)
             if parse_heads is not None:
                 batch = parse_heads(data, pos, end, BATCH)
             else:
                 batch = parse_heads_by_head(self.parser, data, pos, end, BATCH)
-            for info, run in groupby(batch, _INFO):
-                if wbuf.over_limit():
-                    result = _WAIT      # backpressure: the rest waits until output drains
-                    break
-                if info is None:        # the batch's last entry: an error, or need more
-                    n = batch[-1][0]
-                    if n < 0:
-                        wbuf.append(app.error(-n, 1, False))
-                        result = CLOSE
-                        pos = end
-                    else:
-                        result = _WAIT
-                        incomplete_at = pos
-                    break
-                method, path, query, minor, keep_alive, body_kind, clen, expect = info
-                route = app.resolve(method, path)
-                if route.__class__ is StaticRoute and body_kind == BODY_NONE:
-                    answer = route.responses[(method == b"HEAD", minor, keep_alive)]
-                    run = list(run)
-                    k = len(run)
-                    if len(answer) * k <= RUN_BYTES:
-                        # k requests, one answer: append it k times at once
-                        wbuf.append(answer * k)
-                        pos += sum(map(_N, run))
-                    else:
-                        k = 0
-                        for n, _ in run:
-                            if wbuf.over_limit():
-                                result = _WAIT
-                                break
-                            wbuf.append(answer)
-                            pos += n
-                            k += 1
-                    self.requests += k
-                    self.continue_sent = False
-                    if not keep_alive:  # (a closing request is a run of its own)
-                        result = CLOSE
-                        pos = end        # nothing after a closing request is read
-                    if result != OPEN:
-                        break
-                    continue
-                for n, info in run:     # a handler, an error route, or a body: one by one
-                    if wbuf.over_limit():
-                        result = _WAIT
-                        break
-                    pos, result = self._answer_one(data, pos, end, n, info, route)
-                    if result != OPEN:
-                        break
-                if result != OPEN:
-                    break
             if not batch:
                 break
+            pos, result, incomplete_at = answer(batch, data, pos, end)
         if result == _WAIT:
             result = OPEN
             if pos == start and end - start >= self.rbuf.limit:
@@ -187,6 +141,130 @@ class Session:
         if result == CLOSE:
             self.closing = True
         return result
+
+    def _answer_each(self, batch, data, pos, end):
+        """Answer a batch of heads, every request on its own: its own route
+        look-up (one dict look-up for a GET), its own answer.  The small static
+        answers of the batch are gathered and written with one append; anything
+        else is answered by _answer_one, in order.  -> (pos, result,
+        incomplete_at)."""
+        app = self.app
+        table = app.get_table()
+        if table is not None:
+            get_route, default = table[0].get, table[1]
+        out = []
+        gather = out.append
+        k = 0
+        result = OPEN
+        incomplete_at = -1
+        for n, info in batch:
+            if info is None:            # the batch's last entry: an error, or need more
+                if out:
+                    self.wbuf.append(b"".join(out))
+                    out = None
+                if n < 0:
+                    self.wbuf.append(app.error(-n, 1, False))
+                    result = CLOSE
+                    pos = end
+                else:
+                    result = _WAIT
+                    incomplete_at = pos
+                break
+            method, path, query, minor, keep_alive, body_kind, clen, expect = info
+            if table is not None and method == b"GET" and body_kind == BODY_NONE:
+                route = get_route(path, default)
+                if route.__class__ is StaticRoute:
+                    answers = route.get_answers
+                    if answers is not None:
+                        gather(answers[minor][keep_alive])
+                        pos += n
+                        k += 1
+                        if not keep_alive:
+                            result = CLOSE
+                            pos = end        # nothing after a closing request is read
+                            break
+                        continue
+            else:
+                route = app.resolve(method, path)
+            if out:                      # what is gathered goes first
+                self.wbuf.append(b"".join(out))
+                out.clear()
+            if self.wbuf.over_limit():
+                result = _WAIT           # backpressure: the rest waits until output drains
+                break
+            pos, result = self._answer_one(data, pos, end, n, info, route)
+            if result != OPEN:
+                break
+        if out:
+            self.wbuf.append(b"".join(out))
+        if k:
+            self.requests += k
+            self.continue_sent = False
+        return pos, result, incomplete_at
+
+    def _answer_runs(self, batch, data, pos, end):
+        """Answer a batch of heads with fold_runs on: consecutive requests with
+        equal info (same method, path, version, keep-alive: one route, one
+        answer) form a run (itertools.groupby; its == on tuples is quick when
+        the parser hands out the same info object again), resolved once and,
+        for a static route, answered with one append of the response
+        repeated.  Handlers, error routes and bodies are answered one by one.
+        -> (pos, result, incomplete_at)."""
+        app = self.app
+        wbuf = self.wbuf
+        result = OPEN
+        incomplete_at = -1
+        for info, run in groupby(batch, _INFO):
+            if wbuf.over_limit():
+                result = _WAIT      # backpressure: the rest waits until output drains
+                break
+            if info is None:        # the batch's last entry: an error, or need more
+                n = batch[-1][0]
+                if n < 0:
+                    wbuf.append(app.error(-n, 1, False))
+                    result = CLOSE
+                    pos = end
+                else:
+                    result = _WAIT
+                    incomplete_at = pos
+                break
+            method, path, query, minor, keep_alive, body_kind, clen, expect = info
+            route = app.resolve(method, path)
+            if route.__class__ is StaticRoute and body_kind == BODY_NONE:
+                answer = route.responses[(method == b"HEAD", minor, keep_alive)]
+                run = list(run)
+                k = len(run)
+                if len(answer) * k <= RUN_BYTES:
+                    # k requests, one answer: append it k times at once
+                    wbuf.append(answer * k)
+                    pos += sum(map(_N, run))
+                else:
+                    k = 0
+                    for n, _ in run:
+                        if wbuf.over_limit():
+                            result = _WAIT
+                            break
+                        wbuf.append(answer)
+                        pos += n
+                        k += 1
+                self.requests += k
+                self.continue_sent = False
+                if not keep_alive:  # (a closing request is a run of its own)
+                    result = CLOSE
+                    pos = end        # nothing after a closing request is read
+                if result != OPEN:
+                    break
+                continue
+            for n, info in run:     # a handler, an error route, or a body: one by one
+                if wbuf.over_limit():
+                    result = _WAIT
+                    break
+                pos, result = self._answer_one(data, pos, end, n, info, route)
+                if result != OPEN:
+                    break
+            if result != OPEN:
+                break
+        return pos, result, incomplete_at
 
     def _answer_one(self, data, pos, end, n, info, route):
         """Answer the request whose n-byte head is at pos: (next pos, OPEN);
