@@ -162,6 +162,7 @@ class Session:
                 if out:
                     self.wbuf.append(b"".join(out))
                     out = None
+                    self.continue_sent = False
                 if n < 0:
                     self.wbuf.append(app.error(-n, 1, False))
                     result = CLOSE
@@ -189,6 +190,7 @@ class Session:
             if out:                      # what is gathered goes first
                 self.wbuf.append(b"".join(out))
                 out.clear()
+                self.continue_sent = False
             if self.wbuf.over_limit():
                 result = _WAIT           # backpressure: the rest waits until output drains
                 break
@@ -197,9 +199,8 @@ class Session:
                 break
         if out:
             self.wbuf.append(b"".join(out))
-        if k:
-            self.requests += k
             self.continue_sent = False
+        self.requests += k
         return pos, result, incomplete_at
 
     def _answer_runs(self, batch, data, pos, end):
