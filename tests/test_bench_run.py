@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from kourier_lab.bench import ceiling, runner
@@ -194,3 +195,103 @@ def test_bench_and_report_commands_leave_rows_and_figures(tmp_path):
     assert r.returncode == 0 and "ceiling" in r.stdout, r.stderr
     r = _cli("report", "--results", str(tmp_path / "empty"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no recorded runs" in r.stderr
+
+
+# ---------------------------------------------------------------------------
+# Corpus shapes: wrk's writes through pipeline.lua's corpus mode
+
+
+def test_wrk_sends_a_corpus_batch_of_different_requests_per_write(tmp_path):
+    """A one-connection wrk against a socket that records each write's requests:
+    every write holds `depth` consecutive corpus requests, all different, and
+    successive writes move on through the file."""
+    import threading
+    from kourier_lab.bench import corpora
+    depth = 16
+    _, reqs = corpora.decode(corpora.corpus_path("real").read_bytes())
+    index = {r: i for i, r in enumerate(reqs)}
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello World!"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    batches, sent = [], [0]
+
+    def serve():
+        # wrk first connects once to test the address (wrk.resolve), then opens
+        # its connection: serve every connection, record the ones that send
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    def serve_one(conn):
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                heads = buf.split(b"\r\n\r\n")
+                buf = heads.pop()
+                done = [h + b"\r\n\r\n" for h in heads]
+                if done:
+                    batches.append(done)
+                    try:
+                        conn.sendall(answer * len(done))
+                    except OSError:
+                        return
+                    sent[0] += len(done)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    load = WrkLoad(f"http://127.0.0.1:{port}/hello", threads=1, connections=1, duration_s=1,
+                   pipeline=depth, corpus=str(corpora.corpus_path("real")))
+    f = runner.run_wrk(load, sorted(os.sched_getaffinity(0)), None, None)
+    listener.shutdown(socket.SHUT_RDWR)          # wakes the accept
+    listener.close()
+    t.join(5)
+    assert f["errors_socket"] == 0 and f["non_2xx_3xx"] == 0
+    assert "-- 16 corpus data/corpora/real.corpus" in f["wrk_command"]
+    # one response counted per request, never one per write
+    assert depth * 4 <= f["requests"] <= sent[0]
+    assert f["bytes_read"] == pytest.approx(f["requests"] * len(answer), rel=0.02)
+    reqs_seen = [r for b in batches for r in b]
+    assert all(r in index for r in reqs_seen)
+    writes = [reqs_seen[i:i + depth] for i in range(0, depth * 4, depth)]
+    for w in writes:
+        assert len(set(w)) == depth                                   # all different
+        first = index[w[0]]
+        assert [index[r] for r in w] == [(first + k) % len(reqs) for k in range(depth)]
+    assert len({w[0] for w in writes}) == len(writes)                 # and the writes move on
+
+
+def test_corpus_shapes_run_end_to_end(tmp_path):
+    """distinct against the ceiling and the python stack, api against the python
+    stack with the demo app (its ceiling row skipped, saying why): rows carry the
+    corpus, its hash and the mean request size."""
+    exp = parse_experiment({"name": "test_corpus", "repetitions": 1, "duration": 1, "warmup": 0,
+                            "pause": 0, "stacks": ["python/python/python"], "fold_runs": True,
+                            "shapes": ["distinct", "api"],
+                            "shape": {"distinct": {"connections": 4, "pipeline": 64},
+                                      "api": {"connections": 4, "pipeline": 16}}})
+    df = runner.run_experiment(exp, out=tmp_path, progress=False, echo=lambda s: None)
+    rows = df.set_index(["server", "shape"])
+    for key in (("ceiling", "distinct"), ("python/python/python+fold", "distinct"),
+                ("python/python/python+fold", "api")):
+        r = rows.loc[key]
+        assert r["status"] == "ok", (key, r["note"])
+        assert r["requests"] > 0 and r["errors_socket"] == 0 and r["non_2xx_3xx"] == 0, key
+        assert r["corpus"] == key[1] and len(r["corpus_sha256"]) == 64
+        assert r["mean_request_bytes"] > 40 and pd.isna(r["request_bytes"])
+    assert rows.loc[("python/python/python+fold", "api"), "app"] == "demo"
+    assert bool(rows.loc[("python/python/python+fold", "api"), "fold_runs"])
+    assert not bool(rows.loc[("ceiling", "distinct"), "fold_runs"])
+    skipped = rows.loc[("ceiling", "api")]
+    assert skipped["status"] == "skipped" and "--app demo" in skipped["note"]

@@ -194,3 +194,136 @@ def test_head_memo_response_and_load_tool_keys():
                       (dict(base, shapes=["rate"], shape={"rate": {"rates": [0]}}), "rates")):
         with pytest.raises(SpecError, match=word):
             parse_experiment(bad, "x.toml")
+
+
+# ---------------------------------------------------------------------------
+# Every request its own: fold_runs, the corpus shapes, what identical requests save
+
+
+def test_fold_runs_key_is_an_axis_like_head_memo():
+    from kourier_lab.bench.targets import Target, with_head_memo
+    base = {"stacks": ["c/c/c"], "shapes": ["pipelined"]}
+    assert parse_experiment(base).fold_runs == (False,)              # honest by default
+    assert parse_experiment(dict(base, fold_runs=True)).fold_runs == (True,)
+    exp = parse_experiment(dict(base, head_memo=[False, True], fold_runs=[False, True, True]))
+    assert exp.fold_runs == (False, True)
+    stack = Target("stack", "c/c/c", "c", "c", "c")
+    got = [(t.name, t.head_memo, t.fold_runs)
+           for t in with_head_memo([stack, Target("peer", "go")], exp.head_memo, exp.fold_runs)]
+    assert got == [("c/c/c", False, False), ("c/c/c+fold", False, True),
+                   ("c/c/c+memo", True, False), ("c/c/c+memo+fold", True, True),
+                   ("go", False, False)]
+
+
+@pytest.mark.parametrize("value", ["on", 1, [], [True, "no"], {"a": 1}])
+def test_bad_fold_runs_is_one_clear_line(value):
+    with pytest.raises(SpecError) as e:
+        parse_experiment({"stacks": ["c/c/c"], "fold_runs": value}, "x.toml")
+    text = str(e.value)
+    assert text.startswith("x.toml: fold_runs must be true, false or a list of them")
+    assert "\n" not in text
+
+
+def test_stack_command_says_fold_runs_and_app():
+    from kourier_lab.bench.runner import stack_command
+    from kourier_lab.bench.targets import Target
+    exp = parse_experiment({"stacks": ["c/c/c"]})
+    split = plan_split("auto", [0, 1])
+    plain = stack_command(Target("stack", "c/c/c", "c", "c", "c"), split, exp, "127.0.0.1", 1)
+    assert plain[plain.index("--fold-runs") + 1] == "off" and "--app" not in plain
+    folded = stack_command(Target("stack", "c/c/c+fold", "c", "c", "c", fold_runs=True), split,
+                           exp, "127.0.0.1", 1, app="demo")
+    assert folded[folded.index("--fold-runs") + 1] == "on"
+    assert folded[folded.index("--app") + 1] == "demo"
+
+
+def test_corpus_shapes_defaults():
+    exp = parse_experiment({"stacks": ["c/c/c"], "shapes": ["distinct", "real", "api", "pipelined"]})
+    d, r, a, p = exp.shapes
+    assert (d.corpus, d.app, d.connections, d.pipeline) == ("distinct", "default", 64, 256)
+    assert (r.corpus, r.app, r.pipeline) == ("real", "default", 16)
+    assert (a.corpus, a.app, a.pipeline) == ("api", "demo", 16)
+    assert (p.corpus, p.app) == (None, "default")
+    assert all(s.load_tool == "wrk" for s in exp.shapes)
+    ryzen = parse_experiment({"profile": "ryzen-5-1600", "shapes": ["distinct"]})
+    assert (ryzen.shapes[0].connections, ryzen.shapes[0].pipeline) == (512, 256)
+
+
+CORPUS_BAD = [
+    ({"shapes": ["distinct"], "shape": {"distinct": {"load_tool": "h2load"}}},
+     "the distinct shape sends a request corpus, which only wrk does here"),
+    ({"shapes": ["real"], "shape": {"real": {"pipeline": 2000}}},
+     "shape.real.pipeline 2000 is deeper than the real corpus (1024 requests)"),
+    ({"shapes": ["distinct"], "shape": {"distinct": {"path": "/x"}}},
+     "the distinct shape's requests bring their own paths"),
+    ({"shapes": ["api"], "hosts": {"server": "ssh://a", "clients": ["ssh://b"]}},
+     "the api shape runs on this machine only"),
+]
+
+
+@pytest.mark.parametrize("data,message", CORPUS_BAD, ids=[m[:40] for _, m in CORPUS_BAD])
+def test_bad_corpus_shape_is_one_clear_line(data, message):
+    with pytest.raises(SpecError) as e:
+        parse_experiment(dict(data, stacks=["c/c/c"]), "x.toml")
+    text = str(e.value)
+    assert message in text and text.startswith("x.toml: ") and "\n" not in text
+
+
+def test_quick_leads_with_distinct_memo_and_folding_off():
+    exp = load_experiment(ROOT / "experiments" / "quick.toml")
+    names = [s.name for s in exp.shapes]
+    assert names[0] == "distinct" and "pipelined" in names
+    assert exp.head_memo == (False,) and exp.fold_runs == (False,)
+    d = next(s for s in exp.shapes if s.name == "distinct")
+    p = next(s for s in exp.shapes if s.name == "pipelined")
+    assert (d.connections, d.pipeline) == (p.connections, p.pipeline)   # only the requests differ
+    for name in ("all_stacks.toml", "server_matrix.toml"):
+        assert "distinct" in [s.name for s in load_experiment(ROOT / "experiments" / name).shapes]
+
+
+def test_summary_says_what_identical_requests_save_each_server():
+    rows = []
+    for shape, cpu in (("distinct", {"ceiling": 0.1, "python/python/python": 6.7, "go": 20.0}),
+                       ("pipelined", {"ceiling": 0.1, "python/python/python": 1.0, "go": 20.0})):
+        for server, c in cpu.items():
+            kind = {"ceiling": "ceiling", "go": "peer"}.get(server, "stack")
+            rows += [_row(server, kind, 1000.0, i, shape=shape, fold_runs=False)
+                     for i in (1, 2, 3)]
+            for r in rows[-3:]:
+                r["cpu_us_per_req"] = c
+    rows.append(dict(batch_id="b1", experiment="e", shape="distinct", server="c/c/c",
+                     server_kind="stack", run=0, status="skipped", note="loop 'c' unavailable"))
+    s = summarize(to_frame(rows))
+    saves = s.set_index(["shape", "server"])["identical_saves"]
+    assert saves[("distinct", "python/python/python")] == pytest.approx(6.7)
+    assert saves[("distinct", "go")] == pytest.approx(1.0)
+    assert math.isnan(saves[("pipelined", "python/python/python")])
+    text = format_summary(s)
+    distinct, pipelined = text.split("shape=pipelined")
+    assert "identical saves" in distinct and "identical saves" not in pipelined
+    line = next(ln for ln in distinct.splitlines() if ln.startswith("python/python/python"))
+    assert "x6.7" in line
+    assert next(ln for ln in distinct.splitlines() if ln.startswith("go ")).count("x1.0") == 1
+    assert "identical saves = CPU-us/req here / the same server's on pipelined" in distinct
+
+
+def test_rows_older_than_fold_runs_read_as_false(tmp_path):
+    from kourier_lab.bench.results import load_batch, load_results
+    old = to_frame([_row("c/c/c", "stack", 10.0, 1)]).drop(columns=["fold_runs"])
+    (tmp_path / "b0").mkdir()
+    old.to_parquet(tmp_path / "b0" / "rows.parquet", index=False)
+    new = to_frame([_row("c/c/c+fold", "stack", 20.0, 1, fold_runs=True)])
+    (tmp_path / "b1").mkdir()
+    new.to_parquet(tmp_path / "b1" / "rows.parquet", index=False)
+    assert load_batch(tmp_path / "b0")["fold_runs"].tolist() == [False]
+    both = load_results(tmp_path).set_index("server")["fold_runs"]
+    assert both.to_dict() == {"c/c/c": False, "c/c/c+fold": True}
+    s = summarize(load_results(tmp_path)).set_index("server")
+    assert not s.loc["c/c/c", "fold_runs"] and s.loc["c/c/c+fold", "fold_runs"]
+    assert "run folding ON" in format_summary(summarize(load_results(tmp_path)))
+
+
+def test_fold_runs_override_on_the_command_line():
+    from kourier_lab.cli import build_parser
+    args = build_parser().parse_args(["bench", "experiments/quick.toml", "--fold-runs", "both"])
+    assert args.fold_runs == "both"

@@ -171,3 +171,34 @@ def test_soak_sentences_say_flat_or_climbing():
     a, b = findings.soak_sentences(soaked)
     assert a.startswith("c/c/c: flat over 10 s and 123,456 requests") and "50/50" in a
     assert b.startswith("numba/numba/numba: CLIMBING")
+
+
+def test_identical_gains_per_server_from_the_rows():
+    rows = (_rows("ceiling", "ceiling", 2.3e6, 0.074, 0.17, 0.99, shape="distinct")
+            + _rows("ceiling", "ceiling", 2.3e6, 0.074, 0.17, 0.99)
+            + _rows("python/python/python", "stack", 150e3, 6.7, 0.97, 0.30, shape="distinct")
+            + _rows("python/python/python", "stack", 1.04e6, 1.0, 0.94, 0.60)
+            + _rows("c/c/c", "stack", 1.5e6, 0.30, 0.95, 0.70, shape="distinct")
+            + _rows("c/c/c", "stack", 2.29e6, 0.141, 0.30, 0.93)
+            + _rows("go", "peer", 41e3, 24.3, 0.96, 0.37, shape="distinct")
+            + _rows("go", "peer", 41e3, 24.3, 0.96, 0.37)
+            + _rows("hyper", "peer", 0.88e6, 1.14, 0.98, 0.50))          # pipelined only
+    df = to_frame(rows)
+    lines = findings.identical_gains(df)
+    assert len(lines) == 4 and not any(ln.startswith("hyper") for ln in lines)
+    py = next(ln for ln in lines if ln.startswith("python/python/python"))
+    assert py.startswith("python/python/python gains 6.7x from identical requests")
+    assert "6.7 µs server CPU per request on distinct, 1 µs on pipelined" in py
+    assert "[memo off; server-bound]" in py
+    c = next(ln for ln in lines if ln.startswith("c/c/c"))
+    assert "gains 2.1x" in c and "server-bound on distinct, load-tool-bound on pipelined" in c
+    assert next(ln for ln in lines if ln.startswith("go")).startswith(
+        "go gains nothing measurable from identical requests")
+    quick = findings.identical_gains(to_frame([dict(r, quick=True) for r in rows]))
+    assert all("quick mode" in ln for ln in quick)
+    # the summary works as well as the rows, and bench prints the sentences under its table
+    assert findings.identical_gains(summarize(df), quick=False) == lines
+    from kourier_lab.bench.results import summary_text
+    text = summary_text(df)
+    assert "identical saves" in text and text.rstrip().endswith(lines[-1])
+    assert findings.identical_gains(to_frame(_rows("c/c/c", "stack", 1e6, 0.1, 0.9, 0.5))) == []

@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from kourier_lab import lab, procs
@@ -124,3 +125,14 @@ def test_run_interrupted_in_the_main_thread_stops_its_processes(results):
     t.join(5)
     assert seen and _alive(seen) == [], f"left running: {_alive(seen)}"
     assert procs.registered() == []
+
+
+def test_panel_offers_the_corpus_shapes_and_folding():
+    assert list(lab.SHAPES)[:3] == ["distinct", "real", "api"]
+    exp = lab.experiment("python", "python", "python", shape="distinct", fold_runs=True)
+    shape = exp.shapes[0]
+    assert (shape.name, shape.corpus, shape.connections, shape.pipeline) == ("distinct", "distinct", 64, 16)
+    assert exp.fold_runs == (True,) and exp.head_memo == (False,)
+    api = lab.experiment("python", "python", "python", shape="api").shapes[0]
+    assert (api.app, api.corpus) == ("demo", "api")
+    assert "fold_runs" in lab.table(pd.DataFrame([{"server": "c/c/c+fold", "fold_runs": True}])).columns

@@ -142,3 +142,41 @@ def test_figure_title_names_batch_split_and_memo():
     t = style.figure_title("Requests/s", batch="B1", split="server CPUs 0 | load CPUs 1", head_memo=[False, True])
     assert t.splitlines() == ["Requests/s", "batch B1 · server CPUs 0 | load CPUs 1 · head memo off and on "
                               "(+memo rows)"]
+
+
+def test_fold_stacks_are_their_own_labelled_variant():
+    assert style.base_name("c/c/c+memo+fold") == style.base_name("c/c/c+fold") == "c/c/c"
+    assert style.server_group("c/c/c+fold") == style.server_group("c/c/c+memo+fold") == "fold"
+    assert style.server_group("c/c/c+memo") == "memo"
+    assert style.server_color("c/c/c+fold") == style.server_color("c/c/c")
+    assert style.bar_style("c/c/c+fold")["hatch"] == ".." and style.bar_style("c/c/c+memo")["hatch"] == "//"
+    assert style.line_style("c/c/c+fold")["linestyle"] == ":"
+    assert style.order_servers(["hyper", "c/c/c+fold", "c/c/c+memo", "c/c/c", "ceiling"]) == \
+        ["ceiling", "c/c/c", "c/c/c+memo", "c/c/c+fold", "hyper"]
+    t = style.figure_title("x", head_memo=[False], fold_runs=[False, True])
+    assert "run folding off and on (+fold rows)" in t
+    assert "folding" not in style.figure_title("x", head_memo=[False], fold_runs=[False])
+
+
+def test_fold_rows_are_drawn_hatched_and_labelled_beside_the_stacks():
+    rows = []
+    for server, kind, memo, fold in (("ceiling", "ceiling", False, False), ("c/c/c", "stack", False, False),
+                                     ("c/c/c+fold", "stack", False, True),
+                                     ("c/c/c+memo+fold", "stack", True, True), ("go", "peer", False, False)):
+        for shape, cost in (("distinct", 1.0), ("pipelined", 0.2)):
+            rows.append(dict(BASE, server=server, server_kind=kind, head_memo=memo, fold_runs=fold,
+                             shape=shape, load_tool="wrk", pipeline=256, connections=64,
+                             offered_rate=None, req_per_s=1e6 / cost, cpu_us_per_req=cost,
+                             latency_per_batch=True))
+    df = pd.DataFrame(rows)
+    for make in (plots.plot_throughput, plots.plot_cpu_per_request):
+        fig = make(df)
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert "+fold" in texts and "our stacks" in texts and "peers" in texts
+        hatches = {p.get_hatch() for ax in fig.axes for p in ax.patches}
+        assert ".." in hatches
+        labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+        assert any("run folding ON" in x for x in labels)
+        assert not style.legend_overlaps(fig)
+    # the measured ratios leave folding (and memo) rows out: every request its own
+    assert "c/c/c+fold" not in set(plots.measured_ratios(df, "pipelined")["pair"].str.cat())

@@ -347,9 +347,12 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
             hosts = parse_hosts(data["hosts"], where)
         except HostsError as e:
             raise SpecError(str(e)) from None
-        if any(s.name in ("rate", "connections", "api") for s in shapes):
-            raise SpecError(f"{where}: the rate, connections and api shapes run on this machine "
-                            f"only (remove them or the [hosts] table)")
+        if any(s.name in ("rate", "connections") for s in shapes):
+            raise SpecError(f"{where}: the rate and connections shapes run on this machine only "
+                            f"(remove them or the [hosts] table)")
+        if any(s.app != "default" for s in shapes):
+            raise SpecError(f"{where}: the api shape runs on this machine only (its servers "
+                            f"start with --app demo; remove it or the [hosts] table)")
         if any(s.load_tool != "wrk" for s in shapes):
             raise SpecError(f"{where}: with [hosts] the load tool is wrk (h2load runs on this "
                             f"machine only); set load_tool = \"wrk\"")

@@ -380,9 +380,11 @@ def figure_title(what: str = "", batch=None, split: Optional[str] = None, head_m
         parts.append(split)
     if head_memo is not None:
         parts.append(f"head memo {head_memo_label(head_memo)}")
-    if fold_runs is not None and head_memo_label(fold_runs) != head_memo_label(False):
-        label = head_memo_label(fold_runs)
-        parts.append("run folding " + ("on" if label == "on" else "off and on (+fold rows)"))
+    folding = head_memo_label(fold_runs) if fold_runs is not None else "off"
+    if folding == "on":
+        parts.append("run folding on")
+    elif folding.startswith("off and on"):
+        parts.append("run folding off and on (+fold rows)")
     if machine:
         parts.append(machine)
     line = " · ".join(parts)
