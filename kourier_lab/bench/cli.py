@@ -44,7 +44,8 @@ def register(sub) -> None:
                                     "(py-spy or perf) and exact instructions per request of the parser "
                                     "(callgrind), under a bench shape's wrk load.")
     pr.add_argument("stack", help="loop/parser/buffer (e.g. c/c/c) or python | asyncio | c | numba")
-    pr.add_argument("--shape", default="pipelined", help="pipelined | keepalive | browser (default pipelined)")
+    pr.add_argument("--shape", default="pipelined",
+                    help="pipelined | distinct | real | keepalive | browser (default pipelined)")
     pr.add_argument("--out", default=None, help="figures directory (default data/figures)")
     pr.add_argument("--results", default=None, help="results directory (default data/results)")
     pr.add_argument("--duration", type=int, default=None, help="seconds per load run (default 5; 1 quick)")

@@ -73,8 +73,9 @@ def resolve_stack(name: str) -> Tuple[str, str, str]:
 
 def _shape(name: str, quick: bool) -> Dict[str, object]:
     from .spec import SHAPE_DEFAULTS
-    if name not in SHAPE_DEFAULTS or name in ("connections", "rate"):
-        raise ProfileError(f"unknown shape {name!r} for profile (choose pipelined, keepalive or browser)")
+    if name not in SHAPE_DEFAULTS or name in ("connections", "rate", "api"):
+        raise ProfileError(f"unknown shape {name!r} for profile (choose distinct, real, pipelined, "
+                           f"keepalive or browser; api needs the demo app, which profile does not serve)")
     d = dict(SHAPE_DEFAULTS[name])
     if quick:
         d["connections"] = min(int(d["connections"]), 32)
@@ -162,8 +163,12 @@ def _cpus() -> Tuple[Optional[int], Optional[int]]:
 def _wrk(port: int, shape: Dict[str, object], duration: int, client_cpu) -> Dict[str, object]:
     from .wrk import WrkLoad, ensure_wrk, parse_wrk_output
     path = "/" if shape.get("browser") else "/hello"
+    corpus = None
+    if shape.get("corpus"):              # every request of a write different (bench/corpora.py)
+        from .corpora import ensure
+        corpus = str(ensure(str(shape["corpus"])))
     load = WrkLoad(f"http://127.0.0.1:{port}{path}", 1, int(shape["connections"]), duration,
-                   int(shape["pipeline"]), bool(shape["browser"]))
+                   int(shape["pipeline"]), bool(shape["browser"]), corpus=corpus)
     cmd = load.command(ensure_wrk(install=False, echo=lambda *_: None))
     if client_cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(client_cpu)] + cmd
@@ -280,6 +285,7 @@ def profile(stack_name: str, shape_name: str = "pipelined", out=None, results=No
     base = {"batch_id": batch, "timestamp": stamp.isoformat(timespec="seconds"), "quick": quick,
             "git_commit": git_commit(), **machine_info(), "stack": label, "loop": stack[0],
             "parser": stack[1], "buffer": stack[2], "shape": shape_name,
+            "corpus": shape.get("corpus"),
             "connections": int(shape["connections"]), "pipeline": int(shape["pipeline"]),
             "duration_s": duration, "server_cpu": server_cpu, "client_cpu": client_cpu}
     rows: List[Dict[str, object]] = []
