@@ -1,5 +1,9 @@
 """The experiments notebook 03 runs, as package functions (the notebook only
-calls them): which stacks, which shapes, and the head-memo comparison."""
+calls them): which stacks, which shapes, and the head-memo comparison.
+
+Every request differs in the main shape (`distinct`, a corpus: bench/corpora.py);
+the post's identical pipelined requests run beside it, so each stack's
+distinct/identical ratio says what identical requests save it."""
 from __future__ import annotations
 
 from typing import List
@@ -27,25 +31,29 @@ def event_loop_stacks(quick: bool) -> List[str]:
 def event_loops_experiment(stacks: List[str]) -> Experiment:
     return parse_experiment({
         "name": "event_loops",
-        "description": "each loop with each parser, pipelined and keep-alive, vs the ceiling",
+        "description": "each loop with each parser, distinct, pipelined and keep-alive, vs the ceiling",
         "stacks": stacks,
-        "shapes": ["pipelined", "keepalive"],
+        "shapes": ["distinct", "pipelined", "keepalive"],
         "repetitions": 3,
         "duration": 3,
-        "shape": {"pipelined": {"connections": 64, "pipeline": 256}},
+        "shape": {"distinct": {"connections": 64, "pipeline": 256},
+                  "pipelined": {"connections": 64, "pipeline": 256}},
     })
 
 
 def crossing_experiment() -> Experiment:
-    """The C loop with each parser, head memo off (every request parsed) and on."""
+    """The C loop with each parser, head memo off (every request parsed) and
+    on, with every request different (where the memo never hits) and with the
+    post's identical requests (where it always does)."""
     runnable = runnable_stacks()
     return parse_experiment({
         "name": "event_loops_head_memo",
         "description": "the C loop with each parser, head memo off (every request parsed) and on",
         "stacks": [s for s in CROSSING_STACKS if s in runnable],
         "head_memo": [False, True],
-        "shapes": ["pipelined"],
+        "shapes": ["distinct", "pipelined"],
         "repetitions": 3,
         "duration": 3,
-        "shape": {"pipelined": {"connections": 64, "pipeline": 256}},
+        "shape": {"distinct": {"connections": 64, "pipeline": 256},
+                  "pipelined": {"connections": 64, "pipeline": 256}},
     })
