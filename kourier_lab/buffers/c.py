@@ -31,6 +31,11 @@ __all__ = ["RingBuffer", "WriteBuffer"]
 
 _EMPTY = memoryview(b"")
 _EMPTY_ARRAY = bytearray()          # what an empty buffer points at (never written: capacity 0)
+# Blocks of a ring's initial capacity given back when it empties, re-used by
+# the next ring of this process that needs one (as buffers/python.py does):
+# no new block per keep-alive request, no memory held by an idle connection.
+SPARE_MAX = 16
+_spare = []                         # (bytearray, its memoryview, its cdata)
 
 
 
@@ -47,15 +52,22 @@ class RingBuffer:
         self._initial = capacity
         self._r = ffi.new("kl_ring *")
         self._r.limit = limit
+        self._buf = _EMPTY_ARRAY
         self._release()
 
     def _adopt(self, capacity):
+        if _spare and len(_spare[-1][0]) == capacity:
+            self._buf, self._mv, self._cdata = _spare.pop()
+            return
         self._buf = bytearray(capacity)
         self._mv = memoryview(self._buf)
         self._cdata = ffi.from_buffer("uint8_t[]", self._buf)
 
     def _release(self):
         """Hold no memory (the ring is empty); the next free_span() allocates."""
+        buf = self._buf
+        if buf is not _EMPTY_ARRAY and len(buf) == self._initial and len(_spare) < SPARE_MAX:
+            _spare.append((buf, self._mv, self._cdata))
         self._buf = _EMPTY_ARRAY
         self._mv = _EMPTY
         self._cdata = ffi.NULL

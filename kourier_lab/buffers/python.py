@@ -76,6 +76,14 @@ __all__ = ["RingBuffer", "WriteBuffer"]
 # what an empty ring points at: no memory of its own
 _EMPTY = bytearray()
 _EMPTY_VIEW = memoryview(b"")
+# Blocks of a buffer's initial capacity given back when it empties, re-used
+# by the next buffer of this process that needs one: a keep-alive connection
+# then allocates (and zeroes) no new block per request, while an idle one
+# still holds no memory.  Bounded: at most SPARE_MAX blocks wait here.  A
+# view into a buffer is not used after the consume() that empties it (the
+# contract's rule), so a re-used block is never written through a stale view.
+SPARE_MAX = 16
+_spare = []                 # (bytearray, its memoryview)
 _IDLE = b""                 # what an idle WriteBuffer holds: immutable, shared, never appended to
 
 
@@ -92,10 +100,14 @@ class RingBuffer:
             raise ValueError(f"capacity ({capacity}) must not exceed limit ({limit})")
         self._initial = capacity
         self.limit = limit
+        self._buf = _EMPTY
         self._release()
 
     def _release(self):
         """Hold no memory (the buffer is empty); the next free_span() allocates."""
+        buf = self._buf
+        if buf is not _EMPTY and len(buf) == self._initial and len(_spare) < SPARE_MAX:
+            _spare.append((buf, self._mv))
         self._buf = _EMPTY
         self._mv = _EMPTY_VIEW
         self._cap = 0
@@ -103,11 +115,14 @@ class RingBuffer:
         self._head = self._tail = self._mark = 0
 
     def _allocate(self, capacity):
-        self._buf = bytearray(capacity)
-        # One cached export of the whole array: slicing it is cheaper than
-        # memoryview(bytearray) per call.  It pins the array's size, which is
-        # fine because the array is never resized, only replaced.
-        self._mv = memoryview(self._buf)
+        if _spare and len(_spare[-1][0]) == capacity:
+            self._buf, self._mv = _spare.pop()
+        else:
+            self._buf = bytearray(capacity)
+            # One cached export of the whole array: slicing it is cheaper than
+            # memoryview(bytearray) per call.  It pins the array's size, which is
+            # fine because the array is never resized, only replaced.
+            self._mv = memoryview(self._buf)
         self._cap = capacity
         self._min_room = (capacity >> 3) or 1  # an empty span means full
         self._head = self._tail = self._mark = 0
