@@ -84,16 +84,19 @@ _LEADING_CRLF = re.compile(rb"(?:\r\n)*")
 _NOPCT_PATH = regex_class(PATH_CHAR)
 _NOPCT_QUERY = regex_class(QUERY_CHAR)
 _PCT = rb"%%%s%s" % (_HEX, _HEX)
-# the field names the exact path must see (they change framing or need checks)
-_FRAMING_NAME = rb"(?i:host|content-length|transfer-encoding|expect|connection):"
+# the field names the exact path must see (they change framing or need checks),
+# tested only at a line whose first byte could start one of them
+_FRAMING_NAME = rb"[HhCcTtEe](?i:ost|ontent-length|ransfer-encoding|xpect|onnection):"
 _PLAIN_FIELD = rb"(?!%s)%s+:%s*\r\n" % (_FRAMING_NAME, _TOKEN, _CONTENT)
 _COMMON = re.compile(
     rb"(?!CONNECT )(%s+) (/%s*(?:%s%s*)*)(?:\?(%s*(?:%s%s*)*))? HTTP/1\.([01])\r\n"
     % (_TOKEN, _NOPCT_PATH, _PCT, _NOPCT_PATH, _NOPCT_QUERY, _PCT, _NOPCT_QUERY)
     + rb"(?i:host):[ \t]*%s(?::%s)?[ \t]*\r\n" % (_HOST, _PORT)
-    + rb"(?:%s)*" % _PLAIN_FIELD
+    # the empty line right after Host (a literal tried first: the minimal head's
+    # case), or the other field lines then the empty line
+    + rb"(?:\r\n|(?:%s)*" % _PLAIN_FIELD
     + rb"(?:(?i:connection):[ \t]*((?i:close|keep-alive))[ \t]*\r\n(?:%s)*)?" % _PLAIN_FIELD
-    + rb"\r\n")
+    + rb"\r\n)")
 # what a common head's minor digit and Connection value give: the info tuple's
 # last five fields (version_minor, keep_alive, body_kind, content_length, expect)
 _TAILS = {}
