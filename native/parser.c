@@ -1215,3 +1215,52 @@ int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t e
     }
     return runs;
 }
+
+/* one field into the batch's text, SP after it */
+KL_INLINE uint8_t *put_field(uint8_t *t, const uint8_t *base, kl_span span)
+{
+    memcpy(t, base + span.off, span.len);
+    t[span.len] = ' ';
+    return t + span.len + 1;
+}
+
+int64_t kl_parse_heads_cols(const char *buf, size_t buflen, size_t start, size_t end,
+                            const kl_limits *limits, kl_head_cols *cols, int64_t capacity,
+                            int64_t max_heads)
+{
+    if (start > end || end > buflen) return -1;
+    kl_head_fn head = active()->head;
+    const uint8_t *base = (const uint8_t *)buf + start;
+    size_t len = end - start, pos = 0;
+    int64_t rows = 0, with_query = 0, limit = max_heads < capacity ? max_heads : capacity;
+    uint8_t *text = cols->text, *t = text;
+    kl_request req;   /* scratch: only the columns leave this function */
+    while (rows < limit && pos < len) {
+        int r = head(base + pos, len - pos, limits, &req);
+        if (r <= 0) {
+            cols->n[rows++] = r;
+            break;
+        }
+        /* no room for its fields: the caller goes on from this head */
+        if ((size_t)(t - text) + req.method.len + req.path.len + req.query.len + 3 > cols->text_capacity)
+            break;
+        const uint8_t *h = base + pos;
+        t = put_field(t, h, req.method);
+        t = put_field(t, h, req.path);
+        t = put_field(t, h, req.query);
+        cols->n[rows] = r;
+        cols->query_index[rows] = req.has_query ? (int32_t)(3 * rows + 2) : -1;
+        with_query += req.has_query != 0;
+        cols->content_length[rows] = req.content_length;
+        cols->version_minor[rows] = req.version_minor;
+        cols->keep_alive[rows] = req.keep_alive != 0;
+        cols->body_kind[rows] = req.body_kind;
+        cols->expect_continue[rows] = req.expect_continue != 0;
+        rows++;
+        pos += (size_t)r;
+        if (req.body_kind != KL_BODY_NONE || !req.keep_alive) break;
+    }
+    cols->text_len = (size_t)(t - text);
+    cols->with_query = with_query;
+    return rows;
+}

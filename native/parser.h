@@ -3,8 +3,9 @@
  * kourier_lab.h: SIMD path selection, an out-of-place chunked decoder (for
  * callers whose buffer must stay untouched), a batch entry point that parses
  * pipelined requests in one call (to measure the parser apart from the cffi
- * crossing) and kl_parse_heads_at, the batch that Python loops use (one
- * crossing per read; runs of equal summaries only when asked to fold).
+ * crossing) and kl_parse_heads_at / kl_parse_heads_cols, the batch that
+ * Python loops use (one crossing per read; runs of equal summaries only when
+ * asked to fold, columns when not).
  * build_parser.py copies the declarations between the KL_CDEF markers into
  * the cffi cdef.
  */
@@ -105,6 +106,40 @@ typedef struct kl_head_run {
 int64_t kl_parse_heads_at(const char *buf, size_t buflen, size_t start, size_t end,
                           const kl_limits *limits, kl_head_run *out, int64_t max_runs,
                           int64_t max_heads, int fold);
+/*
+ * The same batch for folding off, written as columns (one array per field,
+ * `capacity` rows each) so that Python builds each field's list with one
+ * builtin call instead of unpacking a record per head.  Row i is the i-th
+ * head.  Its method, path and query are copied to `text`, each followed by
+ * one SP (none of them can hold a SP: the request line is split on SP), so
+ * that one bytes.split gives every field of the batch in head order (an
+ * absent query as an empty field); query_index is that query's position in
+ * the split list (3 i + 2), or -1 when the head has no '?'.  Flags are 0 / 1.
+ *
+ * The stop rules are kl_parse_heads_at's with one head per row (`capacity`
+ * in place of max_runs; the rest is left for another call when the next
+ * head's fields do not fit the text, which never happens to a batch's first
+ * head when text_capacity is at least max_request_line + 3).  A final row with
+ * n <= 0 has only n.  Returns the rows written (text_len and with_query
+ * set), or -1 when the span is outside the buffer.
+ */
+typedef struct kl_head_cols {
+    int32_t  *n;
+    int32_t  *query_index;
+    int64_t  *content_length;
+    uint8_t  *version_minor;
+    uint8_t  *keep_alive;
+    uint8_t  *body_kind;
+    uint8_t  *expect_continue;
+    uint8_t  *text;
+    size_t   text_capacity;
+    size_t   text_len;        /* out: bytes of text written */
+    int64_t  with_query;      /* out: rows with a query (query_index >= 0) */
+} kl_head_cols;
+
+int64_t kl_parse_heads_cols(const char *buf, size_t buflen, size_t start, size_t end,
+                            const kl_limits *limits, kl_head_cols *cols, int64_t capacity,
+                            int64_t max_heads);
 /* KL_CDEF_END */
 
 #endif

@@ -1,5 +1,6 @@
-"""CParser.parse_heads (one C call, native/parser.c kl_parse_heads_at) against
-repeated parse_head on the same bytes, over the contract's corpus.
+"""CParser.parse_heads (one C call: native/parser.c kl_parse_heads_cols with
+folding off, kl_parse_heads_at with it on) against repeated parse_head on the
+same bytes, over the contract's corpus.
 
 parse_heads returns a list of (n, info); it must equal what parse_head and
 .info give head after head and stop where the protocol says.  With fold_runs
@@ -13,7 +14,8 @@ import pytest
 
 from kourier_lab import parsers
 from kourier_lab.parsers import BODY_NONE
-from kourier_lab.parsers.c import RUN_CAPACITY, ffi, lib
+from kourier_lab.http.limits import Limits
+from kourier_lab.parsers.c import COLS_CAPACITY, RUN_CAPACITY, TEXT_CAPACITY, ffi, lib
 from test_parser_contract import H, INVALID, LIMITED, SMALL, VALID
 
 NO_MAX = 1 << 40
@@ -258,3 +260,144 @@ def test_random_splits_as_a_loop_would_feed_them(p):
             if out[-1][0] == 0:
                 break
     assert seen == heads and pos == len(stream)
+
+
+# -- the columnar path (folding off: kl_parse_heads_cols) ----------------------
+
+def distinct(count, query=lambda i: b"?q=%x" % i):
+    """count heads that differ in path and query (query(i) None: no '?')."""
+    return [b"GET /p/%d%s HTTP/1.1\r\n" % (i, query(i) or b"") + H + b"\r\n" for i in range(count)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fields_are_bytes_and_flags_bools(p, kind):
+    heads = distinct(5) + [HTTP10_KA, b"PUT /x? HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\n\r\n"]
+    out = check(p, as_kind(b"".join(heads), kind, 3), 3)
+    for n, info in out:
+        assert all(type(f) is bytes for f in info[:2]) and (info[2] is None or type(info[2]) is bytes)
+        assert type(info[4]) is bool and type(info[7]) is bool and type(info[3]) is int
+    assert out[5][1][2] is None and out[5][1][3] == 0 and out[5][1][4] is True
+    assert out[6][1][:3] == (b"PUT", b"/x", b"") and out[6][1][7] is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_infos_do_not_change_with_the_buffer(kind):
+    """The fields are copies: the caller may consume and refill its buffer."""
+    p = parsers.create("c")
+    raw = b"".join(distinct(20))
+    buf = as_kind(raw, kind)
+    out = p.parse_heads(buf)
+    want = reference(parsers.create("c"), raw, 0, len(raw))
+    if kind != "bytes":
+        buf[:] = b"x" * len(buf)
+    assert out == want
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("every", [1, 2, 3, 1000], ids=["none", "half", "third", "one"])
+def test_heads_with_and_without_query(p, kind, every):
+    """query None for a head without '?', b"" for a bare '?', whatever the mix
+    (all, none or some heads of the batch with a query)."""
+    heads = distinct(40, lambda i: None if i % every == 0 else (b"?" if i % 5 == 1 else b"?k=%d" % i))
+    out = check(p, as_kind(b"".join(heads), kind))
+    assert [i[2] is None for _, i in out] == [i % every == 0 for i in range(40)]
+    if every == 1000:
+        assert out[1][1][2] == b"" and out[2][1][2] == b"k=2"
+    for head in heads:         # alone: the single-head path
+        check(p, as_kind(head, kind))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("count", [COLS_CAPACITY - 1, COLS_CAPACITY, COLS_CAPACITY + 1, 3 * COLS_CAPACITY + 7])
+def test_a_batch_past_the_column_capacity(p, kind, count):
+    out = check(p, as_kind(b"".join(distinct(count)), kind, 2), 2)
+    assert len(out) == count
+    assert len({id(i) for _, i in out}) == count or p.fold_runs
+
+
+@pytest.mark.parametrize("max_count", [COLS_CAPACITY - 1, COLS_CAPACITY, COLS_CAPACITY + 1, 600])
+def test_max_count_across_calls(p, max_count):
+    out = check(p, bytearray(b"".join(distinct(700))), max_count=max_count)
+    assert len(out) == max_count
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_batch_past_the_text_capacity(p, kind):
+    """Long paths fill the text before the rows run out: the rest takes more calls."""
+    heads = [b"GET /%s%d?%s HTTP/1.1\r\n" % (b"a" * 3000, i, b"q" * (i * 37 % 900)) + H + b"\r\n"
+             for i in range(3 * TEXT_CAPACITY // 3000)]
+    out = check(p, as_kind(b"".join(heads), kind))
+    assert len(out) == len(heads)
+
+
+@pytest.mark.parametrize("tail", [b"", PLAIN + b"GET / HT", PLAIN + b"GET / HTTP/1.1\r\n\x01\r\n\r\n"],
+                         ids=["complete", "need-more", "error"])
+def test_one_head_per_call(tail):
+    """Request lines so long that each call has room for one head's fields
+    (the single-head path), then what the stream ends with."""
+    limits = Limits(max_request_line=60000, max_header_bytes=65536)
+    p = parsers.create("c", limits)
+    heads = [b"GET /%s?%d HTTP/1.1\r\n" % (bytes([97 + i]) * 50000, i) + H + b"\r\n" for i in range(4)]
+    out = check(p, bytearray(b"".join(heads) + tail))
+    assert [e[1][1][1] for e in out[:4]] == [97 + i for i in range(4)]
+    if tail:
+        assert len(out) == 6 and out[4][0] == len(PLAIN) and out[5][1] is None and out[5][0] in (0, -400)
+    else:
+        assert len(out) == 4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_stop_rules_in_a_distinct_stream(p, kind):
+    """Distinct heads before and after an HTTP/1.0 head, a closing head, a body,
+    an error and an incomplete head: the batch ends where the contract says."""
+    before = b"".join(distinct(9))
+    for stop, length, last in [(HTTP10, 10, (0, False)), (HTTP10_KA, 19, None), (CLOSE, 10, (1, False)),
+                               (POST, 10, (1, True)), (b"GET /\x7f HTTP/1.1\r\n\r\n", 10, -400),
+                               (b"GET /p HTTP/1.1\r\nHost", 10, 0)]:
+        after = before if last != 0 else b""        # an incomplete head is the stream's end
+        out = check(p, as_kind(before + stop + after, kind))
+        assert len(out) == length
+        if last is None:
+            continue
+        if isinstance(last, int):
+            assert out[-1] == (last, None)
+        else:
+            assert (out[-1][1][3], out[-1][1][4]) == last or out[-1][1][5]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_error_right_after_one_head(p, kind):
+    out = check(p, as_kind(PLAIN + b"GET / HTTP/2.0\r\n\r\n", kind))
+    assert out[1] == (-505, None) and len(out) == 2
+    out = check(p, as_kind(b"BAD\r\n\r\n" + PLAIN, kind))
+    assert out == [(-400, None)]
+
+
+def test_c_writes_columns_and_text():
+    """kl_parse_heads_cols itself: rows, the fields' text, query_index, flags."""
+    a = b"GET /a?x HTTP/1.1\r\n" + H + b"\r\n"
+    b = b"HEAD /b HTTP/1.0\r\n\r\n"
+    buf = b"zz" + a + b + a
+    cap = 4
+    arrays = {name: ffi.new(f"{ctype}[]", cap) for name, ctype in
+              [("n", "int32_t"), ("query_index", "int32_t"), ("content_length", "int64_t"),
+               ("version_minor", "uint8_t"), ("keep_alive", "uint8_t"), ("body_kind", "uint8_t"),
+               ("expect_continue", "uint8_t")]}
+    text = ffi.new("uint8_t[]", 64)
+    cols = ffi.new("kl_head_cols *", dict(arrays, text=text, text_capacity=64))
+    lim = ffi.new("kl_limits *", {"max_request_line": 8192, "max_header_bytes": 16384, "max_headers": 100,
+                                  "max_body": 1 << 20})
+    k = lib.kl_parse_heads_cols(buf, len(buf), 2, len(buf), lim, cols, cap, 100)
+    assert k == 2       # HTTP/1.0 without keep-alive ends the batch
+    assert ffi.buffer(text, cols.text_len)[:] == b"GET /a x HEAD /b  "
+    assert cols.with_query == 1
+    assert [arrays["n"][i] for i in range(k)] == [len(a), len(b)]
+    assert [arrays["query_index"][i] for i in range(k)] == [2, -1]
+    assert [arrays["version_minor"][i] for i in range(k)] == [1, 0]
+    assert [arrays["keep_alive"][i] for i in range(k)] == [1, 0]
+    # no room for the second head's fields: one row, the caller goes on from there
+    cols.text_capacity = 10
+    assert lib.kl_parse_heads_cols(buf, len(buf), 2, len(buf), lim, cols, cap, 100) == 1
+    assert cols.text_len == 9
+    assert lib.kl_parse_heads_cols(buf, len(buf), 2, len(buf), lim, cols, cap, 0) == 0
+    assert lib.kl_parse_heads_cols(buf, len(buf), 2, len(buf) + 1, lim, cols, cap, 100) == -1

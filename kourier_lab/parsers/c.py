@@ -4,7 +4,10 @@ Same contract and semantics as the reference parser (kourier_lab/parsers/python.
 see kourier_lab/parsers/__init__.py.  The caller's bytes / bytearray / memoryview
 is handed to C with `ffi.from_buffer` (no copy) and the request table is one
 `kl_request` per parser object, read back through memoryviews over its memory
-so head() costs list indexing, not cffi attribute lookups.
+so head() costs list indexing, not cffi attribute lookups.  parse_heads
+(folding off) has C write the batch as columns plus one text of the heads'
+method / path / query, so its lists come from bytes.split, list slicing and
+zip over memoryviews of the columns: no Python bytecode runs per head.
 
 SIMD: the C side picks AVX2 / SSE4.2 / scalar at run time (KOURIER_LAB_SIMD
 forces one); `simd()` says which is active and `set_simd(name)` switches.
@@ -12,6 +15,7 @@ forces one); `simd()` says which is active and `set_simd(name)` switches.
 import os
 import struct
 import warnings
+from itertools import repeat
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import RequestHead, register
@@ -74,6 +78,16 @@ assert ffi.offsetof("kl_request", "version_minor") == 48 and ffi.offsetof("kl_re
 _RUN = struct.Struct("<iI6Iq6B2x")
 assert _RUN.size == ffi.sizeof("kl_head_run") and ffi.offsetof("kl_head_run", "content_length") == 32
 RUN_CAPACITY = 64           # runs per crossing; a longer batch takes another call
+# kl_head_cols (parser.h): column, C type, memoryview format ('?' reads the
+# 0 / 1 flags as False / True)
+_COLS = (("n", "int32_t", "i"), ("query_index", "int32_t", "i"), ("content_length", "int64_t", "q"),
+         ("version_minor", "uint8_t", "B"), ("keep_alive", "uint8_t", "?"), ("body_kind", "uint8_t", "B"),
+         ("expect_continue", "uint8_t", "?"))
+_COLS_TEXT_LEN = ffi.offsetof("kl_head_cols", "text_len") // 8
+_COLS_WITH_QUERY = ffi.offsetof("kl_head_cols", "with_query") // 8
+assert ffi.sizeof("size_t") == 8 and ffi.offsetof("kl_head_cols", "with_query") % 8 == 0
+COLS_CAPACITY = 256         # heads per crossing with folding off (Session's whole batch)
+TEXT_CAPACITY = 32768       # bytes of method / path / query per crossing (at least)
 NO_MAX = 1 << 62            # parse_heads' default max_count: no limit
 
 
@@ -129,6 +143,69 @@ class CParser:
         runs_mem = memoryview(ffi.buffer(runs))
         heads_at, unpack_run, run_size = lib.kl_parse_heads_at, _RUN.unpack_from, _RUN.size
 
+        # folding off: C writes the batch as columns and the fields' bytes as
+        # one SP-separated text, and every list is built by builtins (split,
+        # list slicing, zip over memoryviews), so no bytecode runs per head
+        col_arrays = {name: ffi.new(f"{ctype}[]", COLS_CAPACITY) for name, ctype, _ in _COLS}
+        # the first head of a batch always fits (parser.h)
+        text = ffi.new("uint8_t[]", max(TEXT_CAPACITY, limits.max_request_line + 8))
+        cols = ffi.new("kl_head_cols *", dict(col_arrays, text=text, text_capacity=len(text)))
+        self._cols = (cols, col_arrays, text)      # the arrays live as long as the parser
+        c_n, c_qi, c_cl, c_minor, c_ka, c_bk, c_ec = [
+            memoryview(ffi.buffer(col_arrays[name])).cast(fmt) for name, _, fmt in _COLS]
+        heads_cols, text_bytes = lib.kl_parse_heads_cols, ffi.buffer(text)
+        c_out = memoryview(ffi.buffer(cols)).cast("q")     # text_len, with_query without cffi getattr
+        text_len, with_query_at = _COLS_TEXT_LEN, _COLS_WITH_QUERY
+
+        def parse_heads_folded(buf, start, end, max_count):
+            """parse_heads with fold_runs on: runs of heads with equal info."""
+            size = len(buf)
+            is_bytes = type(buf) is bytes
+            src = buf if is_bytes else from_buffer(buf)
+            out = []
+            info = pair = None
+            base = start
+            while True:
+                try:
+                    k = heads_at(src, size, base, end, lim, runs, RUN_CAPACITY, max_count - len(out), 1)
+                except OverflowError:
+                    k = -1
+                if k == -1:
+                    raise ValueError(f"bad span [{base}, {end}) of a {size}-byte buffer")
+                pos = base
+                for i in range(k):
+                    n, count, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, same = \
+                        unpack_run(runs_mem, i * run_size)
+                    if n <= 0:
+                        out.append((n, None))
+                        return out
+                    if not same:
+                        mo += base
+                        po += base
+                        qo += base
+                        if is_bytes:      # slices of bytes are bytes already
+                            new = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None,
+                                   minor, ka == 1, bk, cl, ec == 1)
+                        else:
+                            new = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
+                                   bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl,
+                                   ec == 1)
+                        # a run cut by RUN_CAPACITY goes on in the next call: C cannot
+                        # flag it there, so compare the values here
+                        if i or new != info:
+                            info = new
+                            pair = None
+                    if pair is None or pair[0] != n or pair[1] is not info:
+                        pair = (n, info)
+                    if count == 1:
+                        out.append(pair)
+                    else:
+                        out += [pair] * count
+                    pos += n * count
+                if k == 0 or bk or not ka or len(out) >= max_count or pos >= end:
+                    return out
+                base = pos      # C ran out of room for runs: go on from the next head
+
         def parse_heads(buf, start=0, end=None, max_count=None):
             """Every complete head from `start` in one C call: a list of (n, info),
             each entry what parse_head(buf, pos, end) and .info give for the next
@@ -136,84 +213,74 @@ class CParser:
             head with a body or one that ends the connection; after max_count
             entries; or when the next head would start at `end`.  Every head is
             parsed and validated by C.  With fold_runs off (the default) every
-            entry has its own info tuple, built from its own head's bytes; with
-            it on, consecutive heads with equal info share one info tuple (and,
-            with equal n, one (n, info) tuple), so `info is previous` means
-            "same route".  head() is undefined afterwards (call parse_head
-            first)."""
-            size = len(buf)
+            entry has its own info tuple, built from its own head's bytes
+            (kl_parse_heads_cols, read as columns); with it on, consecutive
+            heads with equal info share one info tuple (and, with equal n, one
+            (n, info) tuple), so `info is previous` means "same route"
+            (kl_parse_heads_at, runs).  head() is undefined afterwards (call
+            parse_head first)."""
             if end is None:
-                end = size
+                end = len(buf)
             if max_count is None:
                 max_count = NO_MAX
-            fold = 1 if this.fold_runs else 0
-            is_bytes = type(buf) is bytes
-            src = buf if is_bytes else from_buffer(buf)
             this._info = None
             this._buf = None
-            out = []
-            info = pair = None
+            if this.fold_runs:
+                return parse_heads_folded(buf, start, end, max_count)
+            size = len(buf)
+            src = buf if type(buf) is bytes else from_buffer(buf)
+            out = None
             base = start
             while True:
                 try:
-                    k = heads_at(src, size, base, end, lim, runs, RUN_CAPACITY, max_count - len(out), fold)
+                    k = heads_cols(src, size, base, end, lim, cols, COLS_CAPACITY,
+                                   max_count - (len(out) if out else 0))
                 except OverflowError:
                     k = -1
                 if k == -1:
                     raise ValueError(f"bad span [{base}, {end}) of a {size}-byte buffer")
-                pos = base
-                if not fold:
-                    # one run per head (count 1): each entry its own info and pair
-                    for i in range(k):
-                        n, _, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, _ = \
-                            unpack_run(runs_mem, i * run_size)
-                        if n <= 0:
-                            out.append((n, None))
-                            return out
-                        mo += base
-                        po += base
-                        qo += base
-                        if is_bytes:      # slices of bytes are bytes already
-                            info = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None, minor,
-                                    ka == 1, bk, cl, ec == 1)
+                if k == 0:
+                    return out or []
+                ns = c_n[:k].tolist()
+                last = ns[-1]
+                m = k if last > 0 else k - 1      # a last row with n <= 0 has no info
+                if m:
+                    # method, path, query of every head in order, and a last
+                    # empty field after the final SP that stands for the absent
+                    # queries (query_index -1)
+                    fields = text_bytes[:c_out[text_len]].split(b" ")
+                    fields[-1] = None
+                    if m == 1:      # no pipelining (the usual case): indexing costs less than zip's set-up
+                        info = (fields[0], fields[1], fields[c_qi[0]], c_minor[0], c_ka[0], c_bk[0], c_cl[0],
+                                c_ec[0])
+                        batch = [(ns[0], info)]
+                    else:
+                        with_query = c_out[with_query_at]
+                        if with_query == m:
+                            queries = fields[2::3]
+                        elif with_query:
+                            queries = map(fields.__getitem__, c_qi)
                         else:
-                            info = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
-                                    bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl, ec == 1)
-                        out.append((n, info))
-                        pos += n
+                            queries = repeat(None)
+                        # the m methods come first: zip stops there, so the whole
+                        # columns are passed (slicing a memoryview costs more)
+                        infos = list(zip(fields[0:-1:3], fields[1::3], queries, c_minor, c_ka, c_bk, c_cl, c_ec))
+                        batch = list(zip(ns, infos))
+                        info = infos[-1]
+                    if m < k:
+                        batch.append((last, None))
                 else:
-                    for i in range(k):
-                        n, count, mo, ml, po, pl, qo, ql, cl, minor, ka, bk, ec, hq, same = \
-                            unpack_run(runs_mem, i * run_size)
-                        if n <= 0:
-                            out.append((n, None))
-                            return out
-                        if not same:
-                            mo += base
-                            po += base
-                            qo += base
-                            if is_bytes:      # slices of bytes are bytes already
-                                new = (buf[mo:mo + ml], buf[po:po + pl], buf[qo:qo + ql] if hq else None,
-                                       minor, ka == 1, bk, cl, ec == 1)
-                            else:
-                                new = (bytes(buf[mo:mo + ml]), bytes(buf[po:po + pl]),
-                                       bytes(buf[qo:qo + ql]) if hq else None, minor, ka == 1, bk, cl,
-                                       ec == 1)
-                            # a run cut by RUN_CAPACITY goes on in the next call: C cannot
-                            # flag it there, so compare the values here
-                            if i or new != info:
-                                info = new
-                                pair = None
-                        if pair is None or pair[0] != n or pair[1] is not info:
-                            pair = (n, info)
-                        if count == 1:
-                            out.append(pair)
-                        else:
-                            out += [pair] * count
-                        pos += n * count
-                if k == 0 or bk or not ka or len(out) >= max_count or pos >= end:
+                    batch = [(last, None)]
+                if out is None:
+                    out = batch
+                else:
+                    out += batch
+                if m < k or info[5] or not info[4] or len(out) >= max_count:
                     return out
-                base = pos      # C ran out of room for runs: go on from the next head
+                base += sum(ns)
+                if base >= end:
+                    return out
+                # C ran out of rows or of text: go on from the next head
 
         self.parse_heads = parse_heads
 
