@@ -212,13 +212,14 @@ def test_folding_is_a_knob(parser_name, fold_runs):
     info, built from its own bytes; on, the built-in parsers share one."""
     a = b"GET /a?x=1 HTTP/1.1\r\n" + H + b"\r\n"
     p = parsers.create(parser_name, fold_runs=fold_runs)
-    out = p.parse_heads(a * 50, 0, len(a) * 50, None)
+    own = getattr(p, "parse_heads", None)      # without one: the contract's head-by-head protocol
+    out = _parse_heads(p)(a * 50, 0, len(a) * 50, None)
     assert [n for n, _ in out] == [len(a)] * 50
     assert len({info for _, info in out}) == 1          # equal values either way
     distinct = len({id(info) for _, info in out})
     if not fold_runs:
         assert distinct == 50
-    elif parser_name in ("python", "c", "numba"):
+    elif own is not None and parser_name in ("python", "c"):
         assert distinct < 50
 
 

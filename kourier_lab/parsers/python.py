@@ -98,7 +98,9 @@ _COMMON = re.compile(
     + rb"(?:(?i:connection):[ \t]*((?i:close|keep-alive))[ \t]*\r\n(?:%s)*)?" % _PLAIN_FIELD
     + rb"\r\n)")
 # what a common head's minor digit and Connection value give: the info tuple's
-# last five fields (version_minor, keep_alive, body_kind, content_length, expect)
+# last five fields (version_minor, keep_alive, body_kind, content_length, expect);
+# _common_heads spells out the commonest, (1, True, BODY_NONE, -1, False)
+assert BODY_NONE == 0
 _TAILS = {}
 for _minor in (b"0", b"1"):
     for _conn in (None, b"close", b"keep-alive"):
@@ -213,9 +215,12 @@ class PythonParser:
             if n >= check_from and self._too_big(buf, pos, e):
                 return pos, False               # the exact path decides this one
             method, path, query, minor, conn = m.groups()
+            pos = e
+            if conn is None and minor == b"1":  # HTTP/1.1, keep-alive: one tuple built
+                append((n, (method, path, query, 1, True, 0, -1, False)))
+                continue
             tail = tails.get((minor, conn)) or tails[minor, conn.lower()]
             append((n, (method, path, query) + tail))
-            pos = e
             if not tail[1]:                     # not keep-alive: nothing after it
                 return pos, True
         return pos, False
