@@ -180,6 +180,7 @@ class PythonLoop:
         st = self.stages
         if st is not None:
             t0 = stages.now_ns()
+        got = 0
         while True:
             span = rbuf.free_span()
             room = len(span)
@@ -196,22 +197,25 @@ class PythonLoop:
                 c.peer_closed = True
                 break
             rbuf.commit(n)
+            got += n
             if n < room and not hangup:
                 break               # drained: a short read empties the socket (but after a
                                     # hang-up, read on to see the EOF: no later edge comes)
         if st is not None:
             st.add("read", t0)
-        if len(rbuf) and not s.closing:
-            if s.wbuf.over_limit():
+        wbuf = s.wbuf
+        if (got or len(rbuf)) and not s.closing:
+            # output is pending only while a flush waits for the socket (want_write)
+            if c.want_write and wbuf.over_limit():
                 c.paused = True
             else:
                 if (s.process() if st is None else st.process(s)) == CLOSE:
                     s.closing = True
-                if s.wbuf.over_limit():
+                if wbuf.over_limit():
                     c.paused = True
             # (a buffer that empties gives its memory back by itself: an idle
             # connection holds none, see kourier_lab/buffers)
-        if len(s.wbuf):
+        if len(wbuf):
             self._flush(c)
             if c.closed:
                 return
@@ -242,7 +246,8 @@ class PythonLoop:
         st = self.stages
         if st is not None:
             t0 = stages.now_ns()
-        while len(wbuf):
+        pending = len(wbuf)
+        while pending:
             try:
                 n = c.sock.send(wbuf.view())
             except BlockingIOError:
@@ -251,9 +256,10 @@ class PythonLoop:
                 self._close(c)
                 return
             wbuf.consume(n)
+            pending -= n
         if st is not None:
             st.add("write", t0)
-        if len(wbuf):
+        if pending:
             if not c.want_write:
                 c.want_write = True
                 self.ep.modify(c.fd, _READ_WRITE)

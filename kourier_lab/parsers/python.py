@@ -209,7 +209,14 @@ class PythonParser:
         append = out.append
         tails = _TAILS
         check_from = self._check_from
-        for m in islice(iter(self._common_scanner(buf, pos, end).match, None), room):
+        m = self._common(buf, pos, end)
+        if m is None:
+            return pos, False
+        if m.end() == end:          # one head fills the buffer (keep-alive): no scanner
+            heads = (m,)
+        else:
+            heads = islice(iter(self._common_scanner(buf, pos, end).match, None), room)
+        for m in heads:
             e = m.end()
             n = e - pos
             if n >= check_from and self._too_big(buf, pos, e):

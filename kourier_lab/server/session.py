@@ -149,7 +149,7 @@ class Session:
         else is answered by _answer_one, in order.  -> (pos, result,
         incomplete_at)."""
         app = self.app
-        table = app.get_table()
+        table = app._get_table or app.get_table()
         if table is not None:
             get_route, default = table[0].get, table[1]
         out = []
