@@ -111,6 +111,14 @@ size_t kl_wbuf_want(kl_wbuf *w, size_t n);
 void kl_wbuf_move(kl_wbuf *w, uint8_t *mem, size_t cap);
 void kl_wbuf_put(kl_wbuf *w, const char *src, size_t n);
 int kl_wbuf_consume(kl_wbuf *w, size_t n);
+/* one crossing per call for buffers/c.py */
+int kl_ring_done(kl_ring *r, size_t n);
+void kl_ring_adopt(kl_ring *r, uint8_t *mem, size_t cap);
+void kl_ring_drop(kl_ring *r);
+size_t kl_wbuf_append(kl_wbuf *w, const char *src, size_t n);
+void kl_wbuf_grow_put(kl_wbuf *w, uint8_t *mem, size_t cap, const char *src, size_t n);
+int kl_wbuf_sent(kl_wbuf *w, size_t n);
+void kl_wbuf_drop(kl_wbuf *w);
 
 /* event loop (loop.c) */
 kl_loop *kl_loop_new(const kl_loop_config *cfg, void *py_handle);

@@ -139,3 +139,67 @@ int kl_wbuf_consume(kl_wbuf *w, size_t n)
         w->start = w->end = 0;
     return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* One crossing per call for the Python wrapper (buffers/c.py): each cffi call
+ * and each struct field read from Python costs about as much as the work. */
+
+/* consume n bytes; 1 when that emptied the ring (which then holds no memory:
+ * the caller drops its block), 0 when bytes remain, -1 when fewer than n were
+ * readable */
+int kl_ring_done(kl_ring *r, size_t n)
+{
+    if (kl_ring_consume(r, n))
+        return -1;
+    if (r->tail)
+        return 0;
+    kl_ring_init(r, NULL, 0, r->limit);
+    return 1;
+}
+
+/* an empty ring takes a block of cap bytes (the limit stays) */
+void kl_ring_adopt(kl_ring *r, uint8_t *mem, size_t cap)
+{
+    kl_ring_init(r, mem, cap, r->limit);
+}
+
+/* no memory (an idle connection's ring); the limit stays */
+void kl_ring_drop(kl_ring *r)
+{
+    kl_ring_init(r, NULL, 0, r->limit);
+}
+
+/* append n bytes when they fit (0), else the capacity of the block to hand to
+ * kl_wbuf_move() before kl_wbuf_put() */
+size_t kl_wbuf_append(kl_wbuf *w, const char *src, size_t n)
+{
+    size_t want = kl_wbuf_want(w, n);
+    if (!want)
+        kl_wbuf_put(w, src, n);
+    return want;
+}
+
+/* the block kl_wbuf_append() asked for, then the n bytes it could not take */
+void kl_wbuf_grow_put(kl_wbuf *w, uint8_t *mem, size_t cap, const char *src, size_t n)
+{
+    kl_wbuf_move(w, mem, cap);
+    kl_wbuf_put(w, src, n);
+}
+
+/* n bytes were sent; 1 when all are (the buffer then holds no memory: the
+ * caller drops its block), 0 when some remain, -1 when fewer than n were
+ * pending */
+int kl_wbuf_sent(kl_wbuf *w, size_t n)
+{
+    if (kl_wbuf_consume(w, n))
+        return -1;
+    if (w->end || !w->cap)
+        return 0;
+    kl_wbuf_init(w, NULL, 0, w->limit);
+    return 1;
+}
+
+void kl_wbuf_drop(kl_wbuf *w)
+{
+    kl_wbuf_init(w, NULL, 0, w->limit);
+}

@@ -36,6 +36,9 @@ _EMPTY_ARRAY = bytearray()          # what an empty buffer points at (never writ
 # no new block per keep-alive request, no memory held by an idle connection.
 SPARE_MAX = 16
 _spare = []                         # (bytearray, its memoryview, its cdata)
+# the same for the write side's first block (kl_wbuf_want's smallest)
+WRITE_BLOCK = 4096
+_spare_write = []                   # (bytearray, its cdata)
 
 
 
@@ -65,13 +68,16 @@ class RingBuffer:
 
     def _release(self):
         """Hold no memory (the ring is empty); the next free_span() allocates."""
+        self._drop()
+        lib.kl_ring_drop(self._r)
+
+    def _drop(self):
         buf = self._buf
         if buf is not _EMPTY_ARRAY and len(buf) == self._initial and len(_spare) < SPARE_MAX:
             _spare.append((buf, self._mv, self._cdata))
         self._buf = _EMPTY_ARRAY
         self._mv = _EMPTY
         self._cdata = ffi.NULL
-        lib.kl_ring_init(self._r, ffi.NULL, 0, self._r.limit)
 
     @property
     def capacity(self) -> int:
@@ -91,9 +97,9 @@ class RingBuffer:
 
     def free_span(self) -> memoryview:
         r = self._r
-        if not r.cap:
+        if self._buf is _EMPTY_ARRAY:    # no memory (what kl_ring_done and _release leave)
             self._adopt(self._initial)
-            lib.kl_ring_init(r, self._cdata, self._initial, r.limit)
+            lib.kl_ring_adopt(r, self._cdata, self._initial)
             return self._mv
         want = lib.kl_ring_want(r)
         if want:
@@ -117,11 +123,11 @@ class RingBuffer:
         return self._buf, r.head, r.tail
 
     def consume(self, n: int) -> None:
-        r = self._r
-        if n < 0 or lib.kl_ring_consume(r, n):
-            raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
-        if not r.tail:              # emptied (the ring restarts at 0): give the memory back
-            self._release()
+        done = lib.kl_ring_done(self._r, n) if n >= 0 else -1
+        if done:
+            if done < 0:
+                raise ValueError(f"consume({n!r}): {len(self)} bytes readable")
+            self._drop()            # emptied (C let go of the block): give the memory back
 
     def reset(self) -> None:
         """Drop everything and give the memory back."""
@@ -157,37 +163,47 @@ class WriteBuffer:
         return f"<c.WriteBuffer pending={len(self)} limit={self._w.limit}>"
 
     def append(self, data) -> None:
-        if isinstance(data, str):
+        if type(data) is bytes:     # cffi passes bytes to a char * as they are
+            src = data
+        elif isinstance(data, str):
             raise TypeError("a WriteBuffer takes bytes-like objects, not str")
-        src = ffi.from_buffer(data)
+        else:
+            src = ffi.from_buffer(data)
         n = len(src)
         w = self._w
-        if w.cap - w.end < n:
-            want = lib.kl_wbuf_want(w, n)
-            if want:
-                # a new bytearray: a view still held keeps the old one alive
-                old = self._buf      # alive until its bytes are copied
+        want = lib.kl_wbuf_append(w, src, n)     # appended unless a bigger block is needed
+        if want:
+            # a new bytearray: a view still held keeps the old one alive
+            old = self._buf          # alive until its bytes are copied
+            if want == WRITE_BLOCK and _spare_write:
+                self._buf, self._cdata = _spare_write.pop()
+            else:
                 self._buf = bytearray(want)
                 self._cdata = ffi.from_buffer("uint8_t[]", self._buf)
-                lib.kl_wbuf_move(w, self._cdata, want)
-                del old
-        lib.kl_wbuf_put(w, src, n)
+            lib.kl_wbuf_grow_put(w, self._cdata, want, src, n)
+            del old
 
     def _release(self):
+        self._drop()
+        lib.kl_wbuf_drop(self._w)
+
+    def _drop(self):
+        buf = self._buf
+        if len(buf) == WRITE_BLOCK and len(_spare_write) < SPARE_MAX:
+            _spare_write.append((buf, self._cdata))
         self._buf = _EMPTY_ARRAY
         self._cdata = ffi.NULL
-        lib.kl_wbuf_init(self._w, ffi.NULL, 0, self._w.limit)
 
     def view(self) -> memoryview:
         w = self._w
         return memoryview(self._buf)[w.start:w.end]
 
     def consume(self, n: int) -> None:
-        w = self._w
-        if n < 0 or lib.kl_wbuf_consume(w, n):
-            raise ValueError(f"consume({n!r}): {len(self)} bytes pending")
-        if not w.end and w.cap:     # all sent: give the memory back
-            self._release()
+        sent = lib.kl_wbuf_sent(self._w, n) if n >= 0 else -1
+        if sent:
+            if sent < 0:
+                raise ValueError(f"consume({n!r}): {len(self)} bytes pending")
+            self._drop()            # all sent (C let go of the block): give the memory back
 
     def over_limit(self) -> bool:
         w = self._w
