@@ -163,13 +163,7 @@ class Session:
                     self.wbuf.append(b"".join(out))
                     out = None
                     self.continue_sent = False
-                if n < 0:
-                    self.wbuf.append(app.error(-n, 1, False))
-                    result = CLOSE
-                    pos = end
-                else:
-                    result = _WAIT
-                    incomplete_at = pos
+                pos, result, incomplete_at = self._end_of_batch(n, pos, end)
                 break
             method, path, query, minor, keep_alive, body_kind, clen, expect = info
             if table is not None and method == b"GET" and body_kind == BODY_NONE:
@@ -220,14 +214,7 @@ class Session:
                 result = _WAIT      # backpressure: the rest waits until output drains
                 break
             if info is None:        # the batch's last entry: an error, or need more
-                n = batch[-1][0]
-                if n < 0:
-                    wbuf.append(app.error(-n, 1, False))
-                    result = CLOSE
-                    pos = end
-                else:
-                    result = _WAIT
-                    incomplete_at = pos
+                pos, result, incomplete_at = self._end_of_batch(batch[-1][0], pos, end)
                 break
             method, path, query, minor, keep_alive, body_kind, clen, expect = info
             route = app.resolve(method, path)
@@ -266,6 +253,15 @@ class Session:
             if result != OPEN:
                 break
         return pos, result, incomplete_at
+
+    def _end_of_batch(self, n, pos, end):
+        """A batch's last entry, (n, None): an error (n < 0) is answered and
+        ends the connection; else the head at pos needs more bytes.
+        -> (pos, result, incomplete_at)"""
+        if n < 0:
+            self.wbuf.append(self.app.error(-n, 1, False))
+            return end, CLOSE, -1
+        return pos, _WAIT, pos
 
     def _answer_one(self, data, pos, end, n, info, route):
         """Answer the request whose n-byte head is at pos: (next pos, OPEN);
