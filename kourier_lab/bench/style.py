@@ -378,9 +378,14 @@ def figure_title(what: str = "", batch=None, split: Optional[str] = None, head_m
         parts.append(f"batch {batches[0]}" if len(batches) == 1 else f"{len(batches)} batches")
     if split:
         parts.append(split)
-    if head_memo is not None:
-        parts.append(f"head memo {head_memo_label(head_memo)}")
     folding = head_memo_label(fold_runs) if fold_runs is not None else "off"
+    memo = head_memo_label(head_memo) if head_memo is not None else None
+    if memo and memo.startswith("off (") and folding.startswith("off ("):
+        # every row honest: say it once
+        parts.append("head memo and run folding off (every request parsed and answered on its own)")
+        folding = "off"
+    elif memo:
+        parts.append(f"head memo {memo}")
     if folding == "on":
         parts.append("run folding on")
     elif folding.startswith("off and on"):
