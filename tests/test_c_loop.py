@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import socket
-import threading
 import time
 
 import pytest
@@ -439,19 +438,11 @@ def _in_process(parser, fold_runs, head_memo=False):
     """A C loop in a thread of this process (its stats are readable once it stopped)."""
     from kourier_lab.server.config import ServerConfig
     from kourier_lab.server.demo import app
+    from tests.threaded_loop import serving
     cfg = ServerConfig(loop="c", parser=parser, buffer="c", request_timeout=2.0, idle_timeout=5.0,
                        graceful_timeout=3.0, fold_runs=fold_runs, head_memo=head_memo)
-    loop = loops.create("c", cfg, app)
-    lsock = socket.create_server(("127.0.0.1", 0))
-    thread = threading.Thread(target=loop.run, args=(lsock,), daemon=True)
-    thread.start()
-    try:
-        yield loop, lsock.getsockname()[1]
-    finally:
-        loop.request_stop()
-        thread.join(10)
-        lsock.close()
-    assert not thread.is_alive()
+    with serving(cfg, app) as served:
+        yield served
 
 
 def _exchange(port, data):

@@ -17,6 +17,7 @@ from kourier_lab.server.demo import app  # noqa: E402
 from kourier_lab.server.process import read_responses, read_until_close  # noqa: E402
 
 from tests.test_head_memo import DATE  # noqa: E402
+from tests.threaded_loop import serving  # noqa: E402
 
 REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -196,17 +197,8 @@ FOLD_REQUESTS = 50 + 5 + 1 + 3 + 1 + 2 + 1 + 2 + 10 + 1
 def _numba_server(**options):
     cfg = ServerConfig(loop="numba", parser="numba", buffer="numba", request_timeout=2.0,
                        idle_timeout=5.0, graceful_timeout=3.0, **options)
-    loop = loops.create("numba", cfg, app)
-    lsock = socket.create_server(("127.0.0.1", 0))
-    thread = threading.Thread(target=loop.run, args=(lsock,), daemon=True)
-    thread.start()
-    try:
-        yield loop, lsock.getsockname()[1]
-    finally:
-        loop.request_stop()
-        thread.join(10)
-        lsock.close()
-    assert not thread.is_alive()
+    with serving(cfg, app) as served:
+        yield served
 
 
 @pytest.mark.parametrize("head_memo", [False, True], ids=["memo-off", "memo-on"])
