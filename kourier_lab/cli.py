@@ -8,7 +8,7 @@ import contextlib
 import importlib
 import sys
 
-from .errors import UsageError  # noqa: F401  (subcommands raise kourier_lab.cli.UsageError)
+from .errors import UsageError
 
 _COMPONENT_CLIS = ("kourier_lab.server.cli", "kourier_lab.bench.cli",
                    "kourier_lab.compliance.cli", "kourier_lab.peers.cli", "kourier_lab.stress.cli",

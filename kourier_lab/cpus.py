@@ -20,3 +20,12 @@ def parse_cpu_list(text: str) -> List[int]:
     if bad:
         raise ValueError(f"CPU(s) {bad} not available; this machine has {sorted(usable)}")
     return sorted(set(cpus))
+
+
+def cpus_option(text: str, flag: str = "--cpus") -> List[int]:
+    """A CLI's CPU-list option -> CPUs; UsageError naming the option otherwise."""
+    from .errors import UsageError
+    try:
+        return parse_cpu_list(text)
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}") from None

@@ -102,7 +102,7 @@ def clause_of(test: str, case: str) -> str:
 
 
 def _repo_root() -> Path:
-    from .bench.paths import repo_root
+    from .paths import repo_root
     return repo_root()
 
 
@@ -465,7 +465,7 @@ def summary(df):
 
 
 def cost_per_request(micro, reference: str):
-    """From bench.micro parser rows: ns per request of each variant and case, and
+    """From bench.profile.micro parser rows: ns per request of each variant and case, and
     how many times (and ns more than) the reference variant's it costs."""
     import pandas as pd
     ok = micro[micro["status"] == "ok"].copy()

@@ -32,12 +32,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 import pandas as pd
 
 from . import procs
-from .bench import style
+from . import style
 
 # the load shapes the panel offers, with the parameters it starts from; the
 # pipelined default is 64 x 16 (not the post's 512 x 256) so that a pure-Python
 # stack answers well within wrk's timeout on one server CPU.  distinct, real and
-# api send a corpus (every request of a write different; bench/corpora.py); api
+# api send a corpus (every request of a write different; bench/experiment/corpora.py); api
 # is answered by the demo app's handlers, so its ceiling row is a skipped row.
 SHAPES: Dict[str, Dict[str, int]] = {
     "distinct": {"connections": 64, "pipeline": 16},
@@ -64,7 +64,7 @@ def stacks() -> List[str]:
 
 
 def _results_root(out=None) -> Path:
-    from .bench.paths import results_dir
+    from .paths import results_dir
     return Path(out) if out is not None else results_dir()
 
 
@@ -118,7 +118,7 @@ def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str
                duration: int = 2, repetitions: int = 1, head_memo: bool = False,
                warmup: Optional[int] = None, load_tool: str = "wrk", fold_runs: bool = False):
     """The bench Experiment of one lab run (ceiling + this stack, one shape)."""
-    from .bench.spec import parse_experiment
+    from .bench.experiment.files import parse_experiment
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
     loop, parser, buffer = _user_stack(loop, parser, buffer)
@@ -156,7 +156,7 @@ def run(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str = "pip
     batch_id, batch_dir).  quick (default: $KOURIER_LAB_QUICK) shortens it to 1 s
     x 1 run.  A KeyboardInterrupt (kernel interrupt, Ctrl-C) stops every process
     the run started before it propagates."""
-    from .bench.runner import run_experiment
+    from .bench.run.batch import run_experiment
     quick = quick_mode() if quick is None else quick
     if quick:
         duration, repetitions = 1, 1

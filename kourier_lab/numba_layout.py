@@ -2,7 +2,7 @@
 numpy dtype, the limits as an array, the character-class lookup table, and
 ArrayBytes (a bytearray carrying its numpy view).  The parser, the buffers and
 the loop import this module; it imports none of them.  The measurements behind
-notebook 02 live in bench/numba_costs.py.
+notebook 02 live in bench/notebooks/numba_costs.py.
 
 The request table is declared once, in native/kourier_lab.h (``kl_request``).
 ``REQUEST_DTYPE`` mirrors it field by field (same names, offsets and itemsize;

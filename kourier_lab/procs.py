@@ -93,7 +93,7 @@ def _leads_group(pid: int) -> bool:
 
 def _tree(pid: int) -> List[int]:
     try:
-        from .bench.sampler import descendants
+        from .sampler import descendants
         return list(descendants(pid))
     except Exception:
         return [pid]

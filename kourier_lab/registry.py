@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 USER_MODULE_PREFIX = "kourier_lab_user_"
 
@@ -108,7 +108,7 @@ class Registry:
 
     def __init__(self, kind: str, package: str, builtins: Tuple[str, ...],
                  adapt: Optional[Callable[[Any, str], Any]] = None,
-                 loaders: Optional[Dict[str, Callable[[str, str, str], Any]]] = None,
+                 loaders: Optional[Dict[str, Union[str, Callable[[str, str, str], Any]]]] = None,
                  recheck_s: float = 0.0):
         self.kind, self.package, self.builtins = kind, package, builtins
         # > 0: a user's file is looked at again at most every recheck_s seconds
@@ -126,6 +126,15 @@ class Registry:
         self._recent: Dict[str, Tuple[float, Any]] = {}   # spec -> (recheck after, entry)
         self._entry_points = None
 
+
+    def _loader(self, suffix: str) -> Callable[[str, str, str], Any]:
+        """A loader may be named "module:function", imported only when a file of
+        its suffix is asked for (as the built-in variants are imported by name)."""
+        loader = self.loaders[suffix]
+        if isinstance(loader, str):
+            module, _, func = loader.partition(":")
+            loader = self.loaders[suffix] = getattr(importlib.import_module(module), func)
+        return loader
     def register(self, name: str, entry: Any) -> None:
         self._entries[name] = entry
 
@@ -182,7 +191,7 @@ class Registry:
                 return cached[1], self._sources[spec]
             suffix = os.path.splitext(path)[1]
             if suffix in self.loaders:
-                entry = self.loaders[suffix](path, attr, digest)
+                entry = self._loader(suffix)(path, attr, digest)
             elif suffix == ".py":
                 if not attr:
                     raise VariantError(f"{what}: name the class after a colon, e.g. {target}:MyParser")

@@ -1,4 +1,4 @@
-"""The request corpora of the distinct / real / api shapes (bench/corpora.py):
+"""The request corpora of the distinct / real / api shapes (bench/experiment/corpora.py):
 the same bytes from the same seed, the committed files are those bytes, every
 request a valid HTTP/1.1 request for the project's parser, no two alike."""
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kourier_lab import parsers
-from kourier_lab.bench import corpora
+from kourier_lab.bench.experiment import corpora
 
 ROOT = Path(__file__).resolve().parents[1]
 

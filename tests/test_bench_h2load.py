@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kourier_lab.bench.h2load import (H2loadError, H2loadLoad, browser_headers,
-                                      latency_from_log, parse_h2load_output, rate_sweep,
-                                      run_h2load, shell_line)
+from kourier_lab.bench.load.h2load import (H2loadError, H2loadLoad, browser_headers,
+                                           latency_from_log, parse_h2load_output, rate_sweep,
+                                           shell_line)
+from kourier_lab.bench.run.measure import run_h2load
 
 FIXTURES = Path(__file__).parent / "fixtures" / "h2load"
 needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None,
@@ -343,7 +344,7 @@ def test_run_h2load_open_loop_sees_a_real_stall(stalling_server):
 
 @needs_h2load
 def test_run_h2load_refused_is_an_error(tmp_path):
-    from kourier_lab.bench.verify import free_port
+    from kourier_lab.bench.run.verify import free_port
     load = H2loadLoad(f"http://127.0.0.1:{free_port()}/hello", 1, 1, 1)
     with pytest.raises(H2loadError, match="sent no request"):
         run_h2load(load, _cpus(), None, tmp_path / "r.txt")
@@ -377,7 +378,7 @@ def frame():
 
 
 def test_latency_plots_draw_and_leave_out_per_batch_rows():
-    from kourier_lab.bench.latency_plots import (per_request_rows, plot_latency_vs_load,
+    from kourier_lab.bench.plots.latency import (per_request_rows, plot_latency_vs_load,
                                                  plot_request_latency)
     df = frame()
     kept = per_request_rows(df)
@@ -405,7 +406,7 @@ def test_latency_plots_draw_and_leave_out_per_batch_rows():
 
 
 def test_latency_plots_without_rows():
-    from kourier_lab.bench.latency_plots import plot_latency_vs_load, plot_request_latency
+    from kourier_lab.bench.plots.latency import plot_latency_vs_load, plot_request_latency
     empty = frame().iloc[0:0]
     plot_latency_vs_load(empty).savefig(os.devnull, format="png")
     plot_request_latency(empty).savefig(os.devnull, format="png")

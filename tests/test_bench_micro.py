@@ -2,7 +2,7 @@
 is timed, unavailable variants become skipped rows, rows land on disk."""
 import pytest
 
-from kourier_lab.bench import micro
+from kourier_lab.bench.profile import micro
 
 
 def _by(rows):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from kourier_lab.bench.published import (beside_published, load_published,
+from kourier_lab.published_figures import (beside_published, load_published,
                                          memory_beside_published, published_ratios)
 from kourier_lab.bench.results import to_frame
-from kourier_lab.bench.wrk import parse_wrk_output
+from kourier_lab.bench.load.wrk import parse_wrk_output
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wrk"
 POST = {"kourier": "post_2025_kourier_overflow.txt", "hyper": "post_2025_hyper.txt",

@@ -9,13 +9,14 @@ import time
 import pandas as pd
 import pytest
 
-from kourier_lab.bench import ceiling, runner
+from kourier_lab.bench.experiment import ceiling
+from kourier_lab.bench.run import batch as runner, measure
 from kourier_lab.bench.results import load_results
-from kourier_lab.bench.sampler import TreeSampler
-from kourier_lab.bench.spec import parse_experiment
-from kourier_lab.bench.split import plan_split
-from kourier_lab.bench.verify import VerifyError, free_port, verify_server, wait_ready
-from kourier_lab.bench.wrk import WrkError, WrkLoad
+from kourier_lab.sampler import TreeSampler
+from kourier_lab.bench.experiment.files import parse_experiment
+from kourier_lab.bench.experiment.split import plan_split
+from kourier_lab.bench.run.verify import VerifyError, free_port, verify_server, wait_ready
+from kourier_lab.bench.load.wrk import WrkError, WrkLoad
 
 
 
@@ -68,7 +69,7 @@ def test_short_wrk_run_against_the_ceiling_has_every_figure(ceiling_server, tmp_
     load = WrkLoad(f"http://127.0.0.1:{port}/hello", threads=1, connections=8, duration_s=1,
                    pipeline=16)
     raw = tmp_path / "wrk.txt"
-    f = runner.run_wrk(load, client, proc.pid, raw)
+    f = measure.run_wrk(load, client, proc.pid, raw)
     assert raw.read_text() == f["wrk_raw"] and "Requests/sec" in f["wrk_raw"]
     assert f["requests"] > 1000 and f["req_per_s"] > 0
     assert f["errors_socket"] == 0 and f["non_2xx_3xx"] == 0
@@ -83,7 +84,7 @@ def test_wrk_failure_is_an_error(tmp_path):
     port = free_port()                            # nothing listens there
     load = WrkLoad(f"http://127.0.0.1:{port}/", threads=1, connections=1, duration_s=1)
     with pytest.raises(WrkError, match="unable to connect"):
-        runner.run_wrk(load, sorted(os.sched_getaffinity(0)), None, None)
+        measure.run_wrk(load, sorted(os.sched_getaffinity(0)), None, None)
 
 
 def test_verification_catches_wrong_answers(tmp_path):
@@ -206,7 +207,7 @@ def test_wrk_sends_a_corpus_batch_of_different_requests_per_write(tmp_path):
     every write holds `depth` consecutive corpus requests, all different, and
     successive writes move on through the file."""
     import threading
-    from kourier_lab.bench import corpora
+    from kourier_lab.bench.experiment import corpora
     depth = 16
     _, reqs = corpora.decode(corpora.corpus_path("real").read_bytes())
     index = {r: i for i, r in enumerate(reqs)}
@@ -253,7 +254,7 @@ def test_wrk_sends_a_corpus_batch_of_different_requests_per_write(tmp_path):
     t.start()
     load = WrkLoad(f"http://127.0.0.1:{port}/hello", threads=1, connections=1, duration_s=1,
                    pipeline=depth, corpus=str(corpora.corpus_path("real")))
-    f = runner.run_wrk(load, sorted(os.sched_getaffinity(0)), None, None)
+    f = measure.run_wrk(load, sorted(os.sched_getaffinity(0)), None, None)
     listener.shutdown(socket.SHUT_RDWR)          # wakes the accept
     listener.close()
     t.join(5)

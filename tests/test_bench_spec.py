@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kourier_lab.bench.results import format_summary, summarize, to_frame
-from kourier_lab.bench.spec import SpecError, load_experiment, parse_experiment
-from kourier_lab.bench.split import plan_split
+from kourier_lab.bench.experiment.files import SpecError, load_experiment, parse_experiment
+from kourier_lab.bench.experiment.split import plan_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def test_summary_medians_fraction_of_ceiling_and_skips():
 
 
 def test_bottleneck_classification():
-    from kourier_lab.bench.runner import _server_util
+    from kourier_lab.bench.run.measure import server_util as _server_util
 
     def classify(server_cpu_s, wrk_util, srv_busy, cli_busy, softirq=0.0):
         f = {"server_cpu_s": server_cpu_s, "wall_s": 1.0, "wrk_cpu_util": wrk_util,
@@ -171,8 +171,8 @@ def test_bottleneck_classification():
 
 
 def test_head_memo_response_and_load_tool_keys():
-    from kourier_lab.bench.spec import parse_experiment
-    from kourier_lab.bench.targets import Target, with_head_memo
+    from kourier_lab.bench.experiment.files import parse_experiment
+    from kourier_lab.bench.experiment.targets import Target, with_head_memo
     base = {"stacks": ["c/c/c"], "shapes": ["pipelined"]}
     exp = parse_experiment(base)
     assert exp.head_memo == (False,) and exp.response == "default"      # honest by default
@@ -201,7 +201,7 @@ def test_head_memo_response_and_load_tool_keys():
 
 
 def test_fold_runs_key_is_an_axis_like_head_memo():
-    from kourier_lab.bench.targets import Target, with_head_memo
+    from kourier_lab.bench.experiment.targets import Target, with_head_memo
     base = {"stacks": ["c/c/c"], "shapes": ["pipelined"]}
     assert parse_experiment(base).fold_runs == (False,)              # honest by default
     assert parse_experiment(dict(base, fold_runs=True)).fold_runs == (True,)
@@ -225,8 +225,8 @@ def test_bad_fold_runs_is_one_clear_line(value):
 
 
 def test_stack_command_says_fold_runs_and_app():
-    from kourier_lab.bench.runner import stack_command
-    from kourier_lab.bench.targets import Target
+    from kourier_lab.bench.run.servers import stack_command
+    from kourier_lab.bench.experiment.targets import Target
     exp = parse_experiment({"stacks": ["c/c/c"]})
     split = plan_split("auto", [0, 1])
     plain = stack_command(Target("stack", "c/c/c", "c", "c", "c"), split, exp, "127.0.0.1", 1)

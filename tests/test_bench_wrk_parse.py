@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kourier_lab.bench.wrk import (WrkError, WrkLoad, parse_bytes, parse_metric, parse_time_ms,
+from kourier_lab.bench.load.wrk import (WrkError, WrkLoad, parse_bytes, parse_metric, parse_time_ms,
                                    parse_wrk_output, shell_line)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wrk"

@@ -1,4 +1,4 @@
-"""The bottleneck classifier (bench/bottleneck.py): one rule, one threshold
+"""The bottleneck classifier (bench/results/bottleneck.py): one rule, one threshold
 for the server's and the load tool's CPUs, at run level and on the summary's
 medians.  The figures below are rows of batches that were mislabelled by the
 old rule (wrk tested first; the summary's mode of per-run labels)."""
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from kourier_lab.bench.bottleneck import classify, classify_row
+from kourier_lab.bench.results.bottleneck import classify, classify_row
 from kourier_lab.bench.results import summarize, to_frame
 
 

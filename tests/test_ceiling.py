@@ -8,8 +8,8 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from kourier_lab.bench.ceiling import build_ceiling, ceiling_command
-from kourier_lab.bench.verify import free_port, load_request, measure_bytes, verify_server, wait_ready
+from kourier_lab.bench.experiment.ceiling import build_ceiling, ceiling_command
+from kourier_lab.bench.run.verify import free_port, load_request, measure_bytes, verify_server, wait_ready
 from kourier_lab.server.app import benchmark_response, http_date
 from kourier_lab.server.process import ServerProcess
 

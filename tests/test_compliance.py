@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kourier_lab import compliance
-from kourier_lab.compliance import client, published, responses, strict
+from kourier_lab.compliance import client, published_suite, responses, strict
 from kourier_lab.http import chars
 
 HOST = b"127.0.0.1:8080"
@@ -17,27 +17,27 @@ HOST = b"127.0.0.1:8080"
 # --- the published request sets ------------------------------------------------------------
 
 def test_category_sizes_match_the_published_counts():
-    sizes = {c.key: len(published.items(c.key)) for c in published.CATEGORIES}
+    sizes = {c.key: len(published_suite.items(c.key)) for c in published_suite.CATEGORIES}
     assert sizes == {"path": 175, "query": 175, "field_name": 178, "field_value": 30,
                      "pct_path": 61692, "pct_query": 61692}
-    assert sizes == {c.key: c.size for c in published.CATEGORIES}
-    assert sum(1 for _ in published.requests(HOST)) == 123942
+    assert sizes == {c.key: c.size for c in published_suite.CATEGORIES}
+    assert sum(1 for _ in published_suite.requests(HOST)) == 123942
 
 
 def test_byte_sets_are_derived_from_the_rfc_classes():
-    path = set(published.INVALID_PATH_BYTES)
+    path = set(published_suite.INVALID_PATH_BYTES)
     assert not path & chars.PCHAR
     assert ord("%") in path and ord(" ") in path and ord("#") in path and 0 in path and 0xFF in path
     assert ord("?") not in path and ord("/") not in path
-    assert set(published.INVALID_QUERY_BYTES) == path          # query = pchar / "/" / "?"
-    name = set(published.INVALID_FIELD_NAME_BYTES)
+    assert set(published_suite.INVALID_QUERY_BYTES) == path          # query = pchar / "/" / "?"
+    name = set(published_suite.INVALID_FIELD_NAME_BYTES)
     assert not name & chars.TCHAR and ord(":") not in name and ord(" ") in name and 0x80 in name
-    value = set(published.INVALID_FIELD_VALUE_BYTES)
+    value = set(published_suite.INVALID_FIELD_VALUE_BYTES)
     assert value == (set(range(0x20)) - {0x09, 0x0A, 0x0D}) | {0x7F}
 
 
 def test_pct_pairs_follow_the_published_alnum_rule():
-    pairs = published.INVALID_PCT_PAIRS
+    pairs = published_suite.INVALID_PCT_PAIRS
     assert len(set(pairs)) == len(pairs) == 61692
     alnum = chars.ALPHA | chars.DIGIT
     assert all(a not in alnum or c not in alnum for a, c in pairs)
@@ -46,7 +46,7 @@ def test_pct_pairs_follow_the_published_alnum_rule():
 
 
 def test_request_bytes():
-    r = published.request
+    r = published_suite.request
     assert r("path", 0x20, HOST) == b"GET /hello  HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
     assert r("query", 0x7F, HOST) == b"GET /hello?\x7f HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
     assert r("field_name", 0x28, HOST) == b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n(: value\r\n\r\n"
@@ -58,12 +58,12 @@ def test_request_bytes():
 
 
 def test_quick_mode_samples_only_the_big_categories_deterministically():
-    quick = {c.key: published.items(c.key, quick=True) for c in published.CATEGORIES}
+    quick = {c.key: published_suite.items(c.key, quick=True) for c in published_suite.CATEGORIES}
     assert [len(quick[k]) for k in ("path", "query", "field_name", "field_value")] == [175, 175, 178, 30]
-    for k in published.SAMPLED:
-        assert len(quick[k]) == published.QUICK_SAMPLE == len(set(quick[k]))
-        assert set(quick[k]) <= set(published.INVALID_PCT_PAIRS)
-        assert quick[k] == published.items(k, quick=True)
+    for k in published_suite.SAMPLED:
+        assert len(quick[k]) == published_suite.QUICK_SAMPLE == len(set(quick[k]))
+        assert set(quick[k]) <= set(published_suite.INVALID_PCT_PAIRS)
+        assert quick[k] == published_suite.items(k, quick=True)
     assert quick["pct_path"] != quick["pct_query"]
 
 

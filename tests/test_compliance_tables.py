@@ -62,7 +62,7 @@ def test_estimates_beside_published_reads_a_sample_as_an_estimate():
 
 
 def test_score_plot_keeps_its_legend_off_the_bars():
-    from kourier_lab.bench import style
+    from kourier_lab import style
     scores = pd.DataFrame([dict(kind="peer", target="peer go", suite="published", score=59.2),
                            dict(kind="peer", target="peer go", suite="strict", score=82.7)])
     ax = survey.plot_scores(scores, title="t")

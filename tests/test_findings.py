@@ -1,12 +1,12 @@
-"""Sentences computed from rows (bench/findings.py): each states the relation
+"""Sentences computed from rows (bench/results/findings.py): each states the relation
 the figures show, with its conditions, and changes when the figures change."""
 import math
 
 import pandas as pd
 import pytest
 
-from kourier_lab.bench import findings
-from kourier_lab.bench.bottleneck import classify_row
+from kourier_lab.bench.results import findings
+from kourier_lab.bench.results.bottleneck import classify_row
 from kourier_lab.bench.results import summarize, to_frame
 
 

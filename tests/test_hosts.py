@@ -4,12 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from kourier_lab.bench import split as split_mod
-from kourier_lab.bench.hosts import parse_host
-from kourier_lab.bench.remote import (distribution_figures, hdr_encoded, host_columns,
+from kourier_lab.bench.experiment import split as split_mod
+from kourier_lab.bench.hosts.config import parse_host
+from kourier_lab.bench.hosts.remote import (distribution_figures, hdr_encoded, host_columns,
                                       merge_distributions, merge_wrk_clients,
                                       shared_cores_warning)
-from kourier_lab.bench.spec import SpecError, parse_experiment
+from kourier_lab.bench.experiment.files import SpecError, parse_experiment
 
 
 def _exp(hosts, **extra):
@@ -152,8 +152,8 @@ def test_ryzen_profile_unscaled_where_12_logical_cpus_exist(monkeypatch, logical
 def test_local_hosts_run_through_the_same_path(tmp_path):
     """server = clients = "local": the [hosts] path on one machine (no SSH), one short run."""
     import sys
-    from kourier_lab.bench.paths import repo_root
-    from kourier_lab.bench.runner import run_experiment
+    from kourier_lab.paths import repo_root
+    from kourier_lab.bench.run.batch import run_experiment
     exp = parse_experiment({
         "name": "hosts_local", "stacks": [], "shapes": ["keepalive"], "repetitions": 1,
         "duration": 1, "warmup": 0, "shape": {"keepalive": {"connections": 4}},
@@ -170,8 +170,8 @@ def test_local_hosts_run_through_the_same_path(tmp_path):
 
 
 def test_cpus_option_refused_with_hosts(tmp_path):
-    from kourier_lab.bench.remote import RemoteError
-    from kourier_lab.bench.runner import run_experiment
+    from kourier_lab.bench.hosts.remote import RemoteError
+    from kourier_lab.bench.run.batch import run_experiment
     exp = _exp({"server": "local", "clients": ["local"]})
     with pytest.raises(RemoteError, match="--cpus splits this machine's CPUs"):
         run_experiment(exp, out=tmp_path, cpus=[0], progress=False)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from kourier_lab import procs
-from kourier_lab.bench.sampler import descendants
+from kourier_lab.sampler import descendants
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 

@@ -1,9 +1,11 @@
-"""Every figure function of bench/notebook_plots.py renders on fixture rows,
+"""Every figure function of bench/notebooks/notebook_figures.py renders on fixture rows,
 with its legend outside the axes' data area."""
 import pandas as pd
 import pytest
 
-from kourier_lab.bench import findings, notebook_plots as nbp, style
+from kourier_lab.bench.results import findings
+from kourier_lab.bench.notebooks import notebook_figures as nbp
+from kourier_lab import style
 
 
 def _speed():

@@ -31,7 +31,7 @@ def test_notebook_executes(name, monkeypatch, tmp_path):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
 
 
-# Notebooks whose conclusions are computed (bench/findings.py): they print what
+# Notebooks whose conclusions are computed (bench/results/findings.py): they print what
 # quick mode changed, end with "what to read" bullets, and keep logic in the package.
 COMPUTED = ["01_parser_lab.ipynb", "02_numba_and_buffers.ipynb", "03_event_loops.ipynb",
             "04_server_matrix.ipynb", "05_reproduce_kourier_blog.ipynb", "06_memory.ipynb",
@@ -47,7 +47,7 @@ def test_notebook_is_thin_and_says_what_quick_mode_changed(name):
     assert last.cell_type == "markdown" and last.source.startswith("## What to read from this"), name
     assert last.source.count("\n* ") >= 3, f"{name}: fewer than three 'what to read' bullets"
     for s in code:
-        # plotting and helpers live in the package (bench/notebook_plots.py, bench/parser_lab.py, ...)
+        # plotting and helpers live in the package (bench/notebooks/notebook_figures.py, bench/notebooks/parser_lab.py, ...)
         assert "import matplotlib" not in s and "plt." not in s, f"{name}: inline plotting"
         assert not any(line.startswith(("def ", "class ")) for line in s.splitlines()), \
             f"{name}: defines a function inline"

@@ -5,8 +5,9 @@ import os
 import pandas as pd
 import pytest
 
-from kourier_lab.bench import latency_plots, plots, style
-from kourier_lab.stress import plots as stress_plots
+from kourier_lab.bench.plots import latency as latency_plots, throughput as plots
+from kourier_lab import style
+from kourier_lab.stress import stress_plots
 
 SERVERS = [("ceiling", "ceiling", False), ("c/c/c", "stack", False), ("numba/numba/numba", "stack", False),
            ("python/python/python", "stack", False), ("c/c/c+memo", "stack", True),

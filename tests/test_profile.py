@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from kourier_lab.bench import flame, instructions, profile
+from kourier_lab.bench.profile import flame, instructions, stack as profile
 from kourier_lab.loops import stages
 
 PERF_SCRIPT = """python3 4242/4243 [000] 100.000001:    1001001 cpu-clock:

@@ -160,8 +160,8 @@ def test_split_stack_and_labels():
 
 
 def test_experiment_paths_are_relative_to_the_file(tmp_path, user_file):
-    from kourier_lab.bench.spec import load_experiment
-    from kourier_lab.bench.targets import expand_targets
+    from kourier_lab.bench.experiment.files import load_experiment
+    from kourier_lab.bench.experiment.targets import expand_targets
     exp_file = user_file.parent / "mine.toml"
     exp_file.write_text('stacks = ["python/my_parser.py:Delegating/python", "c/nope.py:X/c"]\n')
     exp = load_experiment(exp_file)
@@ -173,8 +173,8 @@ def test_experiment_paths_are_relative_to_the_file(tmp_path, user_file):
 
 
 def test_rows_record_the_source(user_file):
-    from kourier_lab.bench.runner import _variant_sources
-    from kourier_lab.bench.targets import Target
+    from kourier_lab.bench.run.rows import variant_sources as _variant_sources
+    from kourier_lab.bench.experiment.targets import Target
     t = Target("stack", "x", "python", f"{user_file}:Delegating", "python")
     cols = _variant_sources(t)
     assert cols["parser_source"] == str(user_file) and len(cols["parser_sha256"]) == 64

@@ -13,20 +13,20 @@ runner (the matrix), results (rows, summary), plots, published (the posts'
 numbers), micro (in-process microbenchmarks); hosts, remote, remote_run, agent
 (experiments with [hosts]: server and wrk on other machines over SSH), sweep (Dask).
 """
-from .paths import quick_from_env, results_dir, figures_dir, experiments_dir  # noqa: F401
-from .spec import Experiment, SpecError, load_experiment  # noqa: F401
-from .split import PROFILES, plan_split  # noqa: F401
-from .wrk import WrkError, parse_wrk_output  # noqa: F401
+from ..paths import quick_from_env, results_dir, figures_dir, experiments_dir  # noqa: F401
+from .experiment.files import Experiment, SpecError, load_experiment  # noqa: F401
+from .experiment.split import PROFILES, plan_split  # noqa: F401
+from .load.wrk import WrkError, parse_wrk_output  # noqa: F401
 
 
 def run_experiment(*args, **kwargs):
-    """See kourier_lab.bench.runner.run_experiment."""
-    from .runner import run_experiment as _run
+    """See kourier_lab.bench.run.batch.run_experiment."""
+    from .run.batch import run_experiment as _run
     return _run(*args, **kwargs)
 
 
 def load_results(*args, **kwargs):
-    """See kourier_lab.bench.results.load_results: every recorded run, one DataFrame."""
+    """See kourier_lab.bench.results.store.load_results: every recorded run, one DataFrame."""
     from .results import load_results as _load
     return _load(*args, **kwargs)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..cpus import cpus_option
+
 
 def _usage(msg: str):
     from ..errors import UsageError
@@ -75,23 +77,15 @@ def register(sub) -> None:
     r.add_argument("--no-figures", action="store_true", help="do not write figures")
     r.set_defaults(func=run_report)
 
-    from .corpora import register as register_corpora
+    from .experiment.corpora import register as register_corpora
     register_corpora(sub)
 
 
-def _parse_cpus(text):
-    from ..cpus import parse_cpu_list
-    try:
-        return parse_cpu_list(text)
-    except ValueError as e:
-        raise _usage(f"--cpus: {e}") from None
-
-
 def run_bench(args) -> int:
-    from .ceiling import CeilingBuildError
-    from .runner import run_experiment
-    from .spec import SpecError, load_experiment
-    from .wrk import WrkError
+    from .experiment.ceiling import CeilingBuildError
+    from .run.batch import run_experiment
+    from .experiment.files import SpecError, load_experiment
+    from .load.wrk import WrkError
     try:
         exp = load_experiment(args.experiment)
     except SpecError as e:
@@ -103,7 +97,7 @@ def run_bench(args) -> int:
     if args.fold_runs:
         import dataclasses
         exp = dataclasses.replace(exp, fold_runs=switch[args.fold_runs])
-    cpus = _parse_cpus(args.cpus) if args.cpus else None
+    cpus = cpus_option(args.cpus) if args.cpus else None
     figures = False if args.no_figures else (Path(args.figures) if args.figures else True)
     try:
         df = run_experiment(exp, quick=args.quick, out=args.out, progress=not args.no_progress,
@@ -111,7 +105,7 @@ def run_bench(args) -> int:
     except (WrkError, CeilingBuildError) as e:
         raise _usage(str(e)) from None
     except RuntimeError as e:
-        from .remote import RemoteError     # a host of [hosts] that cannot be used
+        from .hosts.remote import RemoteError     # a host of [hosts] that cannot be used
         if isinstance(e, RemoteError):
             raise _usage(str(e)) from None
         raise
@@ -120,7 +114,7 @@ def run_bench(args) -> int:
 
 
 def run_micro(args) -> int:
-    from .micro import run_micro as _run
+    from .profile.micro import run_micro as _run
     if args.repeat is not None and args.repeat < 1:
         raise _usage("--repeat must be >= 1")
     variants = [v for v in args.variants.split(",") if v] if args.variants else None
@@ -133,7 +127,7 @@ def run_micro(args) -> int:
 
 
 def run_report(args) -> int:
-    from .plots import write_figures
+    from .plots.throughput import write_figures
     from .results import load_results, summary_text
     root = Path(args.results) if args.results else None
     df = load_results(root, experiment=args.experiment)
@@ -157,7 +151,7 @@ def run_report(args) -> int:
 
 
 def run_profile(args) -> int:
-    from .profile import MEASURES, ProfileError, profile
+    from .profile.stack import MEASURES, ProfileError, profile
     measures = tuple(m.strip() for m in args.only.split(",")) if args.only else MEASURES
     try:
         profile(args.stack, args.shape, out=args.out, results=args.results, quick=args.quick,

@@ -6,7 +6,7 @@
     result.rows           # one dict per category / case, for the results table
     print(result.report())
 
-* ``published`` (published.py): the posts' test - invalid bytes in the path,
+* ``published`` (published_suite.py): the posts' test - invalid bytes in the path,
   query, field names and values, invalid pct-encodings - each request on its
   own connection; a test fails when the answer starts with ``HTTP/1.1 200 OK``.
   A server that neither answers nor closes within the timeout is counted apart
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from . import client, published, strict
+from . import client, published_suite, strict
 from .client import parse_address
 
 SUITES = ("published", "strict")
@@ -83,13 +83,13 @@ def check_serving(host: str, port: int, timeout: float = 5.0) -> None:
 
 
 def run_published(address: str, quick: bool = False, concurrency: int = 64, timeout: float = 10.0,
-                  sample: int = published.QUICK_SAMPLE, categories: Optional[List[str]] = None,
+                  sample: int = published_suite.QUICK_SAMPLE, categories: Optional[List[str]] = None,
                   progress: Optional[Callable[[int], None]] = None) -> SuiteResult:
     host, port = parse_address(address)
     check_serving(host, port)
     hostport = f"{host}:{port}".encode()
     keys, its, payloads = [], [], []
-    for key, item, data in published.requests(hostport, quick, categories, sample):
+    for key, item, data in published_suite.requests(hostport, quick, categories, sample):
         keys.append(key)
         its.append(item)
         payloads.append(data)
@@ -98,7 +98,7 @@ def run_published(address: str, quick: bool = False, concurrency: int = 64, time
                                    progress=progress)
     seconds = time.perf_counter() - t0
     counts = {c.key: dict(detected=0, undetected=0, timed_out=0, unreachable=0, requests=0)
-              for c in published.CATEGORIES}
+              for c in published_suite.CATEGORIES}
     failures = []
     for key, item, reply in zip(keys, its, replies):
         c = counts[key]
@@ -109,11 +109,11 @@ def run_published(address: str, quick: bool = False, concurrency: int = 64, time
             c["unreachable"] += 1
         elif reply.head.startswith(b"HTTP/1.1 200 OK"):
             c["undetected"] += 1
-            failures.append(dict(category=key, item=published.describe_item(item), answer="200 OK"))
+            failures.append(dict(category=key, item=published_suite.describe_item(item), answer="200 OK"))
         else:
             c["detected"] += 1
     rows = []
-    for cat in published.CATEGORIES:
+    for cat in published_suite.CATEGORIES:
         c = counts[cat.key]
         if categories is not None and cat.key not in categories:
             continue
@@ -178,7 +178,7 @@ def _published_report(r: SuiteResult) -> str:
             lines.append(f"{row['timed_out']:>10} {row['description']} neither answered nor closed "
                          f"(timeout, counted as not passed).")
     if r.quick:
-        lines.append(f"(quick: {published.QUICK_SAMPLE} sampled requests per pct-encoding category "
+        lines.append(f"(quick: {published_suite.QUICK_SAMPLE} sampled requests per pct-encoding category "
                      f"instead of 61692; {r.total} requests in all)")
     lines.append(f"({r.total} requests in {r.seconds:.1f} s)")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     from . import ServerNotServing, run
     from .client import parse_address
     try:

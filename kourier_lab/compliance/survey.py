@@ -134,7 +134,7 @@ def published_table():
     """The posts' published scores (data/published/kourier_2025_compliance.csv), shaped like run_survey's rows."""
     import pandas as pd
     try:
-        from ..bench.published import load_published
+        from ..published_figures import load_published
         pub = load_published("compliance")
         items = list(zip(pub["server_label"], pub["compliance_pct"]))
     except (ImportError, OSError, KeyError):     # no data directory (e.g. an installed wheel)
@@ -229,10 +229,10 @@ def full_suite_estimates(categories):
 
 def plot_scores(scores, ax=None, title: str = "HTTP syntax compliance"):
     """Horizontal bars: measured published-suite and strict scores, beside the posts'
-    published scores, in the package style (bench/style.py: the posts' figures in
+    published scores, in the package style (style.py: the posts' figures in
     the published colour everywhere, the legend outside the bars).  Without `ax`
-    the figure is an Agg Figure (no pyplot): show it with bench.plots.to_image(ax.figure)."""
-    from ..bench import style
+    the figure is an Agg Figure (no pyplot): show it with bench.plots.throughput.to_image(ax.figure)."""
+    from .. import style
     table = score_table(scores)
     if ax is None:
         _, axes = style.figure(1, 1, figsize=(9, 0.35 * len(table) + 1.8))
@@ -279,7 +279,7 @@ def estimates_beside_published(categories):
     if est.empty:
         return pd.DataFrame(columns=cols)
     try:
-        from ..bench.published import load_published
+        from ..published_figures import load_published
         pub = load_published("compliance")
         by_peer = {str(p): float(v) for p, v in zip(pub["peer"], pub["compliance_pct"])
                    if isinstance(p, str) and p}

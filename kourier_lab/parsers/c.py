@@ -18,7 +18,8 @@ import warnings
 from itertools import repeat
 
 from ..http.limits import DEFAULT_LIMITS, Limits
-from . import RequestHead, register
+from . import register
+from .table import RequestHead
 
 try:
     from .._native_parser import ffi, lib

@@ -60,8 +60,9 @@ from numba import carray, cfunc, njit, types
 from numba.core.extending import intrinsic
 
 from ..http.limits import DEFAULT_LIMITS, Limits
-from . import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
-               FORM_ORIGIN, RequestHead, register)
+from . import register
+from .table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
+                    FORM_ORIGIN, RequestHead)
 
 if sys.byteorder != "little":  # pragma: no cover - the flag words below assume it
     raise ImportError("the numba parser packs the request table's byte fields little-endian")

@@ -32,8 +32,9 @@ from itertools import islice
 from ..http.chars import (FIELD_CONTENT, FIELD_VCHAR, HEXDIG, PATH_CHAR, QUERY_CHAR, REG_NAME,
                           SCHEME_CHAR, TCHAR, regex_class)
 from ..http.limits import DEFAULT_LIMITS, Limits
-from . import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
-               FORM_ORIGIN, RequestHead, register)
+from . import register
+from .table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
+                    FORM_ORIGIN, RequestHead)
 
 _TOKEN = regex_class(TCHAR)
 _PATHC = regex_class(PATH_CHAR, b"%")

@@ -35,7 +35,7 @@ import tempfile
 
 from ..http.limits import DEFAULT_LIMITS
 from ..registry import VariantError
-from . import parse_heads_by_head
+from .table import parse_heads_by_head
 
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-fno-strict-aliasing"]
 
@@ -49,7 +49,7 @@ class CompileError(VariantError):
 
 
 def _native_dir() -> str:
-    from ..bench.paths import repo_root
+    from ..paths import repo_root
     d = os.path.join(str(repo_root()), "native")
     if not os.path.isfile(os.path.join(d, "kourier_lab.h")):
         raise VariantError("a C parser needs native/kourier_lab.h from a kourier_lab checkout "

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def _name(name):
-    from ..cli import UsageError
+    from ..errors import UsageError
     from . import names
     if name not in names():
         raise UsageError(f"unknown peer {name!r}; choose one of: {', '.join(names())}")
@@ -80,7 +80,7 @@ def _build(args) -> int:
 
 
 def _start(args) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     from . import PeerError, start
     name = _name(args.name)
     if args.workers < 1:

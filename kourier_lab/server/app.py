@@ -218,7 +218,7 @@ def _as_bytes(body) -> bytes:
 
 
 # The benchmark app's response presets (`serve --response`); the ceiling sends
-# the same bytes (bench/ceiling.py renders them from here).
+# the same bytes (bench/experiment/ceiling.py renders them from here).
 #   default   Server, Date, Content-Type, Content-Length: 135 bytes
 #   kourier   the posts' response: Server, Date, Content-Length, no Content-Type:
 #             105 bytes (17.89 GB / 182,933,248 responses in the post's wrk run)

@@ -77,7 +77,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     from .. import buffers, loops, parsers
     from .config import ServerConfig
     from ..registry import is_user_spec, normalize

@@ -3,7 +3,7 @@
     kourier-lab memory experiments/memory.toml [--quick]    # RSS/VmPeak per step, 1 k .. 500 k
     kourier-lab soak [--duration 120] [--stacks c/c/c]      # mixed load, RSS and fds sampled
 
-    from kourier_lab.stress import memory, soak, plots
+    from kourier_lab.stress import memory, soak, stress_plots
     df = memory.run_memory("experiments/memory.toml", quick=True, figures=True)
     rows = soak.run_soak(["c/c/c"], duration=60)
 
@@ -15,10 +15,10 @@ Modules:
                counts and the limits that cap a step (RLIMIT_NOFILE, file table,
                a peer's own cap), what was raised
   memory       the memory experiment: spec (experiments/memory.toml), one fresh
-               server per step, rows through kourier_lab.bench.results
+               server per step, rows through kourier_lab.bench.results.store
   soak         native stacks under mixed load (pipelined, keep-alive, new
                connections, malformed), RSS and descriptors once a second
-  plots        RSS, RSS per connection, VmPeak beside the post's; the soak curves
+  stress_plots RSS, RSS per connection, VmPeak beside the post's; the soak curves
   cli          the `memory` and `soak` subcommands
 
 The hostile-client cases (slowloris, slow readers, floods, resets,

@@ -64,8 +64,8 @@ def register(sub) -> None:
 def _cpus(text):
     if not text:
         return None
-    from ..bench.cli import _parse_cpus
-    return _parse_cpus(text)
+    from ..cpus import cpus_option
+    return cpus_option(text)
 
 
 @contextlib.contextmanager
@@ -74,7 +74,7 @@ def _summary_on_interrupt(out, suffix: str, show):
     through the runs' own finally blocks, which stop their servers and clients;
     here the rows written so far (every finished step) are read back and
     summarised before the command exits 130/143."""
-    from ..bench.paths import results_dir
+    from ..paths import results_dir
     root = Path(out) if out else results_dir()
     before = set(root.glob(f"*-{suffix}")) if root.is_dir() else set()
     try:
@@ -98,7 +98,7 @@ def _figures(args):
 
 
 def run_memory_cmd(args) -> int:
-    from ..bench.spec import SpecError
+    from ..bench.experiment.files import SpecError
     from .memory import load_memory_spec, run_memory
     try:
         spec = load_memory_spec(args.experiment)

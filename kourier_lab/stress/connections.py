@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import procs as _procs
-from ..bench.sampler import descendants
+from ..sampler import descendants
 from .loadgen import percentiles_from_hist, raise_nofile
 
 PER_ADDRESS = 1000           # connections per source address: few, so the kernel finds a free port at once
@@ -307,5 +307,5 @@ class ConnectionLoad:
 
 
 def pin_pids(pids: Iterable[int], cpus: Sequence[int]) -> None:
-    from ..bench.sampler import pin_tree
+    from ..sampler import pin_tree
     pin_tree(pids, cpus)

@@ -30,10 +30,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 
-from ..bench.machine import git_commit, machine_info
+from ..bench.run.machine import git_commit, machine_info
 from ..bench.results import new_batch_dir, to_frame, write_rows
-from ..bench.sampler import TreeSampler, descendants, pin_tree
-from ..bench.split import cpu_list, plan_split
+from ..sampler import TreeSampler, descendants, pin_tree
+from ..bench.experiment.split import cpu_list, plan_split
 
 HOST = "127.0.0.1"
 # the limits every stack runs with here: the defaults of kourier_lab.http.limits,

@@ -57,13 +57,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from ..bench.machine import git_commit, machine_info
+from ..bench.run.machine import git_commit, machine_info
 from ..bench.results import new_batch_dir, to_frame, write_rows
-from ..bench.sampler import TreeSampler, descendants, pin_tree
-from ..bench.spec import SpecError, check_kind
-from ..bench.split import cpu_list, plan_split, PROFILES
-from ..bench.targets import Target, expand_peers, expand_stacks, peers_module
-from ..bench.verify import VerifyError, free_port, verify_server
+from ..sampler import TreeSampler, descendants, pin_tree
+from ..bench.experiment.files import SpecError, check_kind
+from ..bench.experiment.split import cpu_list, plan_split, PROFILES
+from ..bench.experiment.targets import Target, expand_peers, expand_stacks, peers_module
+from ..bench.run.verify import VerifyError, free_port, verify_server
 from .connections import (ConnectionLoad, nofile_of, peer_connection_cap, raised_limits,
                           server_capacity, system_capacity, tree_fds)
 
@@ -397,7 +397,7 @@ def run_memory(spec: Union[str, Path, MemorySpec], quick: bool = False,
     df = to_frame(rows)
     df.attrs.update(batch_id=batch_id, batch_dir=str(batch_dir))
     if figures:
-        from .plots import write_memory_figures
+        from .stress_plots import write_memory_figures
         fig_dir = None if figures is True else Path(figures)
         df.attrs["figures"] = [str(p) for p in write_memory_figures(df, fig_dir)]
     return df
@@ -520,7 +520,7 @@ def per_connection_table(df) -> "pd.DataFrame":
     VmPeak per connection at 500 k (published VmPeak / 500,000: virtual memory,
     an upper bound on what those servers used, not their RSS)."""
     import pandas as pd
-    from ..bench.published import load_published
+    from ..published_figures import load_published
     cols = ["server", "step", "workers", "connections_held", "rss_per_conn_bytes",
             "hwm_per_conn_bytes", "slab_per_conn_bytes", "tcp_mem_per_conn_bytes",
             "baseline_rss_per_worker_kb", "server_vmrss_kb", "server_vmpeak_kb"]

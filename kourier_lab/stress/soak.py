@@ -33,12 +33,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import pandas as pd
 
 from .. import procs as _procs
-from ..bench.machine import git_commit, machine_info
-from ..bench.paths import results_dir
+from ..bench.run.machine import git_commit, machine_info
+from ..paths import results_dir
 from ..bench.results import new_batch_dir, to_frame, write_rows
-from ..bench.sampler import TreeSampler, descendants, pin_tree
-from ..bench.split import cpu_list, plan_split
-from ..bench.wrk import PIPELINE_LUA, WrkError, ensure_wrk, parse_wrk_output
+from ..sampler import TreeSampler, descendants, pin_tree
+from ..bench.experiment.split import cpu_list, plan_split
+from ..bench.load.wrk import PIPELINE_LUA, WrkError, ensure_wrk, parse_wrk_output
 from .connections import raised_limits, tree_fds
 
 HOST = "127.0.0.1"
@@ -300,7 +300,7 @@ def run_soak(stacks: Optional[Sequence[str]] = None, duration: int = 120,
     samples_df = pd.DataFrame(all_samples)
     df.attrs.update(batch_id=batch_id, batch_dir=str(batch_dir))
     if figures and not samples_df.empty:
-        from .plots import write_soak_figures
+        from .stress_plots import write_soak_figures
         df.attrs["figures"] = [str(p) for p in write_soak_figures(
             samples_df, None if figures is True else Path(figures))]
     df.attrs["samples"] = samples_df

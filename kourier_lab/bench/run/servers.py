@@ -1,0 +1,200 @@
+"""Start a stack, a peer or the ceiling on its CPUs as a process tree; stop it and every process it started."""
+from __future__ import annotations
+
+
+import dataclasses
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+from ... import procs as _procs
+from ..experiment import ceiling as _ceiling
+from ...paths import repo_root
+from ...sampler import pin_tree
+from ..experiment.files import Experiment
+from ..experiment.split import Split, cpu_list
+from ..experiment.targets import Target, peers_module
+from .verify import VerifyError, free_port, wait_ready
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 15.0
+READY_TIMEOUT_JIT_S = 60.0     # Numba variants compile on first start
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+
+
+@dataclasses.dataclass
+class RunningServer:
+    target: Target
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    pids_seen: set = dataclasses.field(default_factory=set)
+
+
+def pin_cpus(cpus):
+    cpus = set(cpus)
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _server_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    root = str(repo_root())
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _most_connections(exp: Experiment) -> int:
+    return max((connection_budget() if s.connections == "max" else int(s.connections))
+               for s in exp.shapes)
+
+
+def raise_fd_limit() -> int:
+    """Raise our soft open-files limit to the hard one (wrk and servers inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def connection_budget() -> int:
+    """How many connections wrk can open to one local port: fds and ephemeral ports."""
+    fds = raise_fd_limit() - 64
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        ports = hi - lo + 1 - 1000
+    except (OSError, ValueError):
+        ports = 28000
+    return max(1, min(fds, ports))
+
+
+def stack_command(target: Target, split: Split, exp: Experiment, host: str, port,
+                  python: str = sys.executable, app: str = "default") -> List[str]:
+    """`kourier-lab serve` for a stack target (bench/hosts/remote.py runs the same line remotely);
+    app "demo" serves kourier_lab/server/demo.py (the api shape's handlers)."""
+    return [python, "-m", "kourier_lab.cli", "serve", "-a", host, "-p", str(port),
+            "--worker-count", str(split.workers), "--loop", target.loop,
+            "--parser", target.parser, "--buffer", target.buffer,
+            "--request-timeout", f"{exp.request_timeout_s:g}",
+            "--idle-timeout", f"{exp.idle_timeout_s:g}",
+            "--cpus", cpu_list(split.server_cpus),
+            "--head-memo", "on" if target.head_memo else "off",
+            "--fold-runs", "on" if target.fold_runs else "off",
+            *(["--app", app] if app != "default" else []),
+            "--response", exp.response,
+            # room for the experiment's largest load on any one worker
+            "--max-connections", str(max(10000, _most_connections(exp) + 100))]
+
+
+def start_server(target: Target, split: Split, exp: Experiment, log_path: Path,
+                 app: str = "default") -> RunningServer:
+    port = free_port(HOST)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if target.kind == "ceiling":
+        cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response)
+    elif target.kind == "stack":
+        cmd = stack_command(target, split, exp, HOST, port, app=app)
+    else:
+        cmd = None
+    if cmd is not None:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=pin_cpus(split.server_cpus), env=_server_env(),
+                                    cwd=str(repo_root()))
+        _procs.register(proc, target.name)
+    else:
+        mod, problem = peers_module()
+        if mod is None:
+            raise ServerStartError(problem)
+        try:
+            proc = mod.start(target.name, HOST, port, split.workers, list(split.server_cpus))
+        except Exception as e:
+            raise ServerStartError(f"peers.start({target.name!r}) failed: "
+                                   f"{type(e).__name__}: {e}") from None
+        _procs.register(proc, target.name)
+        log_path.write_text(f"peer {target.name} started by kourier_lab.peers.start "
+                            f"(its output is not captured here)\n")
+    server = RunningServer(target, proc, port, log_path)
+    jit = any("numba" in (v or "") for v in (target.loop, target.parser, target.buffer))
+    try:
+        wait_ready(HOST, port, proc, READY_TIMEOUT_JIT_S if jit else READY_TIMEOUT_S)
+    except VerifyError as e:
+        stop_server(server)
+        tail = log_tail(log_path)
+        raise ServerStartError(f"{e}" + (f"; log: {tail}" if tail else "")) from None
+    # Pin every process/thread of the tree to the server CPUs (peers start
+    # their own processes; our workers already pin themselves one per CPU).
+    from ...sampler import descendants
+    pids = descendants(proc.pid)
+    server.pids_seen.update(pids)
+    pin_tree(pids, split.server_cpus)
+    return server
+
+
+def _alive_same(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def stop_server(server: RunningServer, grace: float = 10.0) -> None:
+    """SIGTERM, wait for a graceful stop, then SIGKILL whatever of its tree is left."""
+    from ...sampler import descendants
+    proc = server.proc
+    if proc.poll() is None:
+        server.pids_seen.update(descendants(proc.pid))
+    if server.target.kind == "peer":
+        mod, _ = peers_module()
+        if mod is not None:
+            try:
+                mod.stop(proc)
+            except Exception:
+                pass
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    # Workers that outlived their supervisor: only processes we saw in its tree.
+    for pid in server.pids_seen - {proc.pid}:
+        if _alive_same(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    if server.target.kind != "peer":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # its own session: ours to clean
+        except (ProcessLookupError, PermissionError):
+            pass
+    _procs.forget(proc)
