@@ -9,7 +9,7 @@
  * server sends and do less work per request than the server in every shape.
  *
  * The response is given on the command line (hex, so any bytes pass through
- * argv unchanged); bench/ceiling.py renders it from the server's own
+ * argv unchanged); bench/experiment/ceiling.py renders it from the server's own
  * benchmark_response().  If it has a "Date: " header, the 29-byte IMF-fixdate
  * value (RFC 7231, GMT, as the server's http_date) is rewritten each second.
  *
@@ -40,7 +40,7 @@
  * SIGTERM/SIGINT stop it (the parent forwards the signal to its workers).
  *
  * Build: cc -O2 -o ceiling native/ceiling.c   (the bench harness does this
- * into a cache directory, see kourier_lab/bench/ceiling.py).
+ * into a cache directory, see kourier_lab/bench/experiment/ceiling.py).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,6 +1,6 @@
 /*
  * count_parser.c — the C parser alone, for exact instruction counts under
- * valgrind's callgrind (bench/instructions.py builds and runs it).
+ * valgrind's callgrind (bench/profile/instructions.py builds and runs it).
  *
  * usage: count_parser SIMD ROUNDS FILE
  *   SIMD    scalar | sse42 | avx2 (the path every head is parsed on)
