@@ -68,7 +68,7 @@ lab: kernel
 	    --ServerApp.root_dir=notebooks --ServerApp.open_browser=False $(LAB_ROOT_FLAG)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of native/ over the parser corpus and a
-# fuzz pass (the test suite runs the same through tests/test_native_sanitizers.py)
+# fuzz pass (the test suite runs the same through tests/native/test_native_sanitizers.py)
 sanitize: setup
 	$(MAKE) -C native asan
 

@@ -9,9 +9,9 @@
 Suites (the same code that grades the built-ins in the test suite; nothing is
 copied here):
 
-* contract -- the repository's contract suites (tests/test_parser_contract.py:
+* contract -- the repository's contract suites (tests/parsers/test_parser_contract.py:
   pipelined streams at random splits, the batch protocol, the head memo;
-  tests/test_buffer_contract.py; tests/test_server.py for a loop), run by
+  tests/buffers/test_buffer_contract.py; tests/server/test_server.py for a loop), run by
   pytest in a child process with the registry's names() narrowed to the
   variant, so every test parametrized over the variants runs for it alone.
 * spec -- the language-neutral spec corpus (kourier_lab.spec, tests/spec/):
@@ -45,9 +45,9 @@ _ENV_KIND, _ENV_SPEC, _ENV_OUT = "KOURIER_LAB_CHECK_KIND", "KOURIER_LAB_CHECK_SP
 
 # the contract suites of each kind (repository-relative); a missing file is skipped
 CONTRACT_FILES = {
-    "parser": ["tests/test_parser_contract.py"],
-    "buffer": ["tests/test_buffer_contract.py"],
-    "loop": ["tests/test_server.py"],
+    "parser": ["tests/parsers/test_parser_contract.py"],
+    "buffer": ["tests/buffers/test_buffer_contract.py"],
+    "loop": ["tests/server/test_server.py"],
 }
 
 # What each contract test feeds the variant.

@@ -6,7 +6,7 @@ notebook 02 live in bench/notebooks/numba_costs.py.
 
 The request table is declared once, in native/kourier_lab.h (``kl_request``).
 ``REQUEST_DTYPE`` mirrors it field by field (same names, offsets and itemsize;
-tests/test_numba_parser.py checks them against the header through cffi), so a
+tests/parsers/test_numba_parser.py checks them against the header through cffi), so a
 table filled by the Numba parser can be handed to C and back without a copy.
 
 The kernels do not index the structured array by field name: a structured

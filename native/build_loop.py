@@ -27,7 +27,7 @@ CFLAGS = ["-O3", "-Wall", "-Wextra", "-std=gnu11", "-fno-strict-aliasing"]
 LDFLAGS = []
 # --sanitize DIR: an ASan + UBSan build of the whole native server (loop.c,
 # ringbuffer.c, parser.c) written into DIR (a copy of the kourier_lab package,
-# tests/test_native_server_sanitized.py), never over the regular build.  The
+# tests/native/test_native_server_sanitized.py), never over the regular build.  The
 # Python host then needs LD_PRELOAD of libasan.
 SANITIZE = None
 if "--sanitize" in sys.argv:

@@ -1,6 +1,6 @@
 /*
  * fuzz_parser.c — a standalone driver for the sanitizer build of parser.c
- * (make -C native asan / fuzz; tests/test_native_sanitizers.py runs it).
+ * (make -C native asan / fuzz; tests/native/test_native_sanitizers.py runs it).
  *
  * For the built-in corpus, the corpus files given on the command line and a
  * deterministic random mutation pass, every input is copied into a heap block

@@ -44,7 +44,7 @@ only when its answer can change -- which the order of checks below defines.
       n == 0 / n < 0  as above
 
 Semantics (every variant, checked by the spec corpus tests/spec/ through
-kourier_lab/spec.py, and tests/test_parser_contract.py).  The order of the
+kourier_lab/spec.py, and tests/parsers/test_parser_contract.py).  The order of the
 checks is part of the contract, so that a prefix of the input never reports
 a different error than the whole input:
   1. leading CRLF pairs are skipped (RFC 9112 2.2), but they count toward

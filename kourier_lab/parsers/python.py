@@ -1,7 +1,7 @@
 """The pure-Python parser: the standard library only (`re` and bytes methods).
 
 Every byte is validated, but the work is pushed into C-implemented primitives.
-Two paths give the same answers (tests/test_parser_contract.py checks it):
+Two paths give the same answers (tests/parsers/test_parser_contract.py checks it):
 
   * the common-head path: ONE compiled regular expression (character classes
     generated from http/chars.py) matches a whole common head -- an

@@ -8,7 +8,7 @@ parser), follow the new bytes only, and say when the parser's answer can have
 changed; the parser is asked then, and its answer is the one given.  So a
 request costs O(its bytes) however it is split, with any parser, including a
 user's.  native/loop.c and loops/numba.py carry the same two scans in C and
-Numba; tests/test_spec.py checks every parser against these (the parser
+Numba; tests/server/test_spec.py checks every parser against these (the parser
 answers "need more" wherever a scan says it need not be asked).
 """
 import re

@@ -22,5 +22,5 @@ Modules:
   cli          the `memory` and `soak` subcommands
 
 The hostile-client cases (slowloris, slow readers, floods, resets,
-half-closed sockets, SIGKILLed workers) are tests: tests/test_hostile.py.
+half-closed sockets, SIGKILLed workers) are tests: tests/server/test_hostile.py.
 """

@@ -1,6 +1,6 @@
 """Coverage-guided differential fuzzing of the parsers with atheris.
 
-Run by tests/test_fuzz_parsers.py as a subprocess (atheris ends the process):
+Run by tests/parsers/test_fuzz_parsers.py as a subprocess (atheris ends the process):
     python tests/fuzz/parsers_atheris.py SEED_DIR -max_total_time=8
 Each input is a split point byte and request bytes; every parser variant
 (python, numba, c) must give the same answer for the whole request -- the

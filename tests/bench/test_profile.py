@@ -135,7 +135,7 @@ def test_anatomy_notebook_executes_in_quick_mode(monkeypatch, tmp_path):
 
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
     monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))

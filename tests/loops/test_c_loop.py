@@ -337,7 +337,7 @@ def test_event_loops_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
     monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
@@ -416,7 +416,7 @@ def test_native_head_scan_decides_as_the_python_one():
 
 
 # --- the fold_runs knob -------------------------------------------------------
-DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")     # masked as tests/test_head_memo.py does
+DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")     # masked as tests/server/test_head_memo.py does
 # runs of identical requests, distinct ones (queries, paths, the catch-all, a
 # Python handler), HEAD, HTTP/1.0 keep-alive, a body, and a final close
 FOLD_STREAM = (REQ * 50

@@ -19,7 +19,7 @@ from kourier_lab.stress.connections import ConnectionLoad, raised_limits, server
 from kourier_lab.stress.memory import load_memory_spec, parse_memory_spec, run_memory
 from kourier_lab.stress.soak import flat, native_stacks, run_soak
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 

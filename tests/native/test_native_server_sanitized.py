@@ -8,7 +8,7 @@ the connection scripts on c/python/c (one pytest subprocess), with libasan prelo
 built with ASan) and leak detection off (CPython's own allocations are not
 ours) and a 1 MB quarantine (the default 256 MB one grows the worker's RSS
 through the soak, which checks that RSS stays flat).  Any sanitizer report is a failure, whatever the tests said.  The
-parser-only fuzz pass is tests/test_native_sanitizers.py.
+parser-only fuzz pass is tests/native/test_native_sanitizers.py.
 """
 import os
 import shutil
@@ -17,9 +17,9 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["tests/test_server.py", "tests/test_hostile.py", "tests/test_spec.py",
-          "tests/test_alloc_failure.py", "tests/test_stress.py"]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUITES = ["tests/server/test_server.py", "tests/server/test_hostile.py", "tests/server/test_spec.py",
+          "tests/native/test_alloc_failure.py", "tests/stress/test_stress.py"]
 # the C loop with its own parser (connection scripts, server and hostile cases,
 # soak) and with the Python parser (the crossing: loop.c calling back into Python
 # per request, its connection scripts); a SIGKILL under load would leave a

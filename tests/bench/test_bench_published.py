@@ -10,7 +10,7 @@ from kourier_lab.published_figures import (beside_published, load_published,
 from kourier_lab.bench.results import to_frame
 from kourier_lab.bench.load.wrk import parse_wrk_output
 
-FIXTURES = Path(__file__).parent / "fixtures" / "wrk"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wrk"
 POST = {"kourier": "post_2025_kourier_overflow.txt", "hyper": "post_2025_hyper.txt",
         "go": "post_2025_go.txt"}
 

@@ -26,7 +26,7 @@ import pytest
 
 from kourier_lab.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 PLACEHOLDERS = {"NAME": "go", "PORT": "3275", "N": "1", "STACK": "c/c/c"}
 

@@ -4,7 +4,7 @@ on random and mutated requests, fed whole and split at random points.
 
 The C parser is run under every SIMD path this CPU supports (scalar, SSE4.2,
 AVX2) on the same inputs.  The corpus below is also what the sanitizer build
-(tests/test_native_sanitizers.py) replays.
+(tests/native/test_native_sanitizers.py) replays.
 """
 import dataclasses
 import random
@@ -455,7 +455,7 @@ def test_c_simd_path_from_the_environment():
     import subprocess
     import sys
     code = "from kourier_lab.parsers import c; print(c.simd())"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     best = "avx2" if "avx2" in SIMD_PATHS else "sse42" if "sse42" in SIMD_PATHS else "scalar"
     for want, expect in [(p, p) for p in SIMD_PATHS] + [("neon", best), ("", best)]:
         env = dict(os.environ, KOURIER_LAB_SIMD=want, PYTHONPATH=root)

@@ -1,7 +1,7 @@
 """The Numba loop in-process: static routes are answered by the native path
 (no promotion), anything else is promoted to the Python session once and
 answered exactly as the Python loop does.  The full server suite
-(tests/test_server.py) runs it as a separate process too."""
+(tests/server/test_server.py) runs it as a separate process too."""
 import contextlib
 import socket
 import threading
@@ -16,7 +16,7 @@ from kourier_lab.server.config import ServerConfig  # noqa: E402
 from kourier_lab.server.demo import app  # noqa: E402
 from kourier_lab.server.process import read_responses, read_until_close  # noqa: E402
 
-from tests.test_head_memo import DATE  # noqa: E402
+from tests.server.test_head_memo import DATE  # noqa: E402
 from tests.threaded_loop import serving  # noqa: E402
 
 REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"

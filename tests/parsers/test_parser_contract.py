@@ -1,7 +1,7 @@
 """The parser contract beyond single requests, over every registered parser variant:
 pipelined streams at random splits, the batch protocol, the head memo, the
 Python parser's two paths.  Single requests are the spec corpus (tests/spec,
-tests/test_spec.py)."""
+tests/server/test_spec.py)."""
 import random
 
 import pytest
@@ -14,7 +14,7 @@ H = b"Host: example.com\r\n"
 
 
 # The request cases themselves (valid, invalid, limits, chunked bodies) are the
-# spec corpus in tests/spec/requests, run over every parser by tests/test_spec.py;
+# spec corpus in tests/spec/requests, run over every parser by tests/server/test_spec.py;
 # the tests here feed its requests in other ways (pipelined streams, batches).
 CORPUS = [c for c in spec.load_request_cases() if c.limits == DEFAULT_LIMITS]
 

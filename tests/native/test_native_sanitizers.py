@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NATIVE = os.path.join(ROOT, "native")
 FUZZ_SECONDS = int(os.environ.get("KOURIER_LAB_FUZZ_SECONDS", "25"))
 LIBFUZZER_SECONDS = int(os.environ.get("KOURIER_LAB_LIBFUZZER_SECONDS", "20"))
@@ -26,7 +26,7 @@ needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC", "gcc")) is None 
 
 
 def _corpus():
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "parsers"))
     import test_parser_contract as contract
     import test_parser_differential as differential
     from kourier_lab import spec

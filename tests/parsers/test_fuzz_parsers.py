@@ -10,7 +10,7 @@ import pytest
 
 from kourier_lab import spec
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = int(os.environ.get("KOURIER_LAB_ATHERIS_SECONDS", "8"))
 
 

@@ -7,7 +7,7 @@ import pytest
 from kourier_lab.bench.load.wrk import (WrkError, WrkLoad, parse_bytes, parse_metric, parse_time_ms,
                                    parse_wrk_output, shell_line)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "wrk"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wrk"
 
 
 def load(name):

@@ -16,7 +16,7 @@ from kourier_lab.parsers import BODY_LENGTH  # noqa: E402
 from kourier_lab.parsers import numba as nparser  # noqa: E402
 from kourier_lab.parsers.python import PythonParser  # noqa: E402
 
-import tests.test_parser_contract as contract  # noqa: E402
+import tests.parsers.test_parser_contract as contract  # noqa: E402
 
 SHORT = b"GET /hello HTTP/1.1\r\nHost: localhost:3275\r\n\r\n"
 

@@ -11,7 +11,7 @@ import pytest
 from kourier_lab import parsers
 from kourier_lab.bench.experiment import corpora
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from kourier_lab.bench.results import format_summary, summarize, to_frame
 from kourier_lab.bench.experiment.files import SpecError, load_experiment, parse_experiment
 from kourier_lab.bench.experiment.split import plan_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # The bench's experiments (experiments/ also holds other commands' files, e.g.

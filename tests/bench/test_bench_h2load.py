@@ -15,7 +15,7 @@ from kourier_lab.bench.load.h2load import (H2loadError, H2loadLoad, browser_head
                                            shell_line)
 from kourier_lab.bench.run.measure import run_h2load
 
-FIXTURES = Path(__file__).parent / "fixtures" / "h2load"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "h2load"
 needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None,
                                   reason="h2load is not installed (Debian: nghttp2-client)")
 
