@@ -1,4 +1,4 @@
-"""`kourier-lab bench | micro | report`.
+"""`kourier-lab bench | profile | micro | report | corpora`: the bench rooms' commands.
 
     kourier-lab bench experiments/quick.toml [--quick] [--out data/results] [--figures DIR]
     kourier-lab micro parsers|buffers|timers [--quick] [--repeat N] [--out DIR]

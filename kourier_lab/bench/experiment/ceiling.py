@@ -1,4 +1,5 @@
-"""Build and start native/ceiling.c, the reference responder.
+"""Build native/ceiling.c, the reference responder, and give its command line
+(run/servers.py starts it like any server).
 
 The binary goes to a cache directory outside the repository
 ($KOURIER_LAB_CACHE, else $XDG_CACHE_HOME/kourier_lab, else ~/.cache/kourier_lab),

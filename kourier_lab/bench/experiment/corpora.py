@@ -20,7 +20,8 @@ Every corpus is generated here from a seed, nothing is captured from elsewhere:
     kourier-lab corpora
 
 writes data/corpora/<name>.corpus byte for byte the same on every machine (the
-committed files are these; the runner regenerates a missing one).
+committed files are these; ensure() rewrites a missing one before a batch
+loads it).
 
 File format (one header line, then length-prefixed records, raw bytes exact):
 

@@ -99,7 +99,7 @@ SHAPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
 }
 LOAD_TOOLS = ("wrk", "h2load")
 RESPONSES = ("default", "kourier")
-# "max" connections is capped here; the runner lowers it further to what the
+# "max" connections is capped here; run/measure.py lowers it further to what the
 # file-descriptor limit and the ephemeral port range allow.
 MAX_CONNECTIONS_DEFAULT = 10000
 

@@ -1,8 +1,11 @@
-"""The experiment matrix on a host pair (bench/hosts/remote.py), and a batch of it.
+"""The experiment matrix on one host pair: run_pair, every target's shapes and
+runs, with the hosts driven through bench/hosts/remote.py.
 
-run_experiment() hands an experiment with [hosts] to run_on_hosts(): the same
-batch folder, Parquet rows, progress bar and summary as a local batch; one host
-pair runs here, several are dispatched by Dask (bench/hosts/sweep.py).
+run_experiment() hands an experiment with [hosts] to run_on_hosts()
+(bench/hosts/sweep.py), which calls run_pair for one pair, or once per Dask
+task for several, and writes the same batch folder, Parquet rows and summary
+as a local batch.  The rows are built as run/batch.py builds them (run/rows.py
+base_row, run/measure.py's server figures).
 """
 from __future__ import annotations
 

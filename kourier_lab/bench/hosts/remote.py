@@ -1,9 +1,14 @@
 """Experiments across machines: the server on one host, the load tools on others, over SSH.
 
-    df = run_experiment("experiments/two_boxes.toml")     # an experiment with [hosts]
+    df = run_experiment("experiments/ryzen_two_boxes.toml")   # an experiment with [hosts]
 
-asyncssh carries every command; each host runs `python -m kourier_lab.bench.hosts.agent`
-(bench/hosts/agent.py) from the same commit as this checkout.  For one host pair:
+This module drives the hosts (HostSession, open_pair, merging the clients'
+figures); pair.py runs the matrix on a pair with it, sweep.py (run_on_hosts)
+is where run_experiment hands such an experiment.
+
+asyncssh carries every command; each host runs `python -m
+kourier_lab.bench.hosts.agent` (bench/hosts/agent.py) from the same commit as
+this checkout.  For one host pair:
 
 1. Connect to every host, read its metadata (`agent info`) and check it is at
    this checkout's commit (prepare = "check"), or ship the commit there

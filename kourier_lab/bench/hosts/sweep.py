@@ -5,7 +5,7 @@
              {server = "ssh://root@c", clients = ["ssh://root@d"]}]
 
 One Dask task per (server under test, host pair): it opens the pair, runs that
-server's shapes and repetitions (remote_run.run_pair) and returns the rows.
+server's shapes and repetitions (pair.run_pair) and returns the rows.
 A host is never loaded by two tasks at once: before it starts, a task takes a
 cluster-wide `distributed.Lock` named after every host of its pair (in sorted
 order, so two tasks never wait on each other), and holds them to the end.

@@ -1,4 +1,5 @@
-"""Latency figures from h2load rows (kourier_lab.bench.load.h2load), in plots.py's style.
+"""Latency figures from h2load rows (kourier_lab.bench.load.h2load), in the package
+style; throughput.py's write_figures adds them when a batch has such rows.
 
     fig = plot_latency_vs_load(df)     # the hockey stick: p50/p99 against offered req/s
     fig = plot_request_latency(df)     # closed-loop per-request percentiles per server
@@ -53,7 +54,7 @@ def _empty(ax, text="no per-request latency rows"):
 
 def _saturation(closed: pd.DataFrame, rate_rows: pd.DataFrame):
     """The server's closed-loop throughput in the rate rows' own load shape (same
-    connections and in-flight depth; the runner's "rate-probe" row when there is
+    connections and in-flight depth; run/batch.py's "rate-probe" row when there is
     one), or None: a pipelined closed loop is no saturation point for them."""
     if closed.empty:
         return None

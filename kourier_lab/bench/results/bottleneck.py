@@ -22,12 +22,10 @@ One rule for both sides, one threshold:
                   "neither"     nothing saturated: the run was latency-bound
                                 (or paced: the open-loop rate shape)
 
-The summary applies the same rule to the median figures of a server's runs,
-so two runs that straddle the threshold (a tie of per-run labels) do not
-pick a label alphabetically.  Before this module the run label tested wrk
-first ("client" even when the server was at 94 %), and the summary took the
-mode of the per-run labels, which for two quick-mode runs labelled
-"neither" and "server" gave "neither".
+The summary (summary.py) applies the same rule to the median figures of a
+server's runs rather than taking the commonest per-run label, so two runs
+that straddle the threshold do not pick a label by a tie; run/measure.py
+labels each run.
 """
 from __future__ import annotations
 
@@ -78,7 +76,7 @@ def classify(server_cpu_util=None, client_cpu_util=None, server_cpus_busy=None,
 
 def classify_row(row: Mapping) -> str:
     """classify() on a mapping with the rows' column names (a run row, a summary
-    line or a runner's figures dict)."""
+    line or run/measure.py's figures dict)."""
     get = row.get
     client = get("wrk_cpu_util")
     if client is None or (isinstance(client, float) and math.isnan(client)):

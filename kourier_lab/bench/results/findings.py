@@ -1,7 +1,7 @@
 """Conclusions computed from the numbers a notebook just measured.
 
 A notebook's sentence that states a measured relation ("python/c/c needs
-2.7x less server CPU per request than python/python/python") is printed by a
+N x less server CPU per request than python/python/python") is printed by a
 function here, from the DataFrame the notebook produced, together with the
 conditions it depends on (head memo on or off, quick mode, which side's CPUs
 were saturated), so it stays true in quick mode, in full mode and on another
@@ -29,7 +29,8 @@ from .bottleneck import saturated_side
 from .summary import DISTINCT_SHAPE, IDENTICAL_SHAPE, summarize
 
 # Two medians closer than this (relative) are reported as "about the same":
-# the shared machine drifts 10-25 % between hours and a few % within a batch.
+# a shared machine drifts between hours (README, "What it printed here") and
+# by a few % within a batch.
 SAME_WITHIN = 0.10
 
 

@@ -113,7 +113,7 @@ DISTINCT_SHAPE, IDENTICAL_SHAPE = "distinct", "pipelined"
 def identical_saves(summary: pd.DataFrame) -> pd.Series:
     """Per summary line of the distinct shape: its server CPU-µs per request
     divided by the same server's on pipelined (identical requests), same batch;
-    NaN elsewhere.  6.7 means the server pays 6.7x more when no two requests
+    NaN elsewhere.  N means the server pays N times more when no two requests
     of a write are equal: what identical requests save it."""
     out = pd.Series(math.nan, index=summary.index, dtype="float64")
     if summary.empty or "cpu_us_per_req" not in summary.columns:

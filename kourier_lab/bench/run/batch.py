@@ -1,12 +1,15 @@
-"""The harness: start each server on its CPUs, verify it, warm it up, load it
-with wrk a counted number of times while sampling its process tree, keep
-every run as a row, stop it, and move on.
+"""The harness: start each server on its CPUs (servers.py), verify it, warm it
+up, load it with wrk or h2load a counted number of times while sampling its
+process tree (measure.py), keep every run as a row (rows.py's columns plus the
+run's figures), stop it, and move on.
 
     df = run_experiment("experiments/quick.toml", quick=False)
 
 Rows are written after every server (so an interrupted batch keeps what it
-measured) to  <results>/<batch_id>/rows.parquet, wrk's raw outputs next to them
-in <results>/<batch_id>/wrk/, server logs in <results>/<batch_id>/logs/.
+measured) by results/store.py's write_rows to <results>/<batch_id>/rows.parquet,
+the load tools' raw outputs next to them in <results>/<batch_id>/wrk/ and
+h2load/, server logs in <results>/<batch_id>/logs/.  An experiment with [hosts]
+goes to hosts/sweep.py's run_on_hosts instead.
 """
 from __future__ import annotations
 
