@@ -52,7 +52,7 @@ setup: system $(VENV)/.installed
 build: setup
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: setup
 	$(BIN)/kourier-lab bench $(EXPERIMENT)

@@ -26,3 +26,37 @@ def pytest_configure(config):
         pytest.exit("built-in variants do not import (run `make setup`, or set "
                     "KOURIER_LAB_ALLOW_MISSING_VARIANTS=1 to test without them):\n  "
                     + "\n  ".join(missing), returncode=4)
+
+
+# Markers by where a test lives and what it starts, so a developer can run one kind:
+#   pytest tests/parsers            one component
+#   pytest -m "not notebook and not system and not sanitizer"   the fast inner loop
+TESTS = os.path.dirname(os.path.abspath(__file__))
+_BY_FOLDER = {"notebooks": "notebook", "system": "system"}
+
+
+_STARTERS = {"ServerProcess", "start_server"}
+
+
+def _starts_a_server(item) -> bool:
+    """A server fixture, or a call (direct or through a helper of its module) that starts one."""
+    names = set(getattr(item, "fixturenames", ()))
+    if any("server" in n for n in names) or names & {"pair", "servers"}:
+        return True
+    func, module = getattr(item, "function", None), getattr(item, "module", None)
+    if func is None or module is None:
+        return False
+    helpers = {n for n, f in vars(module).items()
+               if callable(f) and hasattr(f, "__code__") and _STARTERS & set(f.__code__.co_names)}
+    return bool((_STARTERS | helpers) & set(func.__code__.co_names))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        rel = os.path.relpath(str(item.path), TESTS).split(os.sep)
+        if rel[0] in _BY_FOLDER:
+            item.add_marker(_BY_FOLDER[rel[0]])
+        if "sanitiz" in rel[-1]:
+            item.add_marker("sanitizer")
+        if _starts_a_server(item):
+            item.add_marker("server")

@@ -127,24 +127,3 @@ def test_profile_command_on_the_python_stack(tmp_path):
     assert list((tmp_path / "res").glob("*/profile.parquet"))
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.skipif(not shutil.which("wrk"), reason="needs wrk")
-def test_anatomy_notebook_executes_in_quick_mode(monkeypatch, tmp_path):
-    import os
-    from pathlib import Path
-
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
-    monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    nb = nbformat.read(root / "notebooks" / "08_anatomy.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(root / "notebooks")}}).execute()
-    text = "".join(o.get("text", "") or str(o.get("data", {}).get("text/plain", ""))
-                   for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "the largest counted stage is" in text
-    assert "read+write syscalls per request" in text
-    assert list((tmp_path / "results").glob("*/profile.parquet"))

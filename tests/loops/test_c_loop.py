@@ -326,36 +326,6 @@ def test_the_c_loop_refuses_a_python_buffer():
         loops.create("c", ServerConfig(loop="c", parser="c", buffer="python"), benchmark_app())
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_event_loops_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
-    """notebooks/03_event_loops.ipynb, executed as committed (no outputs), in quick
-    mode: real wrk runs of 1 s, results and figures into a temporary directory."""
-    import shutil
-    from pathlib import Path
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed")
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
-    monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    nb = nbformat.read(root / "notebooks" / "03_event_loops.ipynb", as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    nbclient.NotebookClient(nb, timeout=800, kernel_name="python3",
-                            resources={"metadata": {"path": str(root / "notebooks")}}).execute()
-    batches = sorted(p.parent.name for p in (tmp_path / "results").glob("*/rows.parquet"))
-    assert len(batches) == 2 and any(b.endswith("event_loops_head_memo") for b in batches)
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
-    assert len(images) >= 3
-    tables = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if "text/html" in o.get("data", {})]
-    assert any("c/c/c" in o["data"]["text/html"] for o in tables)
-
-
 def _cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

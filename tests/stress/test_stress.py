@@ -1,11 +1,10 @@
 """The stress package: the many-connections load generator, the memory
-experiment (spec, limits, rows, figures, CLI), a short soak per native stack,
-and notebooks/06_memory.ipynb in quick mode.
+experiment (spec, limits, rows, figures, CLI) and a short soak per native stack
+(notebooks/06_memory.ipynb runs in tests/notebooks/).
 
 Results and figures go to temporary directories, never into data/.
 """
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -270,32 +269,6 @@ def test_short_soak_rss_and_fds_stay_flat(stack, tmp_path):
     samples = pd.read_parquet(next(tmp_path.glob("*-soak/samples.parquet")))
     assert len(samples) == r["samples"] and (samples["fds"] > 0).all()
     assert (tmp_path / "soak_rss_fds.png").exists()
-
-
-# --- the notebook ----------------------------------------------------------------------
-
-@needs_wrk
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_memory_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("KOURIER_LAB_QUICK", "1")
-    monkeypatch.setenv("KOURIER_LAB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("KOURIER_LAB_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT),
-                                                                   os.environ.get("PYTHONPATH")])))
-    path = ROOT / "notebooks" / "06_memory.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    client = nbclient.NotebookClient(nb, timeout=540, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
-    assert list((tmp_path / "results").glob("*-memory/rows.parquet"))
-    assert list((tmp_path / "results").glob("*-soak/samples.parquet"))
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
-    assert len(images) >= 3
 
 
 def test_multi_process_peers_are_peer_names():
