@@ -76,8 +76,8 @@ Start-up: libc is called by symbol name (Numba ExternalFunction: epoll_wait,
 accept4, recv, send, close, memcpy, ...), not through cffi function pointers,
 whose addresses Numba would bake into the machine code and so refuse to cache.
 Every function here therefore uses cache=True: the first process on a machine
-compiles (~10-60 s on this 2-core VM), later ones load machine code from
-__pycache__ (bench/numba_costs.start_up() measures both).  The supervisor
+compiles, later ones load machine code from __pycache__
+(bench/notebooks/numba_costs.py start_up() measures both; notebook 02 shows them).  The supervisor
 still compiles (or loads) before forking, so workers inherit the code.
 """
 import errno
@@ -99,7 +99,7 @@ from numba.core.extending import intrinsic
 from .. import buffers, parsers
 from ..numba_layout import limits_array, new_table
 from ..parsers.numba import (H_COUNT, H_FLAGS0, H_LEN, H_METHOD, H_METHOD_LEN, H_PATH, H_PATH_LEN, HEAD_FIELDS,
-                             _ld,
+                             load_byte,
                              parse_heads_kernel)
 from ..server.app import StaticRoute
 from ..server.session import Session
@@ -396,18 +396,18 @@ def _scan_head(row, start, end, s, rl, scanned, max_request_line, max_header_byt
         # the CRLF pairs before the request line, bounded at max_header_bytes + 1 bytes
         bound = min(end, start + max_header_bytes + 1)
         p = start + s
-        while p + 2 <= bound and _ld(row, p) == 13 and _ld(row, p + 1) == 10:
+        while p + 2 <= bound and load_byte(row, p) == 13 and load_byte(row, p + 1) == 10:
             p += 2
         s = p - start
         if s >= max_header_bytes:
             return True, s, 0, end - start
         p = start + max(s, scanned)
-        while p < end and _ld(row, p) != 10:
+        while p < end and load_byte(row, p) != 10:
             p += 1
         if p == end:
             # no LF yet: ask only when the request line is over its limit (414)
             k = end - start - s
-            over = k - 1 > max_request_line or (k > max_request_line and _ld(row, end - 1) != 13)
+            over = k - 1 > max_request_line or (k > max_request_line and load_byte(row, end - 1) != 13)
             return over, s, 0, end - start
         # the request line ends: judged now; the empty-line search starts at its LF
         rl = p + 1 - start
@@ -416,11 +416,11 @@ def _scan_head(row, start, end, s, rl, scanned, max_request_line, max_header_byt
     p = start + max(rl - 1, scanned - 2)
     done = False
     while p < end:
-        if _ld(row, p) == 10:
-            if p + 1 < end and _ld(row, p + 1) == 10:
+        if load_byte(row, p) == 10:
+            if p + 1 < end and load_byte(row, p + 1) == 10:
                 done = True
                 break
-            if p + 2 < end and _ld(row, p + 1) == 13 and _ld(row, p + 2) == 10:
+            if p + 2 < end and load_byte(row, p + 1) == 13 and load_byte(row, p + 2) == 10:
                 done = True
                 break
         p += 1
@@ -531,12 +531,12 @@ def _serve_row(row, wrow, st, t, lim, ctl, path_blob, path_idx, resp_blob, resp_
             same = fold != 0 and route >= 0 and ml == pml and pl == ppl
             if same:
                 for i in range(ml):
-                    if _ld(row, mo + i) != _ld(row, pmo + i):
+                    if load_byte(row, mo + i) != load_byte(row, pmo + i):
                         same = False
                         break
             if same:
                 for i in range(pl):
-                    if _ld(row, po + i) != _ld(row, ppo + i):
+                    if load_byte(row, po + i) != load_byte(row, ppo + i):
                         same = False
                         break
             if not same:

@@ -109,7 +109,7 @@ from typing import Callable
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..registry import Registry
-from .table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,  # noqa: F401
+from .request_table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,  # noqa: F401
                     FORM_AUTHORITY, FORM_ORIGIN, NEED_MORE, RequestHead, parse_heads_by_head)
 
 INTERFACE = ("parse_head", "head", "parse_chunked")     # + the info attribute after parse_head

@@ -19,7 +19,7 @@ from itertools import repeat
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import register
-from .table import RequestHead
+from .request_table import RequestHead
 
 try:
     from .._native_parser import ffi, lib

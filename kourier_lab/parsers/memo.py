@@ -18,7 +18,7 @@ and loops/numba.py):
   * the C loop: native/loop.c (kl_loop_set_head_memo), one memcmp per head;
   * the Numba loop: the memo row in loops/numba.py (ctl[C_MEMO_LEN]).
 """
-from .table import BODY_NONE, parse_heads_by_head
+from .request_table import BODY_NONE, parse_heads_by_head
 
 MEMO_MAX = 512          # longest head remembered, in bytes (the same in C and Numba)
 

@@ -26,8 +26,8 @@ Entry points
   consecutive heads (see its docstring).
 * ``parse_batch_kernel(...)`` parses pipelined heads back to back in one call
   (no bodies), for the native loops and for measuring the parser without the
-  Python-call overhead (a Numba call from Python costs ~0.3-1 us, about as much
-  as parsing a small request).
+  Python-call overhead (a Numba call from Python costs about as much as
+  parsing a small request: notebook 02's crossing costs).
 * ``c_entry_points()``: @cfunc objects with the C signatures of kourier_lab.h;
   ``.address`` is a function pointer the C loop can call natively.  Compiled on
   first use (a @cfunc cannot cache to disk), calling the cached kernels.
@@ -36,13 +36,14 @@ Every @njit function uses cache=True: the first call on a machine compiles
 (``jit_report()`` gives the figures), later processes load machine code from
 __pycache__.  They also use _nrt=False: the kernels allocate nothing, and
 without Numba's reference-counting runtime an array passed to a helper costs
-no atomic incref/decref (Numba does not inline across @njit functions; with
-the runtime on, those calls doubled the time of a browser request).
+no atomic incref/decref (Numba does not inline across @njit functions, so
+those calls are many; the README's "How it is built" has what the runtime
+cost).
 
 NumbaParser is the Python-level class of the contract (see as_array() for how
-it views the caller's buffer).  From Python, each call pays ~1 us of
-interpreter and dispatch overhead, several times the parse itself; the batch
-kernel and the native loops are where the compiled code shows.
+it views the caller's buffer).  From Python, each call pays interpreter and
+dispatch overhead, more than the parse itself (notebook 02 splits it up); the
+batch kernel and the native loops are where the compiled code shows.
 """
 import sys
 import time
@@ -61,7 +62,7 @@ from numba.core.extending import intrinsic
 
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import register
-from .table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
+from .request_table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
                     FORM_ORIGIN, RequestHead)
 
 if sys.byteorder != "little":  # pragma: no cover - the flag words below assume it
@@ -88,7 +89,7 @@ _FIELD_OTHER, _FIELD_HOST, _FIELD_CL, _FIELD_TE, _FIELD_CONNECTION, _FIELD_EXPEC
 
 # -- small helpers (inlined by LLVM into the kernels) -------------------------
 @intrinsic
-def _ld(typingctx, arr, idx):
+def load_byte(typingctx, arr, idx):
     """arr[idx] for an index known to be in range: one load.  Indexing with a
     signed integer makes Numba add a negative-index fix (a compare and a
     conditional move) to every access: most of a byte loop's instructions."""
@@ -116,14 +117,14 @@ def _load_u64(typingctx, arr, idx):
 @njit(cache=True, _nrt=False)
 def _find_lf(buf, pos, end):
     for i in range(pos, end):
-        if _ld(buf, i) == 10:
+        if load_byte(buf, i) == 10:
             return i
     return -1
 
 
 @njit(cache=True, _nrt=False)
 def _skip(buf, i, e, cls):
-    while i < e and CC[_ld(buf, i)] & cls:
+    while i < e and CC[load_byte(buf, i)] & cls:
         i += 1
     return i
 
@@ -145,7 +146,7 @@ def _eq_exact(buf, i, e, lit):
     if e - i != len(lit):
         return False
     for k in range(len(lit)):
-        if _ld(buf, i + k) != lit[k]:
+        if load_byte(buf, i + k) != lit[k]:
             return False
     return True
 
@@ -156,7 +157,7 @@ def _eq_nocase(buf, i, e, lit):
     if e - i != len(lit):
         return False
     for k in range(len(lit)):
-        if _lower(_ld(buf, i + k)) != lit[k]:
+        if _lower(load_byte(buf, i + k)) != lit[k]:
             return False
     return True
 
@@ -165,7 +166,7 @@ def _eq_nocase(buf, i, e, lit):
 def _same_bytes(buf, a, b, n):
     """buf[a:a + n] == buf[b:b + n]."""
     for k in range(n):
-        if _ld(buf, a + k) != _ld(buf, b + k):
+        if load_byte(buf, a + k) != load_byte(buf, b + k):
             return False
     return True
 
@@ -195,9 +196,9 @@ def _field_kind(buf, i, e):
 def _match_host(buf, i, e):
     """End of a uri-host at buf[i:] (IP-literal, or reg-name which may be empty),
     or -1.  A '[' can only start an IP-literal (reg-name excludes it)."""
-    if i < e and _ld(buf, i) == 91:          # '['
+    if i < e and load_byte(buf, i) == 91:          # '['
         j = _skip(buf, i + 1, e, C_IPLIT)
-        if j == i + 1 or j >= e or _ld(buf, j) != 93:
+        if j == i + 1 or j >= e or load_byte(buf, j) != 93:
             return -1
         return j + 1
     return _skip(buf, i, e, C_REGNAME)
@@ -209,7 +210,7 @@ def _host_value_ok(buf, i, e):
     h = _match_host(buf, i, e)
     if h < 0:
         return False
-    if h < e and _ld(buf, h) == 58:          # ':'
+    if h < e and load_byte(buf, h) == 58:          # ':'
         h = _skip(buf, h + 1, e, C_DIGIT)
     return h == e
 
@@ -228,7 +229,7 @@ def _request_line(buf, s, le, start, t):
     sp1 = -1
     sp2 = -1
     for i in range(s, le):
-        if _ld(buf, i) == 32:
+        if load_byte(buf, i) == 32:
             if sp1 < 0:
                 sp1 = i
             elif sp2 < 0:
@@ -240,23 +241,23 @@ def _request_line(buf, s, le, start, t):
     if _skip(buf, s, sp1, C_TCHAR) != sp1:
         return -400
     v = sp2 + 1
-    if (le - v != 8 or _ld(buf, v) != 72 or _ld(buf, v + 1) != 84 or _ld(buf, v + 2) != 84 or _ld(buf, v + 3) != 80
-            or _ld(buf, v + 4) != 47 or not (CC[_ld(buf, v + 5)] & C_DIGIT) or _ld(buf, v + 6) != 46
-            or not (CC[_ld(buf, v + 7)] & C_DIGIT)):
+    if (le - v != 8 or load_byte(buf, v) != 72 or load_byte(buf, v + 1) != 84 or load_byte(buf, v + 2) != 84 or load_byte(buf, v + 3) != 80
+            or load_byte(buf, v + 4) != 47 or not (CC[load_byte(buf, v + 5)] & C_DIGIT) or load_byte(buf, v + 6) != 46
+            or not (CC[load_byte(buf, v + 7)] & C_DIGIT)):
         return -400
-    major = _ld(buf, v + 5) - 48
-    minor = _ld(buf, v + 7) - 48
+    major = load_byte(buf, v + 5) - 48
+    minor = load_byte(buf, v + 7) - 48
     t0 = sp1 + 1
     t1 = sp2
     is_connect = _eq_exact(buf, s, sp1, _LIT_CONNECT)
-    c0 = _ld(buf, t0)
+    c0 = load_byte(buf, t0)
     has_q = 0
     if c0 == 47:                                    # '/': origin-form
         form = FORM_ORIGIN
         p0 = t0
         i = _skip(buf, t0, t1, C_PATH)
         p1 = i
-        if i < t1 and _ld(buf, i) == 63:                 # '?'
+        if i < t1 and load_byte(buf, i) == 63:                 # '?'
             has_q = 1
             q0 = i + 1
             i = _skip(buf, q0, t1, C_QUERY)
@@ -272,7 +273,7 @@ def _request_line(buf, s, le, start, t):
         p0 = p1 = q0 = q1 = t0
     elif is_connect:                                # authority-form
         h = _match_host(buf, t0, t1)
-        if h < 0 or h >= t1 or _ld(buf, h) != 58:
+        if h < 0 or h >= t1 or load_byte(buf, h) != 58:
             return -400
         if h + 1 == t1 or _skip(buf, h + 1, t1, C_DIGIT) != t1:
             return -400
@@ -282,18 +283,18 @@ def _request_line(buf, s, le, start, t):
         if not (CC[c0] & C_ALPHA):
             return -400
         i = _skip(buf, t0 + 1, t1, C_SCHEME)
-        if i + 3 > t1 or _ld(buf, i) != 58 or _ld(buf, i + 1) != 47 or _ld(buf, i + 2) != 47:
+        if i + 3 > t1 or load_byte(buf, i) != 58 or load_byte(buf, i + 1) != 47 or load_byte(buf, i + 2) != 47:
             return -400
         i = _match_host(buf, i + 3, t1)
         if i < 0:
             return -400
-        if i < t1 and _ld(buf, i) == 58:
+        if i < t1 and load_byte(buf, i) == 58:
             i = _skip(buf, i + 1, t1, C_DIGIT)
         p0 = i
-        if i < t1 and _ld(buf, i) == 47:
+        if i < t1 and load_byte(buf, i) == 47:
             i = _skip(buf, i + 1, t1, C_PATH)
         p1 = i
-        if i < t1 and _ld(buf, i) == 63:
+        if i < t1 and load_byte(buf, i) == 63:
             has_q = 1
             q0 = i + 1
             i = _skip(buf, q0, t1, C_QUERY)
@@ -306,8 +307,8 @@ def _request_line(buf, s, le, start, t):
     if is_connect and form != FORM_AUTHORITY:
         return -400
     for i in range(t0, t1):                         # every '%' starts %HEXDIG HEXDIG
-        if _ld(buf, i) == 37:
-            if i + 2 >= t1 or not (CC[_ld(buf, i + 1)] & C_HEX) or not (CC[_ld(buf, i + 2)] & C_HEX):
+        if load_byte(buf, i) == 37:
+            if i + 2 >= t1 or not (CC[load_byte(buf, i + 1)] & C_HEX) or not (CC[load_byte(buf, i + 2)] & C_HEX):
                 return -400
     if major != 1:
         return -505
@@ -331,10 +332,10 @@ def _fast_request_line(buf, s, end, start, t):
     which gives the exact verdict): this shape can only be valid, and for it the
     first LF is the one found here, since no byte before it can be an LF."""
     i = s
-    while i < end and CC[_ld(buf, i)] & C_TCHAR:
+    while i < end and CC[load_byte(buf, i)] & C_TCHAR:
         i += 1
     sp1 = i
-    if sp1 == s or i + 1 >= end or _ld(buf, i) != 32 or _ld(buf, i + 1) != 47:
+    if sp1 == s or i + 1 >= end or load_byte(buf, i) != 32 or load_byte(buf, i + 1) != 47:
         return -1
     if sp1 - s == 7 and _eq_exact(buf, s, sp1, _LIT_CONNECT):
         return -1
@@ -342,9 +343,9 @@ def _fast_request_line(buf, s, end, start, t):
     i = t0
     q0 = -1
     while i < end:
-        c = _ld(buf, i)
+        c = load_byte(buf, i)
         if c == 37:                                     # '%' HEXDIG HEXDIG
-            if i + 2 >= end or not (CC[_ld(buf, i + 1)] & C_HEX) or not (CC[_ld(buf, i + 2)] & C_HEX):
+            if i + 2 >= end or not (CC[load_byte(buf, i + 1)] & C_HEX) or not (CC[load_byte(buf, i + 2)] & C_HEX):
                 return -1
             i += 3
         elif c == 63 and q0 < 0:                        # the first '?' starts the query
@@ -356,9 +357,9 @@ def _fast_request_line(buf, s, end, start, t):
             break
     t1 = i
     v = i + 1
-    if (v + 10 > end or _ld(buf, i) != 32 or _ld(buf, v) != 72 or _ld(buf, v + 1) != 84 or _ld(buf, v + 2) != 84
-            or _ld(buf, v + 3) != 80 or _ld(buf, v + 4) != 47 or _ld(buf, v + 5) != 49 or _ld(buf, v + 6) != 46
-            or (_ld(buf, v + 7) != 49 and _ld(buf, v + 7) != 48) or _ld(buf, v + 8) != 13 or _ld(buf, v + 9) != 10):
+    if (v + 10 > end or load_byte(buf, i) != 32 or load_byte(buf, v) != 72 or load_byte(buf, v + 1) != 84 or load_byte(buf, v + 2) != 84
+            or load_byte(buf, v + 3) != 80 or load_byte(buf, v + 4) != 47 or load_byte(buf, v + 5) != 49 or load_byte(buf, v + 6) != 46
+            or (load_byte(buf, v + 7) != 49 and load_byte(buf, v + 7) != 48) or load_byte(buf, v + 8) != 13 or load_byte(buf, v + 9) != 10):
         return -1
     t[W_METHOD] = s - start
     t[W_METHOD + 1] = sp1 - s
@@ -373,7 +374,7 @@ def _fast_request_line(buf, s, end, start, t):
         t[W_PATH + 1] = t1 - t0
         t[W_QUERY] = t1 - start
         t[W_QUERY + 1] = 0
-    t[W_FLAGS0] = (_ld(buf, v + 7) - 48) | (FORM_ORIGIN << 8)
+    t[W_FLAGS0] = (load_byte(buf, v + 7) - 48) | (FORM_ORIGIN << 8)
     t[W_FLAGS1] = (1 if q0 >= 0 else 0) << 8
     return v + 9
 
@@ -395,17 +396,17 @@ def _content_length(buf, t, nfields, start, max_body):
         e = i + t[W_VALUES + 2 * k + 1]
         while True:                                  # one list element per turn
             j = i
-            while j < e and _ld(buf, j) != 44:
+            while j < e and load_byte(buf, j) != 44:
                 j += 1
             a = i
             b = j
-            while a < b and _is_ows(_ld(buf, a)):
+            while a < b and _is_ows(load_byte(buf, a)):
                 a += 1
-            while b > a and _is_ows(_ld(buf, b - 1)):
+            while b > a and _is_ows(load_byte(buf, b - 1)):
                 b -= 1
             if a == b or _skip(buf, a, b, C_DIGIT) != b:
                 return -400
-            while a < b and _ld(buf, a) == 48:
+            while a < b and load_byte(buf, a) == 48:
                 a += 1
             if d0 < 0:
                 d0 = a
@@ -414,7 +415,7 @@ def _content_length(buf, t, nfields, start, max_body):
                 if b - a != d1 - d0:
                     return -400
                 for m in range(b - a):
-                    if _ld(buf, a + m) != _ld(buf, d0 + m):
+                    if load_byte(buf, a + m) != load_byte(buf, d0 + m):
                         return -400
             if j >= e:
                 break
@@ -423,7 +424,7 @@ def _content_length(buf, t, nfields, start, max_body):
         return -413
     value = 0
     for m in range(d0, d1):
-        value = value * 10 + (_ld(buf, m) - 48)
+        value = value * 10 + (load_byte(buf, m) - 48)
     if value > max_body:
         return -413
     return value
@@ -446,13 +447,13 @@ def _transfer_encoding(buf, t, nfields, start):
         e = i + t[W_VALUES + 2 * k + 1]
         while True:
             j = i
-            while j < e and _ld(buf, j) != 44:
+            while j < e and load_byte(buf, j) != 44:
                 j += 1
             a = i
             b = j
-            while a < b and _is_ows(_ld(buf, a)):
+            while a < b and _is_ows(load_byte(buf, a)):
                 a += 1
-            while b > a and _is_ows(_ld(buf, b - 1)):
+            while b > a and _is_ows(load_byte(buf, b - 1)):
                 b -= 1
             if a < b:
                 if _skip(buf, a, b, C_TCHAR) != b:
@@ -486,13 +487,13 @@ def _keep_alive(buf, t, nfields, start, minor):
         e = i + t[W_VALUES + 2 * k + 1]
         while True:
             j = i
-            while j < e and _ld(buf, j) != 44:
+            while j < e and load_byte(buf, j) != 44:
                 j += 1
             a = i
             b = j
-            while a < b and _is_ows(_ld(buf, a)):
+            while a < b and _is_ows(load_byte(buf, a)):
                 a += 1
-            while b > a and _is_ows(_ld(buf, b - 1)):
+            while b > a and _is_ows(load_byte(buf, b - 1)):
                 b -= 1
             if _eq_nocase(buf, a, b, _LIT_CLOSE):
                 return False
@@ -543,18 +544,18 @@ def _field_lines(buf, p, end, start, max_fields, t):
     host = -1
     kinds = 0
     while True:
-        if p + 1 < end and _ld(buf, p) == 13 and _ld(buf, p + 1) == 10:
+        if p + 1 < end and load_byte(buf, p) == 13 and load_byte(buf, p + 1) == 10:
             return p + 2, k, nhost, host, kinds
         if k >= max_fields:
             return -1, k, nhost, host, kinds
         n0 = p
-        while p < end and CC[_ld(buf, p)] & C_TCHAR:
+        while p < end and CC[load_byte(buf, p)] & C_TCHAR:
             p += 1
-        if p == n0 or p >= end or _ld(buf, p) != 58:
+        if p == n0 or p >= end or load_byte(buf, p) != 58:
             return -1, k, nhost, host, kinds
         n1 = p
         p += 1
-        while p < end and (_ld(buf, p) == 32 or _ld(buf, p) == 9):
+        while p < end and (load_byte(buf, p) == 32 or load_byte(buf, p) == 9):
             p += 1
         v0 = p
         while p + 8 <= end:
@@ -563,12 +564,12 @@ def _field_lines(buf, p, end, start, max_fields, t):
             if ((x - _SP8) & ~x & _HIGH) | ((y - _ONES) & ~y & _HIGH):
                 break
             p += 8
-        while p < end and CC[_ld(buf, p)] & C_CONTENT:
+        while p < end and CC[load_byte(buf, p)] & C_CONTENT:
             p += 1
-        if p + 1 >= end or _ld(buf, p) != 13 or _ld(buf, p + 1) != 10:
+        if p + 1 >= end or load_byte(buf, p) != 13 or load_byte(buf, p + 1) != 10:
             return -1, k, nhost, host, kinds
         v1 = p
-        while v1 > v0 and (_ld(buf, v1 - 1) == 32 or _ld(buf, v1 - 1) == 9):
+        while v1 > v0 and (load_byte(buf, v1 - 1) == 32 or load_byte(buf, v1 - 1) == 9):
             v1 -= 1
         w = W_NAMES + 2 * k
         t[w] = n0 - start
@@ -598,14 +599,14 @@ def _head_verdict(buf, lf, start, end, max_header_bytes, max_headers):
     bare = False
     nfields = 0
     while p < end:
-        if _ld(buf, p) == 10:
+        if load_byte(buf, p) == 10:
             if p > lf:
                 nfields += 1
-            if p + 1 < end and _ld(buf, p + 1) == 10:
+            if p + 1 < end and load_byte(buf, p + 1) == 10:
                 head_end = p + 2
                 bare = True
                 break
-            if p + 2 < end and _ld(buf, p + 1) == 13 and _ld(buf, p + 2) == 10:
+            if p + 2 < end and load_byte(buf, p + 1) == 13 and load_byte(buf, p + 2) == 10:
                 head_end = p + 3
                 break
         p += 1
@@ -635,7 +636,7 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
     # leading empty lines are skipped but count toward the head limit (RFC 9112 2.2)
     s = start
     lead_end = min(end, start + max_header_bytes + 1)
-    while s + 1 < lead_end and _ld(buf, s) == 13 and _ld(buf, s + 1) == 10:
+    while s + 1 < lead_end and load_byte(buf, s) == 13 and load_byte(buf, s + 1) == 10:
         s += 2
     if s - start >= max_header_bytes:
         return -431
@@ -647,10 +648,10 @@ def _parse_head(buf, start, end, max_request_line, max_header_bytes, max_headers
         lf = _find_lf(buf, s, end)
         if lf < 0:
             k = end - s
-            if k - 1 > max_request_line or (k > max_request_line and _ld(buf, end - 1) != 13):
+            if k - 1 > max_request_line or (k > max_request_line and load_byte(buf, end - 1) != 13):
                 return -414
             return 0
-        cr = 1 if lf > s and _ld(buf, lf - 1) == 13 else 0
+        cr = 1 if lf > s and load_byte(buf, lf - 1) == 13 else 0
         if lf - s - cr > max_request_line:
             return -414
         if cr == 0:
@@ -819,35 +820,35 @@ def parse_heads_kernel(buf, start, end, lim, t, heads, max_heads, fold):
 def _chunk_ext_ok(buf, i, e):
     """*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ), all of buf[i:e]."""
     while i < e:
-        while i < e and _is_ows(_ld(buf, i)):
+        while i < e and _is_ows(load_byte(buf, i)):
             i += 1
-        if i >= e or _ld(buf, i) != 59:
+        if i >= e or load_byte(buf, i) != 59:
             return False
         i += 1
-        while i < e and _is_ows(_ld(buf, i)):
+        while i < e and _is_ows(load_byte(buf, i)):
             i += 1
         j = _skip(buf, i, e, C_TCHAR)
         if j == i:
             return False
         i = j
         k = i
-        while k < e and _is_ows(_ld(buf, k)):
+        while k < e and _is_ows(load_byte(buf, k)):
             k += 1
-        if k < e and _ld(buf, k) == 61:                  # '=': a value must follow
+        if k < e and load_byte(buf, k) == 61:                  # '=': a value must follow
             k += 1
-            while k < e and _is_ows(_ld(buf, k)):
+            while k < e and _is_ows(load_byte(buf, k)):
                 k += 1
-            if k < e and _ld(buf, k) == 34:              # quoted-string
+            if k < e and load_byte(buf, k) == 34:              # quoted-string
                 k += 1
                 while True:
                     if k >= e:
                         return False
-                    c = _ld(buf, k)
+                    c = load_byte(buf, k)
                     if c == 34:
                         k += 1
                         break
                     if c == 92:
-                        if k + 1 >= e or not (CC[_ld(buf, k + 1)] & C_QPAIR):
+                        if k + 1 >= e or not (CC[load_byte(buf, k + 1)] & C_QPAIR):
                             return False
                         k += 2
                     elif CC[c] & C_QDTEXT:
@@ -880,14 +881,14 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, wr
         lf = _find_lf(buf, pos, end)
         if lf < 0:
             return (-400 if end - pos > MAX_CHUNK_LINE else 0), 0
-        if lf - pos > MAX_CHUNK_LINE or lf == pos or _ld(buf, lf - 1) != 13:
+        if lf - pos > MAX_CHUNK_LINE or lf == pos or load_byte(buf, lf - 1) != 13:
             return -400, 0
         le = lf - 1
         h = _skip(buf, pos, le, C_HEX)
         if h == pos:
             return -400, 0
         z = pos
-        while z < h and _ld(buf, z) == 48:
+        while z < h and load_byte(buf, z) == 48:
             z += 1
         if h - z > 15:
             return -400, 0
@@ -895,7 +896,7 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, wr
             return -400, 0
         size = 0
         for i in range(z, h):
-            c = _ld(buf, i)
+            c = load_byte(buf, i)
             if c <= 57:
                 d = c - 48
             elif c >= 97:
@@ -914,12 +915,12 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, wr
             break
         if end - pos < size + 2:
             return 0, 0
-        if _ld(buf, pos + size) != 13 or _ld(buf, pos + size + 1) != 10:
+        if load_byte(buf, pos + size) != 13 or load_byte(buf, pos + size + 1) != 10:
             return -400, 0
         if write:
             # forward copy: with out = buf and out_off = start the writes stay behind the reads
             for i in range(size):
-                out[out_off + blen + i] = _ld(buf, pos + i)
+                out[out_off + blen + i] = load_byte(buf, pos + i)
         blen += size
         pos += size + 2
     t_start = pos
@@ -931,12 +932,12 @@ def _parse_chunked(buf, start, end, max_header_bytes, max_body, out, out_off, wr
             return 0, 0
         if lf + 1 - t_start > max_header_bytes:
             return -431, 0
-        if lf == pos or _ld(buf, lf - 1) != 13:
+        if lf == pos or load_byte(buf, lf - 1) != 13:
             return -400, 0
         if lf == pos + 1:
             return lf + 1 - start, blen
         i = _skip(buf, pos, lf, C_TCHAR)
-        if i == pos or _ld(buf, i) != 58:
+        if i == pos or load_byte(buf, i) != 58:
             return -400, 0
         if _skip(buf, i + 1, lf - 1, C_CONTENT) != lf - 1:
             return -400, 0

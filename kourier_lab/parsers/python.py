@@ -33,7 +33,7 @@ from ..http.chars import (FIELD_CONTENT, FIELD_VCHAR, HEXDIG, PATH_CHAR, QUERY_C
                           SCHEME_CHAR, TCHAR, regex_class)
 from ..http.limits import DEFAULT_LIMITS, Limits
 from . import register
-from .table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
+from .request_table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK, FORM_AUTHORITY,
                     FORM_ORIGIN, RequestHead)
 
 _TOKEN = regex_class(TCHAR)

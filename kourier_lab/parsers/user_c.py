@@ -35,7 +35,7 @@ import tempfile
 
 from ..http.limits import DEFAULT_LIMITS
 from ..registry import VariantError
-from .table import parse_heads_by_head
+from .request_table import parse_heads_by_head
 
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-fno-strict-aliasing"]
 

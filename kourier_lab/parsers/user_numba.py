@@ -38,7 +38,7 @@ from ..numba_layout import (C_ALPHA, C_CONTENT, C_DIGIT, C_HEX, C_PATH, C_QUERY,
                             W_FLAGS0, W_FLAGS1, W_HEAD_LEN, W_HEADER_COUNT, W_HOST, W_METHOD,
                             W_NAMES, W_PATH, W_QUERY, W_STATUS, W_TARGET, W_VALUES, limits_array,
                             new_table)
-from .table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,  # noqa: F401
+from .request_table import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,  # noqa: F401
                     FORM_AUTHORITY, FORM_ORIGIN, parse_heads_by_head)
 from .numba import (NumbaParser, _c_parse_chunked_sig, _c_parse_head_sig, _eq_exact,
                     _eq_nocase, _find_lf, _is_ows, _lower, _put_span, _skip,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kourier_lab.bench.experiment import split as split_mod
-from kourier_lab.bench.hosts.config import parse_host
+from kourier_lab.bench.hosts.hosts_table import parse_host
 from kourier_lab.bench.hosts.remote import (distribution_figures, hdr_encoded, host_columns,
                                       merge_distributions, merge_wrk_clients,
                                       shared_cores_warning)

@@ -26,7 +26,7 @@
     load_tool = "wrk"                    # wrk | h2load (default for every shape but rate)
 
     [hosts]                              # optional: server and load tools on other machines
-    server = "ssh://user@host:22"        # over SSH (bench/hosts/config.py has every key); without
+    server = "ssh://user@host:22"        # over SSH (bench/hosts/hosts_table.py has every key); without
     clients = ["ssh://user@client1"]     # [hosts] everything runs on this machine
 
     [shape.pipelined]                    # optional per-shape overrides
@@ -67,7 +67,7 @@ except ModuleNotFoundError:  # Python 3.10
         tomllib = None
 
 from ...registry import normalize, split_stack
-from ..hosts.config import HostsError, HostsSpec, parse_hosts
+from ..hosts.hosts_table import HostsError, HostsSpec, parse_hosts
 from .split import PROFILES
 
 
@@ -164,7 +164,7 @@ class Experiment:
     head_memo: tuple = (False,)        # the memo settings every stack runs with (an axis)
     fold_runs: tuple = (False,)        # the run-folding settings (an axis, like head_memo)
     response: str = "default"
-    hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts/config.py)
+    hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts/hosts_table.py)
 
     def quickened(self) -> "Experiment":
         """The same matrix with the shortest runs that still mean something:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .remote import (PairRun, RemoteError, close_pair, merge_wrk_clients, open_pair,
                      pair_columns, read_distribution)
-from .config import HostPair, HostsSpec
+from .hosts_table import HostPair, HostsSpec
 from ..experiment.files import Experiment, Shape
 from ..experiment.split import cpu_list
 from ..experiment.targets import Target

@@ -58,7 +58,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import Host, HostPair, HostsSpec
+from .hosts_table import Host, HostPair, HostsSpec
 from ..experiment.split import Split, cpu_list, plan_split
 
 CONNECT_TIMEOUT_S = 20.0

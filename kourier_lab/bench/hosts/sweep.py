@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
-from .config import HostPair, HostsSpec
+from .hosts_table import HostPair, HostsSpec
 from ..experiment.files import Experiment
 from ..experiment.targets import Target, expand_targets
 from ..run.rows import runs_of, tqdm_class
