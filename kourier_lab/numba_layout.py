@@ -11,9 +11,10 @@ table filled by the Numba parser can be handed to C and back without a copy.
 
 The kernels do not index the structured array by field name: a structured
 dtype makes every call from Python go through Numba's slow argument typing
-(the dispatcher has a C fast path for plain numeric arrays only, measured at
-~0.3 us vs ~4 us per call), so the kernels receive the SAME memory viewed as a
-flat uint32 array and write at the word indices below, derived from the dtype.
+(the dispatcher has a C fast path for plain numeric arrays only; the README's
+"How it is built" has the measured difference), so the kernels receive the
+SAME memory viewed as a flat uint32 array and write at the word indices
+below, derived from the dtype.
 
 Importing this module raises ImportError when numba is missing, which the
 registries record as "unavailable".

@@ -4,6 +4,9 @@
                  later m7a.4xlarge Kourier vs Lithium figures)
     memory       2025-05-10, 500 000 connections, VmPeak of each server
     compliance   2025-05-12 and later posts, HTTP syntax compliance in percent
+
+Plots and findings put them beside measured rows (bench/plots/throughput.py,
+bench/results/findings.py, stress/stress_plots.py, compliance/survey.py).
 """
 from __future__ import annotations
 

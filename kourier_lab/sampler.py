@@ -1,4 +1,6 @@
-"""CPU and memory of a whole process tree, read from /proc while wrk runs.
+"""CPU and memory of a whole process tree, read from /proc while a load runs
+(bench/run/measure.py, the host agent, the stress experiments); also how busy
+a set of CPUs was (/proc/stat) and pinning a tree to CPUs.
 
 A server here is a supervisor plus worker processes (or threads, for peers), so
 its cost is the sum over every descendant of the process we started.  CPU is

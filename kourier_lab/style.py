@@ -1,9 +1,10 @@
-"""One plot style for every figure of the package (bench, latency, stress, notebooks).
+"""One plot style for every figure of the package (bench/plots, stress, compliance,
+the lab panel, the notebooks), with kourier.mplstyle beside it.
 
 A server keeps one colour and one marker in every figure, so a reader who
 learnt that c/c/c is the dark blue circle finds it again in the next plot:
 
-    from kourier_lab.bench import style
+    from kourier_lab import style
     fig, axes = style.figure(1, 2)                 # Agg canvas, kourier.mplstyle applied
     ax.plot(x, y, label=name, **style.line_style(name))
     style.reference_line(ax, ceiling_req_s, "ceiling")

@@ -19,14 +19,14 @@ reset allocate a new one, so stale views stay valid, as the contract asks.
 
 The ring's state lives in a small int64 numpy array (head, tail, mark,
 capacity, ...) and every operation is one @njit kernel over (state, data).
-They are plain functions of arrays, callable from nopython code at a few
-nanoseconds an operation.  Called from Python, each one pays Numba's dispatch
-(~0.2 us), more than the pure-Python ring's attribute arithmetic: under the
-Python and asyncio loops this variant is the slower one, and the benchmark rows
-show by how much.  (The Numba loop does not use these objects for the
-connections it serves natively: nopython code cannot reach per-connection
-Python objects, so it keeps fixed rows of 2-D slabs; see loops/numba.py.  A
-connection it hands to Python gets the buffers registered here.)
+They are plain functions of arrays, cheap to call from nopython code.  Called
+from Python, each one pays Numba's dispatch (notebook 02 measures it), more
+than the pure-Python ring's attribute arithmetic: under the Python and asyncio
+loops this variant is the slower one, and the benchmark rows show by how
+much.  (The Numba loop does not use these objects for the connections it
+serves natively: nopython code cannot reach per-connection Python objects, so
+it keeps fixed rows of 2-D slabs; see loops/numba.py.  A connection it hands
+to Python gets the buffers registered here.)
 
 The ring follows the pure-Python RingBuffer policy exactly (buffers/python.py):
 wrap where the last write ended (no write is split), move a small remainder to
@@ -310,12 +310,11 @@ class NumbaWriteBuffer:
 
     Unlike the ring, its state is two Python ints, not a state array driven by
     kernels: appending a response is one memcpy, which memoryview slice
-    assignment already does in C, and a Numba dispatch (~0.25 us, plus
-    np.frombuffer for the source) costs more than the copy itself.  Measured
-    with kernels for append/len under the Python loop: ~3 us of server CPU per
-    pipelined request, against ~0.6 us for the pure-Python stack.  Numba keeps
-    the one bulk operation, the copy into a grown array; the Numba loop has its
-    own native write rows."""
+    assignment already does in C, and a Numba dispatch (plus np.frombuffer for
+    the source) costs more than the copy itself (the README's "How it is
+    built" has what kernels for append/len cost).  Numba keeps the one bulk
+    operation, the copy into a grown array; the Numba loop has its own native
+    write rows."""
 
     __slots__ = ("_buf", "_arr", "_mv", "_pos", "_end", "limit")
 

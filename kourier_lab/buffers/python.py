@@ -30,39 +30,29 @@ ended, so no write is ever split, as in a bip buffer).
     empty (the loop must then stop reading: the request is too large).  Check
     ``len(span)`` before recv_into: a read into an empty span returns 0, which
     looks like end of stream.
-* No memory while empty: the bytearray is allocated by the first free_span()
-  (``capacity`` bytes) and dropped by the consume() that empties the buffer,
-  so an idle keep-alive connection holds no buffer at all (capacity 0), and
-  every read starts at 0 in a fresh block, so wraps stay rare.  The price is
-  one allocation per read event that leaves nothing behind (a 16 KiB
-  bytearray: ~1 us against the tens of us the Python stack spends per read);
-  the memory benchmark rows show what it buys.
+* No memory while empty: the first free_span() takes a block of ``capacity``
+  bytes and the consume() that empties the buffer gives it back, so an idle
+  keep-alive connection holds no buffer at all (capacity 0), and the next
+  read starts at offset 0 of an empty block, so wraps stay rare.  Blocks
+  given back wait in a small pool of the process (SPARE_MAX) for the next
+  buffer that needs one, so a keep-alive connection does not allocate a
+  block per request; the memory benchmark rows show what giving it back buys.
 
 The view rule: a memoryview returned by free_span() or spans() (and the region
 returned by contiguous()) is valid until the next call that changes the buffer
 (commit, consume, free_span, contiguous, reset).  Views never block anything:
 the buffer never resizes its bytearray in place (a bytearray with live exports
-cannot be resized, BufferError); growth and reset allocate a new one, and a
-stale view merely keeps the old array alive.
+cannot be resized, BufferError); growth takes a new one, and a stale view
+merely keeps the old array alive.
 
 WriteBuffer
 -----------
 A bytearray that pipelined responses are appended to with ``+=``, plus a send
-position.  Measured against the obvious list-of-bytes + ``b"".join`` at view()
-time (a 125-byte response appended k times, then view + consume; CPU time via
-time.process_time, best of 9, CPython 3.11, 3 runs on a busy 2-core box):
-
-    responses per batch       1          16        256
-    list + join            405-430 ns   93-99 ns   62-65 ns   per response
-    bytearray +=           423-445 ns   87-92 ns   59-63 ns   per response
-
-i.e. within 5 % of each other: the list is a little ahead for a lone response
-(view() wraps the one bytes object without copying), the bytearray from 16 per
-batch on (one amortized realloc instead of a list append plus a length sum,
-and no join).  The bytearray is chosen for the pipelined case and for what
-comes free with it: the pending size is ``len()`` (over_limit is O(1)), a
-``str`` is refused at append() time with TypeError instead of at join time,
-and a partial send is just a moving offset.
+position.  Against the obvious list of bytes joined at view() time it costs
+about the same per response (the measurement is in the README, "How it is
+built"); it is chosen for what comes free with it: the pending size is
+``len()`` (over_limit is O(1)), a ``str`` is refused at append() time with
+TypeError instead of at join time, and a partial send is just a moving offset.
 
 A view from view() is valid until the next call that changes the buffer.  If a
 caller still holds one when appending, ``+=`` would raise BufferError; append()

@@ -76,8 +76,8 @@ Start-up: libc is called by symbol name (Numba ExternalFunction: epoll_wait,
 accept4, recv, send, close, memcpy, ...), not through cffi function pointers,
 whose addresses Numba would bake into the machine code and so refuse to cache.
 Every function here therefore uses cache=True: the first process on a machine
-compiles, later ones load machine code from __pycache__
-(bench/notebooks/numba_costs.py start_up() measures both; notebook 02 shows them).  The supervisor
+compiles, later ones load machine code from __pycache__ (notebook 02 shows both
+times, measured by bench/notebooks/numba_costs.py start_up()).  The supervisor
 still compiles (or loads) before forking, so workers inherit the code.
 """
 import errno

@@ -2,6 +2,7 @@
 
     kourier-lab memory experiments/memory.toml [--quick]    # RSS/VmPeak per step, 1 k .. 500 k
     kourier-lab soak [--duration 120] [--stacks c/c/c]      # mixed load, RSS and fds sampled
+    kourier-lab hostile [--stacks c/c/c] [--quick]          # server CPU per flood, trickle, tiny chunks
 
     from kourier_lab.stress import memory, soak, stress_plots
     df = memory.run_memory("experiments/memory.toml", quick=True, figures=True)
@@ -18,9 +19,12 @@ Modules:
                server per step, rows through kourier_lab.bench.results.store
   soak         native stacks under mixed load (pipelined, keep-alive, new
                connections, malformed), RSS and descriptors once a second
+  hostile      the CPU each stack spends on input built to cost it (floods,
+               1-byte trickles, tiny chunks), one row per stack, input and run
   stress_plots RSS, RSS per connection, VmPeak beside the post's; the soak curves
-  cli          the `memory` and `soak` subcommands
+  cli          the `memory`, `soak` and `hostile` subcommands
 
-The hostile-client cases (slowloris, slow readers, floods, resets,
-half-closed sockets, SIGKILLed workers) are tests: tests/server/test_hostile.py.
+The hostile-client cases that check behaviour rather than cost (slowloris,
+slow readers, floods, resets, half-closed sockets, SIGKILLed workers) are
+tests: tests/server/test_hostile.py.
 """

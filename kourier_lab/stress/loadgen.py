@@ -1,9 +1,9 @@
 """A many-connections load generator: one client process, epoll, non-blocking.
 
 Why our own: Debian's wrk has no `-b` (bind to a source address range), so
-one wrk process can open at most one ephemeral port range (~28 k here) of
-connections to one server address, and every wrk connection is also one of
-wrk's file descriptors (20 000 per process here).  This client binds each
+one wrk process can open at most one ephemeral port range of connections to
+one server address, and every wrk connection is also one of wrk's file
+descriptors (at most RLIMIT_NOFILE per process).  This client binds each
 connection to a source address in 127.0.0.0/8 before connecting (Linux
 routes all of 127/8 to lo, so 127.0.0.1 still answers), so ports are never
 the limit; the parent (`connections.ConnectionLoad`) starts as many of these

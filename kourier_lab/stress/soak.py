@@ -42,7 +42,7 @@ from ..bench.load.wrk import PIPELINE_LUA, WrkError, ensure_wrk, parse_wrk_outpu
 from .connections import raised_limits, tree_fds
 
 HOST = "127.0.0.1"
-# Absolute, not relative: a large idle RSS (Numba's JIT, ~380 MB) must not hide a leak.
+# Absolute, not relative: a large idle RSS (Numba's JIT: hundreds of MB) must not hide a leak.
 RSS_TOLERANCE = 0.0
 RSS_SLACK_KB = 6 * 1024
 FD_SLACK = 24

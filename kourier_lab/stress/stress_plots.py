@@ -1,4 +1,4 @@
-"""Figures of the memory experiment and the soak, in the bench package's style.
+"""Figures of the memory experiment and the soak, in the package style (kourier_lab/style.py).
 
     write_memory_figures(df)   -> data/figures/<experiment>_rss.png, _rss_per_conn.png, _vmpeak.png
     write_soak_figures(samples) -> data/figures/soak_rss_fds.png

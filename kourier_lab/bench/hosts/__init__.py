@@ -1,7 +1,7 @@
 """Experiments across machines: the server on one host, the load tools on
 others, over SSH.
 
-config.py reads an experiment's [hosts] table; agent.py is what runs on each
+hosts_table.py reads an experiment's [hosts] table; agent.py is what runs on each
 host (`python -m kourier_lab.bench.hosts.agent`); remote.py drives the hosts
 (sessions, clock offsets, merging the clients' figures); pair.py runs the
 matrix on one host pair (run_pair); sweep.py is the entry point,
