@@ -322,7 +322,7 @@ def ceiling_sentences(summary: pd.DataFrame) -> List[str]:
 
 def micro_relation(table: pd.DataFrame, a: str, b: str, case: str, unit: str = "MB/s",
                    higher_is_better: bool = True, what: Optional[str] = None) -> str:
-    """'`a` is 2.1x faster than `b` on `case` (x vs y MB/s)' from a variant x case
+    """'`a` is N x faster than `b` on `case` (x vs y MB/s)' from a variant x case
     table (index: variant, columns: case)."""
     if a not in table.index or b not in table.index or case not in table.columns:
         return f"{a} vs {b} on {case}: not measured here."
