@@ -10,6 +10,10 @@ the launchers' own `finally` blocks; `stop_all()` then ends whatever is left.
     proc = procs.register(subprocess.Popen(..., start_new_session=True), "c/c/c")
     ...
     procs.forget(proc)                 # stopped and reaped by its owner
+    procs.stop(proc, grace=10, seen=pids)   # or: one process and its tree, forgotten
+
+A process is alive until it exits: a zombie (exited, not yet reaped) is not
+(`alive`, `running`); every check here and in the launchers uses that rule.
 
     with procs.interruptible():        # SIGINT / SIGTERM raise Interrupted (once)
         run_the_command()
@@ -75,7 +79,8 @@ def registered() -> List[Tuple[subprocess.Popen, str]]:
         return list(_registered.values())
 
 
-def _running(proc: subprocess.Popen) -> bool:
+def running(proc: subprocess.Popen) -> bool:
+    """The Popen has not exited (polling reaps it, so it is never left a zombie)."""
     if proc.returncode is not None:
         return False
     try:
@@ -99,7 +104,8 @@ def _tree(pid: int) -> List[int]:
         return [pid]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Any process of ours by pid: it exists, may be signalled, and is no zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -120,6 +126,38 @@ def _signal(pid: int, group: bool, sig: int) -> None:
         pass
 
 
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0,
+         seen=(), group: bool = True, check: bool = False) -> Optional[int]:
+    """Stop one started process and what it started; returns its exit status.
+
+    `sig` to the process (it stops its workers itself); after `grace` seconds
+    SIGKILL (its group when `group`, it leads one).  Then SIGKILL whatever is
+    still alive of its tree: the pids in `seen` and those found below it now
+    (workers that left the group), and the rest of its group.  `check`: raise
+    subprocess.TimeoutExpired when it had to be killed."""
+    seen = set(seen)
+    killed = False
+    if running(proc):
+        seen.update(_tree(proc.pid))
+        group = group and _leads_group(proc.pid)
+        _signal(proc.pid, False, sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            killed = True
+            _signal(proc.pid, group, signal.SIGKILL)
+            proc.wait(5)
+    for pid in seen - {proc.pid}:
+        if alive(pid):
+            _signal(pid, False, signal.SIGKILL)
+    if group:
+        _signal(proc.pid, True, signal.SIGKILL)     # its own session: ours to clean
+    forget(proc)
+    if killed and check:
+        raise subprocess.TimeoutExpired(proc.args, grace)
+    return proc.returncode
+
+
 def snapshot() -> set:
     """The pids registered now: stop_all(keep=snapshot()) stops only what came after."""
     with _lock:
@@ -131,7 +169,7 @@ def stop_all(grace: float = 5.0, keep: Optional[set] = None) -> List[str]:
     whole process tree and group it leads: SIGTERM, up to `grace` seconds, then
     SIGKILL.  Returns the labels of those it had to stop."""
     keep = keep or set()
-    items = [(p, label) for p, label in registered() if _running(p) and p.pid not in keep]
+    items = [(p, label) for p, label in registered() if running(p) and p.pid not in keep]
     if not items:
         with _lock:
             for pid in [pid for pid in _registered if pid not in keep]:
@@ -142,14 +180,14 @@ def stop_all(grace: float = 5.0, keep: Optional[set] = None) -> List[str]:
         trees[proc.pid] = (_tree(proc.pid), _leads_group(proc.pid))
         _signal(proc.pid, trees[proc.pid][1], signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_running(p) for p, _ in items):
+    while time.monotonic() < deadline and any(running(p) for p, _ in items):
         time.sleep(0.05)
     for proc, _ in items:
         pids, group = trees[proc.pid]
-        if _running(proc):
+        if running(proc):
             _signal(proc.pid, group, signal.SIGKILL)
         for pid in pids:                      # workers that left the group, if any
-            if pid != proc.pid and _alive(pid):
+            if pid != proc.pid and alive(pid):
                 _signal(pid, False, signal.SIGKILL)
         with contextlib.suppress(Exception):
             proc.wait(5)

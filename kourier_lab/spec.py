@@ -88,7 +88,6 @@ random pieces, parsing again on the longer span after each piece.
 import codecs
 import os
 import random
-import select
 import socket
 import time
 from dataclasses import dataclass, field
@@ -97,6 +96,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from .http.limits import DEFAULT_LIMITS, Limits
 from .parsers.scan import scan_head
+from .server.process import ResponseReader
 from .parsers import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, FORM_ABSOLUTE, FORM_ASTERISK,
                       FORM_AUTHORITY, FORM_ORIGIN)
 
@@ -553,76 +553,19 @@ def check_parser(make_parser: Callable[[Limits], object], splits: Sequence[str] 
 
 # --- connections -----------------------------------------------------------------------
 
-class _Reader:
-    """Responses off one socket, Content-Length framed, bytes kept between reads."""
-
-    def __init__(self, sock):
-        self.sock, self.buf, self.transcript, self.closed = sock, b"", b"", False
-
-    def _fill(self, deadline):
-        if self.closed:
-            return False
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            return False
-        except (ConnectionResetError, BrokenPipeError):
-            chunk = b""
-        if not chunk:
-            self.closed = True
-            return False
-        self.buf += chunk
-        self.transcript += chunk
-        return True
-
-    def poll(self):
-        """Read what has arrived without waiting; True when anything has."""
-        if self.closed:
-            return True
-        if select.select([self.sock], [], [], 0)[0]:
-            self._fill(time.monotonic() + 0.5)
-        return bool(self.buf) or self.closed
-
-    def response(self, deadline):
-        """(status, body), or None when none came by the deadline or the close."""
-        while True:
-            e = self.buf.find(b"\r\n\r\n")
-            if e >= 0:
-                lines = self.buf[:e].split(b"\r\n")
-                try:
-                    status = int(lines[0].split(b" ")[1])
-                except (IndexError, ValueError):
-                    return ("garbled", lines[0])
-                n = 0
-                for line in lines[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        n = int(v.strip())
-                if len(self.buf) >= e + 4 + n:
-                    body = self.buf[e + 4:e + 4 + n]
-                    self.buf = self.buf[e + 4 + n:]
-                    return status, body
-            if not self._fill(deadline):
-                return None
-
-
 def run_connection_script(host: str, port: int, script: ConnectionScript,
                           connect_timeout: float = 5.0) -> ScriptResult:
     """Play one script against a server listening at host:port."""
     sock = socket.create_connection((host, port), timeout=connect_timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader = _Reader(sock)
+    reader = ResponseReader(sock)
     t0 = time.monotonic()
     deadline = t0 + 10.0
     last_body = None
 
     def result(i, passed, expected, actual):
         return ScriptResult(script.name, script.clause, passed, i, expected, actual,
-                            reader.transcript, script.source)
+                            bytes(reader.transcript), script.source)
     try:
         for i, (kind, arg) in enumerate(script.steps):
             if kind == "send":
@@ -652,7 +595,7 @@ def run_connection_script(host: str, port: int, script: ConnectionScript,
                             # 400 ...), the rest is not sent, so that the close
                             # cannot reset the connection before the answer is read
                             seen = len(reader.transcript)
-                            reader._fill(time.monotonic() + 0.05)
+                            reader.fill(time.monotonic() + 0.05)
                             if reader.closed:
                                 break
                 except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -666,29 +609,29 @@ def run_connection_script(host: str, port: int, script: ConnectionScript,
             elif kind == "expect":
                 got = []
                 for want in arg:
-                    r = reader.response(deadline)
+                    r = reader.next(deadline)
                     if r is None:
                         got.append("closed" if reader.closed else "nothing in time")
                         return result(i, False, arg, got)
-                    got.append(r[0])
-                    last_body = r[1]
+                    got.append(r.status or "garbled")
+                    last_body = r.content if r.status else r.status_line
                 if got != arg:
                     return result(i, False, arg, got)
             elif kind == "expect-body":
                 if last_body != arg:
                     return result(i, False, arg, last_body)
             elif kind == "expect-close":
-                while reader._fill(deadline):
+                while reader.fill(deadline):
                     pass
                 if not reader.closed:
                     return result(i, False, "closed", "still open")
                 if reader.buf:
-                    return result(i, False, "closed", reader.buf[:200])
+                    return result(i, False, "closed", bytes(reader.buf[:200]))
             elif kind == "expect-open":
-                reader._fill(min(deadline, time.monotonic() + 0.2))
+                reader.fill(min(deadline, time.monotonic() + 0.2))
                 if reader.closed or reader.buf:
                     return result(i, False, "open and silent",
-                                  "closed" if reader.closed else reader.buf[:200])
+                                  "closed" if reader.closed else bytes(reader.buf[:200]))
         return result(-1, True, None, None)
     finally:
         sock.close()

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
+from ..http.responses import parse_status_line
+
 # Outcomes of one exchange.
 RESPONSE = "response"      # some bytes came back
 CLOSED = "closed"          # orderly close, nothing came back
@@ -34,9 +36,9 @@ class Reply:
     def status(self) -> Optional[int]:
         """Status code from a `HTTP/x.y NNN` start, else None."""
         h = self.head
-        if len(h) >= 12 and h.startswith(b"HTTP/") and h[8:9] == b" " and h[9:12].isdigit():
-            return int(h[9:12])
-        return None
+        if len(h) < 12 or not h.startswith(b"HTTP/") or h[8:9] != b" " or not h[9:12].isdigit():
+            return None
+        return parse_status_line(h[:12])[0]      # the head may end inside the reason
 
 
 class _Conn:

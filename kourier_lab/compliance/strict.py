@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from .. import spec
-from . import responses as resp_mod
+from ..http import responses as resp_mod
 
 ACCEPT, ACCEPT_CLOSE, PROCESS = "accept", "accept+close", "process"
 REJECT, REJECT_CLOSE, ONE_THEN_CLOSE = "reject", "reject+close", "one-then-close"

@@ -62,8 +62,10 @@ from ..bench.results import new_batch_dir, to_frame, write_rows
 from ..sampler import TreeSampler, descendants, pin_tree
 from ..bench.experiment.files import SpecError, check_kind
 from ..bench.experiment.split import cpu_list, plan_split, PROFILES
-from ..bench.experiment.targets import Target, expand_peers, expand_stacks, peers_module
+from ..bench.experiment.targets import Target, expand_peers, expand_stacks
+from ..bench.run.servers import start_peer, stop_peer
 from ..bench.run.verify import VerifyError, free_port, verify_server
+from ..server.process import ServerProcess
 from .connections import (ConnectionLoad, nofile_of, peer_connection_cap, raised_limits,
                           server_capacity, system_capacity, tree_fds)
 
@@ -221,7 +223,8 @@ def load_memory_spec(path: Union[str, Path]) -> MemorySpec:
 
 
 class _Server:
-    """One running server (our stack through ServerProcess, or a peer)."""
+    """One running server: our stack through ServerProcess, or a peer through
+    the bench's start_peer (the lab's one way to start each)."""
 
     def __init__(self, target: Target, spec: MemorySpec, split, max_connections: int,
                  workers: int):
@@ -229,7 +232,6 @@ class _Server:
         self.proc = None
         self.srv = None
         if target.kind == "stack":
-            from ..server.process import ServerProcess
             self.srv = ServerProcess(
                 "--max-connections", str(max_connections),
                 "--request-timeout", f"{spec.request_timeout_s:g}",
@@ -239,12 +241,8 @@ class _Server:
             self.srv.start(timeout=120)
             self.pid, self.port = self.srv.pid, self.srv.port
         else:
-            mod, problem = peers_module()
-            if mod is None:
-                raise RuntimeError(problem)
             self.port = free_port(HOST)
-            self.proc = mod.start(target.name, HOST, self.port, workers,
-                                  list(split.server_cpus))
+            self.proc = start_peer(target.name, self.port, workers, split.server_cpus)
             self.pid = self.proc.pid
         pin_tree(descendants(self.pid), split.server_cpus)
 
@@ -255,11 +253,7 @@ class _Server:
             except Exception:
                 pass
         elif self.proc is not None:
-            mod, _ = peers_module()
-            try:
-                mod.stop(self.proc)
-            except Exception:
-                pass
+            stop_peer(self.proc)
 
 
 def _capacity(server: _Server) -> (int, str):

@@ -15,7 +15,8 @@ from kourier_lab.bench.results import load_results
 from kourier_lab.sampler import TreeSampler
 from kourier_lab.bench.experiment.files import parse_experiment
 from kourier_lab.bench.experiment.split import plan_split
-from kourier_lab.bench.run.verify import VerifyError, free_port, verify_server, wait_ready
+from kourier_lab.bench.run.verify import VerifyError, free_port, verify_server
+from kourier_lab.server.process import wait_ready
 from kourier_lab.bench.load.wrk import WrkError, WrkLoad
 
 

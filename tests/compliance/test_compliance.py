@@ -8,7 +8,8 @@ import time
 import pytest
 
 from kourier_lab import compliance
-from kourier_lab.compliance import client, published_suite, responses, strict
+from kourier_lab.compliance import client, published_suite, strict
+from kourier_lab.http import responses
 from kourier_lab.http import chars
 
 HOST = b"127.0.0.1:8080"

@@ -9,9 +9,9 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from kourier_lab.bench.experiment.ceiling import build_ceiling, ceiling_command
-from kourier_lab.bench.run.verify import free_port, load_request, measure_bytes, verify_server, wait_ready
+from kourier_lab.bench.run.verify import free_port, load_request, measure_bytes, verify_server
 from kourier_lab.server.app import benchmark_response, http_date
-from kourier_lab.server.process import ServerProcess
+from kourier_lab.server.process import ServerProcess, wait_ready
 
 HOST = "127.0.0.1"
 PRESETS = ("default", "kourier")

@@ -162,7 +162,8 @@ def _emit(obj: Dict[str, object]) -> None:
 
 def cmd_serve(args) -> int:
     from ...sampler import descendants, pin_tree
-    from ..run.verify import VerifyError, free_port, wait_ready
+    from ...server.process import NotReady, wait_ready
+    from ..run.verify import free_port
     cpus = _cpu_list(args.cpus)
     port = args.port or free_port(args.address)
     if args.ceiling is not None:
@@ -204,7 +205,7 @@ def cmd_serve(args) -> int:
     signal.signal(signal.SIGHUP, lambda *_: (stop(), sys.exit(0)))
     try:
         wait_ready(args.address, port, proc, args.ready_timeout)
-    except VerifyError as e:
+    except NotReady as e:
         stop()
         tail = " | ".join(_read(args.log).splitlines()[-3:]) if _read(args.log) else ""
         _emit({"error": f"{e}" + (f"; log: {tail}" if tail else "")})
@@ -232,12 +233,13 @@ def cmd_serve(args) -> int:
 
 
 def cmd_ready(args) -> int:
-    from ..run.verify import VerifyError, measure_bytes, verify_server, wait_ready
+    from ...server.process import NotReady, wait_ready
+    from ..run.verify import VerifyError, measure_bytes, verify_server
     try:
         wait_ready(args.address, args.port, None, args.timeout, args.path)
         verify_server(args.address, args.port, args.path, pipeline=args.pipeline)
         req, resp = measure_bytes(args.address, args.port, args.path, browser=args.browser)
-    except (VerifyError, OSError) as e:
+    except (NotReady, VerifyError, OSError) as e:
         _emit({"error": str(e)})
         return 1
     _emit({"request_bytes": req, "response_bytes": resp})

@@ -109,25 +109,16 @@ class _Server:
 
     def __init__(self, stack, cpu, stage_prefix=None, env=None):
         from ...server.process import ServerProcess
-        self.proc = ServerProcess(loop=stack[0], parser=stack[1], buffer=stack[2], workers=1,
-                                  cpus=[cpu] if cpu is not None else None)
         self.stage_prefix = stage_prefix
         self.cpu = cpu
         self.env = dict(env or {})
         if stage_prefix:
             self.env[STAGES_ENV] = stage_prefix
+        self.proc = ServerProcess(loop=stack[0], parser=stack[1], buffer=stack[2], workers=1,
+                                  cpus=[cpu] if cpu is not None else None, env=self.env)
 
     def __enter__(self):
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
-            self.proc.start(timeout=300)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        self.proc.start(timeout=300)
         deadline = time.monotonic() + 10
         while not _children(self.proc.pid) and time.monotonic() < deadline:
             time.sleep(0.02)

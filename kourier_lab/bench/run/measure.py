@@ -19,7 +19,8 @@ from ..experiment.split import Split
 from ..load import h2load as h2load_tool
 from ..load.h2load import H2loadError, H2loadLoad, ensure_h2load, latency_from_log, parse_h2load_output
 from ..load.wrk import WrkError, WrkLoad, parse_wrk_output, shell_line
-from .servers import HOST, connection_budget, pin_cpus
+from ...server.process import pin_cpus
+from .servers import HOST, connection_budget
 from .rows import corpus_info
 
 # wrk's own CPU use at or above this fraction of its CPUs means wrk, not the

@@ -1,11 +1,15 @@
-"""Start a stack, a peer or the ceiling on its CPUs as a process tree; stop it and every process it started."""
-from __future__ import annotations
+"""Start a stack, a peer or the ceiling on its CPUs as a process tree; stop it and every process it started.
 
+Stacks and the ceiling differ only in their command: both go through the
+server's one starter (server/process.py `launch`, `wait_ready`) and stop
+through procs.stop; a peer starts itself (kourier_lab.peers) and is stopped
+by its module first, then the same way.
+"""
+from __future__ import annotations
 
 import dataclasses
 import os
 import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +18,12 @@ from typing import Dict, List
 from ... import procs as _procs
 from ..experiment import ceiling as _ceiling
 from ...paths import repo_root
-from ...sampler import pin_tree
+from ...sampler import descendants, pin_tree
+from ...server.process import NotReady, launch, wait_ready
 from ..experiment.files import Experiment
 from ..experiment.split import Split, cpu_list
 from ..experiment.targets import Target, peers_module
-from .verify import VerifyError, free_port, wait_ready
+from .verify import free_port
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 15.0
@@ -29,8 +34,6 @@ class ServerStartError(RuntimeError):
     pass
 
 
-
-
 @dataclasses.dataclass
 class RunningServer:
     target: Target
@@ -38,11 +41,6 @@ class RunningServer:
     port: int
     log_path: Path
     pids_seen: set = dataclasses.field(default_factory=set)
-
-
-def pin_cpus(cpus):
-    cpus = set(cpus)
-    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def log_tail(path: Path, lines: int = 3) -> str:
@@ -117,84 +115,57 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path,
     else:
         cmd = None
     if cmd is not None:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=pin_cpus(split.server_cpus), env=_server_env(),
-                                    cwd=str(repo_root()))
-        _procs.register(proc, target.name)
+        proc = launch(cmd, target.name, log=log_path, cpus=split.server_cpus, env=_server_env(),
+                      cwd=str(repo_root()))
     else:
-        mod, problem = peers_module()
-        if mod is None:
-            raise ServerStartError(problem)
-        try:
-            proc = mod.start(target.name, HOST, port, split.workers, list(split.server_cpus))
-        except Exception as e:
-            raise ServerStartError(f"peers.start({target.name!r}) failed: "
-                                   f"{type(e).__name__}: {e}") from None
-        _procs.register(proc, target.name)
+        proc = start_peer(target.name, port, split.workers, split.server_cpus)
         log_path.write_text(f"peer {target.name} started by kourier_lab.peers.start "
                             f"(its output is not captured here)\n")
     server = RunningServer(target, proc, port, log_path)
     jit = any("numba" in (v or "") for v in (target.loop, target.parser, target.buffer))
     try:
         wait_ready(HOST, port, proc, READY_TIMEOUT_JIT_S if jit else READY_TIMEOUT_S)
-    except VerifyError as e:
+    except NotReady as e:
         stop_server(server)
         tail = log_tail(log_path)
         raise ServerStartError(f"{e}" + (f"; log: {tail}" if tail else "")) from None
     # Pin every process/thread of the tree to the server CPUs (peers start
     # their own processes; our workers already pin themselves one per CPU).
-    from ...sampler import descendants
     pids = descendants(proc.pid)
     server.pids_seen.update(pids)
     pin_tree(pids, split.server_cpus)
     return server
 
 
-def _alive_same(pid: int) -> bool:
+def start_peer(name: str, port: int, workers: int, cpus) -> subprocess.Popen:
+    """A peer on HOST:port, started (and pinned, and waited for) by kourier_lab.peers."""
+    mod, problem = peers_module()
+    if mod is None:
+        raise ServerStartError(problem)
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
+        proc = mod.start(name, HOST, port, workers, list(cpus))
+    except Exception as e:
+        raise ServerStartError(f"peers.start({name!r}) failed: {type(e).__name__}: {e}") from None
+    return _procs.register(proc, name)
+
+
+def stop_peer(proc: subprocess.Popen, seen=(), grace: float = 10.0) -> None:
+    """Its module stops the peer's group; then whatever of its tree is left."""
+    seen = set(seen)
+    if proc.poll() is None:
+        seen.update(descendants(proc.pid))
+    mod, _ = peers_module()
+    if mod is not None:
+        try:
+            mod.stop(proc)
+        except Exception:
+            pass
+    _procs.stop(proc, grace=grace, seen=seen, group=False)
 
 
 def stop_server(server: RunningServer, grace: float = 10.0) -> None:
     """SIGTERM, wait for a graceful stop, then SIGKILL whatever of its tree is left."""
-    from ...sampler import descendants
-    proc = server.proc
-    if proc.poll() is None:
-        server.pids_seen.update(descendants(proc.pid))
     if server.target.kind == "peer":
-        mod, _ = peers_module()
-        if mod is not None:
-            try:
-                mod.stop(proc)
-            except Exception:
-                pass
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    # Workers that outlived their supervisor: only processes we saw in its tree.
-    for pid in server.pids_seen - {proc.pid}:
-        if _alive_same(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    if server.target.kind != "peer":
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)     # its own session: ours to clean
-        except (ProcessLookupError, PermissionError):
-            pass
-    _procs.forget(proc)
+        stop_peer(server.proc, server.pids_seen, grace)
+    else:
+        _procs.stop(server.proc, grace=grace, seen=server.pids_seen)

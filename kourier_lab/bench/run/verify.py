@@ -11,6 +11,8 @@ import socket
 import time
 from typing import List, Tuple
 
+from ...server.process import BadResponse, ResponseReader
+
 EXPECTED_BODY = b"Hello World!"
 
 
@@ -22,85 +24,17 @@ def request_bytes(host: str, port: int, path: str = "/hello") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
 
-class _Reader:
-    def __init__(self, sock: socket.socket, deadline: float):
-        self.sock, self.deadline, self.buf = sock, deadline, bytearray()
-
-    def _fill(self) -> None:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise VerifyError("timed out waiting for the response")
-        self.sock.settimeout(left)
-        try:
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            raise VerifyError("timed out waiting for the response") from None
-        except OSError as e:
-            raise VerifyError(f"connection error while reading: {e}") from None
-        if not data:
-            raise VerifyError("the server closed the connection")
-        self.buf += data
-
-    def line(self) -> bytes:
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                out = bytes(self.buf[:i])
-                del self.buf[:i + 2]
-                return out
-            if len(self.buf) > 65536:
-                raise VerifyError("response line longer than 64 KiB")
-            self._fill()
-
-    def exactly(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-
-def read_response(reader: _Reader) -> Tuple[int, List[Tuple[bytes, bytes]], bytes]:
-    """(status, headers, body) of one HTTP/1.1 response (Content-Length or chunked)."""
-    status_line = reader.line()
-    parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise VerifyError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-    status = int(parts[1])
-    headers = []
-    while True:
-        line = reader.line()
-        if not line:
-            break
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise VerifyError(f"malformed header line: {line[:80]!r}")
-        headers.append((name.strip().lower(), value.strip()))
-    h = dict(headers)
-    if b"chunked" in h.get(b"transfer-encoding", b"").lower():
-        body = bytearray()
-        while True:
-            size_line = reader.line().split(b";")[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise VerifyError(f"bad chunk size {size_line[:20]!r}") from None
-            if size == 0:
-                while reader.line():      # trailers
-                    pass
-                break
-            body += reader.exactly(size)
-            if reader.exactly(2) != b"\r\n":
-                raise VerifyError("chunk data not followed by CRLF")
-        return status, headers, bytes(body)
-    if b"content-length" in h:
-        try:
-            n = int(h[b"content-length"])
-        except ValueError:
-            raise VerifyError(f"bad Content-Length {h[b'content-length']!r}") from None
-        return status, headers, reader.exactly(n)
-    raise VerifyError("response has neither Content-Length nor chunked encoding "
-                      "(a keep-alive benchmark needs one)")
+def read_response(reader: ResponseReader, deadline: float) -> Tuple[int, List[Tuple[bytes, bytes]], bytes]:
+    """(status, headers, body) of the next response (Content-Length or chunked), or VerifyError."""
+    try:
+        r = reader.next(deadline, strict=True)
+    except BadResponse as e:
+        raise VerifyError(str(e)) from None
+    except OSError as e:
+        raise VerifyError(f"connection error while reading: {e}") from None
+    if r is None:
+        raise VerifyError(reader.why)
+    return r.status, r.headers, r.content
 
 
 def _check(status: int, body: bytes, what: str) -> None:
@@ -123,13 +57,13 @@ def verify_server(host: str, port: int, path: str = "/hello", pipeline: int = 16
     deadline = time.monotonic() + timeout
     sock = _connect(host, port, timeout)
     with sock:
-        reader = _Reader(sock, deadline)
+        reader = ResponseReader(sock)
         req = request_bytes(host, port, path)
         try:
             sock.sendall(req)
         except OSError as e:
             raise VerifyError(f"GET {path}: send failed: {e}") from None
-        status, _, body = read_response(reader)
+        status, _, body = read_response(reader, deadline)
         _check(status, body, f"GET {path}")
         depth = max(1, pipeline)
         try:
@@ -138,7 +72,7 @@ def verify_server(host: str, port: int, path: str = "/hello", pipeline: int = 16
             raise VerifyError(f"pipelined batch of {depth}: send failed: {e}") from None
         for i in range(depth):
             try:
-                status, _, body = read_response(reader)
+                status, _, body = read_response(reader, deadline)
             except VerifyError as e:
                 raise VerifyError(f"pipelined batch of {depth}: response {i + 1}: {e}") from None
             _check(status, body, f"pipelined batch of {depth}, response {i + 1}")
@@ -152,29 +86,6 @@ def verify_server(host: str, port: int, path: str = "/hello", pipeline: int = 16
             extra = b""
         if extra:
             raise VerifyError(f"pipelined batch of {depth}: more bytes than {depth} responses")
-
-
-def wait_ready(host: str, port: int, proc=None, timeout: float = 15.0,
-               path: str = "/hello") -> None:
-    """Poll until the server answers a GET with any HTTP response.
-
-    `proc` (a Popen) is checked each round so a server that died gives its exit
-    code at once instead of a timeout.
-    """
-    deadline = time.monotonic() + timeout
-    last = "no attempt"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise VerifyError(f"the server exited with code {proc.returncode} before it was ready")
-        try:
-            with socket.create_connection((host, port), timeout=1.0) as sock:
-                sock.sendall(request_bytes(host, port, path))
-                read_response(_Reader(sock, min(deadline, time.monotonic() + 2.0)))
-                return
-        except (OSError, VerifyError) as e:
-            last = str(e)
-        time.sleep(0.1)
-    raise VerifyError(f"not ready after {timeout:g} s ({last})")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -202,24 +113,6 @@ def load_request(host: str, port: int, path: str = "/hello", browser: bool = Fal
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-class _CountingReader(_Reader):
-    """A _Reader that counts the bytes its callers consumed."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        super().__init__(sock, deadline)
-        self.consumed = 0
-
-    def line(self) -> bytes:
-        out = super().line()
-        self.consumed += len(out) + 2
-        return out
-
-    def exactly(self, n: int) -> bytes:
-        out = super().exactly(n)
-        self.consumed += n
-        return out
-
-
 def measure_bytes(host: str, port: int, path: str = "/hello", browser: bool = False,
                   timeout: float = 10.0) -> Tuple[int, int]:
     """(request_bytes, response_bytes) for one request of the load's shape.
@@ -232,12 +125,12 @@ def measure_bytes(host: str, port: int, path: str = "/hello", browser: bool = Fa
     deadline = time.monotonic() + timeout
     sock = _connect(host, port, timeout)
     with sock:
-        reader = _CountingReader(sock, deadline)
+        reader = ResponseReader(sock)
         try:
             sock.sendall(req)
         except OSError as e:
             raise VerifyError(f"GET {path}: send failed: {e}") from None
-        status, _, body = read_response(reader)
+        status, _, body = read_response(reader, deadline)
         _check(status, body, f"GET {path}")
         return len(req), reader.consumed
 
@@ -252,7 +145,7 @@ def verify_requests(host: str, port: int, requests: List[bytes], any_body: bool 
     depth = len(requests)
     sizes = []
     with sock:
-        reader = _CountingReader(sock, deadline)
+        reader = ResponseReader(sock)
         try:
             sock.sendall(b"".join(requests))
         except OSError as e:
@@ -261,7 +154,7 @@ def verify_requests(host: str, port: int, requests: List[bytes], any_body: bool 
             first = req.split(b"\r\n", 1)[0].decode("latin-1")
             before = reader.consumed
             try:
-                status, _, body = read_response(reader)
+                status, _, body = read_response(reader, deadline)
             except VerifyError as e:
                 raise VerifyError(f"batch of {depth} corpus requests: response {i + 1} "
                                   f"({first}): {e}") from None
