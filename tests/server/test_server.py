@@ -7,22 +7,18 @@ import time
 
 import pytest
 
-from kourier_lab import loops
+from kourier_lab import loops, spec
 from kourier_lab.server.process import ServerProcess, connect, read_responses, read_until_close
 
 COMBOS = loops.combinations()
 REQ = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
-ARGS = ["--app", "kourier_lab.server.demo:app", "--request-timeout", "1", "--idle-timeout", "3",
-        "--max-request-line", "1024", "--max-header-bytes", "4096", "--max-body", "65536",
-        "--graceful-timeout", "3"]
+ARGS = list(spec.CONNECTION_SERVER_ARGS)    # the demo app, 1 s request and 3 s idle timeouts, small limits
 
 
-@pytest.fixture(scope="module", params=COMBOS, ids=["/".join(c) for c in COMBOS])
-def server(request):
-    loop, parser, buffer = request.param
-    srv = ServerProcess(*ARGS, loop=loop, parser=parser, buffer=buffer).start()
-    yield srv
-    assert srv.stop() == 0
+@pytest.fixture
+def server(connection_server):
+    """The stack's shared server (conftest.py): ARGS are the spec corpus's arguments."""
+    return connection_server
 
 
 def test_http_client_get(server):

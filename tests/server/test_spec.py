@@ -53,9 +53,10 @@ def _serve(combo):
     assert srv.stop() == 0
 
 
-@pytest.fixture(scope="module", params=COMBOS, ids=["/".join(c) for c in COMBOS])
-def server(request):
-    yield from _serve(request.param)
+@pytest.fixture
+def server(connection_server):
+    """The stack's shared server (conftest.py)."""
+    return connection_server
 
 
 @pytest.fixture(scope="module", params=list(TIMER_STACKS.values()),
