@@ -51,8 +51,11 @@ setup: system $(VENV)/.installed
 
 build: setup
 
+# pytest-xdist workers: most tests wait on servers, timers and sockets, so more
+# workers than CPUs shortens the suite; a file's tests stay on one worker
+TEST_WORKERS ?= 4
 test: setup
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 bench: setup
 	$(BIN)/kourier-lab bench $(EXPERIMENT)

@@ -51,6 +51,19 @@ def _starts_a_server(item) -> bool:
     return bool((_STARTERS | helpers) & set(func.__code__.co_names))
 
 
+# With workers (`make test` runs pytest-xdist, --dist loadgroup), the tests of one
+# file stay on one worker, so a module's servers start once; the notebooks spread
+# one per worker. Files that share one session-scoped server form one group.
+_SHARED_GROUPS = {"test_server.py": "connection_server", "test_spec.py": "connection_server"}
+
+
+def _group(rel):
+    if rel[0] == "notebooks":
+        return None
+    return _SHARED_GROUPS.get(rel[-1], "/".join(rel))
+
+
+@pytest.hookimpl(tryfirst=True)      # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = os.path.relpath(str(item.path), TESTS).split(os.sep)
@@ -60,3 +73,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("sanitizer")
         if _starts_a_server(item):
             item.add_marker("server")
+        group = _group(rel)
+        if group and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionstart(session):
+    """Before workers start (xdist's controller only): build what several workers
+    would otherwise build at once into the same cache (the ceiling, the Go and
+    hyper peers) and fill the Numba cache, so workers load rather than compile."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    from kourier_lab import peers
+    from kourier_lab.bench.experiment.ceiling import build_ceiling
+    from kourier_lab.server.process import ServerProcess
+    build_ceiling()
+    for name in ("go", "hyper"):
+        try:
+            peers.build(name)
+        except Exception:       # unavailable here: the tests that need it say so
+            pass
+    for loop, parser, buffer in (("numba", "numba", "numba"), ("c", "numba", "c")):
+        ServerProcess(loop=loop, parser=parser, buffer=buffer).start(timeout=900).stop()
