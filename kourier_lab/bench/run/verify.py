@@ -1,9 +1,10 @@
-"""Before measuring a server: is it up, and does it answer correctly?
+"""Before measuring a server (up: server/process.py wait_ready): does it answer correctly?
 
 A server that answers 404, the wrong body, or fewer responses than a pipelined
 batch asked for would give wrk a fast but meaningless number, so every server
 is checked first: one GET (status 200, body "Hello World!"), then a pipelined
 batch in one write that must come back as exactly that many correct responses.
+Responses are read strictly (server/process.py ResponseReader over http/responses.py).
 """
 from __future__ import annotations
 
