@@ -55,7 +55,7 @@ build: setup
 # workers than CPUs shortens the suite; a file's tests stay on one worker
 TEST_WORKERS ?= 4
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 bench: setup
 	$(BIN)/kourier-lab bench $(EXPERIMENT)

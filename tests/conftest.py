@@ -51,20 +51,22 @@ def _starts_a_server(item) -> bool:
     return bool((_STARTERS | helpers) & set(func.__code__.co_names))
 
 
-# With workers (`make test` runs pytest-xdist, --dist loadgroup), the tests of one
-# file stay on one worker, so a module's servers start once; the notebooks spread
-# one per worker. Files that share one session-scoped server form one group.
-_SHARED_GROUPS = {"test_server.py": "connection_server", "test_spec.py": "connection_server"}
+# the notebooks that run several minutes (their runs of every stack and peer)
+_LONG_NOTEBOOKS = ("compliance_notebook", "event_loops_notebook", "bench_notebook", "sanitized")
 
 
-def _group(rel):
-    if rel[0] == "notebooks":
-        return None
-    return _SHARED_GROUPS.get(rel[-1], "/".join(rel))
+def _priority(item) -> int:
+    """Longest first, so that with workers no long test starts last."""
+    rel = os.path.relpath(str(item.path), TESTS).split(os.sep)
+    if any(name in item.name for name in _LONG_NOTEBOOKS):
+        return 0
+    if rel[0] == "notebooks" or "sanitiz" in rel[-1]:
+        return 1
+    return 2 if rel[0] in ("server", "system", "compliance") else 3
 
 
-@pytest.hookimpl(tryfirst=True)      # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_priority)
     for item in items:
         rel = os.path.relpath(str(item.path), TESTS).split(os.sep)
         if rel[0] in _BY_FOLDER:
@@ -73,9 +75,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("sanitizer")
         if _starts_a_server(item):
             item.add_marker("server")
-        group = _group(rel)
-        if group and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group))
+
+
+# With workers (`make test` runs pytest-xdist), a file's tests stay on one worker
+# so a module's servers start once, test_server.py and test_spec.py share one
+# worker (and their session-scoped servers), and the notebooks spread one per worker.
+_SHARED_SCOPES = {"tests/server/test_server.py": "connection_server", "tests/server/test_spec.py": "connection_server"}
+
+
+def _scope(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/notebooks/"):
+        return nodeid
+    return _SHARED_SCOPES.get(path, path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+    config.option.loadscopereorder = False      # scopes in collection order: longest first
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _scope(nodeid)
+
+    return ByFile(config, log)
 
 
 def pytest_sessionstart(session):

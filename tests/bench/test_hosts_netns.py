@@ -271,5 +271,5 @@ def test_ship_puts_the_commit_on_a_fresh_host(lab, tmp_path):
                         echo=lambda s: None)
     assert (df["status"] == "ok").all(), df[["server", "status", "note"]].to_string()
     assert (fresh / ".kourier-commit").read_text().strip() == commit
-    assert (fresh / "set-up-ran").exists() and (fresh / "kourier_lab" / "bench" / "agent.py").exists()
+    assert (fresh / "set-up-ran").exists() and (fresh / "kourier_lab" / "bench" / "hosts" / "agent.py").exists()
     assert not (fresh / ".git").exists()

@@ -22,8 +22,21 @@ def results(tmp_path, monkeypatch):
     return out
 
 
+# processes of this test process that a test did not start (servers other tests
+# share, kept for the session) are not the test's: _children() leaves them out
+_BEFORE = set()
+
+
 def _children() -> set:
-    return {p for p in descendants(os.getpid()) if p != os.getpid()}
+    return {p for p in descendants(os.getpid()) if p != os.getpid()} - _BEFORE
+
+
+@pytest.fixture(autouse=True)
+def _others_children():
+    _BEFORE.clear()
+    _BEFORE.update(p for p in descendants(os.getpid()) if p != os.getpid())
+    yield
+    _BEFORE.clear()
 
 
 def _alive(pids) -> list:
