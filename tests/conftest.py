@@ -51,8 +51,8 @@ def _starts_a_server(item) -> bool:
     return bool((_STARTERS | helpers) & set(func.__code__.co_names))
 
 
-# the notebooks that run several minutes (their runs of every stack and peer)
-_LONG_NOTEBOOKS = ("compliance_notebook", "event_loops_notebook", "bench_notebook", "sanitized")
+# the tests that run for minutes: notebooks that run every stack and peer, the ASan server
+_LONG_NOTEBOOKS = ("compliance_notebook", "event_loops_notebook", "bench_notebook", "under_asan")
 
 
 def _priority(item) -> int:
