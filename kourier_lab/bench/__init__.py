@@ -27,14 +27,13 @@ Shared with the rest of the package, one level up: paths.py, sampler.py (the
 process-tree sampler), style.py, published_figures.py (the posts' numbers).
 """
 from ..paths import quick_from_env, results_dir, figures_dir, experiments_dir  # noqa: F401
-from .experiment.files import Experiment, SpecError, load_experiment  # noqa: F401
-from .experiment.split import PROFILES, plan_split  # noqa: F401
-from .load.wrk import WrkError, parse_wrk_output  # noqa: F401
+from .experiment import PROFILES, Experiment, SpecError, load_experiment, plan_split  # noqa: F401
+from .load import WrkError, parse_wrk_output  # noqa: F401
 
 
 def run_experiment(*args, **kwargs):
     """See kourier_lab.bench.run.batch.run_experiment."""
-    from .run.batch import run_experiment as _run
+    from .run import run_experiment as _run
     return _run(*args, **kwargs)
 
 

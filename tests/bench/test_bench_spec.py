@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kourier_lab.bench.results import format_summary, summarize, to_frame
-from kourier_lab.bench.experiment.files import SpecError, load_experiment, parse_experiment
+from kourier_lab.bench.experiment import SpecError, load_experiment, parse_experiment
 from kourier_lab.bench.experiment.split import plan_split
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +171,7 @@ def test_bottleneck_classification():
 
 
 def test_head_memo_response_and_load_tool_keys():
-    from kourier_lab.bench.experiment.files import parse_experiment
+    from kourier_lab.bench.experiment import parse_experiment
     from kourier_lab.bench.experiment.targets import Target, with_head_memo
     base = {"stacks": ["c/c/c"], "shapes": ["pipelined"]}
     exp = parse_experiment(base)

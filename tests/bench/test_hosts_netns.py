@@ -22,7 +22,7 @@ import pytest
 
 from kourier_lab.paths import repo_root
 from kourier_lab.bench.hosts.remote import merge_distributions, read_distribution
-from kourier_lab.bench.experiment.files import parse_experiment
+from kourier_lab.bench.experiment import parse_experiment
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 ROLES = ("srv", "c1", "c2")
@@ -165,7 +165,7 @@ def _experiment(lab, hosts, name="hosts_netns", stacks=("c/c/c",)):
 
 
 def test_server_and_two_clients_over_ssh(lab, tmp_path):
-    from kourier_lab.bench.run.batch import run_experiment
+    from kourier_lab.bench.run import run_experiment
     exp = _experiment(lab, _hosts_table(lab))
     df = run_experiment(exp, out=tmp_path, progress=False, summary=False, echo=lambda s: None)
     batch_dir = Path(df.attrs["batch_dir"])
@@ -216,7 +216,7 @@ def test_server_and_two_clients_over_ssh(lab, tmp_path):
 
 def test_wrong_commit_is_one_clear_line(lab, tmp_path):
     from kourier_lab.bench.hosts.remote import RemoteError
-    from kourier_lab.bench.run.batch import run_experiment
+    from kourier_lab.bench.run import run_experiment
     fake = tmp_path / "fake-checkout"
     (fake / "kourier_lab").mkdir(parents=True)
     # a "checkout" whose agent reports another commit: the package, with .kourier-commit
@@ -232,7 +232,7 @@ def test_wrong_commit_is_one_clear_line(lab, tmp_path):
 
 def test_sweep_over_two_host_pairs_writes_one_batch(lab, tmp_path):
     pytest.importorskip("distributed")
-    from kourier_lab.bench.run.batch import run_experiment
+    from kourier_lab.bench.run import run_experiment
     a = lab["addr"]
     hosts = _hosts_table(lab)
     del hosts["server"], hosts["clients"], hosts["address"]
@@ -259,7 +259,7 @@ def test_sweep_over_two_host_pairs_writes_one_batch(lab, tmp_path):
 def test_ship_puts_the_commit_on_a_fresh_host(lab, tmp_path):
     """prepare = "ship": git archive over SFTP into an empty workdir, the set-up command, a run."""
     from kourier_lab.bench.run.machine import git_commit
-    from kourier_lab.bench.run.batch import run_experiment
+    from kourier_lab.bench.run import run_experiment
     commit = git_commit()
     if commit.endswith("+dirty") or commit == "unknown":
         pytest.skip("this checkout has uncommitted changes: only a commit can be shipped")

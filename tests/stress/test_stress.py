@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kourier_lab.bench.experiment.files import SpecError
+from kourier_lab.bench.experiment import SpecError
 from kourier_lab.server.process import ServerProcess
 from kourier_lab.stress import loadgen
 from kourier_lab.stress.connections import ConnectionLoad, raised_limits, server_capacity, tree_fds
@@ -139,7 +139,7 @@ def test_experiment_files_say_what_they_are(capsys):
     """A memory file handed to `bench` (and a bench file to `memory`) gets one
     line naming the command that runs it, by its `kind` key or, without one,
     by its keys."""
-    from kourier_lab.bench.experiment.files import load_experiment, parse_experiment
+    from kourier_lab.bench.experiment import load_experiment, parse_experiment
     from kourier_lab.cli import main
     memory_file = str(ROOT / "experiments" / "memory.toml")
     with pytest.raises(SpecError, match=r"this is a memory experiment: run `kourier-lab memory .*memory.toml`"):

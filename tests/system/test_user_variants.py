@@ -160,7 +160,7 @@ def test_split_stack_and_labels():
 
 
 def test_experiment_paths_are_relative_to_the_file(tmp_path, user_file):
-    from kourier_lab.bench.experiment.files import load_experiment
+    from kourier_lab.bench.experiment import load_experiment
     from kourier_lab.bench.experiment.targets import expand_targets
     exp_file = user_file.parent / "mine.toml"
     exp_file.write_text('stacks = ["python/my_parser.py:Delegating/python", "c/nope.py:X/c"]\n')

@@ -7,3 +7,6 @@ the server and the load tool their CPUs (plan_split, PROFILES), ceiling.py
 builds native/ceiling.c and gives its command line, and corpora.py writes the request corpora
 of the distinct, real and api shapes (`kourier-lab corpora`).
 """
+from .files import Experiment, Shape, SpecError, load_experiment, parse_experiment  # noqa: F401
+from .split import PROFILES, Split, plan_split  # noqa: F401
+from .targets import Target, expand_targets  # noqa: F401

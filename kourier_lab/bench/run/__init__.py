@@ -7,3 +7,4 @@ measure.py runs wrk or h2load once while sampling the server's process tree
 (run_wrk, run_h2load); rows.py holds the columns every row shares
 (base_row) and machine.py what a row says about the machine.
 """
+from .batch import run_experiment  # noqa: F401
