@@ -118,4 +118,7 @@ def pytest_sessionstart(session):
         except Exception:       # unavailable here: the tests that need it say so
             pass
     for loop, parser, buffer in (("numba", "numba", "numba"), ("c", "numba", "c")):
-        ServerProcess(loop=loop, parser=parser, buffer=buffer).start(timeout=900).stop()
+        try:
+            ServerProcess(loop=loop, parser=parser, buffer=buffer).start(timeout=900).stop()
+        except Exception:       # a stack that cannot start here: its own tests say why
+            pass
