@@ -39,6 +39,20 @@ def test_render_svg_draws_every_frame_with_its_share():
     assert "a: 4 samples (100.0%)" in svg
 
 
+def test_render_svg_is_well_formed_xml_whatever_a_frame_is_named():
+    # a frame read from a running process may carry control bytes or markup
+    from xml.dom import minidom
+    svg = flame.render_svg({"<module>;a&b;half\x01read\x1bname\ud800": 5}, title="t <x>")
+    doc = minidom.parseString(svg)
+    titles = [t.firstChild.data for t in doc.getElementsByTagName("title")]
+    assert "<module>: 5 samples (100.0%)" in titles and "a&b: 5 samples (100.0%)" in titles
+
+
+def test_read_folded_sums_stacks_and_skips_lines_without_a_count():
+    text = "a;b 3\na;b 2\nmain (x.py:1);f (y.py:2) 7\nnot a stack\n"
+    assert flame.read_folded(text) == {"a;b": 5, "main (x.py:1);f (y.py:2)": 7}
+
+
 STRACE = """% time     seconds  usecs/call     calls    errors syscall
 ------ ----------- ----------- --------- --------- ----------------
  61.00    0.610000          12     50000           sendto

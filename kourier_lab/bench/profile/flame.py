@@ -61,8 +61,28 @@ def fold_perf_script(text: str, pids=None) -> Dict[str, int]:
     return dict(folded)
 
 
+def read_folded(text: str) -> Dict[str, int]:
+    """{folded stack: samples} from folded lines ("a;b;c 12"), as py-spy's
+    raw format and flamegraph.pl write them."""
+    folded: Dict[str, int] = defaultdict(int)
+    for line in text.splitlines():
+        stack, _, count = line.rstrip().rpartition(" ")
+        if stack and count.isdigit():
+            folded[stack] += int(count)
+    return dict(folded)
+
+
+# characters XML 1.0 forbids (control bytes, lone surrogates, U+FFFE/FFFF): a
+# frame name read from a running process may hold them
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(s: str) -> str:
+    return html.escape(_NOT_XML.sub("\ufffd", s))
+
+
 def _color(name: str) -> str:
-    h = zlib.crc32(name.encode())
+    h = zlib.crc32(name.encode(errors="surrogatepass"))
     if name.startswith("["):              # unnamed code: grey-blue
         return f"rgb({150 + h % 40},{160 + h % 40},{190 + h % 40})"
     return f"rgb({205 + h % 50},{80 + (h >> 8) % 120},{30 + (h >> 16) % 50})"
@@ -90,7 +110,7 @@ def render_svg(folded: Dict[str, int], title: str = "flame graph", width: int = 
            f'font-family="monospace" font-size="11">',
            f'<rect width="100%" height="100%" fill="#fdfdf6"/>',
            f'<text x="{width / 2}" y="{row}" text-anchor="middle" font-size="14">'
-           f'{html.escape(title)} ({total} samples)</text>']
+           f'{_xml_text(title)} ({total} samples)</text>']
 
     def draw(node, name, x, level):
         w = node["n"] * scale
@@ -98,13 +118,13 @@ def render_svg(folded: Dict[str, int], title: str = "flame graph", width: int = 
             return
         y = height - (level + 1) * row
         share = node["n"] / total * 100
-        label = html.escape(name)
+        label = _xml_text(name)
         out.append(f'<g><title>{label}: {node["n"]} samples ({share:.1f}%)</title>'
                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 1}" fill="{_color(name)}" rx="1"/>')
         chars = int(w / 7)
         if chars >= 3:
             text = name if len(name) <= chars else name[:chars - 2] + ".."
-            out.append(f'<text x="{x + 2:.1f}" y="{y + row - 4}">{html.escape(text)}</text>')
+            out.append(f'<text x="{x + 2:.1f}" y="{y + row - 4}">{_xml_text(text)}</text>')
         out.append("</g>")
         cx = x
         for kname, kid in sorted(node["kids"].items()):

@@ -205,12 +205,17 @@ def _syscalls(server: _Server, shape, duration, client_cpu) -> Tuple[Dict[str, i
 
 
 # -- flame graphs ------------------------------------------------------------------------
-def _flame_py_spy(server: _Server, shape, duration, client_cpu, svg: Path, native: bool) -> str:
+def _flame_py_spy(server: _Server, shape, duration, client_cpu, svg: Path, native: bool, title: str) -> str:
+    from .flame import read_folded, render_svg
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise ProfileError("py-spy is not installed: pip install py-spy")
-    cmd = [spy, "record", "-p", str(server.worker), "-d", str(duration + 1), "-r", "250", "-o", str(svg),
-           "-f", "flamegraph"]
+    # raw folded stacks, drawn by our renderer: py-spy's own SVG carries frame
+    # names as sampled, and a --nonblocking sample can read a half-written name
+    # (bytes XML forbids), which made the SVG unreadable
+    folded_path = svg.with_suffix(".folded")
+    cmd = [spy, "record", "-p", str(server.worker), "-d", str(duration + 1), "-r", "250",
+           "-o", str(folded_path), "-f", "raw"]
     # --native (C frames of the extensions) pauses the process for each sample;
     # py-spy refuses it with --nonblocking, which quick mode uses
     cmd.append("--native" if native else "--nonblocking")
@@ -218,8 +223,12 @@ def _flame_py_spy(server: _Server, shape, duration, client_cpu, svg: Path, nativ
     time.sleep(0.3)
     _wrk(server.port, shape, duration, client_cpu)
     _, err = rec.communicate(timeout=duration + 60)
-    if rec.returncode != 0 or not svg.is_file():
+    if rec.returncode != 0 or not folded_path.is_file():
         raise ProfileError(f"py-spy failed: {err.decode(errors='replace').strip()[-200:]}")
+    folded = read_folded(folded_path.read_bytes().decode(errors="replace"))
+    if not folded:
+        raise ProfileError("py-spy recorded no samples")
+    svg.write_text(render_svg(folded, title=title))
     return "py-spy" + (" --native" if native else "")
 
 
@@ -344,7 +353,8 @@ def profile(stack_name: str, shape_name: str = "pipelined", out=None, results=No
             with _Server(stack, server_cpu, env=env) as srv:
                 _loaded(srv, shape, 1, client_cpu)
                 if stack[0] in PY_SPY_LOOPS:
-                    tool = _flame_py_spy(srv, shape, duration, client_cpu, svg, native=not quick)
+                    tool = _flame_py_spy(srv, shape, duration, client_cpu, svg, native=not quick,
+                                         title=f"{label}, {shape_name}: py-spy samples")
                 else:
                     tool = _flame_perf(srv, shape, duration, client_cpu, svg,
                                        title=f"{label}, {shape_name}: perf cpu-clock samples")
