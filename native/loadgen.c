@@ -669,7 +669,7 @@ static int conn_read(worker_t *w, conn_t *c) {
 }
 
 static void closed_loop_refill(worker_t *w, conn_t *c, int64_t now) {
-    if (c->fd >= 0 && c->connected && c->count == 0 && now < t_end)
+    if (O.rate <= 0 && c->fd >= 0 && c->connected && c->count == 0 && now < t_end)
         schedule(w, c, (uint32_t)O.pipeline, now);
 }
 
@@ -749,6 +749,7 @@ static void *worker_main(void *arg) {
                 }
             }
         }
+        if (now < t_end && wake > t_end) wake = t_end;   /* the drain starts on time */
         int64_t wait = wake - now;
         if (wait > 100000000LL) wait = 100000000LL;
         if (wait < 0) wait = 0;

@@ -1,10 +1,11 @@
-"""`kourier-lab bench | profile | micro | report | corpora`: the bench rooms' commands.
+"""`kourier-lab bench | profile | micro | report | corpora | load`: the bench rooms' commands.
 
     kourier-lab bench experiments/quick.toml [--quick] [--out data/results] [--figures DIR]
     kourier-lab micro parsers|buffers|timers [--quick] [--repeat N] [--out DIR]
     kourier-lab profile STACK [--shape pipelined] [--out data/figures] [--quick] [--only cpu,stages,...]
     kourier-lab report [--results data/results] [--experiment NAME] [--all] [--figures DIR]
     kourier-lab corpora [distinct real api] [--out data/corpora] [--seed N]
+    kourier-lab load URL [-c N] [-t N] [-d S] [--pipeline N] [--rate R] [--shape S] [--json]
 """
 from __future__ import annotations
 
@@ -77,6 +78,34 @@ def register(sub) -> None:
     r.add_argument("--no-figures", action="store_true", help="do not write figures")
     r.set_defaults(func=run_report)
 
+    lo = sub.add_parser("load", help="the lab's load generator against a local URL "
+                                     "(native/loadgen.c: closed or open loop, every response checked)",
+                        description="Load a server on 127.0.0.0/8 for a bounded time with the "
+                                    "lab's load generator and print its summary: responses, "
+                                    "errors by kind, requests/s, client CPU, per-request latency "
+                                    "percentiles.")
+    lo.add_argument("url", help="http://127.0.0.1:PORT/path (localhost or 127.0.0.0/8 only)")
+    lo.add_argument("-c", "--connections", type=int, default=64, help="connections (default 64)")
+    lo.add_argument("-t", "--threads", type=int, default=1, help="threads (default 1)")
+    lo.add_argument("-d", "--duration", type=float, default=5.0, help="seconds measured (default 5)")
+    lo.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up first (default 1)")
+    lo.add_argument("--pipeline", type=int, default=None,
+                    help="requests per write, closed loop (default 1, or the shape's)")
+    lo.add_argument("--rate", type=float, default=None,
+                    help="open loop: requests/s offered over all connections, latency from "
+                         "each request's intended send time")
+    lo.add_argument("--shape", default=None,
+                    help="a bench shape's requests: keepalive | pipelined | browser | distinct | "
+                         "real | api")
+    lo.add_argument("--corpus", default=None, help="a corpus file's requests (kourier-lab corpora)")
+    lo.add_argument("--timeout", type=float, default=2.0,
+                    help="seconds without an answer before a connection is closed (default 2)")
+    lo.add_argument("--sources", type=int, default=None,
+                    help="spread source addresses over this many of 127.0.0.0/8")
+    lo.add_argument("--cpus", default=None, help="pin thread i to the i-th of these CPUs, e.g. 1")
+    lo.add_argument("--json", action="store_true", help="print the JSON summary")
+    lo.set_defaults(func=run_load)
+
     from .experiment.corpora import register as register_corpora
     register_corpora(sub)
 
@@ -111,6 +140,30 @@ def run_bench(args) -> int:
         raise
     ok = (df["status"] == "ok").sum()
     return 0 if ok else 1
+
+
+def run_load(args) -> int:
+    import subprocess
+    import sys
+    from .load.kourier import LoadgenError, load_for_command_line
+    try:
+        load = load_for_command_line(
+            args.url, args.connections, args.threads, args.duration, args.pipeline, args.rate,
+            args.shape, args.corpus, args.warmup, args.timeout, args.sources,
+            cpus_option(args.cpus) if args.cpus else None)
+        cmd = load.command()
+    except (ValueError, LoadgenError) as e:
+        raise _usage(str(e)) from None
+    if not args.json:
+        cmd.remove("--json")
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True,
+                       timeout=load.warmup_s + load.duration_s + load.timeout_s + 30)
+    if r.returncode == 2:            # it refused an argument: its one line
+        raise _usage(r.stderr.strip().splitlines()[0].removeprefix("loadgen: "))
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    return r.returncode
 
 
 def run_micro(args) -> int:

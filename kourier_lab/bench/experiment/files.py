@@ -23,7 +23,8 @@
                                          # or [false, true]; rows named <stack>+fold
     response = "default"                 # the benchmark app's response (and the ceiling's):
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
-    load_tool = "wrk"                    # wrk | h2load (default for every shape but rate)
+    load_tool = "wrk"                    # wrk | h2load | kourier-lab (native/loadgen.c)
+                                         # (default for every shape but rate)
 
     [hosts]                              # optional: server and load tools on other machines
     server = "ssh://user@host:22"        # over SSH (bench/hosts/hosts_table.py has every key); without
@@ -36,7 +37,7 @@
     path = "/hello"
     load_tool = "h2load"                 # per-shape override
 
-    [shape.rate]                         # the open-loop sweep (h2load, always)
+    [shape.rate]                         # the open-loop sweep (h2load, or kourier-lab)
     connections = 64
     rate_steps = 6                       # offered rates from 10 % to 150 % of the closed-loop
                                          # throughput measured first, geometric
@@ -97,7 +98,7 @@ SHAPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     # request's intended send time, up to and past saturation.
     "rate": {"connections": 64, "pipeline": 1, "browser": False},
 }
-LOAD_TOOLS = ("wrk", "h2load")
+LOAD_TOOLS = ("wrk", "h2load", "kourier-lab")
 RESPONSES = ("default", "kourier")
 # "max" connections is capped here; run/measure.py lowers it further to what the
 # file-descriptor limit and the ephemeral port range allow.
@@ -309,17 +310,20 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
                 c.isspace() for c in spath):
             raise SpecError(f"{where}: {key}.path must start with '/' and have no spaces, "
                             f"not {spath!r}")
-        tool = over.get("load_tool", "h2load" if sname == "rate" else load_tool)
+        # wrk cannot offer a rate: the rate shape falls back to h2load under wrk
+        tool = over.get("load_tool", "h2load" if sname == "rate" and load_tool == "wrk"
+                        else load_tool)
         if tool not in LOAD_TOOLS:
             raise SpecError(f"{where}: {key}.load_tool must be one of {', '.join(LOAD_TOOLS)}, "
                             f"not {tool!r}")
-        if sname == "rate" and tool != "h2load":
-            raise SpecError(f"{where}: the rate shape needs load_tool = \"h2load\" "
-                            f"(wrk cannot offer a fixed rate)")
+        if sname == "rate" and tool == "wrk":
+            raise SpecError(f"{where}: the rate shape needs load_tool = \"h2load\" or "
+                            f"\"kourier-lab\" (wrk cannot offer a fixed rate)")
         corpus = d.get("corpus")
-        if corpus and tool != "wrk":
+        if corpus and tool == "h2load":
             raise SpecError(f"{where}: the {sname} shape sends a request corpus, which only wrk "
-                            f"does here (h2load repeats one request); set {key}.load_tool = \"wrk\"")
+                            f"and kourier-lab do here (h2load repeats one request); set "
+                            f"{key}.load_tool = \"wrk\" or \"kourier-lab\"")
         if corpus:
             from .corpora import CORPORA
             if pipeline > CORPORA[corpus].count:

@@ -29,7 +29,7 @@ from ..experiment.targets import Target, expand_targets
 from .verify import VerifyError, verify_server
 from ..load.wrk import WrkError, ensure_wrk
 from .servers import HOST, ServerStartError, log_tail, raise_fd_limit, start_server, stop_server
-from .measure import CLIENT_SATURATION, resolve_load, run_h2load, run_wrk, server_util
+from .measure import CLIENT_SATURATION, resolve_load, run_h2load, run_kourier, run_wrk, server_util
 from .rows import base_row, corpus_info, one_line, runs_of, slug, tqdm_class, utcnow
 
 def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
@@ -216,6 +216,13 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
     if not shape.corpus:
         _measure_bytes(base, server.port, shape)
     base["latency_per_batch"] = shape.load_tool == "wrk" and shape.pipeline > 1
+    if shape.load_tool == "kourier-lab":
+        try:
+            return _run_kourier_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
+                                     load, load_note, bar, say, into=rows)
+        except KeyboardInterrupt as e:
+            keep_rows(e, rows)
+            raise
     if shape.load_tool == "h2load":
         try:
             return _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
@@ -288,9 +295,9 @@ def _measure_bytes(base: Dict[str, object], port: int, shape: Shape) -> None:
     except (VerifyError, OSError) as e:
         base["note"] = f"bytes not measured: {one_line(e)}"
         return
-    # measure_bytes sends wrk's request; h2load's own headers differ, so its
+    # measure_bytes sends wrk's request (our load generator's too); h2load's own headers differ, so its
     # request size is not claimed (the response is the same either way)
-    sent = req if shape.load_tool == "wrk" else None
+    sent = req if shape.load_tool in ("wrk", "kourier-lab") else None
     base.update(request_bytes=sent, mean_request_bytes=sent, response_bytes=resp)
 
 
@@ -398,6 +405,100 @@ def _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_di
             bar.set_postfix_str(f"{label}: {rate:,.0f} req/s offered, run {run}")
             row = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
                               h2load_load(float(rate), shape.duration_s), run, float(rate))
+            if row["status"] != "ok":
+                say(f"failed {label} at {rate:,.0f} req/s run {run}: {row['note']}")
+            rows.append(row)
+            bar.update(1)
+    return rows
+
+
+def _kourier_row(server, target, shape, split, base, batch_id, batch_dir, load, run, rate):
+    tag = f"-{int(rate)}rps" if rate else ""
+    raw_rel = Path("loadgen") / f"{slug(target.name)}-{shape.name}{tag}-run{run}.txt"
+    row = dict(base, run=run, timestamp=utcnow(), raw_path=str(Path(batch_id) / raw_rel),
+               offered_rate=rate)
+    if server.proc.poll() is not None:
+        row.update(status="failed", note=f"the server exited with code {server.proc.returncode}; "
+                                         f"log: {log_tail(server.log_path)}")
+        return row
+    try:
+        figures = run_kourier(load, split.client_cpus, server.proc.pid, batch_dir / raw_rel,
+                              server_cpus=split.server_cpus)
+    except RuntimeError as e:          # it failed or printed no summary
+        row.update(status="failed", note=f"loadgen: {one_line(e)}")
+        return row
+    server_util(figures, split.workers)
+    row.update(figures)
+    notes = [base["note"]] if base.get("note") else []
+    if figures.get("errors_total") or figures.get("non_2xx_3xx"):
+        notes.append(f"{figures.get('errors_total', 0)} errors {figures.get('errors_by_kind')}, "
+                     f"{figures.get('non_2xx_3xx', 0)} non-2xx/3xx")
+    if figures["client_saturated"]:
+        notes.append(f"the load generator used {figures['client_cpu_util']:.0%} of its CPUs: "
+                     "the client may be the limit")
+    row["note"] = "; ".join(notes)
+    return row
+
+
+def _run_kourier_cell(server, target, shape, exp, split, base, batch_id, batch_dir, load,
+                      load_note, bar, say, into=None):
+    """The lab's load generator: closed-loop runs, or the open-loop rate sweep
+    (h2load's cell, with every request's latency from its intended send time)."""
+    from ..load import h2load as h2
+    from ..load.kourier import KourierLoad, browser_header_lines
+    label = f"{target.name} {shape.name}"
+    if load_note:
+        base["note"] = "; ".join(filter(None, [base.get("note"), load_note]))
+    headers = tuple(browser_header_lines()) if shape.browser else ()
+
+    def kourier_load(rate, duration):
+        # pipeline 1 in the open loop: requests queue (pipelined) only when the server lags
+        return KourierLoad(url=load.url, threads=load.threads, connections=load.connections,
+                           duration_s=duration, pipeline=1 if rate else shape.pipeline,
+                           rate=rate, corpus=load.corpus, headers=headers,
+                           timeout_s=shape.timeout_s, cpus=list(split.client_cpus))
+
+    if exp.warmup_s:
+        bar.set_postfix_str(f"{label}: warm-up")
+        try:
+            run_kourier(kourier_load(None, exp.warmup_s), split.client_cpus, None, None)
+        except RuntimeError as e:
+            base.update(status="failed", note=f"warm-up: {one_line(e)}")
+            say(f"failed {label}: {base['note']}")
+            bar.update(runs_of(shape, exp))
+            return [base]
+    rows = into if into is not None else []      # the caller's list: kept on an interrupt
+    if shape.name != "rate":
+        for run in range(1, exp.repetitions + 1):
+            if run > 1 and exp.pause_s:
+                time.sleep(exp.pause_s)
+            bar.set_postfix_str(f"{label}: run {run}/{exp.repetitions}")
+            row = _kourier_row(server, target, shape, split, base, batch_id, batch_dir,
+                               kourier_load(None, shape.duration_s), run, None)
+            if row["status"] != "ok":
+                say(f"failed {label} run {run}: {row['note']}")
+            rows.append(row)
+            bar.update(1)
+        return rows
+    rates = list(shape.rates)
+    if not rates:
+        bar.set_postfix_str(f"{label}: closed-loop probe")
+        probe = _kourier_row(server, target, shape, split, base, batch_id, batch_dir,
+                             kourier_load(None, shape.duration_s), 0, None)
+        probe["shape"] = "rate-probe"
+        rows.append(probe)
+        if probe["status"] != "ok" or not probe.get("req_per_s"):
+            say(f"failed {label}: closed-loop probe: {probe['note']}")
+            bar.update(runs_of(shape, exp))
+            return rows
+        rates = h2.rate_sweep(1.5 * float(probe["req_per_s"]), shape.rate_steps)
+    for rate in rates:
+        for run in range(1, exp.repetitions + 1):
+            if exp.pause_s:
+                time.sleep(min(exp.pause_s, 0.5))
+            bar.set_postfix_str(f"{label}: {rate:,.0f} req/s offered, run {run}")
+            row = _kourier_row(server, target, shape, split, base, batch_id, batch_dir,
+                               kourier_load(float(rate), shape.duration_s), run, float(rate))
             if row["status"] != "ok":
                 say(f"failed {label} at {rate:,.0f} req/s run {run}: {row['note']}")
             rows.append(row)

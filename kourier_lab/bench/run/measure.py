@@ -19,6 +19,8 @@ from ..experiment.split import Split
 from ..load import h2load as h2load_tool
 from ..load.h2load import H2loadError, H2loadLoad, ensure_h2load, latency_from_log, parse_h2load_output
 from ..load.wrk import WrkError, WrkLoad, parse_wrk_output, shell_line
+from ..load import kourier as kourier_tool
+from ..load.kourier import KourierLoad, LoadgenError, parse_loadgen_output
 from ...server.process import pin_cpus
 from .servers import HOST, connection_budget
 from .rows import corpus_info
@@ -111,6 +113,14 @@ def run_sampled(cmd: Sequence[str], out_path: Path, client_cpus: Sequence[int],
     return SampledRun(proc, ru, wall, killed, srv_frac, cli_frac, usage)
 
 
+def cpus_columns(r: SampledRun) -> Dict[str, float]:
+    """How busy the server's and the client's CPUs were over the run (any process, softirq)."""
+    return {"server_cpus_busy": r.server_cpus["busy"],
+            "server_cpus_softirq": r.server_cpus["softirq"],
+            "client_cpus_busy": r.client_cpus["busy"],
+            "client_cpus_softirq": r.client_cpus["softirq"]}
+
+
 def server_figures(usage, requests) -> Dict[str, object]:
     """The sampled server tree's figures, CPU-µs per request among them ({} unsampled)."""
     if usage is None:
@@ -149,7 +159,6 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     r = run_sampled(cmd, out_path, client_cpus, server_pid, server_cpus, deadline_s)
     proc, ru, wall, killed = r.proc, r.rusage, r.wall_s, r.killed
-    srv_frac, cli_frac = r.server_cpus, r.client_cpus
     text = out_path.read_text(errors="replace")
     if raw_path is None:
         out_path.unlink(missing_ok=True)
@@ -167,13 +176,11 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
         "wall_s": wall,
         "wrk_cpu_s": wrk_cpu,
         "wrk_cpu_util": wrk_cpu / (wall * load.threads) if wall > 0 else math.nan,
-        "server_cpus_busy": srv_frac["busy"],
-        "server_cpus_softirq": srv_frac["softirq"],
-        "client_cpus_busy": cli_frac["busy"],
-        "client_cpus_softirq": cli_frac["softirq"],
+        **cpus_columns(r),
     })
     figures["client_saturated"] = bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION)
-    figures.update(server_figures(r.usage, figures["requests"]))
+    # the server's CPU was sampled over the whole run: per response of the whole run
+    figures.update(server_figures(r.usage, figures["responses_total"]))
     return figures
 
 
@@ -218,7 +225,7 @@ def run_h2load(load: H2loadLoad, client_cpus: Sequence[int], server_pid: Optiona
     try:
         r = run_sampled(cmd, out_path, client_cpus, server_pid, server_cpus, deadline_s)
         proc, ru, wall, killed = r.proc, r.rusage, r.wall_s, r.killed
-        srv_frac, cli_frac, usage = r.server_cpus, r.client_cpus, r.usage
+        usage = r.usage
         text = out_path.read_text(errors="replace")
         if killed:
             raise H2loadError(f"h2load did not finish within {deadline_s:g} s and was killed")
@@ -253,12 +260,61 @@ def run_h2load(load: H2loadLoad, client_cpus: Sequence[int], server_pid: Optiona
         "client_cpu_s": client_cpu,
         "client_cpu_util": client_util,
         "client_saturated": bool(client_util >= CLIENT_SATURATION),
-        "server_cpus_busy": srv_frac["busy"],
-        "server_cpus_softirq": srv_frac["softirq"],
-        "client_cpus_busy": cli_frac["busy"],
-        "client_cpus_softirq": cli_frac["softirq"],
+        **cpus_columns(r),
     })
     if load.rate:
         figures["achieved_of_offered"] = figures["req_per_s"] / load.rate
     figures.update(server_figures(usage, figures["requests"]))
+    return figures
+
+
+def run_kourier(load: KourierLoad, client_cpus: Sequence[int], server_pid: Optional[int],
+                raw_path: Optional[Path], server_cpus: Sequence[int] = ()) -> Dict[str, object]:
+    """Run the lab's load generator (native/loadgen.c) pinned to client_cpus while
+    sampling the server tree; every figure (run_wrk's twin).
+
+    The client's CPU is the generator's own (its rusage, every thread and
+    process), so `client_cpu_util` is per thread like wrk_cpu_util, and it
+    stands in for wrk_cpu_util in the bottleneck rule.  Raises LoadgenError
+    when it fails or prints no summary.
+    """
+    cmd = load.command()
+    deadline_s = load.warmup_s + load.duration_s + load.timeout_s + 30
+    out_path = raw_path
+    if out_path is None:
+        import tempfile
+        fd, name = tempfile.mkstemp(prefix="loadgen-", suffix=".txt")
+        os.close(fd)
+        out_path = Path(name)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    r = run_sampled(cmd, out_path, client_cpus, server_pid, server_cpus, deadline_s)
+    text = out_path.read_text(errors="replace")
+    if raw_path is None:
+        out_path.unlink(missing_ok=True)
+    if r.killed:
+        raise LoadgenError(f"the load generator did not finish within {deadline_s:g} s "
+                           "and was killed")
+    try:
+        figures = parse_loadgen_output(text)
+    except LoadgenError as e:
+        raise LoadgenError(f"the load generator exited with code {r.proc.returncode}: {e}") \
+            from None
+    if r.proc.returncode != 0:
+        raise LoadgenError(f"the load generator exited with code {r.proc.returncode}")
+    client_cpu = r.rusage.ru_utime + r.rusage.ru_stime
+    # the whole run (warm-up included) against the whole wall time
+    client_util = client_cpu / (r.wall_s * load.threads) if r.wall_s > 0 else math.nan
+    figures.update({
+        "loadgen_command": kourier_tool.shell_line(cmd),
+        "loadgen_raw": "\n".join(ln for ln in text.splitlines() if not ln.startswith("{")),
+        "loadgen_exit_code": r.proc.returncode,
+        "wall_s": r.wall_s,
+        "client_cpu_s": client_cpu,
+        "client_cpu_util": client_util,
+        "wrk_cpu_util": client_util,
+        "client_saturated": bool(client_util >= CLIENT_SATURATION),
+        **cpus_columns(r),
+    })
+    # the server's CPU was sampled over the whole run: per response of the whole run
+    figures.update(server_figures(r.usage, figures["responses_total"]))
     return figures

@@ -1,0 +1,293 @@
+"""The lab's own load generator, native/loadgen.c: building it, its command
+line and its JSON summary; nothing is measured here (run/measure.py runs it).
+
+It is built like the ceiling (bench/experiment/ceiling.py): on first use, into
+the same cache directory, under a name hashed from the source and the
+compiler command, so an edited source is rebuilt and nothing stale runs.
+
+It sends the same requests as wrk for every shape: the URL's GET with Host
+(plus the browser shape's headers, read from pipeline.lua like wrk.py does) or
+a corpus file (bench/experiment/corpora.py's format, the file pipeline.lua
+reads).  Unlike wrk it checks every response (status line, framing, one per
+request, in order), keeps per-request latency in HdrHistogram's bucket layout
+(the summary's `latency_buckets_ns`, re-encoded here as the row's
+`latency_hdr`, in µs like the hosts path's), and with a rate runs an open loop
+whose latency counts from each request's intended send time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ...paths import repo_root
+from ..experiment.ceiling import cache_dir
+
+CFLAGS = ["-O2", "-Wall", "-pthread"]
+LIBS = ["-lm"]
+TOOL_NAME = "kourier-lab"           # the rows' load_tool
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9), ("p9999", 99.99))
+
+
+class LoadgenError(RuntimeError):
+    """The load generator could not be built, refused its arguments, or printed no summary."""
+
+
+def source_path() -> Path:
+    return repo_root() / "native" / "loadgen.c"
+
+
+def build_loadgen(force: bool = False) -> Path:
+    """Compile native/loadgen.c once per source version; returns the binary's path."""
+    src = source_path()
+    if not src.is_file():
+        raise LoadgenError(f"{src.name} is missing (the load generator needs the repository's "
+                           "native/)")
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise LoadgenError("no C compiler (cc/gcc/clang) to build native/loadgen.c; "
+                           "install one (Debian: apt-get install gcc)")
+    flags = [*CFLAGS, *LIBS]
+    digest = hashlib.sha256(src.read_bytes() + " ".join([cc, *flags]).encode()).hexdigest()[:16]
+    out = cache_dir() / f"loadgen-{digest}"
+    if out.exists() and not force:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    r = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(src), *LIBS], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        first = (r.stderr.strip().splitlines() or ["no output"])[0]
+        raise LoadgenError(f"building native/loadgen.c failed: {first}")
+    os.replace(tmp, out)      # atomic: concurrent builders never see half a binary
+    return out
+
+
+@dataclass
+class KourierLoad:
+    """One run's parameters (the C program's options, by the same names)."""
+    url: str
+    threads: int
+    connections: int
+    duration_s: float
+    pipeline: int = 1
+    rate: Optional[float] = None          # open loop: requests/s over all connections
+    corpus: Optional[str] = None          # a corpus file: its requests, not the URL's
+    headers: Sequence[str] = field(default_factory=tuple)   # "Name: value" lines
+    warmup_s: float = 0.0
+    timeout_s: float = 2.0
+    cpus: Optional[Sequence[int]] = None  # pin thread i to cpus[i % len]
+    sources: Optional[int] = None         # source addresses spread over 127.0.0.0/8
+    processes: Optional[int] = None       # default: as many as the descriptor limit needs
+
+    @property
+    def browser(self) -> bool:
+        return bool(self.headers)
+
+    def command(self, binary: Optional[str] = None) -> List[str]:
+        if self.duration_s <= 0:
+            raise ValueError("duration must be > 0 s")
+        if self.connections < 1 or self.threads < 1 or self.pipeline < 1:
+            raise ValueError("connections, threads and pipeline must be >= 1")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be > 0 requests/s")
+        cmd = [str(binary or build_loadgen()), self.url, "-c", str(self.connections),
+               "-t", str(self.threads), "-d", f"{self.duration_s:g}",
+               "--pipeline", str(self.pipeline), "--timeout", f"{self.timeout_s:g}",
+               "--warmup", f"{self.warmup_s:g}", "--json"]
+        if self.rate:
+            cmd += ["--rate", f"{self.rate:g}"]
+        if self.corpus:
+            cmd += ["--corpus", str(self.corpus)]
+        for h in self.headers:
+            cmd += ["--header", h]
+        if self.cpus:
+            cmd += ["--cpus", ",".join(str(c) for c in self.cpus)]
+        if self.sources and self.sources > 1:
+            cmd += ["--sources", str(self.sources)]
+        if self.processes:
+            cmd += ["--processes", str(self.processes)]
+        return cmd
+
+
+def browser_header_lines() -> List[str]:
+    """The browser shape's headers as "Name: value" lines (from pipeline.lua, as wrk sends them)."""
+    from .wrk import browser_headers
+    return [f"{name}: {value}" for name, value in browser_headers()]
+
+
+def _ms(us) -> float:
+    return math.nan if us is None else float(us) / 1e3
+
+
+def hdr_from_buckets(buckets: Sequence[Sequence[int]]) -> Optional[str]:
+    """The buckets ([lowest ns, highest ns, count]) as an encoded HdrHistogram in µs
+    (3 significant digits, as the hosts path's latency_hdr), or None when the
+    hdrhistogram package is missing or nothing was recorded.  Each bucket is
+    recorded at its middle, rounded to whole µs (the encoding's unit)."""
+    if not buckets:
+        return None
+    try:
+        from hdrh.histogram import HdrHistogram
+    except ImportError:
+        return None
+    top_us = max(2, int(buckets[-1][1] // 1000) * 2 + 2)
+    hist = HdrHistogram(1, top_us, 3)
+    for low, high, count in buckets:
+        hist.record_value(max(1, int(round((low + high) / 2e3))), int(count))
+    enc = hist.encode()
+    return enc.decode() if isinstance(enc, bytes) else enc
+
+
+def parse_loadgen_output(text: str, keep_buckets: bool = False) -> Dict[str, object]:
+    """The row's figures from the summary line (times in ms, as wrk's rows).
+
+    Raises LoadgenError when the text holds no summary (the tool's error line,
+    when it printed one, is in the message)."""
+    summary = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                summary = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    if summary is None:
+        said = next((ln for ln in text.strip().splitlines() if ln.strip()), "nothing")
+        raise LoadgenError(f"no summary; the load generator said: {said[:200]}")
+    errors = dict(summary["errors_by_kind"])
+    out: Dict[str, object] = {
+        "load_tool": TOOL_NAME,
+        "requests_sent": summary["requests"],
+        "requests": summary["responses"],          # answered in the window, as wrk's "requests"
+        "responses_total": summary["responses_total"],   # warm-up and drain included
+        "req_per_s": summary["req_per_s"],
+        "bytes_read": summary["bytes_read"],
+        "non_2xx_3xx": summary["non_2xx_3xx"],
+        "errors_total": summary["errors"],
+        "errors_by_kind": json.dumps({k: v for k, v in errors.items() if v}, sort_keys=True),
+        "error_messages": json.dumps(summary["messages"], sort_keys=True),
+        "responses_missing": summary["missing"],
+        "unanswered_at_end": summary["unanswered_at_end"],
+        "reconnects": summary["reconnects"],
+        "max_queue": summary["max_queue"],
+        "fast_path_responses": summary["fast_path"],
+        "offered_rate": summary["rate"],
+        "loadgen_cpu_user_s": summary["client_cpu_user_s"],
+        "loadgen_cpu_sys_s": summary["client_cpu_sys_s"],
+        "loadgen_cpu_s": summary["client_cpu_s"],
+        "loadgen_wall_s": summary["wall_s"],
+        "processes": summary["processes"],
+        "latency_samples": summary["latency_samples"],
+        "latency_max_ms": _ms(summary["latency_max_us"]),
+        "latency_avg_ms": _ms(summary["latency_avg_us"]),
+        "latency_per_batch": False,      # every request's own latency
+        "latency_overflow": False,
+    }
+    # wrk's socket-error columns, so summaries that read them see these too
+    out["errors_connect"] = errors.get("connect", 0)
+    out["errors_read"] = errors.get("read", 0) + errors.get("closed", 0)
+    out["errors_write"] = errors.get("write", 0)
+    out["errors_timeout"] = errors.get("timeout", 0)
+    out["errors_socket"] = sum(int(out[k]) for k in ("errors_connect", "errors_read",
+                                                       "errors_write", "errors_timeout"))
+    out["errors_response"] = sum(v for k, v in errors.items()
+                                 if k not in ("connect", "read", "closed", "write", "timeout"))
+    for name, _ in PERCENTILES:
+        out[f"latency_{name}_ms"] = _ms(summary[f"latency_{name}_us"])
+    if summary["rate"]:
+        out["achieved_of_offered"] = summary["req_per_s"] / summary["rate"]
+    out["loadgen_cpu_ns_per_response"] = (summary["client_cpu_s"] * 1e9 / summary["responses_total"]
+                                          if summary["responses_total"] else math.nan)
+    out["latency_hdr"] = hdr_from_buckets(summary["latency_buckets_ns"])
+    if keep_buckets:
+        out["latency_buckets_ns"] = summary["latency_buckets_ns"]
+    return out
+
+
+def shell_line(cmd: Sequence[str]) -> str:
+    """The command as one shell line: the cached binary named `loadgen`, a corpus
+    file made relative to the checkout."""
+    root = str(repo_root()) + os.sep
+    parts = []
+    for i, c in enumerate(cmd):
+        if i == 0:
+            c = "loadgen"
+        elif c.startswith(root):
+            c = c[len(root):]
+        parts.append(shlex.quote(c))
+    return " ".join(parts)
+
+
+CLI_SHAPES = ("keepalive", "pipelined", "browser", "distinct", "real", "api")
+
+
+def load_for_command_line(url: str, connections: int = 64, threads: int = 1,
+                          duration_s: float = 5.0, pipeline: Optional[int] = None,
+                          rate: Optional[float] = None, shape: Optional[str] = None,
+                          corpus: Optional[str] = None, warmup_s: float = 1.0,
+                          timeout_s: float = 2.0, sources: Optional[int] = None,
+                          cpus: Optional[Sequence[int]] = None) -> KourierLoad:
+    """`kourier-lab load`'s arguments as a KourierLoad.  A shape brings its bench
+    defaults (pipeline depth, browser headers or corpus) unless the arguments
+    say otherwise.  Raises ValueError with one line on a bad argument; load goes
+    to 127.0.0.0/8 only (the lab's load never leaves the machine)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http":
+        raise ValueError(f"only http:// URLs, not {url!r}")
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    address = "127.0.0.1" if host == "localhost" else host
+    try:
+        loopback = ipaddress.IPv4Address(address) in ipaddress.IPv4Network("127.0.0.0/8")
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the host must be localhost or an address in 127.0.0.0/8, not {host!r}")
+    target = f"http://{host}{f':{port}' if port else ''}{parts.path or '/'}"
+    if parts.query:
+        target += f"?{parts.query}"
+    if connections < 1 or threads < 1:
+        raise ValueError("-c and -t must be >= 1")
+    if duration_s <= 0 or duration_s > 3600:
+        raise ValueError("-d must be > 0 and at most 3600 s")
+    if rate is not None and rate <= 0:
+        raise ValueError("--rate must be > 0 requests/s")
+    if shape and corpus:
+        raise ValueError("--shape and --corpus both choose the requests: give one")
+    if shape and shape not in CLI_SHAPES:
+        raise ValueError(f"unknown shape {shape!r} (known: {', '.join(CLI_SHAPES)})")
+    headers: Sequence[str] = ()
+    depth = pipeline
+    if shape:
+        from ..experiment.files import SHAPE_DEFAULTS
+        d = SHAPE_DEFAULTS[shape]
+        if depth is None and rate is None:
+            depth = int(d["pipeline"])
+        if d.get("corpus"):
+            from ..experiment.corpora import ensure
+            corpus = str(ensure(d["corpus"]))
+        if d.get("browser"):
+            headers = tuple(browser_header_lines())
+    depth = depth or 1
+    if depth < 1:
+        raise ValueError("--pipeline must be >= 1")
+    if corpus and not Path(corpus).is_file():
+        raise ValueError(f"no corpus file {corpus}")
+    return KourierLoad(url=target, threads=min(threads, connections), connections=connections,
+                       duration_s=duration_s, pipeline=depth, rate=rate, corpus=corpus,
+                       headers=headers, warmup_s=warmup_s, timeout_s=timeout_s, cpus=cpus,
+                       sources=sources)
