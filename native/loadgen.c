@@ -705,14 +705,6 @@ static void *worker_main(void *arg) {
     for (;;) {
         int64_t now = now_ns();
         if (now >= t_stop) break;
-        if (now >= t_end) {
-            /* closed loop stops at the end; open loop drains what was intended */
-            int pending = 0;
-            if (O.rate > 0)
-                for (int i = 0; i < w->nconns && !pending; i++)
-                    if (w->conns[i].fd >= 0 && w->conns[i].count) pending = 1;
-            if (!pending) break;
-        }
         int64_t wake = t_stop;
         if (interval) {
             for (int i = 0; i < w->nconns; i++) {
@@ -731,6 +723,14 @@ static void *worker_main(void *arg) {
                 if (c->next_due < wake && c->next_due < t_end) wake = c->next_due;
             }
             if (wake < now + tick) wake = now + tick;
+        }
+        if (now >= t_end) {   /* after the last due requests were scheduled */
+            /* closed loop stops at the end; open loop drains what was intended */
+            int pending = 0;
+            if (O.rate > 0)
+                for (int i = 0; i < w->nconns && !pending; i++)
+                    if (w->conns[i].fd >= 0 && w->conns[i].count) pending = 1;
+            if (!pending) break;
         }
         if (now - last_timeout_scan > 100000000LL) {
             last_timeout_scan = now;
