@@ -251,7 +251,7 @@ def test_corpus_shapes_defaults():
 
 CORPUS_BAD = [
     ({"shapes": ["distinct"], "shape": {"distinct": {"load_tool": "h2load"}}},
-     "the distinct shape sends a request corpus, which only wrk does here"),
+     "the distinct shape sends a request corpus, which only wrk and kourier-lab do here"),
     ({"shapes": ["real"], "shape": {"real": {"pipeline": 2000}}},
      "shape.real.pipeline 2000 is deeper than the real corpus (1024 requests)"),
     ({"shapes": ["distinct"], "shape": {"distinct": {"path": "/x"}}},

@@ -326,3 +326,37 @@ def test_command_line_shape():
     for flag, value in (("-c", "8"), ("-t", "2"), ("-d", "3"), ("--rate", "1000"),
                         ("--cpus", "1"), ("--sources", "16"), ("--pipeline", "4")):
         assert cmd[cmd.index(flag) + 1] == value
+
+
+# ---------------------------------------------------------------------------
+# In experiments
+
+
+def test_experiment_accepts_kourier_lab_for_every_shape():
+    from kourier_lab.bench.experiment.files import parse_experiment
+    exp = parse_experiment({"load_tool": "kourier-lab", "shapes": ["distinct", "rate", "browser"]})
+    assert [s.load_tool for s in exp.shapes] == ["kourier-lab"] * 3
+    wrk = parse_experiment({"shapes": ["pipelined", "rate"]})     # wrk's rate falls back to h2load
+    assert [s.load_tool for s in wrk.shapes] == ["wrk", "h2load"]
+
+
+def test_experiment_rows_under_kourier_lab(tmp_path):
+    from kourier_lab.bench.experiment.files import parse_experiment
+    from kourier_lab.bench.run import batch
+    exp = parse_experiment({"name": "test_loadgen", "repetitions": 1, "duration": 1, "warmup": 0,
+                            "pause": 0, "stacks": [], "load_tool": "kourier-lab",
+                            "shapes": ["pipelined", "rate"],
+                            "shape": {"pipelined": {"connections": 8, "pipeline": 16},
+                                      "rate": {"connections": 4, "rates": [2000]}}})
+    df = batch.run_experiment(exp, out=tmp_path, progress=False, echo=lambda s: None)
+    rows = df.set_index("shape")
+    for shape in ("pipelined", "rate"):
+        r = rows.loc[shape]
+        assert r["status"] == "ok", r["note"]
+        assert r["load_tool"] == "kourier-lab" and r["errors_total"] == 0
+        assert r["requests"] > 0 and r["cpu_us_per_req"] > 0 and r["client_cpu_util"] > 0
+        assert r["latency_p99_ms"] >= r["latency_p50_ms"] > 0 and isinstance(r["latency_hdr"], str)
+        assert r["bottleneck"] in ("server", "client", "both", "contention", "neither")
+        assert not r["latency_per_batch"]
+    assert rows.loc["rate", "offered_rate"] == 2000
+    assert rows.loc["rate", "achieved_of_offered"] == pytest.approx(1, rel=0.05)
