@@ -179,8 +179,7 @@ def run_wrk(load: WrkLoad, client_cpus: Sequence[int], server_pid: Optional[int]
         **cpus_columns(r),
     })
     figures["client_saturated"] = bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION)
-    # the server's CPU was sampled over the whole run: per response of the whole run
-    figures.update(server_figures(r.usage, figures["responses_total"]))
+    figures.update(server_figures(r.usage, figures["requests"]))
     return figures
 
 
