@@ -360,3 +360,24 @@ def test_experiment_rows_under_kourier_lab(tmp_path):
         assert not r["latency_per_batch"]
     assert rows.loc["rate", "offered_rate"] == 2000
     assert rows.loc["rate", "achieved_of_offered"] == pytest.approx(1, rel=0.05)
+
+
+def test_bars_mark_runs_the_load_tool_limited():
+    import pandas as pd
+    from kourier_lab.bench.plots import throughput
+    rows = []
+    for server, kind, bottleneck in (("ceiling", "ceiling", "client"), ("c/c/c", "stack", "client"),
+                                     ("python/python/python", "stack", "server")):
+        for run in (1, 2):
+            rows.append(dict(status="ok", req_per_s=1e6, cpu_us_per_req=0.5, shape="pipelined",
+                             server=server, server_kind=kind, head_memo=False, fold_runs=False,
+                             offered_rate=None, bottleneck=bottleneck, experiment="t",
+                             batch_id="b", load_tool="wrk"))
+    df = pd.DataFrame(rows)
+    stats = throughput._per_server(df, "req_per_s").set_index("server")
+    assert stats.loc["c/c/c", "tool_bound"] and not stats.loc["python/python/python", "tool_bound"]
+    labels = [h.get_label() for h in throughput.key_handles(stats.reset_index())]
+    assert any(label.startswith("load tool was the limit") for label in labels)
+    fig = throughput.plot_throughput(df)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("load-tool-bound" in t for t in texts)

@@ -1,4 +1,4 @@
-"""Latency figures from h2load rows (kourier_lab.bench.load.h2load), in the package
+"""Latency figures from per-request rows (h2load's log, kourier-lab's histogram), in the package
 style; throughput.py's write_figures adds them when a batch has such rows.
 
     fig = plot_latency_vs_load(df)     # the hockey stick: p50/p99 against offered req/s
@@ -155,8 +155,9 @@ def plot_request_latency(df: pd.DataFrame) -> Figure:
         ax.set_ylabel("latency per request (ms, log)")
         ax.set_title(shape)
     style.legend_outside(fig, title="percentile")
-    fig.suptitle(style.title_from_rows("Closed-loop latency per request (h2load log; median over runs)",
-                                       rows), fontsize=10)
+    tools = ", ".join(sorted(set(_col(rows, "load_tool", "wrk").dropna()))) if len(rows) else ""
+    fig.suptitle(style.title_from_rows(f"Closed-loop latency per request ({tools or 'none'}; "
+                                       "median over runs)", rows), fontsize=10)
     return fig
 
 

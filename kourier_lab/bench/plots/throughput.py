@@ -53,6 +53,11 @@ def _per_server(df: pd.DataFrame, column: str) -> pd.DataFrame:
     ok["server_kind"] = _kinds(ok)
     g = ok.groupby(["shape", "server", "server_kind"], sort=False)[column]
     s = g.agg(["median", "min", "max"]).reset_index()
+    # most of its runs limited by the load tool's CPU, not the server's: the
+    # bar is a floor of what the server can do, and is marked so
+    bound = (ok.get("bottleneck", pd.Series(pd.NA, index=ok.index)) == "client").fillna(False)
+    share = bound.astype(float).groupby([ok["shape"], ok["server"]], sort=False).mean()
+    s["tool_bound"] = [bool(share.get((sh, sv), 0.0) > 0.5) for sh, sv in zip(s["shape"], s["server"])]
     s["_k"] = s["server_kind"].map(style.GROUP_ORDER)
     s["_shape"] = s["shape"].map({v: i for i, v in enumerate(dict.fromkeys(df["shape"]))})
     return s.sort_values(["_shape", "_k", "median"], ascending=[True, True, False])
@@ -81,6 +86,8 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
         ax.bar(xi, r["median"] / scale, **style.bar_style(r["server"], r["server_kind"]),
                yerr=[[(r["median"] - r["min"]) / scale], [(r["max"] - r["median"]) / scale]], capsize=3,
                error_kw={"elinewidth": 1, "ecolor": "#333333"})
+        if r.get("tool_bound", False):
+            ax.plot([xi], [r["max"] / scale], **TOOL_BOUND_MARK)
     ax.set_xticks(xs)
     ax.set_xticklabels(bars["server"], rotation=40, ha="right", fontsize=8)
     style.color_tick_labels(ax, list(bars["server"]), dict(zip(bars["server"], bars["server_kind"])))
@@ -93,9 +100,24 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
     ax.set_ylabel(unit)
     if len(ceil):
         y = ceil["median"].iloc[0] / scale
-        style.reference_line(ax, y, "_ceiling", text=f"ceiling {fmt(y)}")
+        bound = " (load-tool-bound)" if bool(ceil["tool_bound"].iloc[0]) else ""
+        style.reference_line(ax, y, "_ceiling", text=f"ceiling {fmt(y)}{bound}")
     if not xs:
         ax.set_xlim(-0.5, 0.5)
+
+
+# drawn above a bar whose runs the load tool, not the server, limited
+TOOL_BOUND_MARK = dict(marker="v", markersize=7, color="#c0392b", linestyle="None", zorder=5)
+
+
+def key_handles(stats: pd.DataFrame) -> list:
+    """The style's legend entries, and the load-tool-bound mark when a bar has it."""
+    from matplotlib.lines import Line2D
+    out = style.key_handles(stats["server_kind"])
+    if "tool_bound" in stats.columns and stats["tool_bound"].any():
+        out.append(Line2D([], [], label="load tool was the limit (a floor, not the server's figure)",
+                          **TOOL_BOUND_MARK))
+    return out
 
 
 def _bar_figsize(stats: pd.DataFrame, shapes) -> tuple:
@@ -118,7 +140,7 @@ def plot_throughput(df: pd.DataFrame) -> Figure:
             continue
         _bars(ax, s, scale, unit, lambda v: f"{v:.3g}{unit.split()[0]}")
         ax.set_title(f"{shape}", pad=12)
-    style.legend_outside(fig, handles=style.key_handles(stats["server_kind"]))
+    style.legend_outside(fig, handles=key_handles(stats))
     fig.suptitle(style.title_from_rows("Requests per second (median, min–max)", df), fontsize=10)
     return fig
 
@@ -140,7 +162,7 @@ def plot_cpu_per_request(df: pd.DataFrame) -> Figure:
         if log:
             style.log_axis(ax, "y")
         ax.set_title(shape, pad=12)
-    style.legend_outside(fig, handles=style.key_handles(stats["server_kind"]))
+    style.legend_outside(fig, handles=key_handles(stats))
     fig.suptitle(style.title_from_rows("Server CPU per request (lower is better"
                                        + (", log scale)" if log else ")"), df), fontsize=10)
     return fig
@@ -151,7 +173,7 @@ def plot_latency(df: pd.DataFrame) -> Figure:
 
     wrk under pipelining records one sample per batch (and its percentiles
     overflow to 0.00us): those rows are not latency and are left out, with a
-    note; per-request percentiles come from h2load rows (load_tool=h2load).
+    note; per-request percentiles come from h2load and kourier-lab rows.
     An overflowed percentile is left out, not drawn as zero."""
     ok = _closed_loop(_ok(df))
     if "latency_per_batch" in ok.columns:
@@ -171,7 +193,8 @@ def plot_latency(df: pd.DataFrame) -> Figure:
         g = g.dropna(axis=1, how="all")
         if g.empty:
             why = ("wrk's pipelined latency is per batch, not per request: run the shape with "
-                   "load_tool = \"h2load\"" if len(batch_only) else "no measured rows")
+                   "load_tool = \"kourier-lab\" or \"h2load\"" if len(batch_only)
+                   else "no measured rows")
             ax.text(0.5, 0.5, why, ha="center", transform=ax.transAxes, fontsize=8, wrap=True)
             continue
         xs = [i for i, (_, c) in enumerate(pcts) if c in g.columns]
@@ -271,9 +294,9 @@ def write_figures(df: pd.DataFrame, out_dir: Optional[Path] = None) -> List[Path
     prefix = experiments[0] if len(experiments) == 1 else "results"
     paths = []
     figures = dict(FIGURES)
-    # the h2load figures, when there are such rows
+    # the per-request latency figures, when a tool that times each request ran
     tool = df["load_tool"] if "load_tool" in df.columns else pd.Series("wrk", index=df.index)
-    if (tool == "h2load").any():
+    if tool.isin(["h2load", "kourier-lab"]).any():
         from . import latency as latency_plots
         figures["request_latency"] = latency_plots.plot_request_latency
         if "offered_rate" in df.columns and df["offered_rate"].notna().any():

@@ -92,6 +92,16 @@ SCHEMA: Dict[str, str] = {
     "server_cpus_busy": "float64", "server_cpus_softirq": "float64",
     "client_cpus_busy": "float64", "client_cpus_softirq": "float64",
     "server_cpus_other": "float64", "client_cpus_other": "float64",
+    # the lab's load generator (bench/load/kourier.py): every response checked,
+    # latency per request (latency_hdr: HdrHistogram, µs, base64)
+    "requests_sent": "Int64", "responses_total": "Int64", "errors_total": "Int64",
+    "errors_response": "Int64", "errors_by_kind": "string", "error_messages": "string",
+    "responses_missing": "Int64", "unanswered_at_end": "Int64", "reconnects": "Int64",
+    "max_queue": "Int64", "fast_path_responses": "Int64", "latency_p9999_ms": "float64",
+    "latency_hdr": "string", "client_cpu_s": "float64", "loadgen_cpu_user_s": "float64",
+    "loadgen_cpu_sys_s": "float64", "loadgen_cpu_s": "float64",
+    "loadgen_cpu_ns_per_response": "float64", "loadgen_command": "string",
+    "loadgen_raw": "string", "loadgen_exit_code": "Int64",
 }
 
 
