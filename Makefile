@@ -47,7 +47,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard native/*.c 
 	$(BIN)/pip install -q -e '.[test,peers,hosts]'
 	touch $@
 
+# then Numba's on-disk cache, warmed for every configuration that uses it: no server
+# compiles while it serves, and no start waits minutes (kourier_lab/server/warm_up.py)
 setup: system $(VENV)/.installed
+	$(BIN)/python -m kourier_lab.server.warm_up
 
 build: setup
 

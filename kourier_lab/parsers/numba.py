@@ -29,8 +29,9 @@ Entry points
   Python-call overhead (a Numba call from Python costs about as much as
   parsing a small request: notebook 02's crossing costs).
 * ``c_entry_points()``: @cfunc objects with the C signatures of kourier_lab.h;
-  ``.address`` is a function pointer the C loop can call natively.  Compiled on
-  first use (a @cfunc cannot cache to disk), calling the cached kernels.
+  ``.address`` is a function pointer the C loop can call natively.  Built on
+  first use and cached on disk like the kernels (the server builds them before
+  its workers fork: server/warm_up.py).
 
 Every @njit function uses cache=True: the first call on a machine compiles
 (``jit_report()`` gives the figures), later processes load machine code from
@@ -985,12 +986,12 @@ _CFUNCS = {}
 def c_entry_points():
     """The @cfunc objects {"kl_parse_head": ..., "kl_parse_chunked": ...}, with the
     C signatures of kourier_lab.h; each one's ``.address`` is a function pointer a
-    C loop can call natively.  Compiled on first use, not at import: a @cfunc
-    cannot be cached on disk (Numba recompiles its wrapper in every process),
-    while the kernels it calls load from the cache."""
+    C loop can call natively.  Built on first use, not at import (a process
+    that never runs the C loop never pays for them); cached on disk, so a later
+    process loads them."""
     if not _CFUNCS:
-        _CFUNCS["kl_parse_head"] = cfunc(_c_parse_head_sig, nopython=True)(_kl_parse_head)
-        _CFUNCS["kl_parse_chunked"] = cfunc(_c_parse_chunked_sig, nopython=True)(_kl_parse_chunked)
+        _CFUNCS["kl_parse_head"] = cfunc(_c_parse_head_sig, nopython=True, cache=True)(_kl_parse_head)
+        _CFUNCS["kl_parse_chunked"] = cfunc(_c_parse_chunked_sig, nopython=True, cache=True)(_kl_parse_chunked)
     return dict(_CFUNCS)
 
 
@@ -1145,10 +1146,29 @@ class NumbaParser:
         return count, consumed, last, self._summaries, self._starts
 
 
+def warm_up():
+    """Call every kernel with each argument type it meets here: buffers that are
+    read-only (bytes) and writable (bytearray, the buffers' arrays) are two
+    Numba types, so both are compiled -- or loaded from the cache -- now."""
+    lim = limits_array(DEFAULT_LIMITS)
+    head = b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"5;e=1\r\nhello\r\n0\r\n\r\n"
+    for kind in (bytes, bytearray):
+        p = NumbaParser()
+        raw = kind(head * 2)
+        if p.parse_head(raw, 0) > 0:
+            p.head()
+        p.parse_chunked(kind(chunked), 0)
+        p.parse_batch(raw, 0)
+        t = new_table(1)[1][0]
+        heads = np.zeros((4, HEAD_FIELDS), np.int64)
+        parse_heads_kernel(as_array(raw), 0, len(raw), lim, t, heads, 4, 0)
+
+
 def jit_report():
     """Seconds for the first call of each kernel in this process: the JIT
     compile time on a cold cache, the load time from the on-disk cache
-    otherwise; plus the compile time of the @cfunc entry points (never cached)."""
+    otherwise; the same for the @cfunc entry points."""
     t = new_table(1)[1][0]
     raw = np.frombuffer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", np.uint8).copy()
     lim = limits_array(DEFAULT_LIMITS)

@@ -84,10 +84,17 @@ class Supervisor:
     def run(self) -> int:
         cfg = self.config
         # validate everything once in the supervisor so that errors are one line, not N crashes
-        from .. import buffers, loops, parsers
-        parsers.create(cfg.parser, cfg.limits)
+        from .. import buffers, loops
+        from .warm_up import warm_up, watch_compiles
+        app = load_app(cfg.app, cfg.response)
         buffers.create_read(cfg.buffer)
-        loops.create(cfg.loop, cfg, load_app(cfg.app, cfg.response))
+        # every Numba function a worker can reach, compiled or loaded now: the
+        # workers fork from here with the machine code, and never JIT on a request
+        _loop, warmed = warm_up(cfg, app, lambda: loops.create(cfg.loop, cfg, app))
+        if warmed is not None:
+            sys.stderr.write(f"kourier-lab: {warmed.line()}\n")
+            sys.stderr.flush()
+            watch_compiles()
         reserve = make_listener(cfg.host, cfg.port, cfg.backlog, listen=False)
         cfg.port = reserve.getsockname()[1]
         signal.signal(signal.SIGTERM, self._stop)
