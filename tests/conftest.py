@@ -51,14 +51,16 @@ def _starts_a_server(item) -> bool:
     return bool((_STARTERS | helpers) & set(func.__code__.co_names))
 
 
-# the tests that run for minutes: notebooks that run every stack and peer, the ASan server
-_LONG_NOTEBOOKS = ("compliance_notebook", "event_loops_notebook", "bench_notebook", "under_asan")
+# the tests that run for minutes: notebooks that run every stack and peer, the ASan server,
+# the Numba stacks started on an empty cache
+_LONG_TESTS = ("compliance_notebook", "event_loops_notebook", "bench_notebook", "under_asan",
+                   "on_an_empty_cache")
 
 
 def _priority(item) -> int:
     """Longest first, so that with workers no long test starts last."""
     rel = os.path.relpath(str(item.path), TESTS).split(os.sep)
-    if any(name in item.name for name in _LONG_NOTEBOOKS):
+    if any(name in item.name for name in _LONG_TESTS):
         return 0
     if rel[0] == "notebooks" or "sanitiz" in rel[-1]:
         return 1
@@ -83,9 +85,13 @@ def pytest_collection_modifyitems(config, items):
 _SHARED_SCOPES = {"tests/server/test_server.py": "connection_server", "tests/server/test_spec.py": "connection_server"}
 
 
+# files whose tests each run for minutes and share nothing: one worker per test
+_ONE_PER_WORKER = {"tests/server/test_numba_warm_up.py"}
+
+
 def _scope(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
-    if path.startswith("tests/notebooks/"):
+    if path.startswith("tests/notebooks/") or path in _ONE_PER_WORKER:
         return nodeid
     return _SHARED_SCOPES.get(path, path)
 
