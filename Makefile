@@ -14,6 +14,8 @@ APT_PACKAGES += chromium
 APT_PACKAGES += openssh-server openssh-client iproute2
 # kourier-lab profile: syscall counts, exact instruction counts, cpu-clock samples
 APT_PACKAGES += strace valgrind linux-perf
+# liburing's header and library: the uring loop's io_uring driver (native/loop_uring.c; built without it, the loop refuses)
+APT_PACKAGES += liburing-dev
 # Debian's cargo only when the machine has no Rust toolchain of its own
 ifeq ($(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null),)
 APT_PACKAGES += cargo

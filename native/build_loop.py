@@ -25,6 +25,29 @@ ROOT = os.path.dirname(HERE)
 
 CFLAGS = ["-O3", "-Wall", "-Wextra", "-std=gnu11", "-fno-strict-aliasing"]
 LDFLAGS = []
+
+
+def _have_liburing():
+    """liburing's header and library on this machine (Debian: liburing-dev):
+    the io_uring driver (loop_uring.c) is compiled in only then."""
+    import tempfile
+    from distutils.ccompiler import new_compiler
+    from distutils.errors import CompileError, LinkError
+    cc = new_compiler()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <liburing.h>\nint main(void) { struct io_uring r; "
+                    "return io_uring_queue_init(1, &r, 0); }\n")
+        try:
+            objs = cc.compile([src], output_dir=tmp)
+            cc.link_executable(objs, os.path.join(tmp, "probe"), libraries=["uring"])
+        except (CompileError, LinkError):
+            return False
+    return True
+
+
+HAVE_URING = os.environ.get("KOURIER_LAB_NO_URING") is None and _have_liburing()
 # --sanitize DIR: an ASan + UBSan build of the whole native server (loop.c,
 # ringbuffer.c, parser.c) written into DIR (a copy of the kourier_lab package,
 # tests/native/test_native_server_sanitized.py), never over the regular build.  The
@@ -35,6 +58,10 @@ if "--sanitize" in sys.argv:
     SAN = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
     CFLAGS = ["-O1", "-g", "-Wall", "-std=gnu11", "-fno-strict-aliasing"] + SAN
     LDFLAGS = SAN
+LIBRARIES = []
+if HAVE_URING:
+    CFLAGS.append("-DKL_HAVE_URING")
+    LIBRARIES.append("uring")
 
 CALLBACKS = """
 extern "Python+C" int kl_py_batch(void *handle, kl_batch *batch);
@@ -49,7 +76,7 @@ extern "Python+C" void kl_py_signals(void *handle);
 def _sources(absolute=False):
     # setuptools wants paths relative to setup.py; ffibuilder.compile() runs the
     # compiler inside its tmpdir, so the dev build passes absolute paths
-    srcs = [os.path.join(HERE, s) for s in ("ringbuffer.c", "loop.c", "parser.c")]
+    srcs = [os.path.join(HERE, s) for s in ("ringbuffer.c", "loop.c", "loop_epoll.c", "loop_uring.c", "parser.c")]
     return srcs if absolute else [os.path.relpath(s, os.getcwd()) for s in srcs]
 
 
@@ -79,6 +106,7 @@ def _set_source(absolute=False):
         include_dirs=[HERE],
         extra_compile_args=CFLAGS,
         extra_link_args=LDFLAGS,
+        libraries=LIBRARIES,
     )
 
 

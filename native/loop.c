@@ -49,181 +49,16 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "loop.h"
-#include "parser.h"
-
-/* the cffi `extern "Python+C"` callbacks (defined by the generated module) */
-extern int kl_py_batch(void *handle, kl_batch *batch);
-extern int kl_py_parse_head(void *handle, uint64_t gen, const uint8_t *base, size_t end, size_t pos,
-                            kl_request *req);
-extern int64_t kl_py_parse_chunked(void *handle, uint8_t *base, size_t end, size_t pos, int64_t *body_len);
-extern void kl_py_signals(void *handle);
-
-#define WHEEL_BITS 12
-#define WHEEL_SLOTS (1 << WHEEL_BITS)
-#define WHEEL_MASK (WHEEL_SLOTS - 1)
-#define TICK_NS 10000000LL              /* 10 ms */
-#define ACCEPT_BATCH 256
-#define MAX_EVENTS 512
-#define MAX_PY 64                       /* Python requests per batch callback */
-#define MAX_DEFERRED 4096               /* ordered answers waiting for a batch callback */
-#define DATE_LEN 29                     /* "Thu, 01 Jan 1970 00:00:00 GMT" */
-#define MEMO_MAX 512                    /* longest head the memo remembers */
-#define RUN_MAX 64                      /* identical answers copied in one memcpy */
-#define STAGE_MAX 64                    /* static answers sent by reference in one sendmsg */
+#include "loop_shared.h"
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-enum { SCAN_NONE, SCAN_HEAD, SCAN_CHUNKED };   /* conn.scan */
-
-typedef struct conn {
-    int fd;
-    uint8_t in_request, continue_sent, closing, peer_closed, want_write, paused, closed;
-    uint8_t hangup;       /* the peer hung up: read on to the EOF, no later edge comes */
-    /* an answer could not be buffered (out of memory): nothing after it is
-     * written (later answers would go to the wrong requests); flush, close */
-    uint8_t out_failed;
-    /* The scan state of the request at the buffer's front, so a request in
-     * many reads is scanned once (scan_head, scan_chunked): `scan` says which
-     * one the union holds.  The two are never needed at once -- an incomplete
-     * head at the front, or the chunked body after a complete one -- so they
-     * share storage (the connection is no bigger than with one). */
-    uint8_t scan;                       /* SCAN_NONE, SCAN_HEAD, SCAN_CHUNKED */
-    union {
-        /* SCAN_HEAD: offsets from the buffer's front (scan.py's (s, rl, scanned)) */
-        struct { size_t head_s, head_rl, head_scanned; };
-        /* SCAN_CHUNKED: the next chunk-size line (from the body's start),
-         * data and framing bytes so far */
-        struct { size_t chunk_off; int64_t chunk_total, chunk_overhead; };
-    };
-    size_t staged;        /* bytes of static answers staged in the loop's iovecs (see out_ref) */
-    kl_ring rb;
-    kl_wbuf wb;
-    int64_t deadline;                   /* tick */
-    int64_t filed;                      /* tick of the slot it is filed under; -1: not filed */
-    struct conn *tprev, *tnext;         /* wheel slot list */
-    struct conn *prev, *next;           /* all live connections */
-    struct conn *dead_next;
-} conn;
-
-typedef struct resp {
-    uint8_t *data;
-    size_t len;
-    long date_off;                      /* offset of the Date value, -1: none */
-    uint8_t *run;                       /* RUN_MAX copies back to back (made on first use) */
-} resp;
-
-typedef struct route_entry {
-    uint8_t *path;
-    size_t len;
-    int route;                          /* >= 0: static route; -1: a known path answered by Python */
-} route_entry;
-
-typedef struct deferred {
-    const uint8_t *data;                /* NULL: the Python answer `index` */
-    size_t len;
-    uint32_t index;
-} deferred;
-
-struct kl_loop {
-    kl_loop_config cfg;
-    void *py;
-    int parser_kind;
-    kl_head_fn head_fn;
-    kl_head_impl_fn c_head;             /* KL_PARSER_C: the parser's active level, taken at kl_loop_run */
-    kl_chunked_fn chunked_fn;
-    /* routes */
-    resp *routes;                       /* [nroutes * KL_VARIANTS] */
-    int nroutes;
-    route_entry *table;                 /* open addressing, power of two */
-    size_t table_size, table_used;
-    int catch_all;
-    resp errors[200];                   /* statuses 400..599 */
-    /* runtime */
-    int ep, lfd, sigfd, evfd;
-    volatile sig_atomic_t stop;
-    int accepting;
-    int accept_paused;                  /* out of descriptors: listener out of epoll until accept_resume */
-    int64_t accept_resume;
-    uint32_t nconns;
-    conn *conns;                        /* list of live connections */
-    conn *dead;                         /* closed during this round of events; freed after it */
-    /* wheel */
-    conn *slots[WHEEL_SLOTS];
-    uint64_t bitmap[WHEEL_SLOTS / 64];
-    int64_t cur_tick;
-    int64_t request_ticks, idle_ticks;
-    long date_second;
-    /* the Python batch */
-    kl_batch batch;
-    kl_pyreq pyreqs[MAX_PY];
-    kl_request *tables;                 /* [MAX_PY + 1]: the last one is scratch for static requests */
-    deferred defer[MAX_DEFERRED];
-    uint32_t ndefer;
-    int deferring;
-    uint64_t gen;
-    /* the head memo: the bytes of the last head answered by a static route */
-    uint8_t *scratch;                   /* chunked decoding for parsers from elsewhere */
-    uint8_t *rscratch;                  /* the read block every connection without bytes of its own reads into */
-    size_t scratch_cap;
-    int memo_on;
-    int fold;                           /* fold runs of equal requests (kl_loop_set_fold_runs) */
-    size_t memo_len;
-    resp *memo_resp;
-    int memo_keep_alive;
-    uint8_t memo[MEMO_MAX];
-    /* folding: a run of parsed requests answered by the same static response,
-     * written with one copy from its run block once the run ends (flush_run) */
-    resp *run_resp;
-    size_t run_k;
-    /* static answers of the connection being served, by reference, while its
-     * write buffer is empty: sent with one sendmsg by flush, what the socket
-     * does not take is copied into the write buffer (the connection's
-     * `staged` counts them; at most one connection has any) */
-    struct iovec stage[STAGE_MAX];
-    int nstage;
-    kl_loop_stats stats;
-    int stages_on;                      /* stage counters: two clock reads per stage boundary */
-    uint64_t stage_ns[KL_STAGES];       /* parse, route: the sampled requests' only; respond: all of process() */
-    uint64_t stage_heads, stage_sampled; /* heads parsed, heads whose parse and route were timed */
-    uint64_t stage_clock_ns;            /* what one clock read adds to a timed interval */
-    char tags[3];                       /* epoll data for the listener, the eventfd, the signal pipe */
-};
-
-/* ---- time ---------------------------------------------------------------- */
-
-static inline int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Stage counters: CLOCK_MONOTONIC (the vDSO, no system call; the coarse clock
- * above has a tick's resolution), read only when they are on. */
-static inline int64_t stage_now(const kl_loop *L)
-{
-    if (!L->stages_on)
-        return 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-#define STAGE_ADD(L, s, t0) do { if ((L)->stages_on) (L)->stage_ns[s] += (uint64_t)(stage_now(L) - (t0)); } while (0)
-/* parse and route take tens of ns per head: timing every head cost as much as
- * they do, so one head in STAGE_SAMPLE is timed and the totals are scaled */
-#define STAGE_SAMPLE 64
 
 static const char DAYS[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 static const char MONTHS[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -240,7 +75,7 @@ static void patch_one(resp *r, const char *date)
 }
 
 /* Re-write the Date of every static response when the second changed. */
-static void refresh_date(kl_loop *L)
+void refresh_date(kl_loop *L)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
@@ -273,6 +108,7 @@ kl_loop *kl_loop_new(const kl_loop_config *cfg, void *py_handle)
     L->head_fn = kl_parse_head;
     L->chunked_fn = kl_parse_chunked;
     L->catch_all = -1;
+    L->driver = &kl_epoll_driver;
     L->ep = L->lfd = L->sigfd = L->evfd = -1;
     L->date_second = -1;
     L->tables = calloc(MAX_PY + 1, sizeof(kl_request));
@@ -518,7 +354,7 @@ int kl_batch_put(kl_batch *b, uint32_t index, const char *data, size_t len)
 
 /* ---- the timer wheel ------------------------------------------------------- */
 
-static void wheel_unlink(kl_loop *L, conn *c)
+void wheel_unlink(kl_loop *L, conn *c)
 {
     size_t s = (size_t)(c->filed & WHEEL_MASK);
     if (c->tprev)
@@ -533,7 +369,7 @@ static void wheel_unlink(kl_loop *L, conn *c)
     c->tprev = c->tnext = NULL;
 }
 
-static void wheel_link(kl_loop *L, conn *c, int64_t tick)
+void wheel_link(kl_loop *L, conn *c, int64_t tick)
 {
     if (tick <= L->cur_tick)
         tick = L->cur_tick + 1;
@@ -547,20 +383,8 @@ static void wheel_link(kl_loop *L, conn *c, int64_t tick)
     L->bitmap[s >> 6] |= 1ULL << (s & 63);
 }
 
-/* O(1), no system call: a later deadline is only stored (lazy re-filing). */
-static inline void timer_set(kl_loop *L, conn *c, int64_t deadline)
-{
-    c->deadline = deadline;
-    if (c->filed >= 0) {
-        if (c->filed <= deadline)
-            return;
-        wheel_unlink(L, c);
-    }
-    wheel_link(L, c, deadline);
-}
-
 /* ticks until the next non-empty slot, or -1 */
-static int64_t wheel_next(kl_loop *L)
+int64_t wheel_next(kl_loop *L)
 {
     size_t start = (size_t)((L->cur_tick + 1) & WHEEL_MASK);
     for (size_t k = 0; k <= WHEEL_SLOTS / 64; k++) {
@@ -581,9 +405,7 @@ static int64_t wheel_next(kl_loop *L)
 
 /* ---- connections ------------------------------------------------------------ */
 
-static void close_conn(kl_loop *L, conn *c);
-
-static int ring_prepare(kl_loop *L, conn *c, size_t *room)
+int ring_prepare(kl_loop *L, conn *c, size_t *room)
 {
     size_t want = kl_ring_want(&c->rb);
     if (want) {
@@ -602,17 +424,12 @@ static int ring_prepare(kl_loop *L, conn *c, size_t *room)
 /* The block of its own that keeps `len` bytes a connection could not answer
  * yet: twice their size from 256 bytes on (so a slow request grows by doubling
  * as a Kourier RingBuffer does), never past the limit. */
-static size_t own_capacity(size_t len, size_t limit)
+size_t own_capacity(size_t len, size_t limit)
 {
     size_t cap = 256;
     while (cap < 2 * len)
         cap *= 2;
     return cap < limit ? cap : (len > limit ? len : limit);
-}
-
-static inline void ring_release(conn *c)
-{
-    kl_ring_init(&c->rb, NULL, 0, c->rb.limit);
 }
 
 /* Fault injection for the tests: KOURIER_LAB_FAIL_WBUF_ALLOC=N makes every
@@ -647,7 +464,7 @@ static int copy_out(conn *c, const void *data, size_t len)
 }
 
 /* the staged answers, in order, into the write buffer (they stay first) */
-static int unstage(kl_loop *L, conn *c)
+int unstage(kl_loop *L, conn *c)
 {
     int rc = 0;
     if (c->staged) {
@@ -688,89 +505,9 @@ static int out_ref(kl_loop *L, conn *c, const void *data, size_t len)
     return out(L, c, data, len);
 }
 
-static inline size_t pending(const conn *c)
-{
-    return c->wb.end - c->wb.start + c->staged;
-}
-
-static void set_events(kl_loop *L, conn *c, int want_write)
-{
-    struct epoll_event ev;
-    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (want_write ? EPOLLOUT : 0);
-    ev.data.ptr = c;
-    epoll_ctl(L->ep, EPOLL_CTL_MOD, c->fd, &ev);
-    c->want_write = (uint8_t)want_write;
-}
-
-static void flush(kl_loop *L, conn *c)
-{
-    int full = 0;
-    if (c->staged) {                    /* the write buffer is empty: the staged answers go first */
-        struct iovec *v = L->stage;
-        int nv = L->nstage;
-        while (c->staged) {
-            struct msghdr msg = {0};
-            msg.msg_iov = v;
-            msg.msg_iovlen = (size_t)nv;
-            ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    break;
-                if (errno == EINTR)
-                    continue;
-                close_conn(L, c);
-                return;
-            }
-            c->staged -= (size_t)n;
-            while (n > 0) {             /* drop what was sent */
-                if ((size_t)n >= v->iov_len) {
-                    n -= (ssize_t)v->iov_len;
-                    v++, nv--;
-                } else {
-                    v->iov_base = (uint8_t *)v->iov_base + n;
-                    v->iov_len -= (size_t)n;
-                    n = 0;
-                }
-            }
-        }
-        L->nstage = 0;
-        if (c->staged) {                /* the socket is full: keep the rest as copies */
-            memmove(L->stage, v, (size_t)nv * sizeof *v);
-            L->nstage = nv;
-            unstage(L, c);
-            full = 1;
-        }
-    }
-    while (!full && pending(c)) {
-        ssize_t n = send(c->fd, c->wb.data + c->wb.start, pending(c), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            if (errno == EINTR)
-                continue;
-            close_conn(L, c);
-            return;
-        }
-        kl_wbuf_consume(&c->wb, (size_t)n);
-    }
-    if (pending(c)) {
-        if (!c->want_write)
-            set_events(L, c, 1);
-        return;
-    }
-    if (c->want_write)
-        set_events(L, c, 0);
-    if (c->wb.cap) {                    /* drained: an idle connection keeps no output memory */
-        free(c->wb.data);
-        kl_wbuf_init(&c->wb, NULL, 0, c->wb.limit);
-    }
-    if (c->closing || (c->peer_closed && !c->in_request))
-        close_conn(L, c);
-}
-
 /* Close without turning unread input into a RST that could destroy the
  * response just sent: discard what the client sent, send FIN, close. */
-static void close_conn(kl_loop *L, conn *c)
+void close_conn(kl_loop *L, conn *c)
 {
     if (c->closed)
         return;
@@ -781,7 +518,7 @@ static void close_conn(kl_loop *L, conn *c)
     }
     if (c->filed >= 0)
         wheel_unlink(L, c);
-    epoll_ctl(L->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    L->driver->forget(L, c);
     static uint8_t sink[65536];
     for (int i = 0; i < 16; i++)
         if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
@@ -799,73 +536,64 @@ static void close_conn(kl_loop *L, conn *c)
     L->dead = c;
 }
 
-static void free_dead(kl_loop *L)
+void free_dead(kl_loop *L)
 {
     while (L->dead) {
         conn *c = L->dead;
         L->dead = c->dead_next;
+        if (!L->driver->release(L, c))
+            continue;                   /* operations in flight still name it */
         free(c->rb.data);
         free(c->wb.data);
         free(c);
     }
 }
 
-static void do_accept(kl_loop *L)
+/* ---- accepting (what both drivers do with a new descriptor) --------------- */
+
+/* Past max_connections: 503 and close; 1 when fd was refused. */
+int refuse_over_limit(kl_loop *L, int fd)
 {
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(L->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* out of descriptors or memory: the listener (level-triggered)
-                 * would wake us at once, again and again; leave the backlog
-                 * alone for 100 ms */
-                epoll_ctl(L->ep, EPOLL_CTL_DEL, L->lfd, NULL);
-                L->accept_paused = 1;
-                L->accept_resume = L->cur_tick + 10;
-            }
-            return;                     /* EAGAIN: the backlog is empty */
-        }
-        if (L->nconns >= L->cfg.max_connections) {
-            resp *r = &L->errors[503 - 400];
-            if (r->data) {
-                ssize_t n = send(fd, r->data, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-                (void)n;
-            }
-            shutdown(fd, SHUT_WR);
-            close(fd);
-            L->stats.refused++;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            return;
-        }
-        c->fd = fd;
-        c->filed = -1;
-        /* no read memory until bytes stay unanswered (see on_readable) */
-        kl_ring_init(&c->rb, NULL, 0, L->cfg.read_buffer_limit);
-        kl_wbuf_init(&c->wb, NULL, 0, L->cfg.write_buffer_limit);
-        struct epoll_event ev;
-        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-        ev.data.ptr = c;
-        if (epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            free(c);
-            close(fd);
-            continue;
-        }
-        c->next = L->conns;
-        if (L->conns)
-            L->conns->prev = c;
-        L->conns = c;
-        L->nconns++;
-        L->stats.accepted++;
-        timer_set(L, c, L->cur_tick + L->idle_ticks);
+    if (L->nconns < L->cfg.max_connections)
+        return 0;
+    resp *r = &L->errors[503 - 400];
+    if (r->data) {
+        ssize_t n = send(fd, r->data, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
     }
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    L->stats.refused++;
+    return 1;
+}
+
+/* A connection for fd (TCP_NODELAY), `size` bytes (a driver may wrap conn),
+ * not yet among the live ones; NULL when out of memory. */
+conn *conn_open(kl_loop *L, int fd, size_t size)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn *c = calloc(1, size);
+    if (!c)
+        return NULL;
+    c->fd = fd;
+    c->filed = -1;
+    /* no read memory until bytes stay unanswered (see the drivers' reads) */
+    kl_ring_init(&c->rb, NULL, 0, L->cfg.read_buffer_limit);
+    kl_wbuf_init(&c->wb, NULL, 0, L->cfg.write_buffer_limit);
+    return c;
+}
+
+/* c joins the live connections, its idle timeout running. */
+void conn_link(kl_loop *L, conn *c)
+{
+    c->next = L->conns;
+    if (L->conns)
+        L->conns->prev = c;
+    L->conns = c;
+    L->nconns++;
+    L->stats.accepted++;
+    timer_set(L, c, L->cur_tick + L->idle_ticks);
 }
 
 /* ---- per-connection HTTP logic (as server/session.py) --------------------- */
@@ -1154,7 +882,7 @@ static inline int route_of(kl_loop *L, const uint8_t *base, const kl_request *re
 
 /* Answer every complete request buffered; returns how many were answered
  * (c->closing is set when the connection must close after flushing). */
-static size_t process(kl_loop *L, conn *c)
+size_t process(kl_loop *L, conn *c)
 {
     size_t answered = 0;
     uint8_t *base = c->rb.data + c->rb.head;
@@ -1361,146 +1089,40 @@ static size_t process(kl_loop *L, conn *c)
     return answered;
 }
 
-static void serve_readable(kl_loop *L, conn *c)
+static inline int64_t ticks_of(double seconds)
 {
-    if (c->paused)
-        return;                         /* EPOLLOUT resumes it */
-    int was_in_request = c->in_request;
-    size_t answered = 0;
-again:
-    for (;;) {
-        int full = 0;
-        int64_t t_read = stage_now(L);
-        for (;;) {
-            size_t room;
-            if (ring_prepare(L, c, &room) < 0) {
-                close_conn(L, c);
-                return;
-            }
-            if (!room) {
-                full = 1;               /* at the limit: process what is there */
-                break;
-            }
-            ssize_t n = recv(c->fd, c->rb.data + c->rb.tail, room, 0);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    break;
-                if (errno == EINTR)
-                    continue;
-                close_conn(L, c);
-                return;
-            }
-            if (n == 0) {
-                c->peer_closed = 1;
-                break;
-            }
-            kl_ring_commit(&c->rb, (size_t)n);
-            if ((size_t)n < room && !c->hangup)
-                break;                  /* a short read drained the socket */
-        }
-        STAGE_ADD(L, KL_STAGE_READ, t_read);
-        size_t before = c->rb.tail - c->rb.head;
-        if (before && !c->closing) {
-            if (pending(c) > c->wb.limit) {
-                c->paused = 1;
-            } else {
-                answered += process(L, c);
-                if (pending(c) > c->wb.limit)
-                    c->paused = 1;
-            }
-        }
-        if (!full || c->paused || c->closing || c->peer_closed || c->rb.tail - c->rb.head == before)
-            break;
-    }
-    if (pending(c)) {
-        int64_t t_write = stage_now(L);
-        flush(L, c);
-        STAGE_ADD(L, KL_STAGE_WRITE, t_write);
-        if (c->closed)
-            return;
-        if (c->paused && !c->closing && pending(c) <= c->wb.limit) {
-            c->paused = 0;              /* the socket took it all: no EPOLLOUT will come */
-            goto again;
-        }
-    }
-    if (c->closing && !c->want_write) {
-        close_conn(L, c);
-        return;
-    }
-    if (c->peer_closed) {
-        if (!c->want_write)
-            close_conn(L, c);
-        return;
-    }
-    /* the request timeout runs from a request's first byte to its last; the
-     * idle timeout from the last response on */
-    int64_t t_timers = stage_now(L);
-    if (c->in_request) {
-        /* a new request began in this round: the one still incomplete */
-        if (!was_in_request || answered)
-            timer_set(L, c, L->cur_tick + L->request_ticks);
-    } else {
-        timer_set(L, c, L->cur_tick + L->idle_ticks);
-    }
-    STAGE_ADD(L, KL_STAGE_TIMERS, t_timers);
-}
-
-/* A connection owns read memory only while it holds bytes it could not
- * answer yet (an incomplete request, or input paused by backpressure): it
- * reads into the loop's scratch block (read_buffer bytes, one per loop), and
- * what is left afterwards is copied into a block of its own, sized to it;
- * that block is freed as soon as it empties.  An idle keep-alive connection
- * costs its struct and nothing else. */
-static void on_readable(kl_loop *L, conn *c)
-{
-    if (!c->rb.data) {
-        if (!L->rscratch && !(L->rscratch = malloc(L->cfg.read_buffer))) {
-            close_conn(L, c);
-            return;
-        }
-        kl_ring_init(&c->rb, L->rscratch, L->cfg.read_buffer, c->rb.limit);
-    }
-    serve_readable(L, c);
-    size_t len = c->rb.tail - c->rb.head;
-    if (c->rb.data == L->rscratch) {
-        if (c->closed || !len) {
-            ring_release(c);
-            return;
-        }
-        size_t cap = own_capacity(len, c->rb.limit);
-        uint8_t *mem = malloc(cap);
-        if (!mem) {
-            ring_release(c);
-            close_conn(L, c);
-            return;
-        }
-        kl_ring_move(&c->rb, mem, cap);
-    } else if (!len && !c->closed) {
-        free(c->rb.data);               /* emptied: give it back */
-        ring_release(c);
-    }
+    int64_t t = (int64_t)(seconds * 1e9 / TICK_NS + 0.999);
+    return t > 0 ? t : 1;
 }
 
 static void expire(kl_loop *L, conn *c)
 {
     if (c->closed)
         return;
-    if (c->in_request) {
+    if (c->in_request && !c->doomed) {
         resp *r = &L->errors[408 - 400];
         if (r->data)
             out(L, c, r->data, r->len);
         c->closing = 1;
         L->stats.timeouts++;
-        flush(L, c);
-        if (!c->closed)                 /* could not send it all: do not wait for a client that is not reading */
+        L->driver->flush(L, c);
+        if (c->closed)
+            return;
+        if (L->driver->async_writes) {  /* the send is on its way: a second for it to complete */
+            c->doomed = 1;
+            timer_set(L, c, L->cur_tick + ticks_of(1.0));
+        } else {                        /* could not send it all: do not wait for a client that is not reading */
             close_conn(L, c);
+        }
+    } else if (c->doomed) {
+        close_conn(L, c);
     } else {
         L->stats.idle_closed++;
         close_conn(L, c);
     }
 }
 
-static void wheel_advance(kl_loop *L, int64_t now)
+void wheel_advance(kl_loop *L, int64_t now)
 {
     if (now - L->cur_tick > WHEEL_SLOTS)
         L->cur_tick = now - WHEEL_SLOTS;
@@ -1528,7 +1150,7 @@ static void wheel_advance(kl_loop *L, int64_t now)
     }
 }
 
-static void close_idle(kl_loop *L)
+void close_idle(kl_loop *L)
 {
     conn *c = L->conns;
     while (c) {
@@ -1539,149 +1161,34 @@ static void close_idle(kl_loop *L)
     }
 }
 
-static inline int64_t ticks_of(double seconds)
+
+
+int kl_loop_set_driver(kl_loop *L, int driver, uint32_t features)
 {
-    int64_t t = (int64_t)(seconds * 1e9 / TICK_NS + 0.999);
-    return t > 0 ? t : 1;
+    if (driver == KL_DRIVER_EPOLL) {
+        L->driver = &kl_epoll_driver;
+        return 0;
+    }
+    if (driver != KL_DRIVER_URING)
+        return -EINVAL;
+#ifdef KL_HAVE_URING
+    L->driver = &kl_uring_driver;
+    L->uring_features = features;
+    return 0;
+#else
+    (void)features;
+    return -ENOSYS;
+#endif
 }
 
 /* Runs until stopped; 0, or -errno when the loop could not start. */
 int kl_loop_run(kl_loop *L, int lfd, int sigfd)
 {
-    struct epoll_event ev, events[MAX_EVENTS];
-    L->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (L->ep < 0)
-        return -errno;
     L->lfd = lfd;
     L->sigfd = sigfd;
     L->c_head = kl_parser_head_impl();
     L->request_ticks = ticks_of(L->cfg.request_timeout);
     L->idle_ticks = ticks_of(L->cfg.idle_timeout);
     L->cur_tick = mono_ns() / TICK_NS;
-    ev.events = EPOLLIN;                /* level-triggered: a capped accept batch is resumed */
-    ev.data.ptr = &L->tags[0];
-    if (epoll_ctl(L->ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
-        goto fail;
-    ev.data.ptr = &L->tags[1];
-    if (epoll_ctl(L->ep, EPOLL_CTL_ADD, L->evfd, &ev) < 0)
-        goto fail;
-    if (sigfd >= 0) {
-        ev.data.ptr = &L->tags[2];
-        if (epoll_ctl(L->ep, EPOLL_CTL_ADD, sigfd, &ev) < 0)
-            goto fail;
-    }
-    L->accepting = 1;
-    int64_t stop_deadline = 0;
-    refresh_date(L);
-    for (;;) {
-        int64_t now_ns = mono_ns();
-        int timeout = -1;
-        int64_t next = wheel_next(L);
-        if (next >= 0) {
-            int64_t at = (L->cur_tick + next) * TICK_NS;
-            timeout = at > now_ns ? (int)((at - now_ns) / 1000000 + 1) : 0;
-        }
-        if (L->accept_paused && !L->stop) {
-            int64_t at = L->accept_resume * TICK_NS;
-            if (now_ns >= at) {
-                L->accept_paused = 0;
-                ev.events = EPOLLIN;
-                ev.data.ptr = &L->tags[0];
-                epoll_ctl(L->ep, EPOLL_CTL_ADD, lfd, &ev);
-            } else {
-                int ms = (int)((at - now_ns) / 1000000 + 1);
-                if (timeout < 0 || timeout > ms)
-                    timeout = ms;
-            }
-        }
-        if (L->stop) {
-            if (L->accepting) {
-                L->accepting = 0;
-                if (!L->accept_paused)
-                    epoll_ctl(L->ep, EPOLL_CTL_DEL, lfd, NULL);
-                stop_deadline = now_ns + (int64_t)(L->cfg.graceful_timeout * 1e9);
-                close_idle(L);
-                free_dead(L);
-            }
-            if (!L->conns || now_ns >= stop_deadline)
-                break;
-            if (timeout < 0 || timeout > 50)
-                timeout = 50;
-        }
-        int n = epoll_wait(L->ep, events, MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR) {
-                kl_py_signals(L->py);   /* let Python run its signal handlers */
-                continue;
-            }
-            goto fail;
-        }
-        refresh_date(L);
-        /* expire what is due first: the deadlines set below count from cur_tick = now */
-        int64_t t_wheel = stage_now(L);
-        wheel_advance(L, mono_ns() / TICK_NS);
-        STAGE_ADD(L, KL_STAGE_TIMERS, t_wheel);
-        for (int i = 0; i < n; i++) {
-            void *p = events[i].data.ptr;
-            uint32_t e = events[i].events;
-            if (p == &L->tags[0]) {
-                if (L->accepting)
-                    do_accept(L);
-                continue;
-            }
-            if (p == &L->tags[1]) {
-                uint64_t v;
-                ssize_t r = read(L->evfd, &v, sizeof v);
-                (void)r;
-                continue;
-            }
-            if (p == &L->tags[2]) {
-                char buf[256];
-                while (read(sigfd, buf, sizeof buf) > 0) {
-                }
-                kl_py_signals(L->py);
-                continue;
-            }
-            conn *c = p;
-            if (c->closed)
-                continue;
-            if (e & EPOLLOUT) {
-                size_t before = pending(c);
-                int64_t t_write = stage_now(L);
-                flush(L, c);
-                STAGE_ADD(L, KL_STAGE_WRITE, t_write);
-                if (c->closed)
-                    continue;
-                if (pending(c) < before && !c->in_request)
-                    timer_set(L, c, L->cur_tick + L->idle_ticks);   /* a slow reader is not idle */
-                if (c->paused && pending(c) <= c->wb.limit) {
-                    c->paused = 0;
-                    on_readable(L, c);
-                    continue;
-                }
-            }
-            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
-                if (e & (EPOLLHUP | EPOLLRDHUP))
-                    c->hangup = 1;
-                on_readable(L, c);
-            }
-        }
-        if (L->stop && !L->accepting)
-            close_idle(L);
-        free_dead(L);
-    }
-    while (L->conns)
-        close_conn(L, L->conns);
-    free_dead(L);
-    close(L->ep);
-    L->ep = -1;
-    return 0;
-fail:;
-    int err = errno;
-    while (L->conns)
-        close_conn(L, L->conns);
-    free_dead(L);
-    close(L->ep);
-    L->ep = -1;
-    return -err;
+    return L->driver->run(L);
 }

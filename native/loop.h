@@ -98,6 +98,14 @@ typedef struct kl_loop kl_loop;
 #define KL_STAGE_WRITE 4
 #define KL_STAGE_TIMERS 5
 #define KL_STAGES 6
+/* the drivers (kl_loop_set_driver): epoll, the default, or io_uring when built with liburing */
+#define KL_DRIVER_EPOLL 0
+#define KL_DRIVER_URING 1
+/* io_uring features, each a switch (`serve --uring-features`) */
+#define KL_URING_MULTISHOT 1         /* one multishot recv per connection, else a recv armed per completion */
+#define KL_URING_BUF_RING 2          /* recv into a provided buffer ring, else into the connection's own buffer */
+#define KL_URING_DEFER_TASKRUN 4     /* SINGLE_ISSUER + DEFER_TASKRUN: completions run when the loop waits */
+#define KL_URING_FIXED_FILES 8       /* sockets in the ring's registered file table */
 /* KL_CDEF_END */
 
 /* ring buffer (ringbuffer.c) */
@@ -131,6 +139,11 @@ int kl_loop_set_response(kl_loop *loop, int route, int variant, const char *data
 void kl_loop_set_catch_all(kl_loop *loop, int route);
 int kl_loop_set_error(kl_loop *loop, int status, const char *data, size_t len);
 int kl_loop_run(kl_loop *loop, int listen_fd, int signal_fd);
+/* 0, or -errno: -ENOSYS when built without liburing, -EINVAL for an unknown driver */
+int kl_loop_set_driver(kl_loop *loop, int driver, uint32_t features);
+/* 0 when an io_uring with what the driver needs can be set up here, else
+ * -errno with one line in `why` (cap bytes) saying what is missing */
+int kl_uring_probe(char *why, size_t cap);
 void kl_loop_request_stop(kl_loop *loop);
 void kl_loop_get_stats(kl_loop *loop, kl_loop_stats *out);
 void kl_loop_set_stage_counters(kl_loop *loop, int on);

@@ -25,7 +25,8 @@ A loop that also takes a user's variants of a kind it restricts says so
 with `user_parsers = True` / `user_buffers = True`.
 
 Variants: python (select.epoll, edge-triggered), asyncio (BufferedProtocol
-on the stdlib loop or uvloop), numba, c; or a user's loop by spec
+on the stdlib loop or uvloop), numba, c, uring (the C loop on io_uring, where
+the kernel and the build allow it); or a user's loop by spec
 (path/to/file.py:MyLoop, package.module:MyLoop; see registry.py).  A loop module registers a factory
 with register(name, factory); factory(config, app) -> loop.
 """
@@ -46,7 +47,7 @@ def _adapt_user_loop(obj, spec):
     return obj
 
 
-_REGISTRY = Registry("loop", __name__, ("python", "asyncio", "c", "numba"), adapt=_adapt_user_loop)
+_REGISTRY = Registry("loop", __name__, ("python", "asyncio", "c", "uring", "numba"), adapt=_adapt_user_loop)
 available, names, unavailable, source = (_REGISTRY.available, _REGISTRY.names, _REGISTRY.unavailable,
                                          _REGISTRY.source)
 

@@ -1,4 +1,4 @@
-"""The C loop: native/loop.c (epoll, edge-triggered) through cffi.
+"""The C loop: native/loop.c (its epoll driver, loop_epoll.c: edge-triggered) through cffi.
 
 `run()` hands the App's static responses to C — one bytes per (route,
 head_only, version_minor, keep_alive), the catch-all, the paths that only
@@ -186,6 +186,9 @@ class CLoop:
         if rc:
             raise ValueError("kl_loop_set_parser refused the parser")
 
+    def _select_driver(self, loop):
+        """epoll, loop.c's default (the uring loop chooses its own)."""
+
     # -- running -------------------------------------------------------------
     def run(self, lsock):
         loop = lib.kl_loop_new(self._config(), self._handle)
@@ -196,6 +199,7 @@ class CLoop:
         counters = None
         try:
             self._install(loop)
+            self._select_driver(loop)
             lsock.setblocking(False)
             rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             try:

@@ -2,7 +2,7 @@
 import sys
 
 from ..http.limits import Limits
-from .config import RESPONSE_PRESETS
+from .config import RESPONSE_PRESETS, URING_DEFAULT, parse_uring_features
 
 
 def _cpu_list(text):
@@ -70,6 +70,12 @@ def register(sub):
     p.add_argument("--fold-runs", choices=("on", "off"), default="off",
                    help="fold a run of equal consecutive requests into one parse result, one route look-up "
                         "and one answer repeated (default off: every request is its own)")
+    p.add_argument("--uring-features", default="default", metavar="LIST",
+                   help="the uring loop's switches, comma-separated: multishot (one multishot recv per "
+                        "connection), buf-ring (recv into a provided buffer ring, not a buffer per "
+                        "connection), defer-taskrun (SINGLE_ISSUER + DEFER_TASKRUN), fixed-files "
+                        "(registered sockets); no-NAME turns one off, none turns all off "
+                        f"(default: {'+'.join(URING_DEFAULT)})")
     p.add_argument("--response", choices=RESPONSE_PRESETS, default="default",
                    help="the benchmark app's response: default (Server, Date, Content-Type, "
                         "Content-Length) or kourier (the posts' 105-byte response)")
@@ -102,7 +108,8 @@ def run(args) -> int:
                            app=args.app, limits=limits, max_connections=args.max_connections,
                            graceful_timeout=args.graceful_timeout, uvloop=args.uvloop,
                            head_memo=args.head_memo == "on",
-                           fold_runs=args.fold_runs == "on", response=args.response)
+                           fold_runs=args.fold_runs == "on", response=args.response,
+                           uring_features=parse_uring_features(args.uring_features))
         from .app import load_app
         load_app(cfg.app, cfg.response)
     except ValueError as e:
@@ -111,7 +118,9 @@ def run(args) -> int:
     def ready(port):
         sys.stderr.write(f"kourier-lab: serving on http://{cfg.host}:{port} (loop={cfg.loop} "
                          f"parser={cfg.parser} buffer={cfg.buffer} head-memo={'on' if cfg.head_memo else 'off'} "
-                         f"fold-runs={'on' if cfg.fold_runs else 'off'} response={cfg.response}, {cfg.worker_count} worker(s))\n")
+                         f"fold-runs={'on' if cfg.fold_runs else 'off'} response={cfg.response}"
+                         f"{' uring-features=' + cfg.uring_features if cfg.loop == 'uring' else ''}, "
+                         f"{cfg.worker_count} worker(s))\n")
         sys.stderr.flush()
     try:
         return Supervisor(cfg, on_ready=ready).run()

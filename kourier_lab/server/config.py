@@ -7,6 +7,34 @@ from ..http.limits import DEFAULT_LIMITS, Limits
 # the benchmark app's response presets (server/app.py renders them)
 RESPONSE_PRESETS = ("default", "kourier")    # server/app.py renders them
 
+# the io_uring loop's switches (native/loop.h KL_URING_*), each on or off
+# (`serve --uring-features`); the default is the set that measured best
+URING_FEATURES = ("multishot", "buf-ring", "defer-taskrun", "fixed-files")
+URING_DEFAULT = ("multishot", "buf-ring", "defer-taskrun")
+
+
+def parse_uring_features(text: str) -> str:
+    """`--uring-features` -> the canonical string every row records: the
+    switches that are on, in URING_FEATURES order, joined by "+" ("none": all
+    off).  text names switches to turn on ("fixed-files") or off
+    ("no-multishot"), comma-separated, from the defaults; "none" starts from
+    all off, "default" is the defaults."""
+    on = set(URING_DEFAULT)
+    for item in (t.strip() for t in text.split(",")):
+        if item in ("", "default"):
+            continue
+        if item == "none":
+            on.clear()
+            continue
+        name = item[3:] if item.startswith("no-") else item
+        if name not in URING_FEATURES:
+            raise ValueError(f"unknown io_uring feature {name!r} (switches: {', '.join(URING_FEATURES)}; "
+                             f"prefix no- to turn one off)")
+        (on.discard if item.startswith("no-") else on.add)(name)
+    if "multishot" in on and "buf-ring" not in on:
+        raise ValueError("io_uring feature multishot needs buf-ring (a multishot recv picks provided buffers)")
+    return "+".join(f for f in URING_FEATURES if f in on) or "none"
+
 
 @dataclass
 class ServerConfig:
@@ -38,6 +66,8 @@ class ServerConfig:
     # the benchmark app's response: "default" (Server, Date, Content-Type,
     # Content-Length) or "kourier" (the posts' 105 bytes, no Content-Type)
     response: str = "default"
+    # the io_uring loop's switches (parse_uring_features' canonical string)
+    uring_features: str = "+".join(URING_DEFAULT)
 
     def __post_init__(self):
         if not (0 <= self.port <= 65535):
@@ -50,6 +80,8 @@ class ServerConfig:
         if self.response not in RESPONSE_PRESETS:
             raise ValueError(f"unknown response preset {self.response!r} "
                              f"(choose one of: {', '.join(RESPONSE_PRESETS)})")
+        # the canonical form names every switch that is on
+        self.uring_features = parse_uring_features("none," + self.uring_features.replace("+", ","))
         if self.max_connections < 1:
             raise ValueError("max connections must be >= 1")
         if not self.read_buffer_limit:

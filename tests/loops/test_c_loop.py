@@ -25,14 +25,22 @@ if "c" not in loops.names():
     pytest.skip(f"the C loop is not available: {loops.unavailable().get('c')}", allow_module_level=True)
 
 PARSERS = [p for lo, p, b in loops.combinations() if lo == "c"]
+# the uring loop is the C loop on io_uring (same process(), another driver):
+# its own rows for the parsers that cross into Python and those that do not
+URING_OK, URING_WHY = loops.available("uring")
+LOOPS = ["c", pytest.param("uring", marks=pytest.mark.skipif(not URING_OK, reason=f"uring: {URING_WHY}"))]
+STACKS = [("c", p) for p in PARSERS] + [
+    pytest.param(("uring", p), marks=pytest.mark.skipif(not URING_OK, reason=f"uring: {URING_WHY}"),
+                 id=f"uring-{p}") for p in ("c", "python")]
 REQ = b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n"
 ARGS = ["--app", "kourier_lab.server.demo:app", "--request-timeout", "1", "--idle-timeout", "2",
         "--max-body", "262144", "--graceful-timeout", "3"]
 
 
-@pytest.fixture(scope="module", params=PARSERS)
+@pytest.fixture(scope="module", params=STACKS)
 def server(request):
-    srv = ServerProcess(*ARGS, loop="c", parser=request.param, buffer="c").start()
+    loop, parser = request.param
+    srv = ServerProcess(*ARGS, loop=loop, parser=parser, buffer="c").start()
     yield srv
     assert srv.stop() == 0
 
@@ -266,11 +274,12 @@ def test_a_large_body_grows_the_ring(server):
     s.close()
 
 
-def test_graceful_stop_with_a_stalled_reader_and_idle_connections():
+@pytest.mark.parametrize("loop", LOOPS)
+def test_graceful_stop_with_a_stalled_reader_and_idle_connections(loop):
     """SIGTERM: idle connections are closed at once, an in-flight request is
     finished, a client that never reads its answers is cut at the graceful
     deadline, and the worker exits 0."""
-    srv = ServerProcess(*ARGS, loop="c", parser="c", buffer="c").start()
+    srv = ServerProcess(*ARGS, loop=loop, parser="c", buffer="c").start()
     idle = [connect(srv.port) for _ in range(20)]
     for s in idle:
         s.sendall(REQ)
@@ -298,8 +307,9 @@ def test_graceful_stop_with_a_stalled_reader_and_idle_connections():
     busy.close()
 
 
-def test_connection_limit_answers_503_and_recovers():
-    with ServerProcess(*ARGS, "--max-connections", "3", loop="c", parser="c", buffer="c") as srv:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connection_limit_answers_503_and_recovers(loop):
+    with ServerProcess(*ARGS, "--max-connections", "3", loop=loop, parser="c", buffer="c") as srv:
         held = [connect(srv.port) for _ in range(3)]
         for s in held:
             s.sendall(REQ)
@@ -331,12 +341,14 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_out_of_descriptors_neither_spins_nor_loses_connections():
+@pytest.mark.parametrize("loop", LOOPS)
+def test_out_of_descriptors_neither_spins_nor_loses_connections(loop):
     """EMFILE: the level-triggered listener must not wake the loop in a busy
-    circle; the connections left in the backlog are served once descriptors free up."""
+    circle (nor a re-armed accept); the connections left in the backlog are
+    served once descriptors free up."""
     import resource
     with ServerProcess("--app", "kourier_lab.server.demo:app", "--idle-timeout", "30",
-                       loop="c", parser="c", buffer="c") as srv:
+                       loop=loop, parser="c", buffer="c") as srv:
         worker = _worker_pid(srv)
         in_use = len(os.listdir(f"/proc/{worker}/fd"))
         soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)

@@ -1,5 +1,6 @@
-"""The whole native server -- loop.c, ringbuffer.c and parser.c, as the C loop
-links them -- under AddressSanitizer + UndefinedBehaviorSanitizer.
+"""The whole native server -- loop.c with its epoll and io_uring drivers,
+ringbuffer.c and parser.c, as the C loop links them -- under AddressSanitizer
++ UndefinedBehaviorSanitizer.
 
 native/build_loop.py --sanitize writes an ASan + UBSan build of _native_loop
 into a copy of the package; the server, hostile, spec and allocation-failure
@@ -24,7 +25,9 @@ SUITES = ["tests/server/test_server.py", "tests/server/test_hostile.py", "tests/
 # soak) and with the Python parser (the crossing: loop.c calling back into Python
 # per request, its connection scripts); a SIGKILL under load would leave a
 # sanitizer log of the killed worker's own
-SELECT = ("(c/c/c or c-c-c or c/python/c) and not sigkill and not timed_connection_script[asyncio")
+# the uring loop (uring/c/c): the same suites over the io_uring driver
+SELECT = ("(c/c/c or c-c-c or c/python/c or uring/c/c or uring-c-c) and not sigkill "
+          "and not timed_connection_script[asyncio")
 
 
 def _preload():

@@ -25,7 +25,7 @@ MAX_CONNECTIONS = 32
 ARGS = ("--request-timeout", str(REQUEST_TIMEOUT), "--idle-timeout", "30",
         "--max-connections", str(MAX_CONNECTIONS), "--graceful-timeout", "2")
 COMBOS = ["/".join(c) for c in loops.combinations()]
-MAIN = [s for s in ("python/python/python", "asyncio/python/python", "c/c/c") if s in COMBOS]
+MAIN = [s for s in ("python/python/python", "asyncio/python/python", "c/c/c", "uring/c/c") if s in COMBOS]
 RST = struct.pack("ii", 1, 0)        # SO_LINGER on, 0 s: close() sends a reset
 
 pytestmark = pytest.mark.timeout(120)
