@@ -212,7 +212,7 @@ def run_hostile(stacks: Optional[Sequence[str]] = None, inputs: Optional[Sequenc
             say(f"hostile {stack}: starting the server ...")
             os.sched_setaffinity(0, own)        # the server inherits it, then takes its CPUs
             srv = ServerProcess(*server_args(max_header_bytes), loop=loop, parser=parser, buffer=buffer,
-                                cpus=split.server_cpus).start(timeout=300)
+                                cpus=split.server_cpus).start(timeout=1200)
             os.sched_setaffinity(0, set(split.client_cpus))     # the client, away from them
             try:
                 pin_tree(descendants(srv.pid), split.server_cpus)
