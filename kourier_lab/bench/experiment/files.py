@@ -21,6 +21,9 @@
     fold_runs = false                    # the stacks' folding of equal consecutive requests into
                                          # one answer (serve --fold-runs): false (default), true,
                                          # or [false, true]; rows named <stack>+fold
+    uring_features = ["default"]         # the uring stacks' io_uring switches (serve --uring-features),
+                                         # an axis: e.g. ["default", "no-multishot", "fixed-files"];
+                                         # rows named <stack>~<setting> but for "default"
     response = "default"                 # the benchmark app's response (and the ceiling's):
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
     load_tool = "wrk"                    # wrk | h2load | kourier-lab (native/loadgen.c)
@@ -68,6 +71,7 @@ except ModuleNotFoundError:  # Python 3.10
         tomllib = None
 
 from ...registry import normalize, split_stack
+from ...server.config import parse_uring_features
 from ..hosts.hosts_table import HostsError, HostsSpec, parse_hosts
 from .split import PROFILES
 
@@ -106,7 +110,7 @@ MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
              "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
-             "head_memo", "fold_runs", "response", "load_tool", "hosts", "kind"}
+             "head_memo", "fold_runs", "uring_features", "response", "load_tool", "hosts", "kind"}
 # what an experiment file is ("kind"); the memory kind is kourier_lab/stress/memory.py's
 KINDS = {"bench": "kourier-lab bench", "memory": "kourier-lab memory"}
 
@@ -164,6 +168,7 @@ class Experiment:
     quick: bool = False
     head_memo: tuple = (False,)        # the memo settings every stack runs with (an axis)
     fold_runs: tuple = (False,)        # the run-folding settings (an axis, like head_memo)
+    uring_features: tuple = ("default",)  # the uring stacks' --uring-features settings (an axis)
     response: str = "default"
     hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts/hosts_table.py)
 
@@ -265,6 +270,12 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
 
     head_memo = _bool_axis(where, "head_memo", data.get("head_memo", False))
     fold_runs = _bool_axis(where, "fold_runs", data.get("fold_runs", False))
+    uring_features = _str_list(where, "uring_features", data.get("uring_features", ["default"]))
+    for setting in uring_features:
+        try:
+            parse_uring_features(setting)
+        except ValueError as e:
+            raise SpecError(f"{where}: uring_features {setting!r}: {e}") from None
     response = data.get("response", "default")
     if response not in RESPONSES:
         raise SpecError(f"{where}: response must be one of {', '.join(RESPONSES)}, "
@@ -364,7 +375,8 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
                       repetitions=repetitions, duration_s=duration, warmup_s=warmup,
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
                       idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes,
-                      head_memo=head_memo, fold_runs=fold_runs, response=response, hosts=hosts)
+                      head_memo=head_memo, fold_runs=fold_runs, uring_features=tuple(uring_features),
+                      response=response, hosts=hosts)
 
 
 def load_experiment(path: Union[str, Path]) -> Experiment:

@@ -24,6 +24,7 @@ class Target:
     skip_reason: str = ""
     head_memo: bool = False        # stacks only: served with --head-memo on
     fold_runs: bool = False        # stacks only: served with --fold-runs on
+    uring_features: str = ""       # uring stacks only: the switches on (server/config.py), "" = the default
 
     @property
     def stack(self) -> str:
@@ -214,7 +215,26 @@ def with_head_memo(targets: List[Target], head_memo=(False,), fold_runs=(False,)
     return out
 
 
+URING_SUFFIX = "~"        # a uring stack with other switches: "uring/c/c~no-multishot"
+
+
+def with_uring_features(targets: List[Target], settings=("default",)) -> List[Target]:
+    """Each uring stack once per --uring-features setting (canonical switches in
+    Target.uring_features; named "<stack>~<setting>" unless "default")."""
+    import dataclasses
+    from ...server.config import parse_uring_features
+    out = []
+    for t in targets:
+        if t.kind != "stack" or t.loop != "uring":
+            out.append(t)
+            continue
+        for setting in settings:
+            name = t.name + ("" if setting == "default" else URING_SUFFIX + setting)
+            out.append(dataclasses.replace(t, uring_features=parse_uring_features(setting), name=name))
+    return out
+
+
 def expand_targets(stacks: List[str], peers: List[str], head_memo=(False,),
-                   fold_runs=(False,)) -> List[Target]:
-    return [CEILING, *with_head_memo(expand_stacks(stacks), head_memo, fold_runs),
-            *expand_peers(peers)]
+                   fold_runs=(False,), uring_features=("default",)) -> List[Target]:
+    stacks_ = with_uring_features(with_head_memo(expand_stacks(stacks), head_memo, fold_runs), uring_features)
+    return [CEILING, *stacks_, *expand_peers(peers)]

@@ -116,7 +116,7 @@ def run_on_hosts(exp: Experiment, out: Union[str, Path, None] = None, progress: 
     spec = exp.hosts
     batch_id, batch_dir = new_batch_dir(exp.name, out)
     commit = git_commit()
-    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo, exp.fold_runs)
+    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo, exp.fold_runs, exp.uring_features)
     per_pair = len(targets) * sum(runs_of(s, exp) for s in exp.shapes)
     bar = tqdm(total=per_pair * len(spec.pairs), disable=not progress, unit="run",
                desc=exp.name, dynamic_ncols=True)

@@ -53,8 +53,8 @@ SCHEMA: Dict[str, str] = {
     # the built-in module, and the file's SHA-256
     "loop_source": "string", "loop_sha256": "string", "parser_source": "string",
     "parser_sha256": "string", "buffer_source": "string", "buffer_sha256": "string",
-    "head_memo": "boolean", "fold_runs": "boolean", "app": "string", "response": "string",
-    "load_tool": "string",
+    "head_memo": "boolean", "fold_runs": "boolean", "uring_features": "string", "app": "string",
+    "response": "string", "load_tool": "string",
     "corpus": "string", "corpus_sha256": "string", "corpus_requests": "Int64",
     "mean_request_bytes": "float64",
     "request_bytes": "Int64", "response_bytes": "Int64", "offered_rate": "float64",

@@ -67,6 +67,9 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
         # so both are recorded as off
         "head_memo": bool(target.head_memo),
         "fold_runs": bool(target.fold_runs),
+        # the uring loop's io_uring switches on ("multishot+buf-ring+defer-taskrun"); None for
+        # every other server
+        "uring_features": target.uring_features or None,
         "response": exp.response,
         # the app answering: "default" (the benchmark app, or a peer's/the
         # ceiling's own fixed answer) or "demo" (Python handlers, api shape)

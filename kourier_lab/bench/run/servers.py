@@ -98,6 +98,9 @@ def stack_command(target: Target, split: Split, exp: Experiment, host: str, port
             "--cpus", cpu_list(split.server_cpus),
             "--head-memo", "on" if target.head_memo else "off",
             "--fold-runs", "on" if target.fold_runs else "off",
+            # the switches that are on, from none (the CLI's own list starts from its defaults)
+            *(["--uring-features", "none," + target.uring_features.replace("+", ",")]
+              if target.uring_features else []),
             *(["--app", app] if app != "default" else []),
             "--response", exp.response,
             # room for the experiment's largest load on any one worker
