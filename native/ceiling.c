@@ -41,6 +41,15 @@
  *
  * Build: cc -O2 -o ceiling native/ceiling.c   (the bench harness does this
  * into a cache directory, see kourier_lab/bench/experiment/ceiling.py).
+ *
+ * --uring: the same bytes and the same scan over io_uring instead (built with
+ * -DKL_CEILING_URING -luring; the floor of the other kernel interface): one
+ * multishot accept, one multishot recv per connection into a ring of provided
+ * buffers, one send in flight per connection from the replicated block, and
+ * one io_uring_enter per turn that submits and waits (SINGLE_ISSUER +
+ * DEFER_TASKRUN).  A send the socket cannot take at once is finished by the
+ * kernel from the block; a Date rewrite meanwhile changes only the Date bytes
+ * still unsent, never a response's length.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -54,6 +63,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -78,6 +88,10 @@ typedef struct conn {
     uint32_t partial_off;   /* bytes of it already written */
     uint32_t partial_len;   /* its length; 0: none */
     char tail[3];           /* the last 3 bytes read (a terminator may span reads) */
+    uint32_t gen;           /* --uring: which connection on this descriptor a completion is for */
+    uint32_t sent;          /* --uring: bytes of the send in flight already sent */
+    uint64_t sending;       /* --uring: responses in the send in flight; 0: none */
+    uint8_t peer_gone;      /* --uring: EOF or error seen; closed once no send is in flight */
     uint8_t guard;          /* bytes at the start of the next read that cannot end a
                                terminator (they belong to the one just counted) */
     uint8_t open;
@@ -91,6 +105,9 @@ static long date_off = -1;      /* offset of the Date value in the template, -1:
 static char *block;             /* BLOCK_RESPONSES copies of the response */
 static time_t block_second = -1;
 static volatile sig_atomic_t stopping;
+#ifdef KL_CEILING_URING
+static int use_uring;           /* --uring: serve_uring instead of serve */
+#endif
 
 static void on_stop(int sig) { (void)sig; stopping = 1; }
 
@@ -348,6 +365,160 @@ static void serve(int port) {
     }
 }
 
+#ifdef KL_CEILING_URING
+#include <liburing.h>
+
+#define U_BUFS 256                      /* provided buffers (a power of two) */
+#define U_BUF_SIZE 16384
+enum { U_ACCEPT = 1, U_RECV = 2, U_SEND = 3, U_IGNORE = 4 };
+
+static struct io_uring uring;
+static struct io_uring_buf_ring *ubr;
+static char *ubufs;
+static unsigned uadded;
+static uint32_t ugen;
+
+static inline uint64_t u_data(int op, int fd, uint32_t gen) {
+    return (uint64_t)gen << 32 | (uint64_t)op << 28 | (uint32_t)fd;
+}
+
+static struct io_uring_sqe *u_sqe(void) {
+    struct io_uring_sqe *sqe;
+    while (!(sqe = io_uring_get_sqe(&uring))) io_uring_submit(&uring);
+    return sqe;
+}
+
+static void u_give(unsigned bid) {
+    io_uring_buf_ring_add(ubr, ubufs + (size_t)bid * U_BUF_SIZE, U_BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(U_BUFS), (int)uadded++);
+}
+
+static void u_accept(int lfd) {
+    struct io_uring_sqe *sqe = u_sqe();
+    io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_NONBLOCK);
+    io_uring_sqe_set_data64(sqe, u_data(U_ACCEPT, lfd, 0));
+}
+
+static void u_recv(int fd, conn *c) {
+    struct io_uring_sqe *sqe = u_sqe();
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    io_uring_sqe_set_data64(sqe, u_data(U_RECV, fd, c->gen));
+}
+
+/* What is owed, from the block, unless a send is in flight (its completion sends on). */
+static void u_send(int fd, conn *c) {
+    if (c->sending || !c->owed) return;
+    c->sending = c->owed < BLOCK_RESPONSES ? c->owed : BLOCK_RESPONSES;
+    c->sent = 0;
+    struct io_uring_sqe *sqe = u_sqe();
+    io_uring_prep_send(sqe, fd, block, (size_t)c->sending * response_len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, u_data(U_SEND, fd, c->gen));
+}
+
+static void u_close(int fd, conn *c) {
+    struct io_uring_sqe *sqe = u_sqe();
+    io_uring_prep_cancel64(sqe, u_data(U_RECV, fd, c->gen), 0);
+    io_uring_sqe_set_data64(sqe, u_data(U_IGNORE, 0, 0));
+    io_uring_submit(&uring);            /* issued before the descriptor can be reused */
+    close_conn(fd);
+}
+
+static void serve_uring(int port) {
+    int lfd = listen_on(port);
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = 16384;
+    int rc = io_uring_queue_init_params(4096, &uring, &p);
+    if (rc < 0) { fprintf(stderr, "ceiling: io_uring_setup: %s\n", strerror(-rc)); exit(1); }
+    io_uring_register_ring_fd(&uring);
+    ubr = mmap(NULL, U_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+               MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    ubufs = malloc((size_t)U_BUFS * U_BUF_SIZE);
+    if (ubr == MAP_FAILED || !ubufs) { perror("ceiling: buffers"); exit(1); }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)ubr;
+    reg.ring_entries = U_BUFS;
+    if ((rc = io_uring_register_buf_ring(&uring, &reg, 0)) < 0) {
+        fprintf(stderr, "ceiling: provided buffer ring: %s\n", strerror(-rc)); exit(1);
+    }
+    io_uring_buf_ring_init(ubr);
+    for (unsigned i = 0; i < U_BUFS; i++) u_give(i);
+    io_uring_buf_ring_advance(ubr, (int)uadded);
+    uadded = 0;
+    u_accept(lfd);
+    while (!stopping) {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {0, 500000000};
+        rc = io_uring_submit_and_wait_timeout(&uring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR) {
+            fprintf(stderr, "ceiling: io_uring_enter: %s\n", strerror(-rc)); exit(1);
+        }
+        refresh_date();
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&uring, head, cqe) {
+            seen++;
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            int op = (int)(ud >> 28 & 15), fd = (int)(ud & 0x0fffffff);
+            uint32_t gen = (uint32_t)(ud >> 32);
+            int more = (cqe->flags & IORING_CQE_F_MORE) != 0, res = cqe->res;
+            if (op == U_ACCEPT) {
+                if (!more) u_accept(lfd);
+                if (res < 0) continue;
+                int one = 1;
+                setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                conn *c = conn_for(res);
+                memset(c, 0, sizeof(*c));
+                c->open = 1;
+                c->gen = ++ugen;
+                u_recv(res, c);
+                continue;
+            }
+            if (op == U_IGNORE) continue;
+            conn *c = conn_for(fd);
+            int mine = c->open && c->gen == gen;
+            if (op == U_RECV) {
+                if (cqe->flags & IORING_CQE_F_BUFFER) {
+                    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+                    if (mine && res > 0) c->owed += count_terminators(c, ubufs + (size_t)bid * U_BUF_SIZE, (size_t)res);
+                    u_give(bid);
+                }
+                if (!mine) continue;
+                if (res > 0) {
+                    u_send(fd, c);
+                    if (!more) u_recv(fd, c);
+                } else if (res == -ENOBUFS) {
+                    u_recv(fd, c);
+                } else {
+                    c->peer_gone = 1;   /* EOF or error: closed once no send is in flight */
+                    if (!c->sending) u_close(fd, c);
+                }
+                continue;
+            }
+            if (!mine) continue;       /* U_SEND */
+            if (res < 0) { u_close(fd, c); continue; }
+            c->sent += (uint32_t)res;
+            size_t want = (size_t)c->sending * response_len;
+            if (c->sent < want) {       /* the rest of the block, from where the socket stopped */
+                struct io_uring_sqe *sqe = u_sqe();
+                io_uring_prep_send(sqe, fd, block + c->sent, want - c->sent, MSG_NOSIGNAL);
+                io_uring_sqe_set_data64(sqe, u_data(U_SEND, fd, c->gen));
+                continue;
+            }
+            c->owed -= c->sending;
+            c->sending = 0;
+            if (c->peer_gone) u_close(fd, c);
+            else u_send(fd, c);
+        }
+        io_uring_cq_advance(&uring, seen);
+        if (uadded) { io_uring_buf_ring_advance(ubr, (int)uadded); uadded = 0; }
+    }
+}
+#endif
+
 static void pin(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -396,7 +567,7 @@ static int set_response(const char *hex) {
 }
 
 static int usage(const char *argv0) {
-    fprintf(stderr, "usage: %s PORT [CPU,CPU,...] --response HEX [--address IPV4]\n", argv0);
+    fprintf(stderr, "usage: %s PORT [CPU,CPU,...] --response HEX [--address IPV4] [--uring]\n", argv0);
     return 2;
 }
 
@@ -413,6 +584,13 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "ceiling: --address %s is not an IPv4 address\n", argv[i]);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--uring") == 0) {
+#ifdef KL_CEILING_URING
+            use_uring = 1;
+#else
+            fprintf(stderr, "ceiling: --uring: built without liburing (install liburing-dev)\n");
+            return 2;
+#endif
         } else if (!port_arg) port_arg = argv[i];
         else if (!cpus_arg) cpus_arg = argv[i];
         else return usage(argv[0]);
@@ -435,7 +613,11 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    if (!cpus_arg) { serve((int)port); return 0; }
+    void (*serve_port)(int) = serve;
+#ifdef KL_CEILING_URING
+    if (use_uring) serve_port = serve_uring;
+#endif
+    if (!cpus_arg) { serve_port((int)port); return 0; }
 
     int cpus[MAX_CPUS], ncpus = 0;
     char *list = strdup(cpus_arg);
@@ -457,7 +639,7 @@ int main(int argc, char **argv) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);     /* never outlive the parent */
             if (getppid() != parent) return 0;
             pin(cpus[i]);
-            serve((int)port);
+            serve_port((int)port);
             return 0;
         }
         kids[i] = pid;

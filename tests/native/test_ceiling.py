@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from kourier_lab.bench.experiment.ceiling import build_ceiling, ceiling_command
+from kourier_lab.bench.experiment.ceiling import build_ceiling, ceiling_command, uring_unavailable
 from kourier_lab.bench.run.verify import free_port, load_request, measure_bytes, verify_server
 from kourier_lab.server.app import benchmark_response, http_date
 from kourier_lab.server.process import ServerProcess, wait_ready
@@ -18,13 +18,21 @@ PRESETS = ("default", "kourier")
 DATE = re.compile(rb"\r\nDate: ([^\r]*)\r\n")
 
 
-@pytest.fixture(scope="module", params=PRESETS)
+URING_WHY = uring_unavailable()
+# the io_uring mode (ceiling --uring): the same bytes and scan over the other interface
+MODES = [(p, False) for p in PRESETS] + [
+    pytest.param(("default", True), id="default-uring",
+                 marks=pytest.mark.skipif(URING_WHY is not None, reason=f"uring: {URING_WHY}"))]
+
+
+@pytest.fixture(scope="module", params=MODES)
 def ceiling(request):
+    preset, uring = request.param
     port = free_port()
-    proc = subprocess.Popen(ceiling_command(port, None, request.param))
+    proc = subprocess.Popen(ceiling_command(port, None, preset, uring=uring))
     try:
         wait_ready(HOST, port, proc)
-        yield request.param, port
+        yield preset, port
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
