@@ -28,7 +28,7 @@ def test_every_notebook_is_committed_without_outputs():
 # quick mode changed, end with "what to read" bullets, and keep logic in the package.
 COMPUTED = ["01_parser_lab.ipynb", "02_numba_and_buffers.ipynb", "03_event_loops.ipynb",
             "04_server_matrix.ipynb", "05_reproduce_kourier_blog.ipynb", "06_memory.ipynb",
-            "07_compliance.ipynb"]
+            "07_compliance.ipynb", "11_epoll_vs_uring.ipynb"]
 
 
 @pytest.mark.parametrize("name", COMPUTED)
@@ -155,3 +155,16 @@ def test_lab_panel_notebook_executes(run_notebook, tmp_path):
     assert len(batches) == 2 and all(b.endswith("-lab") for b in batches)
     last = nb.cells[-1]
     assert last.cell_type == "markdown" and last.source.startswith("## What to read from this")
+
+
+# --- 11: epoll against io_uring --------------------------------------------------------
+
+@needs_wrk
+@pytest.mark.timeout(600)
+def test_epoll_vs_uring_notebook_executes_in_quick_mode(run_notebook, tmp_path):
+    nb = run_notebook("11_epoll_vs_uring.ipynb", timeout=540)
+    assert list((tmp_path / "results").glob("*epoll_vs_uring_64/rows.parquet"))
+    assert images(nb), "the notebook showed no figure"
+    shown = text(nb)
+    # where io_uring runs, a verdict per uring row; elsewhere the reason, and skipped rows
+    assert "the uring loop runs here" in shown and " c/c/c's " in shown or "does not run here" in shown
