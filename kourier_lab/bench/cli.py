@@ -46,7 +46,7 @@ def register(sub) -> None:
                                     "overhead measured), syscalls per request (strace -c), a flame graph "
                                     "(py-spy or perf) and exact instructions per request of the parser "
                                     "(callgrind), under a bench shape's wrk load.")
-    pr.add_argument("stack", help="loop/parser/buffer (e.g. c/c/c) or python | asyncio | c | numba")
+    pr.add_argument("stack", help="loop/parser/buffer (e.g. c/c/c) or python | asyncio | c | numba | uring")
     pr.add_argument("--shape", default="pipelined",
                     help="pipelined | distinct | real | keepalive | browser (default pipelined)")
     pr.add_argument("--out", default=None, help="figures directory (default data/figures)")

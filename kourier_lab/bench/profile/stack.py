@@ -47,9 +47,10 @@ from ...loops.stages import ENV as STAGES_ENV
 from ...loops.stages import STAGES
 
 SHORTHANDS = {"python": ("python", "python", "python"), "asyncio": ("asyncio", "python", "python"),
-              "c": ("c", "c", "c"), "numba": ("numba", "numba", "numba")}
-# loops whose stage counters exist (the others get every other measure)
-STAGE_LOOPS = ("python", "asyncio", "numba", "c")
+              "c": ("c", "c", "c"), "numba": ("numba", "numba", "numba"), "uring": ("uring", "c", "c")}
+# loops whose stage counters exist (the others get every other measure); the
+# uring loop's read stage stays 0: its reads are the kernel's, done before a completion arrives
+STAGE_LOOPS = ("python", "asyncio", "numba", "c", "uring")
 PY_SPY_LOOPS = ("python", "asyncio")
 MEASURES = ("cpu", "stages", "syscalls", "flame", "instructions")
 
