@@ -116,7 +116,8 @@ def _user_stack_ok(loop, parser, buffer) -> bool:
 def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str = "pipelined",
                connections: Optional[int] = None, pipeline: Optional[int] = None,
                duration: int = 2, repetitions: int = 1, head_memo: bool = False,
-               warmup: Optional[int] = None, load_tool: str = "wrk", fold_runs: bool = False):
+               warmup: Optional[int] = None, load_tool: Optional[str] = None,
+               fold_runs: bool = False):
     """The bench Experiment of one lab run (ceiling + this stack, one shape)."""
     from .bench.experiment.files import parse_experiment
     if shape not in SHAPES:
@@ -134,7 +135,7 @@ def experiment(loop: str = "c", parser: str = "c", buffer: str = "c", shape: str
         params["pipeline"] = int(pipeline)
     if shape == "keepalive":
         params["pipeline"] = 1
-    if load_tool != "wrk":
+    if load_tool is not None:            # else the experiments' default
         params["load_tool"] = load_tool
     return parse_experiment({
         "name": EXPERIMENT_NAME,

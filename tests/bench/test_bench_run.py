@@ -134,7 +134,9 @@ def test_sampler_sums_the_whole_tree():
 
 
 def _tiny(stacks=(), peers=()):
+    # wrk's rows (this file is about the wrk path; tests/bench/test_loadgen.py has the default tool's)
     return parse_experiment({"name": "test_tiny", "repetitions": 2, "duration": 1, "warmup": 0,
+                             "load_tool": "wrk",
                              "pause": 0, "stacks": list(stacks), "peers": list(peers),
                              "shapes": ["pipelined"],
                              "shape": {"pipelined": {"connections": 8, "pipeline": 16}}})
@@ -181,6 +183,7 @@ def _cli(*args, timeout=300):
 def test_bench_and_report_commands_leave_rows_and_figures(tmp_path):
     spec = tmp_path / "tiny.toml"
     spec.write_text('name = "cli_tiny"\nrepetitions = 1\nduration = 1\nwarmup = 0\n'
+                    'load_tool = "wrk"\n'
                     'stacks = ["nosuch/python/python"]\nshapes = ["keepalive"]\n'
                     '[shape.keepalive]\nconnections = 4\n')
     out, figs = tmp_path / "results", tmp_path / "figures"

@@ -176,7 +176,7 @@ def test_head_memo_response_and_load_tool_keys():
     base = {"stacks": ["c/c/c"], "shapes": ["pipelined"]}
     exp = parse_experiment(base)
     assert exp.head_memo == (False,) and exp.response == "default"      # honest by default
-    assert exp.shapes[0].load_tool == "wrk"
+    assert exp.shapes[0].load_tool == "kourier-lab"        # the lab's own load generator
     exp = parse_experiment(dict(base, head_memo=[False, True], response="kourier",
                                 load_tool="h2load", shapes=["pipelined", "rate"],
                                 shape={"rate": {"rates": [1000, 2000]}}))
@@ -244,7 +244,7 @@ def test_corpus_shapes_defaults():
     assert (r.corpus, r.app, r.pipeline) == ("real", "default", 16)
     assert (a.corpus, a.app, a.pipeline) == ("api", "demo", 16)
     assert (p.corpus, p.app) == (None, "default")
-    assert all(s.load_tool == "wrk" for s in exp.shapes)
+    assert all(s.load_tool == "kourier-lab" for s in exp.shapes)
     ryzen = parse_experiment({"profile": "ryzen-5-1600", "shapes": ["distinct"]})
     assert (ryzen.shapes[0].connections, ryzen.shapes[0].pipeline) == (512, 256)
 

@@ -334,10 +334,16 @@ def test_command_line_shape():
 
 def test_experiment_accepts_kourier_lab_for_every_shape():
     from kourier_lab.bench.experiment.files import parse_experiment
-    exp = parse_experiment({"load_tool": "kourier-lab", "shapes": ["distinct", "rate", "browser"]})
+    exp = parse_experiment({"shapes": ["distinct", "rate", "browser"]})       # the default
     assert [s.load_tool for s in exp.shapes] == ["kourier-lab"] * 3
-    wrk = parse_experiment({"shapes": ["pipelined", "rate"]})     # wrk's rate falls back to h2load
-    assert [s.load_tool for s in wrk.shapes] == ["wrk", "h2load"]
+    wrk = parse_experiment({"load_tool": "wrk", "shapes": ["pipelined", "rate"]})
+    assert [s.load_tool for s in wrk.shapes] == ["wrk", "h2load"]   # wrk's rate falls back
+    from kourier_lab.bench.experiment import load_experiment
+    from kourier_lab.paths import repo_root
+    post = load_experiment(repo_root() / "experiments" / "kourier_blog_2025.toml")
+    assert {s.load_tool for s in post.shapes} == {"wrk"}               # the post's tool
+    latency = load_experiment(repo_root() / "experiments" / "latency.toml")
+    assert {s.load_tool for s in latency.shapes} == {"kourier-lab"}
 
 
 def test_experiment_rows_under_kourier_lab(tmp_path):

@@ -115,7 +115,9 @@ class Watched:
 
 def _experiment(tmp_path) -> Path:
     spec = tmp_path / "stop.toml"
+    # wrk: the test watches for its raw outputs (wrk/<server>-<shape>-run<N>.txt)
     spec.write_text('name = "stop_test"\nrepetitions = 3\nduration = 1\nwarmup = 0\npause = 0\n'
+                    'load_tool = "wrk"\n'
                     'stacks = ["python/python/python"]\nshapes = ["keepalive"]\n'
                     '[shape.keepalive]\nconnections = 4\n')
     return spec

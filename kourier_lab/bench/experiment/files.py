@@ -26,8 +26,8 @@
                                          # rows named <stack>~<setting> but for "default"
     response = "default"                 # the benchmark app's response (and the ceiling's):
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
-    load_tool = "wrk"                    # wrk | h2load | kourier-lab (native/loadgen.c)
-                                         # (default for every shape but rate)
+    load_tool = "kourier-lab"            # kourier-lab (native/loadgen.c, the default) | wrk |
+                                         # h2load; under wrk the rate shape uses h2load
 
     [hosts]                              # optional: server and load tools on other machines
     server = "ssh://user@host:22"        # over SSH (bench/hosts/hosts_table.py has every key); without
@@ -103,6 +103,7 @@ SHAPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "rate": {"connections": 64, "pipeline": 1, "browser": False},
 }
 LOAD_TOOLS = ("wrk", "h2load", "kourier-lab")
+DEFAULT_LOAD_TOOL = "kourier-lab"      # native/loadgen.c (bench/load/kourier.py)
 RESPONSES = ("default", "kourier")
 # "max" connections is capped here; run/measure.py lowers it further to what the
 # file-descriptor limit and the ephemeral port range allow.
@@ -280,7 +281,8 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
     if response not in RESPONSES:
         raise SpecError(f"{where}: response must be one of {', '.join(RESPONSES)}, "
                         f"not {response!r}")
-    load_tool = data.get("load_tool", "wrk")
+    # the lab's own load generator by default; wrk with [hosts] (it runs on the client hosts)
+    load_tool = data.get("load_tool", "wrk" if "hosts" in data else DEFAULT_LOAD_TOOL)
     if load_tool not in LOAD_TOOLS:
         raise SpecError(f"{where}: load_tool must be one of {', '.join(LOAD_TOOLS)}, "
                         f"not {load_tool!r}")
