@@ -199,7 +199,9 @@ def _native_entry_points(parser) -> int:
     method = getattr(parser, "native_entry_points", None)
     if method is not None:
         method()
-        return 2
+        # a user's Numba kernels get @cfunc wrappers that close over them (a C
+        # file's entry points are compiled by cffi and cached by content)
+        return 2 if type(parser).__module__ == "kourier_lab.parsers.user_numba" else 0
     mod = sys.modules.get(type(parser).__module__)
     head = getattr(mod, "kl_parse_head_address", None)
     if head is not None:
