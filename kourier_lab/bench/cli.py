@@ -20,9 +20,10 @@ def _usage(msg: str):
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="run an experiment: wrk against each server on a core split",
+    b = sub.add_parser("bench", help="run an experiment: a load tool against each server on a core split",
                        description="Run an experiment file: the ceiling, our stacks and the peers "
-                                   "under wrk, rows to data/results/, summary table, figures.")
+                                   "under the load tool (kourier-lab by default), rows to data/results/, "
+                                   "summary table, figures.")
     b.add_argument("experiment", help="experiment file, e.g. experiments/quick.toml")
     b.add_argument("--quick", action="store_true",
                    help="1 s runs, 2 repetitions: for tests and notebooks (figures are indicative)")

@@ -1,5 +1,6 @@
 """The harness: start each server on its CPUs (servers.py), verify it, warm it
-up, load it with wrk or h2load a counted number of times while sampling its
+up, load it with the lab's load generator (native/loadgen.c, the default), wrk
+or h2load a counted number of times while sampling its
 process tree (measure.py), keep every run as a row (rows.py's columns plus the
 run's figures), stop it, and move on.
 
@@ -7,8 +8,8 @@ run's figures), stop it, and move on.
 
 Rows are written after every server (so an interrupted batch keeps what it
 measured) by results/store.py's write_rows to <results>/<batch_id>/rows.parquet,
-the load tools' raw outputs next to them in <results>/<batch_id>/wrk/ and
-h2load/, server logs in <results>/<batch_id>/logs/.  An experiment with [hosts]
+the load tools' raw outputs next to them in <results>/<batch_id>/loadgen/, wrk/
+and h2load/, server logs in <results>/<batch_id>/logs/.  An experiment with [hosts]
 goes to hosts/sweep.py's run_on_hosts instead.
 """
 from __future__ import annotations
