@@ -41,6 +41,8 @@ class WarmUp:
     cache: str = ""
 
     def line(self) -> str:
+        if not (self.compiled or self.loaded or self.uncacheable):
+            return f"numba warm-up {self.seconds:.1f} s: every function already loaded in this process"
         where = f"from {self.cache}" if self.loaded else f"cache {self.cache}"
         text = (f"numba warm-up {self.seconds:.1f} s: {self.compiled} compiled, "
                 f"{self.loaded} loaded ({where})")
