@@ -77,7 +77,8 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     if split.note:
         say(f"note: {split.note}")
     say(f"{exp.name}: {len(targets)} servers x {len(exp.shapes)} shapes x {exp.repetitions} runs; "
-        f"server CPUs {cpu_list(split.server_cpus)}, wrk CPUs {cpu_list(split.client_cpus)}"
+        f"server CPUs {cpu_list(split.server_cpus)}, "
+        f"{'/'.join(sorted({sh.load_tool for sh in exp.shapes}))} CPUs {cpu_list(split.client_cpus)}"
         f"{' (quick)' if exp.quick else ''}")
 
     # Keep the harness itself off the server's CPUs while it samples.
