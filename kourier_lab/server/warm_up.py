@@ -234,10 +234,11 @@ def warm_up(config, app, make_loop: Callable[[], object]):
         drive_sessions(config, app, parser)
         if config.loop in ("c", "uring"):
             uncacheable = _native_entry_points(parser)
-        for mod in ("kourier_lab.parsers.numba", "kourier_lab.buffers.numba"):
-            m = sys.modules.get(mod)
-            if m is not None and hasattr(m, "warm_up"):
-                m.warm_up()
+        # the Numba parser's kernels with both buffer types (read-only bytes, writable
+        # arrays); the Numba buffers' kernels ran in the sessions above when configured
+        numba_parser = sys.modules.get("kourier_lab.parsers.numba")
+        if numba_parser is not None:
+            numba_parser.warm_up()
     report = WarmUp(seconds=time.perf_counter() - t0, compiled=counter.count,
                     loaded=max(_cache_hits(_functions()) - before, 0), uncacheable=uncacheable,
                     cache=cache_location())
