@@ -45,3 +45,13 @@ def experiments_dir() -> Path:
 def quick_from_env() -> bool:
     """True when KOURIER_LAB_QUICK is set to something other than 0/empty (notebooks)."""
     return os.environ.get("KOURIER_LAB_QUICK", "") not in ("", "0", "false", "no")
+
+
+def cache_dir() -> Path:
+    """Where built native programs, peers and users' C parsers are kept, outside
+    the repository: $KOURIER_LAB_CACHE, else $XDG_CACHE_HOME/kourier_lab, else
+    ~/.cache/kourier_lab."""
+    if os.environ.get("KOURIER_LAB_CACHE"):
+        return Path(os.environ["KOURIER_LAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kourier_lab"

@@ -37,9 +37,11 @@ import string
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .. import paths
 
 SRC = Path(__file__).resolve().parent
 REPO_ROOT = SRC.parent.parent          # the directory holding the kourier_lab package
@@ -98,10 +100,7 @@ def requirements(name: str) -> Requirements:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("KOURIER_LAB_CACHE")
-    if not base:
-        base = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kourier_lab")
-    return Path(base) / "peers"
+    return paths.cache_dir() / "peers"
 
 
 # --- toolchain discovery ------------------------------------------------------------------

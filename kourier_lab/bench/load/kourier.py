@@ -1,9 +1,8 @@
 """The lab's own load generator, native/loadgen.c: building it, its command
 line and its JSON summary; nothing is measured here (run/measure.py runs it).
 
-It is built like the ceiling (bench/experiment/ceiling.py): on first use, into
-the same cache directory, under a name hashed from the source and the
-compiler command, so an edited source is rebuilt and nothing stale runs.
+It is built like the ceiling, on first use, once per source version
+(bench/native_program.py).
 
 It sends the same requests as wrk for every shape: the URL's GET with Host
 (plus the browser shape's headers, read from pipeline.lua like wrk.py does) or
@@ -16,19 +15,16 @@ whose latency counts from each request's intended send time.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import shlex
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ...paths import repo_root
-from ..experiment.ceiling import cache_dir
+from ..native_program import compile_native
 
 CFLAGS = ["-O2", "-Wall", "-pthread"]
 LIBS = ["-lm"]
@@ -40,35 +36,9 @@ class LoadgenError(RuntimeError):
     """The load generator could not be built, refused its arguments, or printed no summary."""
 
 
-def source_path() -> Path:
-    return repo_root() / "native" / "loadgen.c"
-
-
 def build_loadgen(force: bool = False) -> Path:
     """Compile native/loadgen.c once per source version; returns the binary's path."""
-    src = source_path()
-    if not src.is_file():
-        raise LoadgenError(f"{src.name} is missing (the load generator needs the repository's "
-                           "native/)")
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise LoadgenError("no C compiler (cc/gcc/clang) to build native/loadgen.c; "
-                           "install one (Debian: apt-get install gcc)")
-    flags = [*CFLAGS, *LIBS]
-    digest = hashlib.sha256(src.read_bytes() + " ".join([cc, *flags]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"loadgen-{digest}"
-    if out.exists() and not force:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    r = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(src), *LIBS], capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        first = (r.stderr.strip().splitlines() or ["no output"])[0]
-        raise LoadgenError(f"building native/loadgen.c failed: {first}")
-    os.replace(tmp, out)      # atomic: concurrent builders never see half a binary
-    return out
+    return compile_native("loadgen.c", "loadgen", CFLAGS, LIBS, LoadgenError, force=force)
 
 
 @dataclass
