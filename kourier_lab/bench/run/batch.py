@@ -28,7 +28,7 @@ from ..experiment.files import Experiment, Shape, load_experiment
 from ..experiment.split import cpu_list, plan_split
 from ..experiment.targets import Target, expand_targets
 from .verify import VerifyError, verify_server
-from ..load.wrk import WrkError, ensure_wrk
+from ..load.wrk import ensure_wrk
 from .servers import HOST, ServerStartError, log_tail, raise_fd_limit, start_server, stop_server
 from .measure import CLIENT_SATURATION, resolve_load, run_h2load, run_kourier, run_wrk, server_util
 from .rows import base_row, corpus_info, one_line, runs_of, slug, tqdm_class, utcnow
@@ -198,6 +198,80 @@ def pd_empty():
     return pd.DataFrame()
 
 
+@dataclasses.dataclass
+class LoadTool:
+    """One load tool as the batch drives it: its loads, its run function, how
+    its row's notes read.  Every tool goes through the same cell (_run_cell):
+    a warm-up, counted closed-loop runs and, for the tools with an open loop,
+    the `rate` shape's sweep."""
+    name: str                                   # the rows' load_tool
+    raw_dir: str                                # its raw outputs' folder in the batch
+    load: Callable[[Optional[float], float], object]    # (rate or None, seconds) -> its load
+    run: Callable[..., Dict[str, object]]       # (load, client CPUs, server pid, raw path, server CPUs)
+    notes: Callable[[Dict[str, object]], List[str]]     # what its figures say went wrong
+    open_loop: bool = False
+
+
+def _load_tool(shape: Shape, split, load, wrk) -> LoadTool:
+    """The shape's load tool (the rows' load_tool: kourier-lab, wrk or h2load)."""
+    if shape.load_tool == "kourier-lab":
+        from ..load.kourier import KourierLoad, browser_header_lines
+        headers = tuple(browser_header_lines()) if shape.browser else ()
+
+        def kourier_load(rate, duration):
+            # pipeline 1 in the open loop: requests queue (pipelined) only when the server lags
+            return KourierLoad(url=load.url, threads=load.threads, connections=load.connections,
+                               duration_s=duration, pipeline=1 if rate else shape.pipeline,
+                               rate=rate, corpus=load.corpus, headers=headers,
+                               timeout_s=shape.timeout_s, cpus=list(split.client_cpus))
+
+        def kourier_notes(f):
+            notes = []
+            if f.get("errors_total") or f.get("non_2xx_3xx"):
+                notes.append(f"{f.get('errors_total', 0)} errors {f.get('errors_by_kind')}, "
+                             f"{f.get('non_2xx_3xx', 0)} non-2xx/3xx")
+            if f["client_saturated"]:
+                notes.append(f"the load generator used {f['client_cpu_util']:.0%} of its CPUs: "
+                             "the client may be the limit")
+            return notes
+
+        return LoadTool("kourier-lab", "loadgen", kourier_load,
+                        lambda ld, cc, pid, raw, sc: run_kourier(ld, cc, pid, raw, server_cpus=sc),
+                        kourier_notes, open_loop=True)
+    if shape.load_tool == "h2load":
+        from ..load import h2load as h2
+
+        def h2load_load(rate, duration):
+            return h2.H2loadLoad(url=load.url, threads=load.threads, connections=load.connections,
+                                 duration_s=duration, pipeline=shape.pipeline,
+                                 browser=shape.browser, rate=rate)
+
+        def h2load_run(ld, cc, pid, raw, sc):
+            f = run_h2load(ld, cc, pid, raw, server_cpus=sc)
+            f.setdefault("wrk_cpu_util", f.get("client_cpu_util", math.nan))
+            f.setdefault("client_saturated", bool(f["wrk_cpu_util"] >= CLIENT_SATURATION))
+            f["load_tool"] = "h2load"
+            return f
+
+        def h2load_notes(f):
+            if f.get("errors_socket") or f.get("non_2xx_3xx"):
+                return [f"{f.get('errors_socket', 0)} errors, {f.get('non_2xx_3xx', 0)} non-2xx/3xx"]
+            return []
+
+        return LoadTool("h2load", "h2load", h2load_load, h2load_run, h2load_notes, open_loop=True)
+
+    def wrk_notes(f):
+        notes = []
+        if f["errors_socket"] or f["non_2xx_3xx"]:
+            notes.append(f"{f['errors_socket']} socket errors, {f['non_2xx_3xx']} non-2xx/3xx")
+        if f["client_saturated"]:
+            notes.append(f"wrk used {f['wrk_cpu_util']:.0%} of its CPUs: the client may be the limit")
+        return notes
+
+    return LoadTool("wrk", "wrk", lambda rate, duration: dataclasses.replace(load, duration_s=duration),
+                    lambda ld, cc, pid, raw, sc: run_wrk(ld, cc, pid, raw, wrk, sc), wrk_notes)
+
+
 def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
     rows = []
     base = base_row(exp, split, batch_id, commit, target, shape)
@@ -218,72 +292,95 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
     if not shape.corpus:
         _measure_bytes(base, server.port, shape)
     base["latency_per_batch"] = shape.load_tool == "wrk" and shape.pipeline > 1
-    if shape.load_tool == "kourier-lab":
-        try:
-            return _run_kourier_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
-                                     load, load_note, bar, say, into=rows)
-        except KeyboardInterrupt as e:
-            keep_rows(e, rows)
-            raise
+    if load_note:
+        base["note"] = "; ".join(filter(None, [base.get("note"), load_note]))
+
+    def failed(why):
+        base.update(status="failed", note=why)
+        say(f"failed {label}: {why}")
+        bar.update(runs_of(shape, exp))
+        return [base]
+
     if shape.load_tool == "h2load":
+        from ..load.h2load import ensure_h2load
         try:
-            return _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir,
-                                    load, load_note, bar, say, into=rows)
-        except KeyboardInterrupt as e:
-            keep_rows(e, rows)
-            raise
+            ensure_h2load()
+        except RuntimeError as e:
+            return failed(f"h2load: {one_line(e)}")
+    tool = _load_tool(shape, split, load, wrk)
     if exp.warmup_s:
         bar.set_postfix_str(f"{label}: warm-up")
-        warm = dataclasses.replace(load, duration_s=exp.warmup_s)
         try:
-            run_wrk(warm, split.client_cpus, None, None, wrk)
-        except WrkError as e:
-            say(f"failed {label}: warm-up: {one_line(e)}")
-            base.update(status="failed", note=f"warm-up: {one_line(e)}")
-            bar.update(exp.repetitions)
-            return [base]
+            tool.run(tool.load(None, exp.warmup_s), split.client_cpus, None, None, ())
+        except RuntimeError as e:
+            return failed(f"warm-up: {one_line(e)}")
     try:
-        _wrk_runs(rows, server, target, shape, exp, split, base, batch_id, batch_dir, load,
-                  load_note, wrk, bar, say, label)
+        _tool_runs(rows, tool, server, target, shape, exp, split, base, batch_id, batch_dir, bar,
+                   say, label)
     except KeyboardInterrupt as e:
         keep_rows(e, rows)
         raise
     return rows
 
 
-def _wrk_runs(rows, server, target, shape, exp, split, base, batch_id, batch_dir, load, load_note,
-              wrk, bar, say, label):
-    for run in range(1, exp.repetitions + 1):
-        if run > 1 and exp.pause_s:
-            time.sleep(exp.pause_s)
-        bar.set_postfix_str(f"{label}: run {run}/{exp.repetitions}")
-        raw_rel = Path("wrk") / f"{slug(target.name)}-{shape.name}-run{run}.txt"
-        row = dict(base, run=run, timestamp=utcnow(), raw_path=str(Path(batch_id) / raw_rel))
-        if server.proc.poll() is not None:
-            row.update(status="failed",
-                       note=f"the server exited with code {server.proc.returncode}; log: "
-                            f"{log_tail(server.log_path)}")
-        else:
-            try:
-                figures = run_wrk(load, split.client_cpus, server.proc.pid,
-                                  batch_dir / raw_rel, wrk, split.server_cpus)
-                server_util(figures, split.workers)
-                row.update(figures)
-                notes = [load_note] if load_note else []
-                if figures["errors_socket"] or figures["non_2xx_3xx"]:
-                    notes.append(f"{figures['errors_socket']} socket errors, "
-                                 f"{figures['non_2xx_3xx']} non-2xx/3xx")
-                if figures["client_saturated"]:
-                    notes.append(f"wrk used {figures['wrk_cpu_util']:.0%} of its CPUs: "
-                                 "the client may be the limit")
-                row["note"] = "; ".join(notes)
-            except WrkError as e:
-                row.update(status="failed", note=f"wrk: {one_line(e)}")
+def _tool_row(tool, server, target, shape, split, base, batch_id, batch_dir, run, rate):
+    """One run of the tool: the row with its figures, or failed with the reason."""
+    tag = f"-{int(rate)}rps" if rate else ""
+    raw_rel = Path(tool.raw_dir) / f"{slug(target.name)}-{shape.name}{tag}-run{run}.txt"
+    row = dict(base, run=run, timestamp=utcnow(), raw_path=str(Path(batch_id) / raw_rel),
+               offered_rate=rate)
+    if server.proc.poll() is not None:
+        row.update(status="failed", note=f"the server exited with code {server.proc.returncode}; "
+                                         f"log: {log_tail(server.log_path)}")
+        return row
+    try:
+        figures = tool.run(tool.load(rate, shape.duration_s), split.client_cpus, server.proc.pid,
+                           batch_dir / raw_rel, split.server_cpus)
+    except RuntimeError as e:          # the tool failed or printed no report
+        row.update(status="failed", note=f"{tool.name}: {one_line(e)}")
+        return row
+    server_util(figures, split.workers)
+    row.update(figures)
+    row["note"] = "; ".join(([base["note"]] if base.get("note") else []) + tool.notes(figures))
+    return row
+
+
+def _tool_runs(rows, tool, server, target, shape, exp, split, base, batch_id, batch_dir, bar, say,
+               label):
+    """Closed-loop runs, or (the `rate` shape, a tool with an open loop) the rate
+    sweep: a closed-loop probe first when no rates are given, then rates up to
+    150 % of its throughput.  Rows go into the caller's list (kept on an interrupt)."""
+    def one(run, rate, what):
+        bar.set_postfix_str(f"{label}: {what}")
+        row = _tool_row(tool, server, target, shape, split, base, batch_id, batch_dir, run, rate)
         if row["status"] != "ok":
-            say(f"failed {label} run {run}: {row['note']}")
+            say(f"failed {label}{f' at {rate:,.0f} req/s' if rate else ''} run {run}: {row['note']}")
         rows.append(row)
         bar.update(1)
-    return rows
+
+    if shape.name != "rate" or not tool.open_loop:
+        for run in range(1, exp.repetitions + 1):
+            if run > 1 and exp.pause_s:
+                time.sleep(exp.pause_s)
+            one(run, None, f"run {run}/{exp.repetitions}")
+        return
+    from ..load.h2load import rate_sweep
+    rates = list(shape.rates)
+    if not rates:
+        bar.set_postfix_str(f"{label}: closed-loop probe")
+        probe = _tool_row(tool, server, target, shape, split, base, batch_id, batch_dir, 0, None)
+        probe["shape"] = "rate-probe"
+        rows.append(probe)
+        if probe["status"] != "ok" or not probe.get("req_per_s"):
+            say(f"failed {label}: closed-loop probe: {probe['note']}")
+            bar.update(runs_of(shape, exp))
+            return
+        rates = rate_sweep(1.5 * float(probe["req_per_s"]), shape.rate_steps)
+    for rate in rates:
+        for run in range(1, exp.repetitions + 1):
+            if exp.pause_s:
+                time.sleep(min(exp.pause_s, 0.5))
+            one(run, float(rate), f"{rate:,.0f} req/s offered, run {run}")
 
 
 def _measure_bytes(base: Dict[str, object], port: int, shape: Shape) -> None:
@@ -315,194 +412,3 @@ def _verify_corpus(base: Dict[str, object], port: int, shape: Shape) -> None:
     sizes = verify_requests(HOST, port, list(c.sample[:depth]),
                             any_body=shape.app != "default")
     base.update(request_bytes=None, response_bytes=round(sum(sizes) / len(sizes)))
-
-
-def _h2load_row(server, target, shape, split, base, batch_id, batch_dir, load, run, rate):
-    tag = f"-{int(rate)}rps" if rate else ""
-    raw_rel = Path("h2load") / f"{slug(target.name)}-{shape.name}{tag}-run{run}.txt"
-    row = dict(base, run=run, timestamp=utcnow(), raw_path=str(Path(batch_id) / raw_rel),
-               offered_rate=rate)
-    if server.proc.poll() is not None:
-        row.update(status="failed", note=f"the server exited with code {server.proc.returncode}; "
-                                         f"log: {log_tail(server.log_path)}")
-        return row
-    try:
-        figures = run_h2load(load, split.client_cpus, server.proc.pid, batch_dir / raw_rel,
-                             server_cpus=split.server_cpus)
-    except RuntimeError as e:          # h2load failed or printed no report
-        row.update(status="failed", note=f"h2load: {one_line(e)}")
-        return row
-    figures.setdefault("wrk_cpu_util", figures.get("client_cpu_util", math.nan))
-    figures.setdefault("client_saturated", bool(figures["wrk_cpu_util"] >= CLIENT_SATURATION))
-    server_util(figures, split.workers)
-    row.update(figures)
-    row["load_tool"] = "h2load"
-    notes = [base["note"]] if base.get("note") else []
-    if figures.get("errors_socket") or figures.get("non_2xx_3xx"):
-        notes.append(f"{figures.get('errors_socket', 0)} errors, "
-                     f"{figures.get('non_2xx_3xx', 0)} non-2xx/3xx")
-    row["note"] = "; ".join(notes)
-    return row
-
-
-def _run_h2load_cell(server, target, shape, exp, split, base, batch_id, batch_dir, load,
-                     load_note, bar, say, into=None):
-    """Closed-loop h2load runs (per-request latency), or the open-loop rate sweep."""
-    from ..load import h2load as h2
-    label = f"{target.name} {shape.name}"
-    if load_note:
-        base["note"] = "; ".join(filter(None, [base.get("note"), load_note]))
-    try:
-        h2.ensure_h2load()
-    except RuntimeError as e:
-        base.update(status="failed", note=f"h2load: {one_line(e)}")
-        say(f"failed {label}: {base['note']}")
-        bar.update(runs_of(shape, exp))
-        return [base]
-
-    def h2load_load(rate, duration):
-        return h2.H2loadLoad(url=load.url, threads=load.threads, connections=load.connections,
-                             duration_s=duration, pipeline=shape.pipeline, browser=shape.browser,
-                             rate=rate)
-
-    if exp.warmup_s:
-        bar.set_postfix_str(f"{label}: warm-up")
-        try:
-            run_h2load(h2load_load(None, exp.warmup_s), split.client_cpus, None, None)
-        except RuntimeError as e:
-            base.update(status="failed", note=f"warm-up: {one_line(e)}")
-            say(f"failed {label}: {base['note']}")
-            bar.update(runs_of(shape, exp))
-            return [base]
-    rows = into if into is not None else []      # the caller's list: kept on an interrupt
-    if shape.name != "rate":
-        for run in range(1, exp.repetitions + 1):
-            if run > 1 and exp.pause_s:
-                time.sleep(exp.pause_s)
-            bar.set_postfix_str(f"{label}: h2load run {run}/{exp.repetitions}")
-            row = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
-                              h2load_load(None, shape.duration_s), run, None)
-            if row["status"] != "ok":
-                say(f"failed {label} run {run}: {row['note']}")
-            rows.append(row)
-            bar.update(1)
-        return rows
-    rates = list(shape.rates)
-    if not rates:
-        # the closed-loop throughput first: the sweep goes up to 150 % of it
-        bar.set_postfix_str(f"{label}: closed-loop probe")
-        probe = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
-                            h2load_load(None, shape.duration_s), 0, None)
-        probe["shape"] = "rate-probe"
-        rows.append(probe)
-        if probe["status"] != "ok" or not probe.get("req_per_s"):
-            say(f"failed {label}: closed-loop probe: {probe['note']}")
-            bar.update(runs_of(shape, exp))
-            return rows
-        rates = h2.rate_sweep(1.5 * float(probe["req_per_s"]), shape.rate_steps)
-    for rate in rates:
-        for run in range(1, exp.repetitions + 1):
-            if exp.pause_s:
-                time.sleep(min(exp.pause_s, 0.5))
-            bar.set_postfix_str(f"{label}: {rate:,.0f} req/s offered, run {run}")
-            row = _h2load_row(server, target, shape, split, base, batch_id, batch_dir,
-                              h2load_load(float(rate), shape.duration_s), run, float(rate))
-            if row["status"] != "ok":
-                say(f"failed {label} at {rate:,.0f} req/s run {run}: {row['note']}")
-            rows.append(row)
-            bar.update(1)
-    return rows
-
-
-def _kourier_row(server, target, shape, split, base, batch_id, batch_dir, load, run, rate):
-    tag = f"-{int(rate)}rps" if rate else ""
-    raw_rel = Path("loadgen") / f"{slug(target.name)}-{shape.name}{tag}-run{run}.txt"
-    row = dict(base, run=run, timestamp=utcnow(), raw_path=str(Path(batch_id) / raw_rel),
-               offered_rate=rate)
-    if server.proc.poll() is not None:
-        row.update(status="failed", note=f"the server exited with code {server.proc.returncode}; "
-                                         f"log: {log_tail(server.log_path)}")
-        return row
-    try:
-        figures = run_kourier(load, split.client_cpus, server.proc.pid, batch_dir / raw_rel,
-                              server_cpus=split.server_cpus)
-    except RuntimeError as e:          # it failed or printed no summary
-        row.update(status="failed", note=f"loadgen: {one_line(e)}")
-        return row
-    server_util(figures, split.workers)
-    row.update(figures)
-    notes = [base["note"]] if base.get("note") else []
-    if figures.get("errors_total") or figures.get("non_2xx_3xx"):
-        notes.append(f"{figures.get('errors_total', 0)} errors {figures.get('errors_by_kind')}, "
-                     f"{figures.get('non_2xx_3xx', 0)} non-2xx/3xx")
-    if figures["client_saturated"]:
-        notes.append(f"the load generator used {figures['client_cpu_util']:.0%} of its CPUs: "
-                     "the client may be the limit")
-    row["note"] = "; ".join(notes)
-    return row
-
-
-def _run_kourier_cell(server, target, shape, exp, split, base, batch_id, batch_dir, load,
-                      load_note, bar, say, into=None):
-    """The lab's load generator: closed-loop runs, or the open-loop rate sweep
-    (h2load's cell, with every request's latency from its intended send time)."""
-    from ..load import h2load as h2
-    from ..load.kourier import KourierLoad, browser_header_lines
-    label = f"{target.name} {shape.name}"
-    if load_note:
-        base["note"] = "; ".join(filter(None, [base.get("note"), load_note]))
-    headers = tuple(browser_header_lines()) if shape.browser else ()
-
-    def kourier_load(rate, duration):
-        # pipeline 1 in the open loop: requests queue (pipelined) only when the server lags
-        return KourierLoad(url=load.url, threads=load.threads, connections=load.connections,
-                           duration_s=duration, pipeline=1 if rate else shape.pipeline,
-                           rate=rate, corpus=load.corpus, headers=headers,
-                           timeout_s=shape.timeout_s, cpus=list(split.client_cpus))
-
-    if exp.warmup_s:
-        bar.set_postfix_str(f"{label}: warm-up")
-        try:
-            run_kourier(kourier_load(None, exp.warmup_s), split.client_cpus, None, None)
-        except RuntimeError as e:
-            base.update(status="failed", note=f"warm-up: {one_line(e)}")
-            say(f"failed {label}: {base['note']}")
-            bar.update(runs_of(shape, exp))
-            return [base]
-    rows = into if into is not None else []      # the caller's list: kept on an interrupt
-    if shape.name != "rate":
-        for run in range(1, exp.repetitions + 1):
-            if run > 1 and exp.pause_s:
-                time.sleep(exp.pause_s)
-            bar.set_postfix_str(f"{label}: run {run}/{exp.repetitions}")
-            row = _kourier_row(server, target, shape, split, base, batch_id, batch_dir,
-                               kourier_load(None, shape.duration_s), run, None)
-            if row["status"] != "ok":
-                say(f"failed {label} run {run}: {row['note']}")
-            rows.append(row)
-            bar.update(1)
-        return rows
-    rates = list(shape.rates)
-    if not rates:
-        bar.set_postfix_str(f"{label}: closed-loop probe")
-        probe = _kourier_row(server, target, shape, split, base, batch_id, batch_dir,
-                             kourier_load(None, shape.duration_s), 0, None)
-        probe["shape"] = "rate-probe"
-        rows.append(probe)
-        if probe["status"] != "ok" or not probe.get("req_per_s"):
-            say(f"failed {label}: closed-loop probe: {probe['note']}")
-            bar.update(runs_of(shape, exp))
-            return rows
-        rates = h2.rate_sweep(1.5 * float(probe["req_per_s"]), shape.rate_steps)
-    for rate in rates:
-        for run in range(1, exp.repetitions + 1):
-            if exp.pause_s:
-                time.sleep(min(exp.pause_s, 0.5))
-            bar.set_postfix_str(f"{label}: {rate:,.0f} req/s offered, run {run}")
-            row = _kourier_row(server, target, shape, split, base, batch_id, batch_dir,
-                               kourier_load(float(rate), shape.duration_s), run, float(rate))
-            if row["status"] != "ok":
-                say(f"failed {label} at {rate:,.0f} req/s run {run}: {row['note']}")
-            rows.append(row)
-            bar.update(1)
-    return rows
