@@ -183,3 +183,26 @@ def test_fold_rows_are_drawn_hatched_and_labelled_beside_the_stacks():
         assert not style.legend_overlaps(fig)
     # the measured ratios leave folding (and memo) rows out: every request its own
     assert "c/c/c+fold" not in set(plots.measured_ratios(df, "pipelined")["pair"].str.cat())
+
+
+def test_a_ratio_whose_server_the_load_tool_limited_is_marked_as_a_bound():
+    rows = []
+    for server, kind, speed, bound in (("ceiling", "ceiling", 5e6, "client"), ("c/c/c", "stack", 4e6, "client"),
+                                       ("hyper", "peer", 1e6, "server"), ("go", "peer", 1e5, "server")):
+        for run in (1, 2, 3):
+            rows.append(dict(BASE, server=server, server_kind=kind, head_memo=False, fold_runs=False,
+                             shape="pipelined", load_tool="kourier-lab", pipeline=256, connections=64,
+                             offered_rate=None, req_per_s=speed, cpu_us_per_req=1e6 / speed, run=run,
+                             bottleneck=bound))
+    df = pd.DataFrame(rows)
+    meas = plots.measured_ratios(df, "pipelined").set_index("pair")
+    assert bool(meas.loc["best stack (c/c/c)/go", "numerator_tool_bound"])
+    assert not bool(meas.loc["best stack (c/c/c)/go", "denominator_tool_bound"])
+    assert not bool(meas.loc["hyper/go", "numerator_tool_bound"])
+    fig = plots.plot_ratios(df)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert ">= 40.00x (load tool limited the numerator)" in texts
+    assert "10.00x" in texts                                   # hyper/go: both server-bound
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert any("the ratio is a bound" in x for x in labels)
+    assert not style.legend_overlaps(fig)

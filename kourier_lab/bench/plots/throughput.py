@@ -225,6 +225,9 @@ def measured_ratios(df: pd.DataFrame, shape: str = "pipelined",
         if switch in ok.columns:
             ok = ok[~ok[switch].fillna(False).astype(bool)]
     med = ok.groupby(["server", "server_kind"])["req_per_s"].median().reset_index()
+    # a server whose runs the load tool limited (most of them): its figure is a floor
+    bound = (ok.get("bottleneck", pd.Series(pd.NA, index=ok.index)) == "client").fillna(False)
+    tool_bound = bound.astype(float).groupby(ok["server"]).mean().gt(0.5).to_dict()
     peers = med[(med["server_kind"] == "peer") & med["server"].isin(list(rivals))]
     stacks = med[med["server_kind"] == "stack"]
     ceiling = med[med["server_kind"] == "ceiling"]
@@ -232,18 +235,24 @@ def measured_ratios(df: pd.DataFrame, shape: str = "pipelined",
     numerators = []
     if len(stacks):
         best = stacks.loc[stacks["req_per_s"].idxmax()]
-        numerators.append((f"best stack ({best['server']})", best["req_per_s"]))
+        numerators.append((f"best stack ({best['server']})", best["req_per_s"], best["server"]))
     if len(ceiling):
-        numerators.append(("ceiling", ceiling["req_per_s"].iloc[0]))
+        numerators.append(("ceiling", ceiling["req_per_s"].iloc[0], ceiling["server"].iloc[0]))
+
+    def row(pair, rival, top, top_server, bottom_server, bottom):
+        return {"pair": pair, "rival": rival, "ratio": top / bottom, "shape": shape,
+                "numerator_tool_bound": bool(tool_bound.get(top_server, False)),
+                "denominator_tool_bound": bool(tool_bound.get(bottom_server, False))}
+
     for _, p in peers.iterrows():
-        for label, value in numerators:
-            rows.append({"pair": f"{label}/{p['server']}", "rival": p["server"],
-                         "ratio": value / p["req_per_s"], "shape": shape})
+        for label, value, server in numerators:
+            rows.append(row(f"{label}/{p['server']}", p["server"], value, server, p["server"],
+                            p["req_per_s"]))
     by_name = dict(zip(peers["server"], peers["req_per_s"]))
     if "hyper" in by_name and "go" in by_name:
-        rows.append({"pair": "hyper/go", "rival": "go", "ratio": by_name["hyper"] / by_name["go"],
-                     "shape": shape})
-    return pd.DataFrame(rows, columns=["pair", "rival", "ratio", "shape"])
+        rows.append(row("hyper/go", "go", by_name["hyper"], "hyper", "go", by_name["go"]))
+    return pd.DataFrame(rows, columns=["pair", "rival", "ratio", "shape", "numerator_tool_bound",
+                                       "denominator_tool_bound"])
 
 
 def plot_ratios(df: pd.DataFrame, shape: str = "pipelined") -> Figure:
@@ -265,15 +274,30 @@ def plot_ratios(df: pd.DataFrame, shape: str = "pipelined") -> Figure:
     style.log_axis(ax, "x")
     ax.axvline(1.0, color="#333333", linewidth=0.8)
     ax.grid(axis="x")
-    for yi, v in zip(y, values):
-        ax.annotate(f"{v:.2f}x", (v, yi), xytext=(4, 0), textcoords="offset points",
-                    va="center", fontsize=8)
+    # a measured ratio whose numerator the load tool limited is a floor (>=), one
+    # whose denominator it limited a ceiling (<=): marked, and said in the label
+    bounds = [""] * len(pub) + [(">=" if top else "") + ("<=" if bottom else "")
+                                for top, bottom in zip(meas["numerator_tool_bound"],
+                                                       meas["denominator_tool_bound"])]
+    for yi, v, b in zip(y, values, bounds):
+        text = {"": f"{v:.2f}x", ">=": f">= {v:.2f}x (load tool limited the numerator)",
+                "<=": f"<= {v:.2f}x (load tool limited the denominator)"}.get(
+                    b, f"{v:.2f}x (load tool limited both: not a ratio of the servers)")
+        ax.annotate(text, (v, yi), xytext=(4, 0), textcoords="offset points", va="center",
+                    fontsize=8)
+        if b:
+            ax.plot([v], [yi], **{**TOOL_BOUND_MARK, "marker": "<" if b == "<=" else ">"})
     if meas.empty:
         ax.text(0.98, 0.02, "hyper and go were not measured in this batch", transform=ax.transAxes,
                 ha="right", fontsize=8, color="#555555")
     ax.set_xlabel("ratio of requests/s (log scale)")
-    style.legend_outside(fig, handles=[Patch(color=style.PUBLISHED_COLOR, label="published (Ryzen 5 1600)"),
-                                       Patch(color=style.MEASURED_COLOR, label="measured here")])
+    handles = [Patch(color=style.PUBLISHED_COLOR, label="published (Ryzen 5 1600)"),
+               Patch(color=style.MEASURED_COLOR, label="measured here")]
+    if any(bounds):
+        from matplotlib.lines import Line2D
+        handles.append(Line2D([], [], label="a load-tool-bound server: the ratio is a bound",
+                              **{**TOOL_BOUND_MARK, "marker": ">"}))
+    style.legend_outside(fig, handles=handles)
     fig.suptitle(style.title_from_rows(f"Ratios, {shape}: published vs measured here", df), fontsize=10)
     return fig
 
