@@ -85,6 +85,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef KL_LOADGEN_URING
+#include <liburing.h>
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Histogram: HdrHistogram's layout, lowest value 1, 3 significant digits. */
@@ -162,6 +165,7 @@ typedef struct {
     int cpus[256];
     int ncpus;
     int json;
+    int uring;                   /* --io uring: io_uring instead of epoll */
 } opts_t;
 
 static opts_t O;
@@ -289,6 +293,10 @@ typedef struct conn {
     char cache[CACHE_MAX];       /* the previous complete response */
     size_t cache_len;
     int64_t last_progress;       /* last read that brought bytes, or the connect */
+    /* --io uring: which socket of this connection a completion belongs to, and
+     * whether a send is in flight (one at a time, from the span being written) */
+    uint32_t gen;
+    int send_inflight;
 } conn_t;
 
 typedef struct {
@@ -299,6 +307,12 @@ typedef struct {
     int nconns;
     slot_t *slot;
     char *rbuf;
+#ifdef KL_LOADGEN_URING
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;  /* provided receive buffers */
+    char *bufs;
+    unsigned given;                /* buffers handed back since the last advance */
+#endif
 } worker_t;
 
 static void set_msg(slot_t *s, int kind, const char *fmt, ...) {
@@ -324,8 +338,116 @@ static void fifo_push(conn_t *c, int64_t t, slot_t *s) {
     if (c->count > s->max_queue) s->max_queue = c->count;
 }
 
+/* ------------------------------------------------------------------ */
+/* io_uring (--io uring): the same connections and the same checks; a
+ * connect, one multishot receive into the thread's provided buffers and one
+ * send at a time per connection are in flight, and each turn of the thread is
+ * one io_uring_enter that submits what the turn queued and waits. */
+
+#define U_BUFS 256                   /* provided buffers per thread (a power of two) */
+#define U_BUF_SIZE (64 << 10)
+enum { U_CONNECT = 1, U_RECV = 2, U_SEND = 3, U_IGNORE = 4 };
+
+#ifdef KL_LOADGEN_URING
+static unsigned uring_flags;         /* the setup flags this kernel accepted */
+
+static inline uint64_t u_data(worker_t *w, conn_t *c, int op) {
+    return (uint64_t)c->gen << 32 | (uint64_t)op << 28 | (uint64_t)(c - w->conns);
+}
+
+static struct io_uring_sqe *u_sqe(worker_t *w) {
+    struct io_uring_sqe *sqe;
+    while (!(sqe = io_uring_get_sqe(&w->ring))) io_uring_submit(&w->ring);
+    return sqe;
+}
+
+static void u_recv(worker_t *w, conn_t *c) {
+    struct io_uring_sqe *sqe = u_sqe(w);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    io_uring_sqe_set_data64(sqe, u_data(w, c, U_RECV));
+}
+
+static void u_give(worker_t *w, unsigned bid) {
+    io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * U_BUF_SIZE, U_BUF_SIZE,
+                          (unsigned short)bid, io_uring_buf_ring_mask(U_BUFS), (int)w->given++);
+}
+
+/* The ring and its buffers.  Returns 0, or -errno with the step in *what. */
+static int u_setup(worker_t *w, const char **what) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE | uring_flags;
+    p.cq_entries = 16384;
+    int rc = io_uring_queue_init_params(4096, &w->ring, &p);
+    if (rc < 0) { *what = "io_uring_setup"; return rc; }
+    w->br = mmap(NULL, U_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+                 MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    w->bufs = malloc((size_t)U_BUFS * U_BUF_SIZE);
+    if (w->br == MAP_FAILED || !w->bufs) { *what = "buffers"; return -ENOMEM; }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)w->br;
+    reg.ring_entries = U_BUFS;
+    if ((rc = io_uring_register_buf_ring(&w->ring, &reg, 0)) < 0) {
+        *what = "a provided buffer ring (Linux 5.19 or later)";
+        return rc;
+    }
+    io_uring_buf_ring_init(w->br);
+    for (unsigned i = 0; i < U_BUFS; i++) u_give(w, i);
+    io_uring_buf_ring_advance(w->br, (int)w->given);
+    w->given = 0;
+    return 0;
+}
+#endif
+
+/* One line saying why --io uring cannot run here, or NULL when it can (a
+ * ring with the flags and the buffer ring the threads use is set up and torn
+ * down; the flags this kernel accepts are kept). */
+static const char *uring_unavailable(void) {
+#ifndef KL_LOADGEN_URING
+    return "this build has no io_uring (liburing was not found when it was built)";
+#else
+    static char why[256];
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+    int disabled = 0;
+    if (f) {
+        if (fscanf(f, "%d", &disabled) != 1) disabled = 0;
+        fclose(f);
+    }
+    if (disabled == 2) return "io_uring is disabled here (kernel.io_uring_disabled = 2)";
+    worker_t probe;
+    memset(&probe, 0, sizeof probe);
+    const char *what = "";
+    uring_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int rc = u_setup(&probe, &what);
+    if (rc == -EINVAL && !strcmp(what, "io_uring_setup")) {
+        uring_flags = 0;                 /* a kernel before 6.1 */
+        rc = u_setup(&probe, &what);
+    }
+    if (rc < 0) {
+        if (rc == -ENOSYS)
+            snprintf(why, sizeof why, "the kernel has no io_uring (%s: ENOSYS)", what);
+        else if (rc == -EPERM || rc == -EACCES)
+            snprintf(why, sizeof why, "io_uring is not permitted here (%s: %s; "
+                     "kernel.io_uring_disabled = %d, or a seccomp filter)", what, strerror(-rc),
+                     disabled);
+        else
+            snprintf(why, sizeof why, "io_uring cannot run here (%s: %s)", what, strerror(-rc));
+        if (probe.ring.ring_fd > 0) io_uring_queue_exit(&probe.ring);
+        return why;
+    }
+    io_uring_queue_exit(&probe.ring);
+    munmap(probe.br, U_BUFS * sizeof(struct io_uring_buf));
+    free(probe.bufs);
+    return NULL;
+#endif
+}
+
 static void conn_open(worker_t *w, conn_t *c) {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* io_uring waits for a blocking socket itself (a poll, not a thread) */
+    c->fd = socket(AF_INET, SOCK_STREAM | (O.uring ? 0 : SOCK_NONBLOCK) | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         w->slot->errors[E_CONNECT]++;
         set_msg(w->slot, E_CONNECT, "socket(): %s", strerror(errno));
@@ -346,6 +468,18 @@ static void conn_open(worker_t *w, conn_t *c) {
             return;
         }
     }
+#ifdef KL_LOADGEN_URING
+    if (O.uring) {
+        c->gen++;
+        c->send_inflight = 0;
+        c->connected = 0;
+        c->last_progress = now_ns();
+        struct io_uring_sqe *sqe = u_sqe(w);
+        io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&O.addr, sizeof O.addr);
+        io_uring_sqe_set_data64(sqe, u_data(w, c, U_CONNECT));
+        return;
+    }
+#endif
     if (connect(c->fd, (struct sockaddr *)&O.addr, sizeof O.addr) < 0 && errno != EINPROGRESS) {
         w->slot->errors[E_CONNECT]++;
         set_msg(w->slot, E_CONNECT, "connect(): %s", strerror(errno));
@@ -362,8 +496,26 @@ static void conn_open(worker_t *w, conn_t *c) {
 
 /* Close after an error: the requests written and not answered are missing;
  * those not yet written stay scheduled and go out on the new connection. */
+static void conn_close(worker_t *w, conn_t *c) {
+    if (c->fd < 0) return;
+#ifdef KL_LOADGEN_URING
+    if (O.uring) {
+        /* what is in flight on the socket is cancelled before the descriptor
+         * can be reused; its completions carry the old generation */
+        struct io_uring_sqe *sqe = u_sqe(w);
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, (uint64_t)U_IGNORE << 28);
+        io_uring_submit(&w->ring);
+        c->gen++;
+        c->send_inflight = 0;
+    }
+#endif
+    close(c->fd);
+    c->fd = -1;
+}
+
 static void conn_reset(worker_t *w, conn_t *c) {
-    if (c->fd >= 0) close(c->fd);
+    conn_close(w, c);
     c->fd = -1;
     w->slot->missing += c->sent;
     c->head = (c->head + c->sent) & (c->cap - 1);
@@ -408,6 +560,19 @@ static int conn_flush(worker_t *w, conn_t *c) {
             c->cursor = (c->cursor + k) % nreq;
             c->unstaged -= k;
         }
+#ifdef KL_LOADGEN_URING
+        if (O.uring) {
+            /* one send at a time; its completion (uring_sent) sends on */
+            if (c->send_inflight) return 0;
+            c->sent += c->stage_reqs;
+            c->stage_reqs = 0;
+            struct io_uring_sqe *sqe = u_sqe(w);
+            io_uring_prep_send(sqe, c->fd, c->stage, c->stage_left, MSG_NOSIGNAL);
+            io_uring_sqe_set_data64(sqe, u_data(w, c, U_SEND));
+            c->send_inflight = 1;
+            return 0;
+        }
+#endif
         ssize_t n = write(c->fd, c->stage, c->stage_left);
         if (n < 0) {
             if (errno == EAGAIN) { c->want_out = 1; return 0; }
@@ -622,6 +787,42 @@ static ssize_t consume(worker_t *w, conn_t *c, const char *p, size_t len, int64_
     return end - p;
 }
 
+/* The server closed the connection (have: bytes of a response carried). */
+static void conn_eof(worker_t *w, conn_t *c, size_t have) {
+    if (c->sent || have)
+        conn_error(w, c, E_CLOSED, "the server closed the connection with %u "
+                   "request(s) unanswered", c->sent);
+    else {
+        w->slot->errors[E_CLOSED]++;
+        set_msg(w->slot, E_CLOSED, "connection %d: the server closed an idle connection",
+                c->index);
+        conn_reset(w, c);
+    }
+}
+
+/* buf[0..total) holds the carried bytes and then the n new ones: check the
+ * responses and carry what is left.  Returns -1 when the connection was reset. */
+static int take_bytes(worker_t *w, conn_t *c, const char *buf, size_t total, size_t n) {
+    int64_t now = now_ns();
+    c->last_progress = now;
+    w->slot->bytes_read += n;
+    ssize_t left = consume(w, c, buf, total, now);
+    if (left < 0) return -1;
+    if (left > READ_BUF / 2) {
+        /* only a Content-Length body is skipped without being kept */
+        conn_error(w, c, E_HEAD_TOO_LARGE, "a response head or chunked body over %d bytes",
+                   READ_BUF / 2);
+        return -1;
+    }
+    if ((size_t)left > c->carry_cap) {
+        c->carry_cap = left * 2;
+        c->carry = realloc(c->carry, c->carry_cap);
+    }
+    memmove(c->carry, buf + total - left, left);
+    c->carry_len = left;
+    return 0;
+}
+
 /* Read until the socket is drained.  Returns -1 when the connection was reset. */
 static int conn_read(worker_t *w, conn_t *c) {
     for (;;) {
@@ -635,35 +836,10 @@ static int conn_read(worker_t *w, conn_t *c) {
             return -1;
         }
         if (n == 0) {
-            if (c->sent || have)
-                conn_error(w, c, E_CLOSED, "the server closed the connection with %u "
-                           "request(s) unanswered", c->sent);
-            else {
-                w->slot->errors[E_CLOSED]++;
-                set_msg(w->slot, E_CLOSED, "connection %d: the server closed an idle connection",
-                        c->index);
-                conn_reset(w, c);
-            }
+            conn_eof(w, c, have);
             return -1;
         }
-        int64_t now = now_ns();
-        c->last_progress = now;
-        w->slot->bytes_read += n;
-        size_t total = have + n;
-        ssize_t left = consume(w, c, w->rbuf, total, now);
-        if (left < 0) return -1;
-        if (left > READ_BUF / 2) {
-            /* only a Content-Length body is skipped without being kept */
-            conn_error(w, c, E_HEAD_TOO_LARGE, "a response head or chunked body over %d bytes",
-                       READ_BUF / 2);
-            return -1;
-        }
-        if ((size_t)left > c->carry_cap) {
-            c->carry_cap = left * 2;
-            c->carry = realloc(c->carry, c->carry_cap);
-        }
-        memcpy(c->carry, w->rbuf + total - left, left);
-        c->carry_len = left;
+        if (take_bytes(w, c, w->rbuf, have + n, n) < 0) return -1;
         if ((size_t)n < READ_BUF - have) return 0;   /* a short read drained the socket */
     }
 }
@@ -672,6 +848,135 @@ static void closed_loop_refill(worker_t *w, conn_t *c, int64_t now) {
     if (O.rate <= 0 && c->fd >= 0 && c->connected && c->count == 0 && now < t_end)
         schedule(w, c, (uint32_t)O.pipeline, now);
 }
+
+/* The events of one epoll wait (at most `wait` ns).  Returns -1 on a failed wait. */
+static int epoll_turn(worker_t *w, int64_t wait) {
+    struct epoll_event evs[512];
+    struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
+    int n = epoll_pwait2(w->epfd, evs, 512, &ts, NULL);
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        conn_t *c = evs[i].data.ptr;
+        uint32_t e = evs[i].events;
+        if (c->fd < 0) continue;
+        if (!c->connected) {
+            if (e & (EPOLLERR | EPOLLHUP)) {
+                int err = 0;
+                socklen_t l = sizeof err;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+                w->slot->errors[E_CONNECT]++;
+                set_msg(w->slot, E_CONNECT, "connect: %s", strerror(err ? err : ECONNREFUSED));
+                close(c->fd);
+                c->fd = -1;
+                continue;
+            }
+            if (!(e & EPOLLOUT)) continue;
+            c->connected = 1;
+            c->last_progress = now_ns();
+            closed_loop_refill(w, c, c->last_progress);
+            c->want_out = 0;
+            if (conn_flush(w, c) < 0) continue;
+            continue;
+        }
+        if (e & EPOLLIN) {
+            if (conn_read(w, c) < 0) continue;
+            closed_loop_refill(w, c, now_ns());
+            if (!c->want_out && conn_flush(w, c) < 0) continue;
+        } else if (e & (EPOLLERR | EPOLLHUP)) {
+            conn_error(w, c, E_READ, "socket error or hang-up");
+            continue;
+        }
+        if ((e & EPOLLOUT) && c->want_out) {
+            c->want_out = 0;
+            if (conn_flush(w, c) < 0) continue;
+        }
+    }
+    return 0;
+}
+
+#ifdef KL_LOADGEN_URING
+/* Submit what this turn queued, wait at most `wait` ns for a completion, and
+ * handle every completion there is.  Returns -1 on a failed io_uring_enter. */
+static int uring_turn(worker_t *w, int64_t wait) {
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
+    int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+        set_msg(w->slot, E_READ, "io_uring_enter: %s", strerror(-rc));
+        return -1;
+    }
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&w->ring, head, cqe) {
+        seen++;
+        uint64_t ud = io_uring_cqe_get_data64(cqe);
+        int op = (int)(ud >> 28 & 15), res = cqe->res;
+        int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+        int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+        unsigned bid = has_buf ? cqe->flags >> IORING_CQE_BUFFER_SHIFT : 0;
+        if (op == U_IGNORE) continue;
+        conn_t *c = &w->conns[ud & 0x0fffffff];
+        if (c->fd < 0 || c->gen != (uint32_t)(ud >> 32)) {   /* an earlier socket's */
+            if (has_buf) u_give(w, bid);
+            continue;
+        }
+        if (op == U_CONNECT) {
+            if (res < 0) {
+                w->slot->errors[E_CONNECT]++;
+                set_msg(w->slot, E_CONNECT, "connect: %s", strerror(-res));
+                conn_close(w, c);
+                continue;
+            }
+            c->connected = 1;
+            c->last_progress = now_ns();
+            u_recv(w, c);
+            closed_loop_refill(w, c, c->last_progress);
+            conn_flush(w, c);
+            continue;
+        }
+        if (op == U_SEND) {
+            c->send_inflight = 0;
+            if (res < 0) {
+                conn_error(w, c, E_WRITE, "send: %s", strerror(-res));
+                continue;
+            }
+            c->stage += res;
+            c->stage_left -= res;
+            conn_flush(w, c);
+            continue;
+        }
+        /* U_RECV */
+        if (res > 0 && has_buf) {
+            const char *data = w->bufs + (size_t)bid * U_BUF_SIZE;
+            size_t have = c->carry_len;
+            int r;
+            if (!have) {
+                r = take_bytes(w, c, data, (size_t)res, (size_t)res);
+            } else {
+                memcpy(w->rbuf, c->carry, have);
+                memcpy(w->rbuf + have, data, (size_t)res);
+                r = take_bytes(w, c, w->rbuf, have + (size_t)res, (size_t)res);
+            }
+            u_give(w, bid);
+            if (r < 0) continue;
+            if (!more) u_recv(w, c);
+            closed_loop_refill(w, c, now_ns());
+            conn_flush(w, c);
+            continue;
+        }
+        if (has_buf) u_give(w, bid);
+        if (res == 0) conn_eof(w, c, c->carry_len);
+        else if (res == -ENOBUFS) u_recv(w, c);      /* the buffers come back this turn */
+        else if (res < 0) conn_error(w, c, E_READ, "recv: %s", strerror(-res));
+        else if (!more) u_recv(w, c);
+    }
+    io_uring_cq_advance(&w->ring, seen);
+    if (w->given) {
+        io_uring_buf_ring_advance(w->br, (int)w->given);
+        w->given = 0;
+    }
+    return 0;
+}
+#endif
 
 static void *worker_main(void *arg) {
     worker_t *w = arg;
@@ -682,6 +987,17 @@ static void *worker_main(void *arg) {
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
     w->rbuf = malloc(READ_BUF);
+#ifdef KL_LOADGEN_URING
+    if (O.uring) {
+        const char *what = "";
+        int rc = u_setup(w, &what);
+        if (rc < 0) {
+            w->slot->errors[E_CONNECT] += w->nconns;
+            set_msg(w->slot, E_CONNECT, "io_uring: %s: %s", what, strerror(-rc));
+            return NULL;
+        }
+    } else
+#endif
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     int64_t interval = 0;
     if (O.rate > 0) interval = (int64_t)(1e9 * O.connections / O.rate);
@@ -698,7 +1014,6 @@ static void *worker_main(void *arg) {
         }
         conn_open(w, c);
     }
-    struct epoll_event evs[512];
     int64_t tick = (int64_t)(O.tick_us * 1000);
     int64_t last_timeout_scan = t_start;
     int64_t timeout_ns = (int64_t)(O.timeout_s * 1e9);
@@ -753,54 +1068,23 @@ static void *worker_main(void *arg) {
         int64_t wait = wake - now;
         if (wait > 100000000LL) wait = 100000000LL;
         if (wait < 0) wait = 0;
-        struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
-        int n = epoll_pwait2(w->epfd, evs, 512, &ts, NULL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            break;
+#ifdef KL_LOADGEN_URING
+        if (O.uring) {
+            if (uring_turn(w, wait) < 0) break;
+            continue;
         }
-        for (int i = 0; i < n; i++) {
-            conn_t *c = evs[i].data.ptr;
-            uint32_t e = evs[i].events;
-            if (c->fd < 0) continue;
-            if (!c->connected) {
-                if (e & (EPOLLERR | EPOLLHUP)) {
-                    int err = 0;
-                    socklen_t l = sizeof err;
-                    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-                    w->slot->errors[E_CONNECT]++;
-                    set_msg(w->slot, E_CONNECT, "connect: %s", strerror(err ? err : ECONNREFUSED));
-                    close(c->fd);
-                    c->fd = -1;
-                    continue;
-                }
-                if (!(e & EPOLLOUT)) continue;
-                c->connected = 1;
-                c->last_progress = now_ns();
-                closed_loop_refill(w, c, c->last_progress);
-                c->want_out = 0;
-                if (conn_flush(w, c) < 0) continue;
-                continue;
-            }
-            if (e & EPOLLIN) {
-                if (conn_read(w, c) < 0) continue;
-                if (!interval) closed_loop_refill(w, c, now_ns());
-                if (!c->want_out && conn_flush(w, c) < 0) continue;
-            } else if (e & (EPOLLERR | EPOLLHUP)) {
-                conn_error(w, c, E_READ, "socket error or hang-up");
-                continue;
-            }
-            if ((e & EPOLLOUT) && c->want_out) {
-                c->want_out = 0;
-                if (conn_flush(w, c) < 0) continue;
-            }
-        }
+#endif
+        if (epoll_turn(w, wait) < 0) break;
     }
     for (int i = 0; i < w->nconns; i++) {
         conn_t *c = &w->conns[i];
         w->slot->unanswered_at_end += c->count;
         if (c->fd >= 0) close(c->fd);
     }
+#ifdef KL_LOADGEN_URING
+    if (O.uring) io_uring_queue_exit(&w->ring);
+    else
+#endif
     close(w->epfd);
     return NULL;
 }
@@ -882,6 +1166,11 @@ static void parse_args(int argc, char **argv) {
             char *s = strdup(VALUE()), *tok, *save;
             for (tok = strtok_r(s, ",", &save); tok && O.ncpus < 256; tok = strtok_r(NULL, ",", &save))
                 O.cpus[O.ncpus++] = (int)num_arg("--cpus", tok, 0);
+        } else if (!strcmp(a, "--io")) {
+            const char *v = VALUE();
+            if (!strcmp(v, "uring")) O.uring = 1;
+            else if (!strcmp(v, "epoll")) O.uring = 0;
+            else usage_error("--io is epoll or uring, not '%s'", v);
         } else if (!strcmp(a, "--json")) O.json = 1;
         else if (a[0] == '-') usage_error("unknown option %s", a);
         else if (!url) url = a;
@@ -978,6 +1267,7 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
     json_str(O.host);
     printf(",\"path\":");
     json_str(O.path);
+    printf(",\"io\":\"%s\"", O.uring ? "uring" : "epoll");
     printf(",\"connections\":%d,\"threads\":%d,\"processes\":%d,\"pipeline\":%d,"
            "\"duration_s\":%.6g,\"warmup_s\":%.6g,\"timeout_s\":%.6g,",
            O.connections, O.threads, processes, O.pipeline, O.duration_s, O.warmup_s, O.timeout_s);
@@ -1029,6 +1319,10 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
 int main(int argc, char **argv) {
     parse_args(argc, argv);
     max_batch = O.pipeline > 1024 ? O.pipeline : 1024;
+    if (O.uring) {
+        const char *why = uring_unavailable();
+        if (why) die(2, "--io uring: %s", why);
+    }
     if (O.corpus) load_corpus(O.corpus);
     else build_single_request();
     signal(SIGPIPE, SIG_IGN);

@@ -5,7 +5,7 @@
     kourier-lab profile STACK [--shape pipelined] [--out data/figures] [--quick] [--only cpu,stages,...]
     kourier-lab report [--results data/results] [--experiment NAME] [--all] [--figures DIR]
     kourier-lab corpora [distinct real api] [--out data/corpora] [--seed N]
-    kourier-lab load URL [-c N] [-t N] [-d S] [--pipeline N] [--rate R] [--shape S] [--json]
+    kourier-lab load URL [-c N] [-t N] [-d S] [--pipeline N] [--rate R] [--shape S] [--io I] [--json]
 """
 from __future__ import annotations
 
@@ -104,6 +104,8 @@ def register(sub) -> None:
     lo.add_argument("--sources", type=int, default=None,
                     help="spread source addresses over this many of 127.0.0.0/8")
     lo.add_argument("--cpus", default=None, help="pin thread i to the i-th of these CPUs, e.g. 1")
+    lo.add_argument("--io", default=None, choices=("epoll", "uring"),
+                    help="the client's kernel interface (default epoll, the cheaper here)")
     lo.add_argument("--json", action="store_true", help="print the JSON summary")
     lo.set_defaults(func=run_load)
 
@@ -151,7 +153,8 @@ def run_load(args) -> int:
         load = load_for_command_line(
             args.url, args.connections, args.threads, args.duration, args.pipeline, args.rate,
             args.shape, args.corpus, args.warmup, args.timeout, args.sources,
-            cpus_option(args.cpus) if args.cpus else None)
+            cpus_option(args.cpus) if args.cpus else None,
+            **({"io": args.io} if args.io else {}))
         cmd = load.command()
     except (ValueError, LoadgenError) as e:
         raise _usage(str(e)) from None

@@ -22,11 +22,31 @@ OK = (b"HTTP/1.1 200 OK\r\nServer: scripted\r\nContent-Type: text/plain\r\n"
       b"Content-Length: 12\r\n\r\nHello World!")
 
 
-def run_load(port, *args, timeout=20):
-    cmd = [str(build_loadgen()), f"http://{HOST}:{port}/hello", "--json", *map(str, args)]
+def run_load(port, *args, timeout=20, io="epoll"):
+    cmd = [str(build_loadgen()), f"http://{HOST}:{port}/hello", "--json", "--io", io,
+           *map(str, args)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout), r.stdout
+    d = json.loads(r.stdout)
+    assert d["io"] == io
+    return d, r.stdout
+
+
+def uring_refusal():
+    """The load generator's one line on why --io uring cannot run here, or None."""
+    r = subprocess.run([str(build_loadgen()), "http://127.0.0.1:1/", "--io", "uring", "-d", "0.01",
+                        "-c", "1", "--json"], capture_output=True, text=True, timeout=20)
+    return r.stderr.strip() if r.returncode == 2 else None
+
+
+@pytest.fixture(params=["epoll", "uring"])
+def io(request):
+    """Both clients: every test that takes `io` runs on epoll and on io_uring."""
+    if request.param == "uring":
+        why = uring_refusal()
+        if why:
+            pytest.skip(why)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +157,8 @@ def no_errors(d):
 # Against the ceiling
 
 
-def test_ceiling_closed_loop_every_response_checked(ceiling):
-    d, text = run_load(ceiling, "-c", 4, "-d", 0.5, "--pipeline", 8)
+def test_ceiling_closed_loop_every_response_checked(ceiling, io):
+    d, text = run_load(ceiling, "-c", 4, "-d", 0.5, "--pipeline", 8, io=io)
     assert no_errors(d), d["messages"]
     assert d["responses"] > 0 and d["non_2xx_3xx"] == 0
     assert d["fast_path"] > 0                      # equal responses compared, not parsed
@@ -151,20 +171,21 @@ def test_ceiling_closed_loop_every_response_checked(ceiling):
     assert figures["load_tool"] == "kourier-lab" and figures["latency_per_batch"] is False
 
 
-def test_ceiling_corpus_and_browser_headers(ceiling):
+def test_ceiling_corpus_and_browser_headers(ceiling, io):
     d, _ = run_load(ceiling, "-c", 4, "-d", 0.3, "--pipeline", 16,
-                    "--corpus", ensure("distinct"))
+                    "--corpus", ensure("distinct"), io=io)
     assert no_errors(d) and d["responses"] > 0 and d["corpus_requests"] == 4096
     load = load_for_command_line(f"http://{HOST}:{ceiling}/hello", connections=2,
-                                 duration_s=0.3, warmup_s=0.1, shape="browser")
+                                 duration_s=0.3, warmup_s=0.1, shape="browser", io=io)
     assert load.pipeline == 16 and any(h.startswith("User-Agent: ") for h in load.headers)
     r = subprocess.run(load.command(), capture_output=True, text=True, timeout=20)
     figures = parse_loadgen_output(r.stdout)
     assert figures["errors_total"] == 0 and figures["requests"] > 0
+    assert figures["load_io"] == io
 
 
-def test_many_sources_and_processes(ceiling):
-    d, _ = run_load(ceiling, "-c", 8, "-t", 2, "--processes", 2, "--sources", 4, "-d", 0.3)
+def test_many_sources_and_processes(ceiling, io):
+    d, _ = run_load(ceiling, "-c", 8, "-t", 2, "--processes", 2, "--sources", 4, "-d", 0.3, io=io)
     assert no_errors(d), d["messages"]
     assert d["processes"] == 2 and d["responses"] > 0
 
@@ -178,18 +199,18 @@ def test_warmup_is_left_out(ceiling):
 # Scripted servers: every bad response counted by kind, nothing hangs
 
 
-def test_short_writes_are_fine(scripted):
+def test_short_writes_are_fine(scripted, io):
     s = scripted(lambda n: OK, chunk=7)
-    d, _ = run_load(s.port, "-c", 2, "-d", 0.5, "--pipeline", 2)
+    d, _ = run_load(s.port, "-c", 2, "-d", 0.5, "--pipeline", 2, io=io)
     assert no_errors(d), d["messages"]
     assert d["responses"] > 0
 
 
-def test_chunked_and_non_2xx(scripted):
+def test_chunked_and_non_2xx(scripted, io):
     chunked = (b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5\r\nHello\r\n7;x=1\r\n World!\r\n0\r\nTrailer: 1\r\n\r\n")
     s = scripted(lambda n: chunked if n % 2 else OK)
-    d, _ = run_load(s.port, "-c", 2, "-d", 0.5, "--pipeline", 3)
+    d, _ = run_load(s.port, "-c", 2, "-d", 0.5, "--pipeline", 3, io=io)
     assert no_errors(d), d["messages"]
     assert 0 < d["non_2xx_3xx"] < d["responses"]
 
@@ -208,41 +229,41 @@ def test_chunked_and_non_2xx(scripted):
     # not HTTP
     (lambda n: b"SSH-2.0-OpenSSH\r\n\r\n", 1, "status_line"),
 ])
-def test_bad_responses_counted_by_kind(scripted, answer, pipeline, kind):
+def test_bad_responses_counted_by_kind(scripted, io, answer, pipeline, kind):
     s = scripted(answer)
-    d, _ = run_load(s.port, "-c", 2, "-d", 0.4, "--timeout", 0.3, "--pipeline", pipeline)
+    d, _ = run_load(s.port, "-c", 2, "-d", 0.4, "--timeout", 0.3, "--pipeline", pipeline, io=io)
     assert d["errors_by_kind"][kind] > 0, d
     assert "connection" in d["messages"][kind] and "(closed)" in d["messages"][kind]
     assert d["reconnects"] > 0
 
 
-def test_missing_response_is_a_timeout(scripted):
+def test_missing_response_is_a_timeout(scripted, io):
     s = scripted(lambda n: None if n % 3 == 0 else OK)
     t0 = time.monotonic()
-    d, _ = run_load(s.port, "-c", 2, "-d", 0.6, "--pipeline", 3, "--timeout", 0.2)
+    d, _ = run_load(s.port, "-c", 2, "-d", 0.6, "--pipeline", 3, "--timeout", 0.2, io=io)
     assert time.monotonic() - t0 < 5
     assert d["errors_by_kind"]["timeout"] > 0 and "nothing received" in d["messages"]["timeout"]
     assert d["responses"] > 0
 
 
-def test_stalled_server_does_not_hang(scripted):
+def test_stalled_server_does_not_hang(scripted, io):
     s = scripted(lambda n: None)
     t0 = time.monotonic()
-    d, _ = run_load(s.port, "-c", 3, "-d", 0.5, "--timeout", 0.2, "--rate", 100)
+    d, _ = run_load(s.port, "-c", 3, "-d", 0.5, "--timeout", 0.2, "--rate", 100, io=io)
     assert time.monotonic() - t0 < 5
     assert d["responses"] == 0 and d["errors_by_kind"]["timeout"] > 0
     assert d["latency_samples"] == 0 and d["latency_p50_us"] is None
 
 
-def test_server_closing_midway(scripted):
+def test_server_closing_midway(scripted, io):
     s = scripted(lambda n: OK, close_after=2)
-    d, _ = run_load(s.port, "-c", 1, "-d", 0.4, "--pipeline", 4)
+    d, _ = run_load(s.port, "-c", 1, "-d", 0.4, "--pipeline", 4, io=io)
     assert d["errors_by_kind"]["closed"] > 0
     assert "closed the connection" in d["messages"]["closed"]
 
 
-def test_nothing_listening():
-    d, _ = run_load(free_port(), "-c", 2, "-d", 0.2)
+def test_nothing_listening(io):
+    d, _ = run_load(free_port(), "-c", 2, "-d", 0.2, io=io)
     assert d["responses"] == 0 and d["errors_by_kind"]["connect"] > 0
 
 
@@ -250,11 +271,11 @@ def test_nothing_listening():
 # The open loop's schedule
 
 
-def test_open_loop_latency_from_intended_time(scripted):
+def test_open_loop_latency_from_intended_time(scripted, io):
     delay = 0.02
     s = scripted(lambda n: OK, delay_s=delay)
     rate, duration = 400, 1.0
-    d, _ = run_load(s.port, "-c", 4, "-d", duration, "--rate", rate, "--timeout", 1)
+    d, _ = run_load(s.port, "-c", 4, "-d", duration, "--rate", rate, "--timeout", 1, io=io)
     assert no_errors(d), d["messages"]
     # every request of the window was sent, and answered (the drain waits for the last)
     assert d["requests"] == pytest.approx(rate * duration, rel=0.01)
@@ -266,7 +287,7 @@ def test_open_loop_latency_from_intended_time(scripted):
     assert d["latency_p50_us"] >= delay * 1e6
 
 
-def test_open_loop_charges_a_stall_to_every_request_it_delayed(scripted):
+def test_open_loop_charges_a_stall_to_every_request_it_delayed(scripted, io):
     """A server that answers nothing for 200 ms then catches up: the requests
     intended during the stall queue on their connection (pipelined) and their
     latency counts from their intended times (no coordinated omission)."""
@@ -285,7 +306,7 @@ def test_open_loop_charges_a_stall_to_every_request_it_delayed(scripted):
         time.sleep(stall)          # the first moments: nothing read, nothing answered
         orig(conn)
     s._serve = serve
-    d, _ = run_load(s.port, "-c", 1, "-d", 0.6, "--rate", 200, "--timeout", 1)
+    d, _ = run_load(s.port, "-c", 1, "-d", 0.6, "--rate", 200, "--timeout", 1, io=io)
     assert no_errors(d), d["messages"]
     assert d["latency_samples"] == d["requests"] == pytest.approx(120, abs=2)
     assert d["max_queue"] > 10                     # queued, not dropped
@@ -311,6 +332,38 @@ def test_bad_arguments_one_line(url, kw, says):
     with pytest.raises(ValueError, match=".*") as e:
         load_for_command_line(url, **kw)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_uring_refused_in_one_line_without_liburing(tmp_path):
+    """A build without liburing refuses --io uring with one line and exit 2."""
+    from kourier_lab.bench.load import kourier
+    from kourier_lab.bench.native_program import compile_native
+    binary = compile_native("loadgen.c", "loadgen", kourier.CFLAGS, kourier.LIBS,
+                            kourier.LoadgenError)
+    r = subprocess.run([str(binary), "http://127.0.0.1:1/", "--io", "uring", "--json"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "no io_uring" in r.stderr
+    r = subprocess.run([str(binary), "http://127.0.0.1:1/", "--io", "kqueue"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--io is epoll or uring" in r.stderr
+    with pytest.raises(ValueError, match="--io"):
+        load_for_command_line("http://127.0.0.1:8080/", io="kqueue")
+
+
+def test_rows_record_the_client_io_and_old_files_read():
+    import pandas as pd
+    from kourier_lab.bench.load.kourier import DEFAULT_IO
+    from kourier_lab.bench.results import store
+    new = store.to_frame([{"load_tool": "kourier-lab", "load_io": "uring"},
+                          {"load_tool": "wrk", "load_io": None}])
+    assert list(new["load_io"].fillna("-")) == ["uring", "-"]
+    old = pd.DataFrame({"load_tool": ["kourier-lab", "wrk", "h2load"]})   # before load_io
+    old = store._older_files(old)
+    assert list(old["load_io"].fillna("-")) == ["epoll", "-", "-"]
+    assert DEFAULT_IO in ("epoll", "uring")
+    load = KourierLoad("http://127.0.0.1:1/x", 1, 1, 1, io="uring")
+    assert load.command("loadgen")[load.command("loadgen").index("--io") + 1] == "uring"
 
 
 def test_cli_bad_argument_exit_2():
@@ -364,6 +417,7 @@ def test_experiment_rows_under_kourier_lab(tmp_path):
         assert r["latency_p99_ms"] >= r["latency_p50_ms"] > 0 and isinstance(r["latency_hdr"], str)
         assert r["bottleneck"] in ("server", "client", "both", "contention", "neither")
         assert not r["latency_per_batch"]
+        assert r["load_io"] in ("epoll", "uring")
     assert rows.loc["rate", "offered_rate"] == 2000
     assert rows.loc["rate", "achieved_of_offered"] == pytest.approx(1, rel=0.05)
 

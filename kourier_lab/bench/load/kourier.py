@@ -28,7 +28,14 @@ from ..native_program import compile_native
 
 CFLAGS = ["-O2", "-Wall", "-pthread"]
 LIBS = ["-lm"]
+# the io_uring client (`--io uring`) is compiled in when liburing is there
+URING_CFLAGS = ["-DKL_LOADGEN_URING"]
+URING_LIBS = ["-luring"]
 TOOL_NAME = "kourier-lab"           # the rows' load_tool
+# the client's kernel interface when a run does not choose one (the rows'
+# load_io)
+DEFAULT_IO = "epoll"
+IO_CHOICES = ("epoll", "uring")
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9), ("p9999", 99.99))
 
 
@@ -36,8 +43,19 @@ class LoadgenError(RuntimeError):
     """The load generator could not be built, refused its arguments, or printed no summary."""
 
 
+_no_liburing: List[str] = []          # why the io_uring build failed, once per process
+
+
 def build_loadgen(force: bool = False) -> Path:
-    """Compile native/loadgen.c once per source version; returns the binary's path."""
+    """Compile native/loadgen.c once per source version, with its io_uring client
+    when liburing is installed (else without: `--io uring` then says so in one
+    line); returns the binary's path."""
+    if not _no_liburing:
+        try:
+            return compile_native("loadgen.c", "loadgen-uring", CFLAGS + URING_CFLAGS,
+                                  LIBS + URING_LIBS, LoadgenError, force=force)
+        except LoadgenError as e:
+            _no_liburing.append(str(e))
     return compile_native("loadgen.c", "loadgen", CFLAGS, LIBS, LoadgenError, force=force)
 
 
@@ -57,6 +75,7 @@ class KourierLoad:
     cpus: Optional[Sequence[int]] = None  # pin thread i to cpus[i % len]
     sources: Optional[int] = None         # source addresses spread over 127.0.0.0/8
     processes: Optional[int] = None       # default: as many as the descriptor limit needs
+    io: str = DEFAULT_IO                  # the client's kernel interface: epoll | uring
 
     @property
     def browser(self) -> bool:
@@ -69,10 +88,12 @@ class KourierLoad:
             raise ValueError("connections, threads and pipeline must be >= 1")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be > 0 requests/s")
+        if self.io not in IO_CHOICES:
+            raise ValueError(f"io must be one of {', '.join(IO_CHOICES)}, not {self.io!r}")
         cmd = [str(binary or build_loadgen()), self.url, "-c", str(self.connections),
                "-t", str(self.threads), "-d", f"{self.duration_s:g}",
                "--pipeline", str(self.pipeline), "--timeout", f"{self.timeout_s:g}",
-               "--warmup", f"{self.warmup_s:g}", "--json"]
+               "--warmup", f"{self.warmup_s:g}", "--io", self.io, "--json"]
         if self.rate:
             cmd += ["--rate", f"{self.rate:g}"]
         if self.corpus:
@@ -136,6 +157,7 @@ def parse_loadgen_output(text: str, keep_buckets: bool = False) -> Dict[str, obj
     errors = dict(summary["errors_by_kind"])
     out: Dict[str, object] = {
         "load_tool": TOOL_NAME,
+        "load_io": summary.get("io", "epoll"),     # summaries before --io were epoll's
         "requests_sent": summary["requests"],
         "requests": summary["responses"],          # answered in the window, as wrk's "requests"
         "responses_total": summary["responses_total"],   # warm-up and drain included
@@ -205,7 +227,8 @@ def load_for_command_line(url: str, connections: int = 64, threads: int = 1,
                           rate: Optional[float] = None, shape: Optional[str] = None,
                           corpus: Optional[str] = None, warmup_s: float = 1.0,
                           timeout_s: float = 2.0, sources: Optional[int] = None,
-                          cpus: Optional[Sequence[int]] = None) -> KourierLoad:
+                          cpus: Optional[Sequence[int]] = None,
+                          io: str = DEFAULT_IO) -> KourierLoad:
     """`kourier-lab load`'s arguments as a KourierLoad.  A shape brings its bench
     defaults (pipeline depth, browser headers or corpus) unless the arguments
     say otherwise.  Raises ValueError with one line on a bad argument; load goes
@@ -236,6 +259,8 @@ def load_for_command_line(url: str, connections: int = 64, threads: int = 1,
         raise ValueError("-d must be > 0 and at most 3600 s")
     if rate is not None and rate <= 0:
         raise ValueError("--rate must be > 0 requests/s")
+    if io not in IO_CHOICES:
+        raise ValueError(f"--io is {' or '.join(IO_CHOICES)}, not {io!r}")
     if shape and corpus:
         raise ValueError("--shape and --corpus both choose the requests: give one")
     if shape and shape not in CLI_SHAPES:
@@ -260,4 +285,4 @@ def load_for_command_line(url: str, connections: int = 64, threads: int = 1,
     return KourierLoad(url=target, threads=min(threads, connections), connections=connections,
                        duration_s=duration_s, pipeline=depth, rate=rate, corpus=corpus,
                        headers=headers, warmup_s=warmup_s, timeout_s=timeout_s, cpus=cpus,
-                       sources=sources)
+                       sources=sources, io=io)

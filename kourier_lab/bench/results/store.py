@@ -102,6 +102,9 @@ SCHEMA: Dict[str, str] = {
     "loadgen_cpu_sys_s": "float64", "loadgen_cpu_s": "float64",
     "loadgen_cpu_ns_per_response": "float64", "loadgen_command": "string",
     "loadgen_raw": "string", "loadgen_exit_code": "Int64",
+    # the lab's load generator's kernel interface (epoll | uring); None for wrk
+    # and h2load; kourier-lab rows of files older than the column read as epoll
+    "load_io": "string",
 }
 
 
@@ -153,11 +156,18 @@ def _resolve_raw(df: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 def _older_files(df: pd.DataFrame) -> pd.DataFrame:
     """Rows written before a column existed: what they measured, said explicitly
-    (no run folding existed before fold_runs: every stack answered each request)."""
+    (no run folding existed before fold_runs: every stack answered each request;
+    the lab's load generator ran on epoll before load_io)."""
     if "fold_runs" not in df.columns:
         df["fold_runs"] = pd.Series(False, index=df.index, dtype="boolean")
     else:
         df["fold_runs"] = df["fold_runs"].astype("boolean").fillna(False)
+    if "load_io" not in df.columns:
+        df["load_io"] = pd.Series(None, index=df.index, dtype="string")
+    if "load_tool" in df.columns:
+        # the load generator had only epoll before load_io was recorded
+        older = df["load_io"].isna() & (df["load_tool"] == "kourier-lab").fillna(False)
+        df["load_io"] = df["load_io"].astype("string").mask(older, "epoll")
     return df
 
 

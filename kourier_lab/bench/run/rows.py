@@ -75,6 +75,9 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
         # ceiling's own fixed answer) or "demo" (Python handlers, api shape)
         "app": shape.app,
         "load_tool": shape.load_tool,
+        # the lab's load generator's kernel interface (its run's figures say which
+        # it used); None for wrk and h2load
+        "load_io": _default_io() if shape.load_tool == "kourier-lab" else None,
         "workers": split.workers,
         "server_cpus": cpu_list(split.server_cpus),
         "client_cpus": cpu_list(split.client_cpus),
@@ -94,6 +97,11 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
         "note": "",
     }
     return row
+
+
+def _default_io() -> str:
+    from ..load.kourier import DEFAULT_IO
+    return DEFAULT_IO
 
 
 def corpus_info(name: str):
