@@ -53,7 +53,8 @@ def _starts_a_server(item) -> bool:
 
 # the tests that run for minutes: notebooks that run every stack and peer, the ASan server,
 # the Numba stacks started on an empty cache
-_LONG_TESTS = ("compliance_notebook", "event_loops_notebook", "bench_notebook", "under_asan",
+_LONG_TESTS = ("compliance_notebook", "event_loops_notebook", "server_matrix_notebook",
+               "reproduction_notebook", "under_asan",
                    "on_an_empty_cache")
 
 
