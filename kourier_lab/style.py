@@ -44,6 +44,9 @@ CEILING = "ceiling"
 CEILING_COLOR = "#555555"
 PUBLISHED_COLOR = "#b5473a"      # the Kourier posts' figures, wherever they are drawn
 MEASURED_COLOR = "#3b6ea8"
+# drawn at a figure whose run the load tool, not the server, limited (a bar, a
+# ratio, a point of a latency curve)
+TOOL_BOUND_MARK = dict(marker="v", markersize=7, color="#c0392b", linestyle="None", zorder=5)
 
 # (colour, marker) of every server the experiments name.  Stacks are cool
 # colours and filled-shape markers, peers warm colours and other shapes.

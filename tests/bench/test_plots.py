@@ -206,3 +206,22 @@ def test_a_ratio_whose_server_the_load_tool_limited_is_marked_as_a_bound():
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
     assert any("the ratio is a bound" in x for x in labels)
     assert not style.legend_overlaps(fig)
+
+
+def test_latency_figures_mark_where_the_load_tool_was_the_limit():
+    df = bench_frame()
+    df["bottleneck"] = "server"
+    tool_bound = (df["server"] == "ceiling") & ((df["offered_rate"] == 80e3) | (df["shape"] == "keepalive"))
+    df.loc[tool_bound, "bottleneck"] = "client"
+    for make, label in ((latency_plots.plot_latency_vs_load, "load tool was the limit at this rate"),
+                        (latency_plots.plot_request_latency, "load tool was the limit")):
+        fig = make(df)
+        marks = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_marker() == "v"
+                 and ln.get_color() == style.TOOL_BOUND_MARK["color"]]
+        assert len(marks) == 1 and len(marks[0].get_xdata()) == 1
+        labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+        assert label in labels
+        assert not style.legend_overlaps(fig)
+        fig = make(df.assign(bottleneck="server"))        # nothing marked, nothing in the legend
+        assert not any(ln.get_marker() == "v" and ln.get_color() == style.TOOL_BOUND_MARK["color"]
+                       for ax in fig.axes for ln in ax.get_lines())

@@ -87,6 +87,7 @@ def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
     closed = closed[_col(closed, "offered_rate").isna()] if len(closed) else closed
     order = _server_order(rows)
     styles = style.assign_styles(order, _kinds(rows))
+    marked = False
     for server in order:
         s = rows[rows["server"] == server]
         agg = {"latency_p50_ms": "median", "latency_p99_ms": "median", "req_per_s": "median"}
@@ -104,6 +105,12 @@ def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
         if bound.any():
             ax.scatter(x[bound.to_numpy()], g["latency_p99_ms"][bound], s=110,
                        facecolors="none", edgecolors=color, linewidths=1.2)
+        # a rate at which the load tool, not the server, was the limit: its latency is the tool's
+        tool = (s.assign(_t=_col(s, "bottleneck").isin(["client", "both"]))
+                .groupby("offered_rate")["_t"].mean().reindex(g.index) > 0.5)
+        if tool.any():
+            ax.plot(x[tool.to_numpy()], g["latency_p99_ms"][tool], **style.TOOL_BOUND_MARK)
+            marked = True
         sat = _saturation(closed, s)
         if sat is not None:
             style.reference_line(ax, sat, "_closed loop", axis="x", color=color,
@@ -121,6 +128,9 @@ def plot_latency_vs_load(df: pd.DataFrame) -> Figure:
                        label="p99"),
                 Line2D([], [], color="#333333", linestyle="--", linewidth=1.2,
                        label="closed-loop throughput")]
+    if marked:
+        handles.append(Line2D([], [], label="load tool was the limit at this rate",
+                              **style.TOOL_BOUND_MARK))
     style.legend_outside(fig, handles=handles)
     fig.suptitle(style.title_from_rows("Latency against offered load (p50 solid, p99 dashed; ringed: "
                                        "lower bound, requests unfinished)", rows), fontsize=10)
@@ -134,6 +144,7 @@ def plot_request_latency(df: pd.DataFrame) -> Figure:
     rows = rows[_col(rows, "offered_rate").isna()] if len(rows) else rows
     shapes = list(dict.fromkeys(rows["shape"])) if len(rows) else ["(none)"]
     fig, axes = _figure(1, len(shapes), figsize=(max(6, 4.8 * len(shapes)), 4.8))
+    marked = False
     for ax, shape in zip(axes[0], shapes):
         s = rows[rows["shape"] == shape] if len(rows) else rows
         if s.empty:
@@ -147,6 +158,12 @@ def plot_request_latency(df: pd.DataFrame) -> Figure:
             xs = [i - 0.4 + width * (j + 0.5) for i in range(len(servers))]
             ax.bar(xs, med[c], width=width, label=label,
                    color=PERCENTILE_COLORS[j % len(PERCENTILE_COLORS)])
+        tool = (s.assign(_t=_col(s, "bottleneck").isin(["client", "both"]))
+                .groupby("server")["_t"].mean().reindex(servers) > 0.5)
+        for i, server in enumerate(servers):
+            if tool[server]:
+                ax.plot([i], [med.loc[server].max()], **style.TOOL_BOUND_MARK)
+                marked = True
         ax.set_xticks(list(range(len(servers))))
         ax.set_xticklabels(servers, rotation=30, ha="right")
         for tick, server in zip(ax.get_xticklabels(), servers):   # the server's colour on its name
@@ -154,7 +171,17 @@ def plot_request_latency(df: pd.DataFrame) -> Figure:
         style.log_axis(ax, "y")
         ax.set_ylabel("latency per request (ms, log)")
         ax.set_title(shape)
-    style.legend_outside(fig, title="percentile")
+    if marked:
+        from matplotlib.lines import Line2D
+        handles = {}
+        for a in fig.axes:      # each percentile once, then the mark
+            for h, label in zip(*a.get_legend_handles_labels()):
+                handles.setdefault(label, h)
+        handles = list(handles.values())
+        handles.append(Line2D([], [], label="load tool was the limit", **style.TOOL_BOUND_MARK))
+        style.legend_outside(fig, title="percentile", handles=handles)
+    else:
+        style.legend_outside(fig, title="percentile")
     tools = ", ".join(sorted(set(_col(rows, "load_tool", "wrk").dropna()))) if len(rows) else ""
     fig.suptitle(style.title_from_rows(f"Closed-loop latency per request ({tools or 'none'}; "
                                        "median over runs)", rows), fontsize=10)

@@ -107,7 +107,7 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
 
 
 # drawn above a bar whose runs the load tool, not the server, limited
-TOOL_BOUND_MARK = dict(marker="v", markersize=7, color="#c0392b", linestyle="None", zorder=5)
+TOOL_BOUND_MARK = style.TOOL_BOUND_MARK
 
 
 def key_handles(stats: pd.DataFrame) -> list:
