@@ -211,8 +211,22 @@ def run_hostile(stacks: Optional[Sequence[str]] = None, inputs: Optional[Sequenc
             loop, parser, buffer = stack.split("/")
             say(f"hostile {stack}: starting the server ...")
             os.sched_setaffinity(0, own)        # the server inherits it, then takes its CPUs
-            srv = ServerProcess(*server_args(max_header_bytes), loop=loop, parser=parser, buffer=buffer,
-                                cpus=split.server_cpus).start(timeout=1200)
+            try:
+                srv = ServerProcess(*server_args(max_header_bytes), loop=loop, parser=parser,
+                                    buffer=buffer, cpus=split.server_cpus).start(timeout=1200)
+            except (RuntimeError, OSError) as e:
+                # one line (the server's last words), failed rows, and on to the next stack
+                why = " ".join(str(e).strip().splitlines()[-1:]).strip()
+                why = why.removeprefix("server did not start:").strip()[:300] or type(e).__name__
+                say(f"hostile {stack}: the server did not start: {why}")
+                for item in items:
+                    rows.append({"batch_id": batch_id, "experiment": "hostile", "shape": item.name,
+                                 "quick": quick, "run": 1, "repetitions": repetitions, **machine,
+                                 "git_commit": commit, "server_kind": "stack", "server": stack,
+                                 "loop": loop, "parser": parser, "buffer": buffer,
+                                 "status": "failed", "note": f"start: {why}"})
+                write_rows(rows, batch_dir)
+                continue
             os.sched_setaffinity(0, set(split.client_cpus))     # the client, away from them
             try:
                 pin_tree(descendants(srv.pid), split.server_cpus)

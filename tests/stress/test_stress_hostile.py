@@ -48,3 +48,16 @@ def test_an_input_over_the_head_limit_is_a_skipped_row_naming_the_flag(tmp_path)
     assert list(df["status"]) == ["skipped"]
     assert "--max-header-bytes >= 60000" in df["note"].iloc[0]
     assert "skipped: needs --max-header-bytes" in hostile.format_hostile_table(df)
+
+
+@pytest.mark.timeout(120)
+def test_a_server_that_does_not_start_is_a_failed_row_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(hostile, "server_args", lambda max_header_bytes: ["--no-such-option"])
+    said = []
+    df = hostile.run_hostile(["python/python/python"], inputs=["crlf_flood", "chunked_1"],
+                             repetitions=1, out=tmp_path, echo=said.append)
+    assert list(df["status"]) == ["failed", "failed"]
+    note = df["note"].iloc[0]
+    assert note.startswith("start: ") and "\n" not in note and "--no-such-option" in note
+    assert any("the server did not start" in s for s in said)
+    assert "crlf_flood" in hostile.format_hostile_table(df)
