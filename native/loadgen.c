@@ -6,7 +6,8 @@
  * the fastest servers do.  This tool does the same job with less work per
  * response, checks every response, and also runs an open loop.
  *
- * Shape: one thread per -t, each with its own epoll set and its share of the
+ * Shape: one thread per -t, each with its own epoll set (--io uring: its own
+ * io_uring, see "io_uring" below) and its share of the
  * -c connections (connection j belongs to thread j % t), pinned to a CPU of
  * --cpus when given.  Above one process's descriptor limit the threads are
  * spread over several forked processes (--processes, or chosen from the
@@ -57,6 +58,8 @@
  * usage: loadgen URL [-c N] [-t N] [-d S] [--warmup S] [--pipeline N] [--rate R]
  *                [--corpus FILE] [--header "Name: value"]... [--timeout S]
  *                [--cpus 0,1] [--sources N] [--processes N] [--tick-us U] [--json]
+ *                [--io epoll|uring]
+ *        loadgen --io uring --probe-io   (exit 0 when io_uring can run here, else 2 and why)
  * URL: http://IPv4-or-localhost[:port][/path].  Exit 0 on a finished run (errors
  * are in the summary), 2 on bad arguments, 1 when nothing could run.
  */
@@ -166,6 +169,7 @@ typedef struct {
     int ncpus;
     int json;
     int uring;                   /* --io uring: io_uring instead of epoll */
+    int probe_io;                /* --probe-io: say whether --io can run here, and exit */
 } opts_t;
 
 static opts_t O;
@@ -1171,11 +1175,21 @@ static void parse_args(int argc, char **argv) {
             if (!strcmp(v, "uring")) O.uring = 1;
             else if (!strcmp(v, "epoll")) O.uring = 0;
             else usage_error("--io is epoll or uring, not '%s'", v);
-        } else if (!strcmp(a, "--json")) O.json = 1;
+        } else if (!strcmp(a, "--probe-io")) O.probe_io = 1;
+        else if (!strcmp(a, "--json")) O.json = 1;
         else if (a[0] == '-') usage_error("unknown option %s", a);
         else if (!url) url = a;
         else usage_error("one URL only (got '%s' and '%s')", url, a);
 #undef VALUE
+    }
+    if (O.probe_io) {
+        /* no load: exit 0 when the chosen --io can run here, else 2 with the reason */
+        if (O.uring) {
+            const char *why = uring_unavailable();
+            if (why) die(2, "--io uring: %s", why);
+        }
+        puts(O.uring ? "uring" : "epoll");
+        exit(0);
     }
     if (!url) usage_error("no URL");
     parse_url(url);
@@ -1249,9 +1263,9 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
     static const char *PNAMES[] = {"p50", "p90", "p99", "p999", "p9999"};
     if (!O.json) {
         printf("%s%s: %d connections, %d threads, %d process(es), %.3g s after %.3g s warm-up, "
-               "%s %d\n", O.host, O.path, O.connections, O.threads, processes, O.duration_s,
+               "%s %d, %s\n", O.host, O.path, O.connections, O.threads, processes, O.duration_s,
                O.warmup_s, O.rate > 0 ? "open loop" : "closed loop, pipeline",
-               O.rate > 0 ? (int)O.rate : O.pipeline);
+               O.rate > 0 ? (int)O.rate : O.pipeline, O.uring ? "io_uring" : "epoll");
         printf("  %llu responses, %.0f requests/s, %llu errors, client CPU %.3f s\n",
                (unsigned long long)m->responses, rps, (unsigned long long)errors, cpu_user + cpu_sys);
         for (int k = 0; k < 5; k++) {

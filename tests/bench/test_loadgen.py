@@ -34,9 +34,8 @@ def run_load(port, *args, timeout=20, io="epoll"):
 
 def uring_refusal():
     """The load generator's one line on why --io uring cannot run here, or None."""
-    r = subprocess.run([str(build_loadgen()), "http://127.0.0.1:1/", "--io", "uring", "-d", "0.01",
-                        "-c", "1", "--json"], capture_output=True, text=True, timeout=20)
-    return r.stderr.strip() if r.returncode == 2 else None
+    from kourier_lab.bench.load.kourier import uring_unavailable
+    return uring_unavailable()
 
 
 @pytest.fixture(params=["epoll", "uring"])
@@ -344,6 +343,9 @@ def test_uring_refused_in_one_line_without_liburing(tmp_path):
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "no io_uring" in r.stderr
+    r = subprocess.run([str(binary), "--io", "uring", "--probe-io"], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 2 and "no io_uring" in r.stderr
     r = subprocess.run([str(binary), "http://127.0.0.1:1/", "--io", "kqueue"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "--io is epoll or uring" in r.stderr
@@ -353,7 +355,7 @@ def test_uring_refused_in_one_line_without_liburing(tmp_path):
 
 def test_rows_record_the_client_io_and_old_files_read():
     import pandas as pd
-    from kourier_lab.bench.load.kourier import DEFAULT_IO
+    from kourier_lab.bench.load.kourier import default_io, uring_unavailable
     from kourier_lab.bench.results import store
     new = store.to_frame([{"load_tool": "kourier-lab", "load_io": "uring"},
                           {"load_tool": "wrk", "load_io": None}])
@@ -361,7 +363,7 @@ def test_rows_record_the_client_io_and_old_files_read():
     old = pd.DataFrame({"load_tool": ["kourier-lab", "wrk", "h2load"]})   # before load_io
     old = store._older_files(old)
     assert list(old["load_io"].fillna("-")) == ["epoll", "-", "-"]
-    assert DEFAULT_IO in ("epoll", "uring")
+    assert default_io() == ("epoll" if uring_unavailable() else "uring")
     load = KourierLoad("http://127.0.0.1:1/x", 1, 1, 1, io="uring")
     assert load.command("loadgen")[load.command("loadgen").index("--io") + 1] == "uring"
 

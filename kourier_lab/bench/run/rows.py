@@ -100,8 +100,8 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
 
 
 def _default_io() -> str:
-    from ..load.kourier import DEFAULT_IO
-    return DEFAULT_IO
+    from ..load.kourier import default_io
+    return default_io()
 
 
 def corpus_info(name: str):
