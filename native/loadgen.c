@@ -27,9 +27,11 @@
  * connection's FIFO until its response arrives.  Closed loop (default): when a
  * connection has no request outstanding, --pipeline requests are due now.
  * Open loop (--rate R): connection k of c sends at R/c per second on its own
- * evenly spaced timetable (the timetables are staggered); a thread wakes when
- * its earliest request is due (epoll_pwait2, ns timeout, coalescing wake-ups
- * closer than --tick-us) and writes everything due.  A server that falls
+ * evenly spaced timetable (the timetables are staggered); a thread keeps its
+ * connections in a min-heap by next intended time, wakes when the earliest is
+ * due (epoll_pwait2 or io_uring_enter with a ns timeout, coalescing wake-ups
+ * closer than --tick-us) and writes everything due: O(log n) per connection
+ * due, whatever the number of connections.  A server that falls
  * behind makes requests queue on their connection, pipelined: none is dropped,
  * and latency is counted from the intended time (wrk2's model, so a stall is
  * charged to every request it delayed, not only to the one that saw it).
@@ -311,6 +313,8 @@ typedef struct {
     int nconns;
     slot_t *slot;
     char *rbuf;
+    conn_t **heap;               /* open loop: connections by next intended time (a min-heap) */
+    int heap_n;
 #ifdef KL_LOADGEN_URING
     struct io_uring ring;
     struct io_uring_buf_ring *br;  /* provided receive buffers */
@@ -982,6 +986,53 @@ static int uring_turn(worker_t *w, int64_t wait) {
 }
 #endif
 
+/* The open loop's timetable: a binary min-heap of the connections by their
+ * next intended send time, so a wake-up costs O(log n) per connection that is
+ * due, not a scan of all of them. */
+static void heap_down(worker_t *w, int i) {
+    conn_t **h = w->heap;
+    int n = w->heap_n;
+    conn_t *c = h[i];
+    for (;;) {
+        int l = 2 * i + 1, m = l;
+        if (l >= n) break;
+        if (l + 1 < n && h[l + 1]->next_due < h[l]->next_due) m = l + 1;
+        if (h[m]->next_due >= c->next_due) break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = c;
+}
+
+static void heap_build(worker_t *w) {
+    w->heap = malloc(sizeof(conn_t *) * (w->nconns ? w->nconns : 1));
+    w->heap_n = 0;
+    for (int i = 0; i < w->nconns; i++)
+        if (w->conns[i].next_due < t_end) w->heap[w->heap_n++] = &w->conns[i];
+    for (int i = w->heap_n / 2 - 1; i >= 0; i--) heap_down(w, i);
+}
+
+/* Schedule every request now due; returns the earliest time one is due next
+ * (t_stop when none is). */
+static int64_t open_loop_due(worker_t *w, int64_t now) {
+    while (w->heap_n) {
+        conn_t *c = w->heap[0];
+        if (c->next_due > now) return c->next_due;
+        uint32_t k = 0;
+        while (c->next_due <= now && c->next_due < t_end) {
+            k++;
+            c->next_due += c->interval;
+        }
+        /* every request keeps its own intended time */
+        int64_t t = c->next_due - (int64_t)k * c->interval;
+        for (uint32_t j = 0; j < k; j++) schedule(w, c, 1, t + j * c->interval);
+        if (!c->want_out) conn_flush(w, c);
+        if (c->next_due >= t_end) w->heap[0] = w->heap[--w->heap_n];   /* its timetable ended */
+        if (w->heap_n) heap_down(w, 0);
+    }
+    return t_stop;
+}
+
 static void *worker_main(void *arg) {
     worker_t *w = arg;
     if (w->cpu >= 0) {
@@ -1018,7 +1069,9 @@ static void *worker_main(void *arg) {
         }
         conn_open(w, c);
     }
+    if (interval) heap_build(w);
     int64_t tick = (int64_t)(O.tick_us * 1000);
+    int64_t last_pending_scan = 0;
     int64_t last_timeout_scan = t_start;
     int64_t timeout_ns = (int64_t)(O.timeout_s * 1e9);
     for (;;) {
@@ -1026,30 +1079,20 @@ static void *worker_main(void *arg) {
         if (now >= t_stop) break;
         int64_t wake = t_stop;
         if (interval) {
-            for (int i = 0; i < w->nconns; i++) {
-                conn_t *c = &w->conns[i];
-                uint32_t k = 0;
-                while (c->next_due <= now && c->next_due < t_end) {
-                    k++;
-                    c->next_due += c->interval;
-                }
-                if (k) {
-                    /* every request keeps its own intended time */
-                    int64_t t = c->next_due - (int64_t)k * c->interval;
-                    for (uint32_t j = 0; j < k; j++) schedule(w, c, 1, t + j * c->interval);
-                    if (!c->want_out) conn_flush(w, c);
-                }
-                if (c->next_due < wake && c->next_due < t_end) wake = c->next_due;
-            }
+            wake = open_loop_due(w, now);
             if (wake < now + tick) wake = now + tick;
         }
-        if (now >= t_end) {   /* after the last due requests were scheduled */
-            /* closed loop stops at the end; open loop drains what was intended */
+        if (now >= t_end && (O.rate <= 0 || now - last_pending_scan >= 1000000)) {
+            /* after the last due requests were scheduled: the closed loop stops
+             * at the end, the open loop drains what was intended (looked at
+             * once a millisecond at most) */
+            last_pending_scan = now;
             int pending = 0;
             if (O.rate > 0)
                 for (int i = 0; i < w->nconns && !pending; i++)
                     if (w->conns[i].fd >= 0 && w->conns[i].count) pending = 1;
             if (!pending) break;
+            if (wake > now + 1000000) wake = now + 1000000;
         }
         if (now - last_timeout_scan > 100000000LL) {
             last_timeout_scan = now;

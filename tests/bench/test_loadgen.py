@@ -286,6 +286,17 @@ def test_open_loop_latency_from_intended_time(scripted, io):
     assert d["latency_p50_us"] >= delay * 1e6
 
 
+def test_open_loop_many_connections_keep_the_schedule(ceiling, io):
+    """A thousand connections, each on its own timetable (the thread's heap): every
+    intended request of the window is sent and answered, none twice, none dropped."""
+    rate, duration = 20000, 1.0
+    d, _ = run_load(ceiling, "-c", 1000, "-d", duration, "--rate", rate, "--timeout", 2, io=io)
+    assert no_errors(d), d["messages"]
+    assert d["requests"] == pytest.approx(rate * duration, rel=0.01)
+    assert d["latency_samples"] == d["requests"]
+    assert d["req_per_s"] == pytest.approx(rate, rel=0.05)
+
+
 def test_open_loop_charges_a_stall_to_every_request_it_delayed(scripted, io):
     """A server that answers nothing for 200 ms then catches up: the requests
     intended during the stall queue on their connection (pipelined) and their
