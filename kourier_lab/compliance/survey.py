@@ -38,13 +38,24 @@ class Survey:
     categories: object = None      # pandas.DataFrame: published-suite rows per category per target
 
 
-def stack_targets() -> List[Target]:
-    """Every runnable loop/parser/buffer combination (empty if the server is not importable)."""
+def stack_targets(one_per_loop: bool = False) -> List[Target]:
+    """Every runnable loop/parser/buffer combination (empty if the server is not
+    importable); with one_per_loop, each loop once, with the parser and buffer
+    of its own language where it can (asyncio: python, uring: c)."""
     try:
         from .. import loops
     except ImportError:
         return []
-    return [Target("stack", f"kourier_lab {lo}/{p}/{b}", lo, p, b) for lo, p, b in loops.combinations()]
+    combos = loops.combinations()
+    if one_per_loop:
+        picked = {}
+        for lo, p, b in combos:
+            own = lo if lo in ("python", "numba", "c") else ("c" if lo == "uring" else "python")
+            score = (p == own) + (b == own)
+            if lo not in picked or score > picked[lo][0]:
+                picked[lo] = (score, (lo, p, b))
+        combos = [combo for _, combo in picked.values()]
+    return [Target("stack", f"kourier_lab {lo}/{p}/{b}", lo, p, b) for lo, p, b in combos]
 
 
 def peer_targets() -> List[Target]:
