@@ -42,7 +42,12 @@
  * complete message whose framing is already known proves the same framing.
  * Otherwise the response is parsed: status line "HTTP/1.x DDD", head ending
  * in CRLFCRLF, framing by Content-Length or chunked Transfer-Encoding
- * (1xx/204/304 without a body).  Anything else is an error of a named kind;
+ * (204/304 and the answer to a HEAD without a body: each connection knows
+ * which request of the table the next response answers).  1xx interim
+ * responses (100 Continue, 103 Early Hints) are counted and skipped, the final
+ * response follows; 101 is an error (the stream would no longer be HTTP).  A
+ * Content-Length body is skipped and a chunked body not all in one read is
+ * streamed through chunk by chunk, so neither is ever kept whatever its size.  Anything else is an error of a named kind;
  * errors that lose the stream's framing close the connection with a message
  * (the first message of each kind is kept for the summary) and it reconnects.
  * A connection that has requests outstanding and receives nothing for
@@ -151,6 +156,7 @@ typedef struct {
     uint64_t unanswered_at_end;
     uint64_t reconnects;
     uint64_t max_queue;           /* deepest FIFO seen */
+    uint64_t interim;             /* 1xx interim responses skipped (any time) */
     char messages[E_KINDS][MSG_LEN];
     uint64_t hist[HIST_LEN];
 } slot_t;
@@ -180,6 +186,8 @@ static char *table;              /* requests laid out consecutively, repeated pa
 static size_t *offsets;          /* offsets[i]: start of request i (0 <= i <= n + depth) */
 static int nreq;                 /* distinct requests */
 static int max_batch;            /* most requests one write may hold */
+static char *is_head;            /* is_head[i]: request i is a HEAD (its answer has no body) */
+static int any_head;             /* the table holds a HEAD request */
 
 static int64_t t_start, t_warm, t_end, t_stop;   /* ns, CLOCK_MONOTONIC */
 
@@ -213,6 +221,9 @@ static void build_table(char **reqs, size_t *lens, int n) {
         pos += lens[i % n];
     }
     offsets[total] = pos;
+    is_head = calloc(n, 1);
+    for (int i = 0; i < n; i++)
+        if (lens[i] >= 5 && memcmp(reqs[i], "HEAD ", 5) == 0) is_head[i] = any_head = 1;
 }
 
 static void load_corpus(const char *path) {
@@ -295,6 +306,10 @@ typedef struct conn {
     char *carry;
     size_t carry_len, carry_cap;
     int64_t body_left;           /* Content-Length body bytes still to skip */
+    int chunk_phase;             /* a chunked body streamed through (CH_*), 0: none */
+    int64_t chunk_left;          /* CH_DATA: data bytes of the chunk still to skip */
+    int resp_cursor;             /* the table's request the next response answers (HEADs) */
+    int cache_head;              /* the cached response answered a HEAD */
     int status;                  /* status of the response whose body is skipped */
     char cache[CACHE_MAX];       /* the previous complete response */
     size_t cache_len;
@@ -536,7 +551,10 @@ static void conn_reset(worker_t *w, conn_t *c) {
     c->stage_reqs = 0;
     c->carry_len = 0;
     c->body_left = 0;
+    c->chunk_phase = 0;
     c->cache_len = 0;
+    /* what was written is lost; the next response answers the next staged request */
+    c->resp_cursor = c->cursor;
     w->slot->reconnects++;
     if (now_ns() < t_end) conn_open(w, c);
 }
@@ -615,11 +633,15 @@ static int header_is(const char *p, const char *e, const char *name, size_t nlen
     return p[nlen] == ':';
 }
 
-/* Parse one response at p[0..len).  Returns its total length when complete,
- * 0 when more bytes are needed, -1 on an error (kind in *kind).  For a
- * Content-Length body not yet complete returns -2 with the head's length in
- * *head_len and the body's in *body_len (the body is skipped, not kept). */
-static int64_t parse_response(const char *p, size_t len, int *status, int *kind,
+/* Parse one response at p[0..len) (head: it answers a HEAD request, so it
+ * ends with its head whatever its framing says).  Returns its total length
+ * when complete (a 1xx: its head, the caller skips it), 0 when more bytes are
+ * needed, -1 on an error (kind in *kind).  For a Content-Length body not yet
+ * complete returns -2 with the head's length in *head_len and the body's in
+ * *body_len (the body is skipped, not kept); for a chunked body not yet
+ * complete, -3 with the head's length in *head_len (the body is streamed
+ * through, chunk by chunk, whatever its size). */
+static int64_t parse_response(const char *p, size_t len, int head, int *status, int *kind,
                               char *why, int64_t *head_len, int64_t *body_len) {
     size_t check = len < 12 ? len : 12;
     static const char proto[] = "HTTP/1.";
@@ -676,13 +698,14 @@ static int64_t parse_response(const char *p, size_t len, int *status, int *kind,
         q = eol + 1;
     }
     int s = *status;
-    if ((s >= 100 && s < 200) || s == 204 || s == 304) return hl;
+    if ((s >= 100 && s < 200) || head || s == 204 || s == 304) return hl;
+    *head_len = hl;
     if (chunked) {
         /* chunk-size [; ext] CRLF data CRLF ... 0 CRLF [trailers] CRLF */
         size_t pos = hl;
         for (;;) {
             const char *eol = memchr(p + pos, '\n', len - pos);
-            if (!eol) return 0;
+            if (!eol) return -3;
             int64_t size = 0;
             const char *d = p + pos;
             int digits = 0;
@@ -700,13 +723,13 @@ static int64_t parse_response(const char *p, size_t len, int *status, int *kind,
             if (size == 0) {
                 for (;;) {         /* trailers, then the empty line */
                     const char *t = memchr(p + pos, '\n', len - pos);
-                    if (!t) return 0;
+                    if (!t) return -3;
                     size_t l = t + 1 - (p + pos);
                     pos += l;
                     if (l <= 2) return pos;
                 }
             }
-            if (len - pos < (size_t)size + 2) return 0;
+            if (len - pos < (size_t)size + 2) return -3;
             if (p[pos + size] != '\r' || p[pos + size + 1] != '\n') {
                 *kind = E_CHUNK;
                 snprintf(why, MSG_LEN, "chunk data not followed by CRLF");
@@ -726,6 +749,71 @@ static int64_t parse_response(const char *p, size_t len, int *status, int *kind,
     return -2;
 }
 
+enum { CH_SIZE = 1, CH_DATA, CH_CRLF, CH_TRAILER };
+
+/* Stream through a chunked body from *pp: returns 1 when the body ended (*pp
+ * after it), 0 when more bytes are needed (*pp: what to carry, a partial size
+ * or trailer line, at most 4 KiB), -1 on an error (why). */
+static int chunk_step(conn_t *c, const char **pp, const char *end, char *why) {
+    const char *p = *pp;
+    for (;;) {
+        if (c->chunk_phase == CH_DATA) {
+            size_t take = (size_t)c->chunk_left < (size_t)(end - p) ? (size_t)c->chunk_left
+                                                                     : (size_t)(end - p);
+            p += take;
+            c->chunk_left -= take;
+            if (c->chunk_left) { *pp = p; return 0; }
+            c->chunk_phase = CH_CRLF;
+        }
+        if (c->chunk_phase == CH_CRLF) {
+            if (end - p < 2) { *pp = p; return 0; }
+            if (p[0] != '\r' || p[1] != '\n') {
+                snprintf(why, MSG_LEN, "chunk data not followed by CRLF");
+                return -1;
+            }
+            p += 2;
+            c->chunk_phase = CH_SIZE;
+        }
+        const char *eol = memchr(p, '\n', end - p);
+        if (!eol) {
+            if (end - p > 4096) {
+                snprintf(why, MSG_LEN, "a chunk size or trailer line over 4 KiB");
+                return -1;
+            }
+            *pp = p;
+            return 0;
+        }
+        if (c->chunk_phase == CH_SIZE) {
+            int64_t size = 0;
+            int digits = 0;
+            const char *d = p;
+            while (d < eol && isxdigit((unsigned char)*d) && digits < 15) {
+                size = size * 16 + (isdigit((unsigned char)*d) ? *d - '0' : lower(*d) - 'a' + 10);
+                d++;
+                digits++;
+            }
+            if (!digits) {
+                snprintf(why, MSG_LEN, "bad chunk size line");
+                return -1;
+            }
+            p = eol + 1;
+            if (size == 0) c->chunk_phase = CH_TRAILER;
+            else {
+                c->chunk_left = size;
+                c->chunk_phase = CH_DATA;
+            }
+            continue;
+        }
+        size_t l = eol + 1 - p;               /* CH_TRAILER: a trailer, or the empty line */
+        p = eol + 1;
+        if (l <= 2) {
+            c->chunk_phase = 0;
+            *pp = p;
+            return 1;
+        }
+    }
+}
+
 static inline void complete(worker_t *w, conn_t *c, int status, int64_t now) {
     slot_t *s = w->slot;
     int64_t intended = c->fifo[c->head];
@@ -738,6 +826,7 @@ static inline void complete(worker_t *w, conn_t *c, int status, int64_t now) {
         if (status < 200 || status >= 400) s->non_2xx_3xx++;
     }
     if (intended >= t_warm && now <= t_stop) s->hist[hist_index(now - intended)]++;
+    if (any_head && ++c->resp_cursor == nreq) c->resp_cursor = 0;
 }
 
 /* Parse the bytes of one read.  Returns the bytes left over (to carry), or
@@ -753,13 +842,26 @@ static ssize_t consume(worker_t *w, conn_t *c, const char *p, size_t len, int64_
             complete(w, c, c->status, now);
             continue;
         }
+        if (c->chunk_phase) {
+            char why[MSG_LEN];
+            int r = chunk_step(c, &p, end, why);
+            if (r < 0) {
+                conn_error(w, c, E_CHUNK, "%s", why);
+                return -1;
+            }
+            if (!r) break;
+            complete(w, c, c->status, now);
+            continue;
+        }
         if (!c->sent) {
             conn_error(w, c, E_UNEXPECTED, "%zu bytes with no request outstanding: %.*s",
                        (size_t)(end - p), (int)(end - p < 16 ? end - p : 16), p);
             return -1;
         }
         size_t avail = end - p;
-        if (c->cache_len && avail >= c->cache_len && memcmp(p, c->cache, c->cache_len) == 0) {
+        int head = any_head && is_head[c->resp_cursor];
+        if (c->cache_len && avail >= c->cache_len && c->cache_head == head
+            && memcmp(p, c->cache, c->cache_len) == 0) {
             w->slot->fast_path++;
             /* the cached response was complete and 2xx/3xx or not: its status
              * is kept in the cache's first bytes */
@@ -771,7 +873,7 @@ static ssize_t consume(worker_t *w, conn_t *c, const char *p, size_t len, int64_
         int status = 0, kind = 0;
         int64_t hl = 0, bl = 0;
         char why[MSG_LEN];
-        int64_t n = parse_response(p, avail, &status, &kind, why, &hl, &bl);
+        int64_t n = parse_response(p, avail, head, &status, &kind, why, &hl, &bl);
         if (n == 0) break;
         if (n == -1) {
             conn_error(w, c, kind, "%s", why);
@@ -783,9 +885,26 @@ static ssize_t consume(worker_t *w, conn_t *c, const char *p, size_t len, int64_
             p = end;
             break;
         }
+        if (n == -3) {              /* a chunked body not all here: streamed through */
+            c->chunk_phase = CH_SIZE;
+            c->status = status;
+            p += hl;
+            continue;
+        }
+        if (status < 200) {         /* 1xx: an interim response, then the final one */
+            if (status == 101) {
+                conn_error(w, c, E_STATUS_LINE, "101 Switching Protocols: the stream is no "
+                           "longer HTTP/1.1");
+                return -1;
+            }
+            w->slot->interim++;
+            p += n;
+            continue;
+        }
         if ((size_t)n <= CACHE_MAX) {
             memcpy(c->cache, p, n);
             c->cache_len = n;
+            c->cache_head = head;
         } else {
             c->cache_len = 0;
         }
@@ -817,9 +936,8 @@ static int take_bytes(worker_t *w, conn_t *c, const char *buf, size_t total, siz
     ssize_t left = consume(w, c, buf, total, now);
     if (left < 0) return -1;
     if (left > READ_BUF / 2) {
-        /* only a Content-Length body is skipped without being kept */
-        conn_error(w, c, E_HEAD_TOO_LARGE, "a response head or chunked body over %d bytes",
-                   READ_BUF / 2);
+        /* bodies are skipped or streamed through, never kept: only a head can be this long */
+        conn_error(w, c, E_HEAD_TOO_LARGE, "a response head over %d bytes", READ_BUF / 2);
         return -1;
     }
     if ((size_t)left > c->carry_cap) {
@@ -1062,6 +1180,7 @@ static void *worker_main(void *arg) {
         while (c->cap < (uint32_t)O.pipeline * 2) c->cap *= 2;
         c->fifo = malloc(sizeof(int64_t) * c->cap);
         c->cursor = (int)(((int64_t)c->index * nreq) / O.connections) % nreq;
+        c->resp_cursor = c->cursor;
         if (interval) {
             c->interval = interval;
             /* stagger the timetables over one interval */
@@ -1283,6 +1402,7 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
         m->missing += s->missing;
         m->unanswered_at_end += s->unanswered_at_end;
         m->reconnects += s->reconnects;
+        m->interim += s->interim;
         if (s->max_queue > m->max_queue) m->max_queue = s->max_queue;
         for (int e = 0; e < E_KINDS; e++) {
             m->errors[e] += s->errors[e];
@@ -1348,7 +1468,8 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
             json_str(m->messages[e]);
             first = 0;
         }
-    printf("},\"missing\":%llu,\"unanswered_at_end\":%llu,\"reconnects\":%llu,\"max_queue\":%llu,",
+    printf("},\"interim_responses\":%llu,", (unsigned long long)m->interim);
+    printf("\"missing\":%llu,\"unanswered_at_end\":%llu,\"reconnects\":%llu,\"max_queue\":%llu,",
            (unsigned long long)m->missing, (unsigned long long)m->unanswered_at_end,
            (unsigned long long)m->reconnects, (unsigned long long)m->max_queue);
     printf("\"client_cpu_user_s\":%.6f,\"client_cpu_sys_s\":%.6f,\"client_cpu_s\":%.6f,",

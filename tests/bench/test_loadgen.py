@@ -214,6 +214,60 @@ def test_chunked_and_non_2xx(scripted, io):
     assert 0 < d["non_2xx_3xx"] < d["responses"]
 
 
+def write_corpus(path, requests):
+    """A corpus file (bench/experiment/corpora.py's format) holding these requests."""
+    with open(path, "wb") as f:
+        f.write(b"kourier-corpus 1 test %d\n" % len(requests))
+        for r in requests:
+            f.write(b"%d\n" % len(r) + r)
+    return path
+
+
+def test_head_responses_have_no_body(scripted, io, tmp_path):
+    """GET and HEAD alternate (one connection walks the corpus in order): the
+    answer to a HEAD ends with its head although it says Content-Length: 12."""
+    corpus = write_corpus(tmp_path / "head.corpus", [
+        b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"])
+    head_only = OK[:OK.index(b"\r\n\r\n") + 4]
+    s = scripted(lambda n: OK if n % 2 else head_only)
+    d, _ = run_load(s.port, "-c", 1, "-d", 0.5, "--pipeline", 2, "--corpus", corpus, io=io)
+    assert no_errors(d), d["messages"]
+    assert d["responses"] > 10
+    # a body sent after a HEAD's answer is a stray byte, not the next response
+    s2 = scripted(lambda n: OK)
+    d, _ = run_load(s2.port, "-c", 1, "-d", 0.4, "--pipeline", 1, "--corpus", corpus,
+                    "--timeout", 0.3, io=io)
+    assert d["errors_by_kind"]["unexpected_bytes"] + d["errors_by_kind"]["status_line"] > 0
+
+
+def test_interim_responses_are_skipped(scripted, io):
+    interim = (b"HTTP/1.1 100 Continue\r\n\r\n"
+               b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+    s = scripted(lambda n: interim + OK)
+    d, text = run_load(s.port, "-c", 2, "-d", 0.5, "--pipeline", 3, io=io)
+    assert no_errors(d), d["messages"]
+    assert d["responses"] > 0 and d["non_2xx_3xx"] == 0
+    assert d["interim_responses"] == 2 * d["responses_total"]
+    assert parse_loadgen_output(text)["interim_responses"] == d["interim_responses"]
+    s2 = scripted(lambda n: b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
+    d, _ = run_load(s2.port, "-c", 1, "-d", 0.3, "--timeout", 0.2, io=io)
+    assert d["errors_by_kind"]["status_line"] > 0 and "101" in d["messages"]["status_line"]
+
+
+def test_chunked_bodies_larger_than_the_read_buffer(scripted, io):
+    """A 1 MiB chunked body (64 KiB chunks and one of 300 KiB) streams through."""
+    body = b"".join(b"%x\r\n" % n + b"a" * n + b"\r\n" for n in [65536] * 11 + [300000, 5])
+    big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\nX-T: 1\r\n\r\n"
+    s = scripted(lambda n: big)
+    d, _ = run_load(s.port, "-c", 2, "-d", 0.5, "--pipeline", 2, "--timeout", 1, io=io)
+    assert no_errors(d), d["messages"]
+    assert d["responses"] > 0 and d["bytes_read"] >= d["responses"] * len(big)
+    # a bad chunk after the first megabyte is still found
+    s2 = scripted(lambda n: big[:-40] + b"zz\r\n")
+    d, _ = run_load(s2.port, "-c", 1, "-d", 0.3, "--timeout", 0.2, io=io)
+    assert d["errors_by_kind"]["chunked"] + d["errors_by_kind"]["timeout"] > 0
+
+
 @pytest.mark.parametrize("answer, pipeline, kind", [
     # a Content-Length shorter than the body: pipelined, the rest reads as a
     # status line; one at a time, it comes with no request outstanding
@@ -290,11 +344,11 @@ def test_open_loop_many_connections_keep_the_schedule(ceiling, io):
     """A thousand connections, each on its own timetable (the thread's heap): every
     intended request of the window is sent and answered, none twice, none dropped."""
     rate, duration = 20000, 1.0
-    d, _ = run_load(ceiling, "-c", 1000, "-d", duration, "--rate", rate, "--timeout", 2, io=io)
+    d, _ = run_load(ceiling, "-c", 1000, "-d", duration, "--rate", rate, "--timeout", 2,
+                    "--warmup", 0.3, io=io)
     assert no_errors(d), d["messages"]
     assert d["requests"] == pytest.approx(rate * duration, rel=0.01)
-    assert d["latency_samples"] == d["requests"]
-    assert d["req_per_s"] == pytest.approx(rate, rel=0.05)
+    assert d["latency_samples"] == d["requests"]       # every one answered (the drain waits)
 
 
 def test_open_loop_charges_a_stall_to_every_request_it_delayed(scripted, io):

@@ -195,6 +195,7 @@ def parse_loadgen_output(text: str, keep_buckets: bool = False) -> Dict[str, obj
         "responses_missing": summary["missing"],
         "unanswered_at_end": summary["unanswered_at_end"],
         "reconnects": summary["reconnects"],
+        "interim_responses": summary.get("interim_responses", 0),   # 1xx skipped
         "max_queue": summary["max_queue"],
         "fast_path_responses": summary["fast_path"],
         "offered_rate": summary["rate"],

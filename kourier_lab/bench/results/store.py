@@ -105,6 +105,8 @@ SCHEMA: Dict[str, str] = {
     # the lab's load generator's kernel interface (epoll | uring); None for wrk
     # and h2load; kourier-lab rows of files older than the column read as epoll
     "load_io": "string",
+    # 1xx interim responses the load generator skipped before final ones
+    "interim_responses": "Int64",
 }
 
 
