@@ -67,6 +67,9 @@
  *                [--cpus 0,1] [--sources N] [--processes N] [--tick-us U] [--json]
  *                [--io epoll|uring]
  *        loadgen --io uring --probe-io   (exit 0 when io_uring can run here, else 2 and why)
+ *        loadgen URL --hold -c N --rate R -d S [--first-index I] [--per-address P]
+ *                [--concurrency K] [--connect-timeout S] [--timeout S]
+ *                (the memory steps' client: phases on stdin, JSON lines out; see hold_main)
  * URL: http://IPv4-or-localhost[:port][/path].  Exit 0 on a finished run (errors
  * are in the summary), 2 on bad arguments, 1 when nothing could run.
  */
@@ -89,6 +92,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -178,6 +182,9 @@ typedef struct {
     int json;
     int uring;                   /* --io uring: io_uring instead of epoll */
     int probe_io;                /* --probe-io: say whether --io can run here, and exit */
+    /* --hold: the memory steps' client (hold_main) */
+    int hold, first_index, per_address, concurrency;
+    double connect_timeout_s, connect_stall_s, go_timeout_s, close_timeout_s;
 } opts_t;
 
 static opts_t O;
@@ -186,6 +193,7 @@ static char *table;              /* requests laid out consecutively, repeated pa
 static size_t *offsets;          /* offsets[i]: start of request i (0 <= i <= n + depth) */
 static int nreq;                 /* distinct requests */
 static int max_batch;            /* most requests one write may hold */
+static uint64_t hold_status[600];  /* --hold: responses by status */
 static char *is_head;            /* is_head[i]: request i is a HEAD (its answer has no body) */
 static int any_head;             /* the table holds a HEAD request */
 
@@ -555,6 +563,7 @@ static void conn_reset(worker_t *w, conn_t *c) {
     c->cache_len = 0;
     /* what was written is lost; the next response answers the next staged request */
     c->resp_cursor = c->cursor;
+    if (O.hold) return;              /* the memory steps hold what they hold: no reconnect */
     w->slot->reconnects++;
     if (now_ns() < t_end) conn_open(w, c);
 }
@@ -619,6 +628,9 @@ static int conn_flush(worker_t *w, conn_t *c) {
 
 /* Schedule `k` requests intended at `t`. */
 static void schedule(worker_t *w, conn_t *c, uint32_t k, int64_t t) {
+    /* an idle connection's silence so far is not the server's: --timeout
+     * counts from its first request */
+    if (!c->count) c->last_progress = t;
     for (uint32_t i = 0; i < k; i++) fifo_push(c, t, w->slot);
     c->unstaged += k;
     if (t >= t_warm && t < t_end) w->slot->requests += k;
@@ -826,6 +838,7 @@ static inline void complete(worker_t *w, conn_t *c, int status, int64_t now) {
         if (status < 200 || status >= 400) s->non_2xx_3xx++;
     }
     if (intended >= t_warm && now <= t_stop) s->hist[hist_index(now - intended)]++;
+    if (O.hold && status >= 100 && status < 600) hold_status[status]++;
     if (any_head && ++c->resp_cursor == nreq) c->resp_cursor = 0;
 }
 
@@ -1310,6 +1323,12 @@ static void parse_args(int argc, char **argv) {
     O.warmup_s = 0;
     O.timeout_s = 2;
     O.tick_us = 20;
+    O.per_address = 1000;
+    O.concurrency = 256;
+    O.connect_timeout_s = 300;
+    O.connect_stall_s = 15;
+    O.go_timeout_s = 600;
+    O.close_timeout_s = 120;
     const char *url = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1338,6 +1357,14 @@ static void parse_args(int argc, char **argv) {
             else if (!strcmp(v, "epoll")) O.uring = 0;
             else usage_error("--io is epoll or uring, not '%s'", v);
         } else if (!strcmp(a, "--probe-io")) O.probe_io = 1;
+        else if (!strcmp(a, "--hold")) O.hold = 1;
+        else if (!strcmp(a, "--first-index")) O.first_index = (int)num_arg(a, VALUE(), 0);
+        else if (!strcmp(a, "--per-address")) O.per_address = (int)num_arg(a, VALUE(), 1);
+        else if (!strcmp(a, "--concurrency")) O.concurrency = (int)num_arg(a, VALUE(), 1);
+        else if (!strcmp(a, "--connect-timeout")) O.connect_timeout_s = num_arg(a, VALUE(), 0.01);
+        else if (!strcmp(a, "--connect-stall")) O.connect_stall_s = num_arg(a, VALUE(), 0.01);
+        else if (!strcmp(a, "--go-timeout")) O.go_timeout_s = num_arg(a, VALUE(), 0.01);
+        else if (!strcmp(a, "--close-timeout")) O.close_timeout_s = num_arg(a, VALUE(), 0.01);
         else if (!strcmp(a, "--json")) O.json = 1;
         else if (a[0] == '-') usage_error("unknown option %s", a);
         else if (!url) url = a;
@@ -1494,6 +1521,325 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
     printf("]}\n");
 }
 
+/* ------------------------------------------------------------------ */
+/* --hold: the memory steps' client (kourier_lab/stress/connections.py starts
+ * one per share of the connections).  One thread, epoll, three phases driven
+ * by lines on stdin, each reported as one JSON line on stdout:
+ *   1. connect -c connections, each bound to a source address in 127.0.0.0/8
+ *      (--per-address connections per address from 127.0.0.2, connection i of
+ *      the whole load being --first-index + i), at most --concurrency connects
+ *      in flight so the listen backlog does not overflow; stop opening when a
+ *      socket cannot be had or nothing connects for --connect-stall s; then
+ *      0.3 s for servers at their limit to answer 503 or close;
+ *      print {"phase":"connected",...}
+ *   2. on "go": keep-alive requests at --rate in all for -d s, round robin over
+ *      the idle connections, at most one in flight per connection (a request
+ *      due when every connection is busy is counted as `behind`, not sent);
+ *      every response checked as in the other modes, latency from its send;
+ *      print {"phase":"done",...} with the connections still open
+ *   3. on "close" (or EOF, or --close-timeout): close everything and exit. */
+
+static struct { char name[40]; uint64_t n; } herr[64];
+static int nherr;
+
+static void herr_add(const char *name, uint64_t k) {
+    if (!k) return;
+    for (int i = 0; i < nherr; i++)
+        if (!strcmp(herr[i].name, name)) { herr[i].n += k; return; }
+    if (nherr == 64) return;
+    snprintf(herr[nherr].name, sizeof herr[nherr].name, "%s", name);
+    herr[nherr++].n = k;
+}
+
+static const char *errno_name(int e) {
+    switch (e) {
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECONNRESET: return "ECONNRESET";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ENOBUFS: return "ENOBUFS";
+    case ENOMEM: return "ENOMEM";
+    case EAGAIN: return "EAGAIN";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case EPIPE: return "EPIPE";
+    default: return "OSERROR";
+    }
+}
+
+/* Wait for the line `want` on stdin: 1 when it came, 0 on EOF, timeout or another line. */
+static int hold_wait_line(const char *want, double timeout_s) {
+    static char line[256];
+    static size_t have;
+    int64_t deadline = now_ns() + (int64_t)(timeout_s * 1e9);
+    for (;;) {
+        char *nl = memchr(line, '\n', have);
+        if (nl) {
+            *nl = 0;
+            int ok = !strcmp(line, want);
+            size_t used = nl + 1 - line;
+            memmove(line, nl + 1, have - used);
+            have -= used;
+            return ok;
+        }
+        int64_t left = deadline - now_ns();
+        if (left <= 0 || have == sizeof line) return 0;
+        struct timespec ts = {left / 1000000000LL, left % 1000000000LL};
+        fd_set rd;
+        FD_ZERO(&rd);
+        FD_SET(0, &rd);
+        int r = pselect(1, &rd, NULL, NULL, &ts, NULL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 0;
+        ssize_t n = read(0, line + have, sizeof line - have);
+        if (n <= 0) return 0;
+        have += n;
+    }
+}
+
+static void hold_errors_json(slot_t *s) {
+    /* the connect phase's by errno, then the checked responses' in the
+     * memory rows' names */
+    herr_add("closed_by_server", s->errors[E_CLOSED] + s->errors[E_READ]);
+    herr_add("send_failed", s->errors[E_WRITE]);
+    herr_add("unsolicited_data", s->errors[E_UNEXPECTED]);
+    herr_add("bad_response", s->errors[E_STATUS_LINE] + s->errors[E_HEAD_TOO_LARGE] +
+             s->errors[E_FRAMING] + s->errors[E_CHUNK]);
+    herr_add("timeout", s->errors[E_TIMEOUT]);
+    memset(s->errors, 0, sizeof s->errors);
+    uint64_t non_2xx = 0;
+    for (int st = 100; st < 600; st++)
+        if (st < 200 || st >= 300) non_2xx += hold_status[st];
+    static uint64_t non_2xx_reported;
+    herr_add("non_2xx", non_2xx - non_2xx_reported);
+    non_2xx_reported = non_2xx;
+    printf("\"errors\":{");
+    for (int i = 0; i < nherr; i++)
+        printf("%s\"%s\":%llu", i ? "," : "", herr[i].name, (unsigned long long)herr[i].n);
+    printf("}");
+}
+
+/* Bytes or a close on a connection with no request: a server at its limit
+ * (503, or a close).  The connection is closed and counted. */
+static void hold_unsolicited(conn_t *c) {
+    char head[16] = "";
+    ssize_t r = read(c->fd, head, sizeof head - 1);
+    if (r < 0 && errno == EAGAIN) return;
+    herr_add(r > 0 && !strncmp(head, "HTTP/1.1 503", 12) ? "rejected_503" : "closed_by_server", 1);
+    close(c->fd);
+    c->fd = -1;
+    c->connected = 0;
+}
+
+static int hold_held(worker_t *w) {
+    int held = 0;
+    for (int i = 0; i < w->nconns; i++) held += w->conns[i].fd >= 0 && w->conns[i].connected;
+    return held;
+}
+
+static int hold_main(void) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    long soft_before = (long)rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    static worker_t W;
+    worker_t *w = &W;
+    w->slot = calloc(1, sizeof(slot_t));
+    w->nconns = O.connections;
+    w->conns = calloc(w->nconns, sizeof(conn_t));
+    w->rbuf = malloc(READ_BUF);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    t_start = t_warm = now_ns();
+    t_end = t_stop = INT64_MAX;          /* the load phase sets the window */
+    struct epoll_event evs[512];
+    /* 1. connect */
+    int next = 0, pending = 0;
+    char stopped[200] = "";
+    int64_t t0 = now_ns(), last_progress = t0;
+    int64_t deadline = t0 + (int64_t)(O.connect_timeout_s * 1e9);
+    int64_t stall = (int64_t)(O.connect_stall_s * 1e9);
+    while ((next < w->nconns && !stopped[0]) || pending) {
+        int64_t now = now_ns();
+        int stalled = pending && now - last_progress > stall;
+        if (now > deadline || stalled) {
+            herr_add("connect_timeout", pending);
+            for (int i = 0; i < next; i++) {
+                conn_t *c = &w->conns[i];
+                if (c->fd >= 0 && !c->connected) { close(c->fd); c->fd = -1; }
+            }
+            pending = 0;
+            if (next < w->nconns || stalled)
+                snprintf(stopped, sizeof stopped, stalled ? "no connection completed for %g s"
+                         : "connect phase deadline", O.connect_stall_s);
+            break;
+        }
+        while (next < w->nconns && pending < O.concurrency && !stopped[0]) {
+            conn_t *c = &w->conns[next];
+            c->index = O.first_index + next;
+            c->cap = 4;
+            c->fifo = malloc(sizeof(int64_t) * c->cap);
+            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (c->fd < 0) {
+                herr_add(errno_name(errno), 1);
+                snprintf(stopped, sizeof stopped, "client socket(): %s", strerror(errno));
+                break;
+            }
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+            uint32_t host = 2 + (uint32_t)(c->index / O.per_address);
+            struct sockaddr_in src = {.sin_family = AF_INET};
+            src.sin_addr.s_addr = htonl(0x7f000000u | (host & 0xffffff));
+            if (host >= (1u << 24) || bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0 ||
+                (connect(c->fd, (struct sockaddr *)&O.addr, sizeof O.addr) < 0 &&
+                 errno != EINPROGRESS)) {
+                int e = host >= (1u << 24) ? EADDRNOTAVAIL : errno;
+                herr_add(errno_name(e), 1);
+                snprintf(stopped, sizeof stopped, "client bind/connect: %s", strerror(e));
+                close(c->fd);
+                c->fd = -1;
+                break;
+            }
+            next++;
+            pending++;
+            struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+            epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+        }
+        int n = epoll_wait(w->epfd, evs, 512, 50);
+        for (int i = 0; i < n; i++) {
+            conn_t *c = evs[i].data.ptr;
+            if (c->fd < 0) continue;
+            if (c->connected) {
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) hold_unsolicited(c);
+                continue;
+            }
+            pending--;
+            last_progress = now_ns();
+            int err = 0;
+            socklen_t l = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+            if (err) {
+                herr_add(errno_name(err), 1);
+                close(c->fd);
+                c->fd = -1;
+                continue;
+            }
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                     .data.ptr = c};
+            epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+            c->connected = 1;
+            c->last_progress = last_progress;
+        }
+    }
+    /* servers at their connection limit accept, then answer 503 or close */
+    int64_t drain_end = now_ns() + 300000000LL;
+    for (int64_t now = now_ns(); now < drain_end; now = now_ns()) {
+        int n = epoll_wait(w->epfd, evs, 512, (int)((drain_end - now) / 1000000) + 1);
+        for (int i = 0; i < n; i++) {
+            conn_t *c = evs[i].data.ptr;
+            if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)))
+                hold_unsolicited(c);
+        }
+    }
+    printf("{\"phase\":\"connected\",\"attempted\":%d,\"held\":%d,\"connect_s\":%.6f,", next,
+           hold_held(w), (now_ns() - t0) / 1e9);
+    hold_errors_json(w->slot);
+    printf(",\"stopped\":");
+    json_str(stopped);
+    printf(",\"nofile\":{\"soft_before\":%ld,\"soft\":%ld,\"hard\":%ld}}\n", soft_before,
+           (long)rl.rlim_cur, (long)rl.rlim_max);
+    fflush(stdout);
+    /* 2. on "go", the load */
+    if (!hold_wait_line("go", O.go_timeout_s)) return 1;
+    int64_t start = now_ns();
+    t_warm = start;
+    t_end = t_stop = start + (int64_t)(O.duration_s * 1e9);
+    int64_t timeout_ns = (int64_t)(O.timeout_s * 1e9), next_timeout_scan = start + 250000000LL;
+    uint64_t sent = 0, behind = 0;
+    int cursor = 0;
+    for (;;) {
+        int64_t now = now_ns();
+        if (now >= t_end) break;
+        int64_t due = (int64_t)(O.rate * ((now - start) / 1e9)) - (int64_t)(sent + behind);
+        for (int tries = 0; due > 0 && tries < w->nconns; tries++) {
+            conn_t *c = &w->conns[cursor];
+            if (++cursor == w->nconns) cursor = 0;
+            if (c->fd < 0 || !c->connected || c->count) continue;
+            schedule(w, c, 1, now);
+            sent++;
+            due--;
+            conn_flush(w, c);
+        }
+        if (due > 0) behind += due;
+        if (now >= next_timeout_scan) {
+            next_timeout_scan = now + 250000000LL;
+            for (int i = 0; i < w->nconns; i++) {
+                conn_t *c = &w->conns[i];
+                if (c->fd >= 0 && c->sent && now - c->last_progress > timeout_ns) {
+                    w->slot->errors[E_TIMEOUT]++;
+                    uint32_t lost = c->sent;
+                    conn_reset(w, c);
+                    w->slot->missing -= lost;
+                }
+            }
+        }
+        /* wake for the next request due, a response, or the end */
+        int64_t next_due = O.rate > 0 ? start + (int64_t)((sent + behind + 1) * 1e9 / O.rate) : t_end;
+        int64_t wait = next_due - now_ns();
+        if (wait > 5000000) wait = 5000000;
+        if (wait < 0) wait = 0;
+        if (t_end - now < wait) wait = t_end - now;
+        struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
+        int n = epoll_pwait2(w->epfd, evs, 512, &ts, NULL);
+        for (int i = 0; i < n; i++) {
+            conn_t *c = evs[i].data.ptr;
+            if (c->fd < 0) continue;
+            if ((evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) && conn_read(w, c) < 0)
+                continue;
+            if ((evs[i].events & EPOLLOUT) && c->want_out) {
+                c->want_out = 0;
+                conn_flush(w, c);
+            }
+        }
+    }
+    int in_flight = 0;
+    for (int i = 0; i < w->nconns; i++) in_flight += w->conns[i].fd >= 0 && w->conns[i].count;
+    slot_t *s = w->slot;
+    printf("{\"phase\":\"done\",\"sent\":%llu,\"responses\":%llu,\"in_flight\":%d,\"behind\":%llu,"
+           "\"wall_s\":%.6f,\"held\":%d,", (unsigned long long)sent,
+           (unsigned long long)s->responses, in_flight, (unsigned long long)behind,
+           (now_ns() - start) / 1e9, hold_held(w));
+    hold_errors_json(s);
+    printf(",\"statuses\":{");
+    int first = 1;
+    for (int st = 100; st < 600; st++)
+        if (hold_status[st]) {
+            printf("%s\"%d\":%llu", first ? "" : ",", st, (unsigned long long)hold_status[st]);
+            first = 0;
+        }
+    printf("},\"latency_buckets_ns\":[");
+    first = 1;
+    for (int i = 0; i < HIST_LEN; i++)
+        if (s->hist[i]) {
+            printf("%s[%lld,%lld,%llu]", first ? "" : ",", (long long)hist_value(i),
+                   (long long)hist_highest(i), (unsigned long long)s->hist[i]);
+            first = 0;
+        }
+    printf("]}\n");
+    fflush(stdout);
+    /* 3. hold until "close" */
+    hold_wait_line("close", O.close_timeout_s);
+    for (int i = 0; i < w->nconns; i++)
+        if (w->conns[i].fd >= 0) close(w->conns[i].fd);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     parse_args(argc, argv);
     max_batch = O.pipeline > 1024 ? O.pipeline : 1024;
@@ -1504,6 +1850,11 @@ int main(int argc, char **argv) {
     if (O.corpus) load_corpus(O.corpus);
     else build_single_request();
     signal(SIGPIPE, SIG_IGN);
+    if (O.hold) {
+        if (O.uring) die(2, "--hold runs on epoll only");
+        if (O.rate <= 0) O.rate = 1000;
+        return hold_main();
+    }
 
     /* descriptors: raise the soft limit to the hard one, then spread the
      * connections over enough processes */

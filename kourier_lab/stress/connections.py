@@ -1,5 +1,6 @@
 """The `connections` load: N open keep-alive connections from many client
-processes (kourier_lab.stress.loadgen), and what limits how many there can be.
+processes (the lab's load generator, native/loadgen.c, in its --hold mode),
+and what limits how many there can be.
 
     with ConnectionLoad(port, connections=10000, rate=5000, duration=10,
                         cpus=[1]) as load:
@@ -8,6 +9,13 @@ processes (kourier_lab.stress.loadgen), and what limits how many there can be.
         result = load.finish()              # counts merged, connections still open
         ... sample the server here ...
     # leaving the block closes every connection and reaps the processes
+
+Each client process holds its share of the connections, each bound to a
+source address in 127.0.0.0/8 (PER_ADDRESS per address, so ports are never
+the limit), and is driven by lines on stdin: it connects and reports, sends
+keep-alive requests at its share of the rate on "go" (at most one in flight
+per connection, every response checked, latency per request) and reports,
+then holds every connection open until "close".
 
 Limits (`server_capacity`, `system_capacity`): on a machine without
 CAP_SYS_RESOURCE the open-files hard limit (RLIMIT_NOFILE) caps both sides:
@@ -22,20 +30,61 @@ import json
 import math
 import os
 import re
+import resource
 import selectors
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import procs as _procs
+from ..bench.load.kourier import build_loadgen
+from ..bench.run.servers import raise_fd_limit
 from ..sampler import descendants
-from .loadgen import percentiles_from_hist, raise_nofile
 
 PER_ADDRESS = 1000           # connections per source address: few, so the kernel finds a free port at once
 CLIENT_FD_RESERVE = 64       # descriptors a client process keeps for itself
 SERVER_FD_RESERVE = 32       # ... and a server process beyond its idle count (log files, accept slack)
+
+
+def source_address(index: int, per_address: int, first_host: int = 2) -> str:
+    """The source address of connection `index` (as loadgen --hold binds it):
+    127.0.0.<first_host> for the first `per_address` connections, then the next
+    address, across 127.0.0.0/8."""
+    n = first_host + index // per_address
+    if n >= 1 << 24:
+        raise ValueError("more connections than 127.0.0.0/8 has addresses x ports")
+    return f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+def percentiles_from_buckets(buckets: Dict[Tuple[int, int], int],
+                             pcts=(50, 75, 90, 99)) -> Dict[int, float]:
+    """Percentiles in ms of merged latency buckets ({(lowest ns, highest ns): count},
+    HdrHistogram's layout as the load generator reports them): the highest value
+    of the bucket holding the rank, as the load generator's own summary; NaN when
+    empty."""
+    total = sum(buckets.values())
+    out = {p: math.nan for p in pcts}
+    if not total:
+        return out
+    keys = sorted(buckets)
+    for p in pcts:
+        rank = min(total, max(1, math.ceil(total * p / 100.0)))
+        seen = 0
+        for k in keys:
+            seen += buckets[k]
+            if seen >= rank:
+                out[p] = k[1] / 1e6
+                break
+    return out
+
+
+def raise_nofile() -> Dict[str, int]:
+    """RLIMIT_NOFILE soft -> hard (bench/run/servers.raise_fd_limit), with the values."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft = raise_fd_limit()
+    return {"soft_before": before, "soft": soft,
+            "hard": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
 
 
 # ---------------------------------------------------------------------------
@@ -191,21 +240,28 @@ class ConnectionLoad:
         self.client_nofile = nofile["soft"]
 
     # -- lifecycle ----------------------------------------------------------
+    def command(self, share: int, first_index: int, binary: Optional[str] = None) -> List[str]:
+        """One client process's command line (native/loadgen.c --hold)."""
+        c = self.cfg
+        return [str(binary or build_loadgen()), f"http://{c['host']}:{c['port']}{c['path']}",
+                "--hold", "-c", str(share), "--rate", f"{max(c['rate'], 0.001):g}",
+                "-d", f"{max(c['duration'], 0.01):g}", "--first-index", str(first_index),
+                "--per-address", str(c["per_address"]), "--concurrency", str(c["concurrency"]),
+                "--connect-timeout", f"{c['connect_timeout']:g}",
+                "--timeout", f"{c['request_timeout']:g}"]
+
     def _spawn(self) -> None:
         first = 0
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        binary = str(build_loadgen())
         cpus = set(self.cpus) if self.cpus else None
         for share in self.shares:
-            cfg = dict(self.cfg, connections=share, first_index=first)
+            cmd = self.command(share, first, binary)
             first += share
             # Each process starts at a fresh source address block.
             first = math.ceil(first / PER_ADDRESS) * PER_ADDRESS
             self.procs.append(_procs.register(subprocess.Popen(
-                [sys.executable, "-m", "kourier_lab.stress.loadgen", json.dumps(cfg)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, text=True, bufsize=1,
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, bufsize=1,
                 preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None), "loadgen"))
 
     def _collect(self, phase: str, timeout: float) -> List[dict]:
@@ -223,9 +279,13 @@ class ConnectionLoad:
                     i = key.data
                     line = self.procs[i].stdout.readline()
                     if not line:
+                        self.procs[i].wait(5)
                         err = self.procs[i].stderr.read()[-2000:]
                         raise LoadError(f"client process {i} exited before {phase!r}: {err.strip()}")
-                    msg = json.loads(line)
+                    try:
+                        msg = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise LoadError(f"client process {i} said {line.strip()[:200]!r}") from None
                     if msg.get("phase") == phase:
                         got[i] = msg
                         sel.unregister(self.procs[i].stdout)
@@ -260,19 +320,19 @@ class ConnectionLoad:
 
     def finish(self) -> dict:
         done = self._collect("done", self.cfg["duration"] + self.cfg["request_timeout"] + 60)
-        hist: Dict[int, int] = {}
+        buckets: Dict[Tuple[int, int], int] = {}
         errors: Dict[str, int] = {}
         statuses: Dict[str, int] = {}
         for m in done:
-            for k, v in m["hist"].items():
-                hist[int(k)] = hist.get(int(k), 0) + v
+            for low, high, n in m["latency_buckets_ns"]:
+                buckets[(low, high)] = buckets.get((low, high), 0) + n
             for k, v in m["errors"].items():
                 errors[k] = errors.get(k, 0) + v
             for k, v in m["statuses"].items():
                 statuses[k] = statuses.get(k, 0) + v
         wall = max(m["wall_s"] for m in done)
         responses = sum(m["responses"] for m in done)
-        pct = percentiles_from_hist(hist)
+        pct = percentiles_from_buckets(buckets)
         return {"sent": sum(m["sent"] for m in done), "responses": responses,
                 "req_per_s": responses / wall if wall > 0 else math.nan, "wall_s": wall,
                 "held": sum(m["held"] for m in done), "behind": sum(m["behind"] for m in done),

@@ -381,6 +381,41 @@ def test_open_loop_charges_a_stall_to_every_request_it_delayed(scripted, io):
 
 
 # ---------------------------------------------------------------------------
+# --hold: the memory steps' client
+
+
+def test_hold_phases_on_stdin(ceiling):
+    p = subprocess.Popen([str(build_loadgen()), f"http://{HOST}:{ceiling}/hello", "--hold",
+                          "-c", "50", "--rate", "500", "-d", "0.4", "--per-address", "20"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        connected = json.loads(p.stdout.readline())
+        assert connected["phase"] == "connected" and connected["held"] == 50
+        assert connected["errors"] == {} and connected["stopped"] == ""
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        done = json.loads(p.stdout.readline())
+        assert done["phase"] == "done" and done["held"] == 50 and done["errors"] == {}
+        assert done["responses"] > 0 and done["statuses"] == {"200": done["responses"]}
+        assert sum(n for _, _, n in done["latency_buckets_ns"]) == done["responses"]
+        p.stdin.write("close\n")
+        p.stdin.flush()
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_hold_ends_when_its_parent_goes(ceiling):
+    """EOF on stdin before "go" (a parent that vanished): it closes and exits."""
+    r = subprocess.run([str(build_loadgen()), f"http://{HOST}:{ceiling}/hello", "--hold",
+                        "-c", "5", "-d", "1"], input="", capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 1 and json.loads(r.stdout)["phase"] == "connected"
+
+
+# ---------------------------------------------------------------------------
 # The command line
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from kourier_lab.bench.experiment import SpecError
 from kourier_lab.server.process import ServerProcess
-from kourier_lab.stress import loadgen
-from kourier_lab.stress.connections import ConnectionLoad, raised_limits, server_capacity, tree_fds
+from kourier_lab.stress.connections import (ConnectionLoad, percentiles_from_buckets,
+                                            raised_limits, server_capacity, source_address,
+                                            tree_fds)
 from kourier_lab.stress.memory import load_memory_spec, parse_memory_spec, run_memory
 from kourier_lab.stress.soak import flat, native_stacks, run_soak
 
@@ -26,36 +27,35 @@ needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not i
 # --- pieces ----------------------------------------------------------------------------
 
 def test_source_addresses_spread_over_127_8():
-    assert loadgen.source_address(0, 1000) == "127.0.0.2"
-    assert loadgen.source_address(999, 1000) == "127.0.0.2"
-    assert loadgen.source_address(1000, 1000) == "127.0.0.3"
+    assert source_address(0, 1000) == "127.0.0.2"
+    assert source_address(999, 1000) == "127.0.0.2"
+    assert source_address(1000, 1000) == "127.0.0.3"
     # 500 k connections need 500 addresses, all inside 127.0.0.0/8
-    assert loadgen.source_address(499_999, 1000) == "127.0.1.245"
+    assert source_address(499_999, 1000) == "127.0.1.245"
     with pytest.raises(ValueError):
-        loadgen.source_address(1 << 40, 1000)
+        source_address(1 << 40, 1000)
 
 
-def test_latency_histogram_percentiles():
-    hist = {}
-    for ms in range(1, 101):                       # 1..100 ms, once each
-        b = loadgen._bucket(ms / 1000)
-        hist[b] = hist.get(b, 0) + 1
-    p = loadgen.percentiles_from_hist(hist)
+def test_latency_percentiles_from_merged_buckets():
+    # 1..100 ms once each, in buckets 1 µs wide ending at each value
+    buckets = {(ms * 1_000_000 - 1000, ms * 1_000_000): 1 for ms in range(1, 101)}
+    p = percentiles_from_buckets(buckets)
     for pct, want in ((50, 50), (90, 90), (99, 99)):
-        assert abs(p[pct] - want) / want < 0.03, (pct, p[pct])
-    assert all(math.isnan(v) for v in loadgen.percentiles_from_hist({}).values())
+        assert p[pct] == pytest.approx(want), (pct, p[pct])
+    assert all(math.isnan(v) for v in percentiles_from_buckets({}).values())
 
 
-@pytest.mark.parametrize("buf, end", [
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 43),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0),
-    (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhiHTTP/1.1", 40),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 59),
-    (b"HTTP/1.1 200 OK\r\nContent-Le", 0),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", -1),
-])
-def test_response_framing(buf, end):
-    assert loadgen._response_end(buf) == end
+def test_client_processes_are_the_load_generator_holding():
+    """Each client process is native/loadgen.c --hold with its share and its
+    first source address block; the Python load generator is gone."""
+    load = ConnectionLoad(8080, 2500, rate=1000, duration=2, per_process=1000)
+    assert load.shares == [834, 833, 833]
+    cmd = load.command(834, 1000, binary="loadgen")
+    assert cmd[:3] == ["loadgen", "http://127.0.0.1:8080/hello", "--hold"]
+    for flag, value in (("-c", "834"), ("--first-index", "1000"), ("--per-address", "1000"),
+                        ("--rate", "333.333"), ("-d", "2")):
+        assert cmd[cmd.index(flag) + 1] == value
+    assert not (ROOT / "kourier_lab" / "stress" / "loadgen.py").exists()
 
 
 def test_flat_detects_climbing():
