@@ -105,8 +105,8 @@ def register(sub) -> None:
                     help="spread source addresses over this many of 127.0.0.0/8")
     lo.add_argument("--cpus", default=None, help="pin thread i to the i-th of these CPUs, e.g. 1")
     lo.add_argument("--io", default=None, choices=("epoll", "uring"),
-                    help="the client's kernel interface (default uring where it can run, "
-                         "the cheaper here; else epoll)")
+                    help="the client's kernel interface (default: uring where it can run, "
+                         "the cheaper here, else epoll; epoll with --rate)")
     lo.add_argument("--json", action="store_true", help="print the JSON summary")
     lo.set_defaults(func=run_load)
 

@@ -464,6 +464,9 @@ def test_rows_record_the_client_io_and_old_files_read():
     old = store._older_files(old)
     assert list(old["load_io"].fillna("-")) == ["epoll", "-", "-"]
     assert default_io() == ("epoll" if uring_unavailable() else "uring")
+    assert default_io(open_loop=True) == "epoll"
+    open_loop = KourierLoad("http://127.0.0.1:1/x", 1, 1, 1, rate=100.0).command("loadgen")
+    assert open_loop[open_loop.index("--io") + 1] == "epoll"
     load = KourierLoad("http://127.0.0.1:1/x", 1, 1, 1, io="uring")
     assert load.command("loadgen")[load.command("loadgen").index("--io") + 1] == "uring"
 
@@ -520,6 +523,7 @@ def test_experiment_rows_under_kourier_lab(tmp_path):
         assert r["bottleneck"] in ("server", "client", "both", "contention", "neither")
         assert not r["latency_per_batch"]
         assert r["load_io"] in ("epoll", "uring")
+    assert rows.loc["rate", "load_io"] == "epoll"                  # the open loop's default
     assert rows.loc["rate", "offered_rate"] == 2000
     assert rows.loc["rate", "achieved_of_offered"] == pytest.approx(1, rel=0.05)
 

@@ -77,7 +77,7 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
         "load_tool": shape.load_tool,
         # the lab's load generator's kernel interface (its run's figures say which
         # it used); None for wrk and h2load
-        "load_io": _default_io() if shape.load_tool == "kourier-lab" else None,
+        "load_io": _default_io(shape.name == "rate") if shape.load_tool == "kourier-lab" else None,
         "workers": split.workers,
         "server_cpus": cpu_list(split.server_cpus),
         "client_cpus": cpu_list(split.client_cpus),
@@ -99,9 +99,9 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
     return row
 
 
-def _default_io() -> str:
+def _default_io(open_loop: bool) -> str:
     from ..load.kourier import default_io
-    return default_io()
+    return default_io(open_loop)
 
 
 def corpus_info(name: str):
