@@ -434,7 +434,7 @@ size_t own_capacity(size_t len, size_t limit)
 
 /* Fault injection for the tests: KOURIER_LAB_FAIL_WBUF_ALLOC=N makes every
  * Nth write-buffer allocation fail (unset or 0: never). */
-static int fail_injected(void)
+int fail_injected(void)
 {
     static long every = -1, count;
     if (every < 0) {

@@ -212,6 +212,7 @@ void wheel_advance(kl_loop *L, int64_t now) KL_HIDDEN;
 int ring_prepare(kl_loop *L, conn *c, size_t *room) KL_HIDDEN;
 size_t own_capacity(size_t len, size_t limit) KL_HIDDEN;
 int unstage(kl_loop *L, conn *c) KL_HIDDEN;
+int fail_injected(void) KL_HIDDEN;        /* KOURIER_LAB_FAIL_WBUF_ALLOC: this write-buffer allocation fails */
 size_t process(kl_loop *L, conn *c) KL_HIDDEN;
 void close_conn(kl_loop *L, conn *c) KL_HIDDEN;
 void free_dead(kl_loop *L) KL_HIDDEN;

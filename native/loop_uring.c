@@ -54,8 +54,22 @@ int kl_uring_probe(char *why, size_t cap)
 #define SQ_ENTRIES 4096
 #define CQ_ENTRIES 16384
 #define BUF_GROUP 0
-#define BUF_COUNT 512                   /* provided buffers per loop (a power of two) */
-#define BUF_SIZE 2048                   /* bytes each: a few pipelined heads, 1 MiB per loop in all */
+#define BUF_COUNT 512                   /* provided buffers per loop at most (a power of two) */
+#define BUF_START 32                    /* provided at first; doubled when the ring runs dry */
+/* Each buffer holds the loop's read_buffer bytes (16 KiB by default, the
+ * epoll driver's read block; clamped to 256 B .. 64 KiB): a pipelined batch
+ * arrives in one completion, is answered by one process() and one send.
+ * With 2 KiB buffers a batch of 256 requests took five completions, five
+ * process() calls with the leftovers copied between them, and two sends. */
+
+/* Write buffers: a send takes its connection's block until it completes, so
+ * a pipelined connection goes through one block per send.  Freed blocks of
+ * tens of KiB make malloc give memory back to the kernel and fault it in
+ * again (page faults, zeroed pages: a sixth of the server's CPU under
+ * pipelined load); the loop keeps a few blocks of WB_BLOCK bytes instead,
+ * last freed first used (warm in cache), and frees them when it goes idle. */
+#define WB_BLOCK 65536
+#define WB_POOL 32
 
 /* user_data: a connection's address with the operation in its low bits
  * (calloc aligns to 16), or one of the small numbers below */
@@ -67,7 +81,7 @@ enum { UD_IGNORE = 0, UD_ACCEPT = 16, UD_EVENTFD = 32, UD_SIGNALS = 48 };
 typedef struct uconn {
     conn c;                             /* first: the shared code sees a conn */
     uint8_t *send_buf;                  /* the write buffer a send in flight reads */
-    size_t send_off, send_len;
+    size_t send_off, send_len, send_cap;
     int slot;                           /* registered file index, or -1 */
     uint8_t ops;                        /* operations in flight that name it */
     uint8_t recv_armed, recv_cancelled, zombie;
@@ -79,17 +93,54 @@ typedef struct uring_state {
     size_t br_bytes;
     uint8_t *bufs;
     unsigned recycled;                  /* buffers given back since the last advance */
+    unsigned provided;                  /* buffers in the ring so far (grown on ENOBUFS) */
+    size_t buf_size;                    /* bytes per provided buffer */
     int ring_ok;                        /* io_uring_queue_init succeeded */
     int multishot, buf_ring, fixed;
     int accept_armed;
     int *free_slots;                    /* registered file indices not in use */
     unsigned nfree, nslots;
     uconn *zombies;                     /* closed, freed, but operations in flight still name them */
+    uint8_t *pool[WB_POOL];             /* spare write buffers of WB_BLOCK bytes */
+    unsigned npool;
 } uring_state;
 
 static inline uring_state *U(kl_loop *L)
 {
     return (uring_state *)L->uring;
+}
+
+/* A write buffer's block back to the pool (or to malloc when it is not a
+ * pool-sized block or the pool is full). */
+static void wb_put(uring_state *S, uint8_t *mem, size_t cap)
+{
+    if (mem && cap == WB_BLOCK && S->npool < WB_POOL)
+        S->pool[S->npool++] = mem;
+    else
+        free(mem);
+}
+
+static void wb_drop(uring_state *S, conn *c)
+{
+    wb_put(S, c->wb.data, c->wb.cap);
+    kl_wbuf_init(&c->wb, NULL, 0, c->wb.limit);
+}
+
+/* An empty connection's write buffer gets a block before process() writes
+ * answers into it (a block of its own stays: it holds earlier answers). */
+static void wb_give(uring_state *S, conn *c)
+{
+    if (c->wb.cap || fail_injected())   /* none: copy_out allocates as on epoll */
+        return;
+    uint8_t *mem = S->npool ? S->pool[--S->npool] : malloc(WB_BLOCK);
+    if (mem)
+        kl_wbuf_init(&c->wb, mem, WB_BLOCK, c->wb.limit);
+}
+
+static void pool_drain(uring_state *S)
+{
+    while (S->npool)
+        free(S->pool[--S->npool]);
 }
 
 /* An SQE, submitting what is queued when the ring is full. */
@@ -113,9 +164,20 @@ static inline void sqe_fd(struct io_uring_sqe *sqe, uconn *u)
 
 static void recycle(uring_state *S, unsigned bid)
 {
-    io_uring_buf_ring_add(S->br, S->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, (unsigned short)bid,
+    io_uring_buf_ring_add(S->br, S->bufs + (size_t)bid * S->buf_size, S->buf_size, (unsigned short)bid,
                           io_uring_buf_ring_mask(BUF_COUNT), (int)S->recycled);
     S->recycled++;
+}
+
+/* The ring ran dry: more buffers, up to BUF_COUNT.  It starts with few, so
+ * the ones in use stay warm in the cache (the kernel takes them in order:
+ * a ring of 512 cycles through 1 MiB, and recv's copy missed the cache). */
+static void grow_buffers(uring_state *S)
+{
+    unsigned to = S->provided * 2 < BUF_COUNT ? S->provided * 2 : BUF_COUNT;
+    for (unsigned i = S->provided; i < to; i++)
+        recycle(S, i);
+    S->provided = to;
 }
 
 static void arm_accept(kl_loop *L)
@@ -153,7 +215,7 @@ static int arm_recv(kl_loop *L, uconn *u)
         if (S->multishot)
             io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
         else
-            io_uring_prep_recv(sqe, c->fd, NULL, BUF_SIZE, 0);
+            io_uring_prep_recv(sqe, c->fd, NULL, S->buf_size, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BUF_GROUP;
     } else {
@@ -198,16 +260,15 @@ static void uring_flush(kl_loop *L, conn *c)
     size_t n = pending(c);
     if (!n) {
         c->want_write = 0;
-        if (c->wb.cap) {                /* drained: an idle connection keeps no output memory */
-            free(c->wb.data);
-            kl_wbuf_init(&c->wb, NULL, 0, c->wb.limit);
-        }
+        if (c->wb.cap)                  /* drained: an idle connection keeps no output memory */
+            wb_drop(U(L), c);
         if (c->closing || (c->peer_closed && !c->in_request))
             close_conn(L, c);
         return;
     }
     /* the send takes the write buffer over; later answers gather in a new one */
     u->send_buf = c->wb.data;
+    u->send_cap = c->wb.cap;
     u->send_off = c->wb.start;
     u->send_len = c->wb.end;
     kl_wbuf_init(&c->wb, NULL, 0, c->wb.limit);
@@ -258,7 +319,7 @@ static void serve(kl_loop *L, uconn *u, uint8_t *src, size_t n)
     int borrowed = 0;
     if (src && n) {
         if (!c->rb.data) {              /* nothing earlier: read the provided buffer in place */
-            kl_ring_init(&c->rb, src, BUF_SIZE, c->rb.limit);
+            kl_ring_init(&c->rb, src, S->buf_size, c->rb.limit);
             c->rb.tail = n;
             borrowed = 1;
         } else if (ring_append(c, src, n) < 0) {
@@ -271,6 +332,7 @@ static void serve(kl_loop *L, uconn *u, uint8_t *src, size_t n)
         if (pending(c) > c->wb.limit) {
             c->paused = 1;
         } else {
+            wb_give(S, c);
             answered = process(L, c);
             if (pending(c) > c->wb.limit)
                 c->paused = 1;
@@ -280,6 +342,8 @@ static void serve(kl_loop *L, uconn *u, uint8_t *src, size_t n)
         int64_t t_write = stage_now(L);
         uring_flush(L, c);
         STAGE_ADD(L, KL_STAGE_WRITE, t_write);
+    } else if (c->wb.cap && !c->closed) {
+        wb_drop(S, c);                  /* nothing to answer yet: no output memory */
     }
     if (!c->closed) {
         if (c->closing && !c->want_write) {
@@ -364,7 +428,7 @@ static void on_recv(kl_loop *L, uconn *u, struct io_uring_cqe *cqe)
     if (!more)
         u->ops--;
     if (has_buf) {
-        serve(L, u, S->bufs + (size_t)bid * BUF_SIZE, res > 0 ? (size_t)res : 0);
+        serve(L, u, S->bufs + (size_t)bid * S->buf_size, res > 0 ? (size_t)res : 0);
         recycle(S, bid);                /* serve kept a copy of what it did not answer */
     } else if (res > 0) {               /* into the connection's own buffer */
         kl_ring_commit(&c->rb, (size_t)res);
@@ -373,7 +437,9 @@ static void on_recv(kl_loop *L, uconn *u, struct io_uring_cqe *cqe)
         c->peer_closed = 1;             /* EOF: answer what is complete, then close */
         serve(L, u, NULL, 0);
         return;
-    } else if (res != -ENOBUFS && res != -ECANCELED) {
+    } else if (res == -ENOBUFS) {
+        grow_buffers(S);
+    } else if (res != -ECANCELED) {
         close_conn(L, c);
         return;
     }
@@ -405,9 +471,9 @@ static void on_send(kl_loop *L, uconn *u, int res)
             timer_set(L, c, L->cur_tick + L->idle_ticks);   /* a slow reader is not idle */
         return;
     }
-    free(u->send_buf);
+    wb_put(U(L), u->send_buf, u->send_cap);
     u->send_buf = NULL;
-    u->send_off = u->send_len = 0;
+    u->send_off = u->send_len = u->send_cap = 0;
     uring_flush(L, c);                  /* what gathered meanwhile, or the drained connection's end */
     if (c->closed)
         return;
@@ -500,6 +566,7 @@ static int ring_setup(kl_loop *L, uring_state *S)
     uint32_t f = L->uring_features;
     S->buf_ring = (f & KL_URING_BUF_RING) != 0;
     S->multishot = S->buf_ring && (f & KL_URING_MULTISHOT);
+    S->buf_size = L->cfg.read_buffer < 256 ? 256 : L->cfg.read_buffer > 65536 ? 65536 : L->cfg.read_buffer;
     S->fixed = (f & KL_URING_FIXED_FILES) != 0;
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
@@ -527,11 +594,12 @@ static int ring_setup(kl_loop *L, uring_state *S)
         reg.bgid = BUF_GROUP;
         if ((rc = io_uring_register_buf_ring(&S->ring, &reg, 0)) < 0)
             return rc;
-        S->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
+        S->bufs = malloc((size_t)BUF_COUNT * S->buf_size);
         if (!S->bufs)
             return -ENOMEM;
         io_uring_buf_ring_init(S->br);
-        for (unsigned i = 0; i < BUF_COUNT; i++)
+        S->provided = BUF_START < BUF_COUNT ? BUF_START : BUF_COUNT;
+        for (unsigned i = 0; i < S->provided; i++)
             recycle(S, i);
         io_uring_buf_ring_advance(S->br, (int)S->recycled);
         S->recycled = 0;
@@ -562,6 +630,7 @@ static void ring_teardown(uring_state *S)
         munmap(S->br, S->br_bytes);
     free(S->bufs);
     free(S->free_slots);
+    pool_drain(S);
 }
 
 static void drain_fd(int fd)
@@ -618,6 +687,8 @@ static int uring_run(kl_loop *L)
             if (timeout_ns < 0 || timeout_ns > 50000000)
                 timeout_ns = 50000000;
         }
+        if (S.npool && (timeout_ns < 0 || timeout_ns > 1000000000LL))
+            timeout_ns = 1000000000LL;  /* idle for a second: the spare write buffers go back */
         if (S.recycled) {
             io_uring_buf_ring_advance(S.br, (int)S.recycled);
             S.recycled = 0;
@@ -633,6 +704,8 @@ static int uring_run(kl_loop *L)
             err = rc;
             goto out;
         }
+        if (rc == -ETIME && !io_uring_cq_ready(&S.ring))
+            pool_drain(&S);
         refresh_date(L);
         int64_t t_wheel = stage_now(L);
         wheel_advance(L, mono_ns() / TICK_NS);
