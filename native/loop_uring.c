@@ -633,6 +633,15 @@ static void ring_teardown(uring_state *S)
     pool_drain(S);
 }
 
+static int64_t stage_cpu_now(const kl_loop *L)
+{
+    if (!L->stages_on)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void drain_fd(int fd)
 {
     char buf[256];
@@ -695,7 +704,15 @@ static int uring_run(kl_loop *L)
         }
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {timeout_ns / 1000000000LL, timeout_ns % 1000000000LL};
+        /* The read stage: the kernel receives inside this call (the
+         * completions' task work), and sends what was queued there too, so
+         * it is this call's CPU time (the thread's clock: the wait itself
+         * is not counted), recvs and sends together; the write stage is
+         * only the queueing of sends (uring_flush). */
+        int64_t t_enter = stage_cpu_now(L);
         int rc = io_uring_submit_and_wait_timeout(&S.ring, &cqe, 1, timeout_ns >= 0 ? &ts : NULL, NULL);
+        if (L->stages_on)
+            L->stage_ns[KL_STAGE_READ] += (uint64_t)(stage_cpu_now(L) - t_enter);
         if (rc == -EINTR) {
             kl_py_signals(L->py);       /* let Python run its signal handlers */
             continue;
