@@ -24,6 +24,10 @@
     uring_features = ["default"]         # the uring stacks' io_uring switches (serve --uring-features),
                                          # an axis: e.g. ["default", "no-multishot", "fixed-files"];
                                          # rows named <stack>~<setting> but for "default"
+    ceilings = ["epoll"]                 # the ceilings: "epoll" (native/ceiling.c, always) and
+                                         # "uring" (its io_uring mode, row "ceiling-uring"; skipped
+                                         # with the reason where io_uring cannot run); each row's
+                                         # of_ceiling is to the ceiling of its own API
     response = "default"                 # the benchmark app's response (and the ceiling's):
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
     load_tool = "kourier-lab"            # kourier-lab (native/loadgen.c, the default) | wrk |
@@ -111,7 +115,7 @@ MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
              "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
-             "head_memo", "fold_runs", "uring_features", "response", "load_tool", "hosts", "kind"}
+             "head_memo", "fold_runs", "uring_features", "ceilings", "response", "load_tool", "hosts", "kind"}
 # what an experiment file is ("kind"); the memory kind is kourier_lab/stress/memory.py's
 KINDS = {"bench": "kourier-lab bench", "memory": "kourier-lab memory"}
 
@@ -170,6 +174,7 @@ class Experiment:
     head_memo: tuple = (False,)        # the memo settings every stack runs with (an axis)
     fold_runs: tuple = (False,)        # the run-folding settings (an axis, like head_memo)
     uring_features: tuple = ("default",)  # the uring stacks' --uring-features settings (an axis)
+    ceilings: tuple = ("epoll",)       # the ceilings measured: "epoll" (always), "uring" (`ceiling --uring`)
     response: str = "default"
     hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts/hosts_table.py)
 
@@ -277,6 +282,11 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
             parse_uring_features(setting)
         except ValueError as e:
             raise SpecError(f"{where}: uring_features {setting!r}: {e}") from None
+    ceilings = _str_list(where, "ceilings", data.get("ceilings", ["epoll"]))
+    for api in ceilings:
+        if api not in ("epoll", "uring"):
+            raise SpecError(f"{where}: ceilings: {api!r} is not epoll or uring")
+    ceilings = tuple(dict.fromkeys(["epoll", *ceilings]))
     response = data.get("response", "default")
     if response not in RESPONSES:
         raise SpecError(f"{where}: response must be one of {', '.join(RESPONSES)}, "
@@ -378,7 +388,7 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
                       idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes,
                       head_memo=head_memo, fold_runs=fold_runs, uring_features=tuple(uring_features),
-                      response=response, hosts=hosts)
+                      ceilings=ceilings, response=response, hosts=hosts)
 
 
 def load_experiment(path: Union[str, Path]) -> Experiment:

@@ -37,6 +37,34 @@ FOLD_SUFFIX = "+fold"     # a fold-on stack's: "c/c/c+fold" (both on: "c/c/c+mem
 
 
 CEILING = Target("ceiling", "ceiling")
+URING_CEILING_NAME = "ceiling-uring"      # the same bytes over io_uring (`ceiling --uring`)
+CEILING_APIS = ("epoll", "uring")
+
+
+def uring_ceiling() -> Target:
+    """The io_uring ceiling, or a skipped one saying why it cannot run here."""
+    from .ceiling import uring_unavailable
+    why = uring_unavailable()
+    return Target("ceiling", URING_CEILING_NAME, loop="uring",
+                  skip_reason=f"the io_uring ceiling cannot run here: {why}" if why else "")
+
+
+def ceiling_api(server: str) -> str:
+    """Which kernel API a server name talks through: "uring" for the uring
+    stacks ("uring/c/c", "uring/c/c~no-multishot") and the io_uring ceiling,
+    "epoll" for everything else.  A row's ratio to the ceiling is to the
+    ceiling of its own API when the batch has both."""
+    name = str(server)
+    return "uring" if name == URING_CEILING_NAME or name.startswith("uring/") else "epoll"
+
+
+def ceiling_targets(apis=("epoll",)) -> List[Target]:
+    """The ceilings an experiment asks for (`ceilings = ["epoll", "uring"]`):
+    the epoll one always first."""
+    out = [CEILING]
+    if "uring" in apis:
+        out.append(uring_ceiling())
+    return out
 
 
 def _registry(component: str) -> Tuple[Optional[List[str]], Dict[str, str], str]:
@@ -235,6 +263,6 @@ def with_uring_features(targets: List[Target], settings=("default",)) -> List[Ta
 
 
 def expand_targets(stacks: List[str], peers: List[str], head_memo=(False,),
-                   fold_runs=(False,), uring_features=("default",)) -> List[Target]:
+                   fold_runs=(False,), uring_features=("default",), ceilings=("epoll",)) -> List[Target]:
     stacks_ = with_uring_features(with_head_memo(expand_stacks(stacks), head_memo, fold_runs), uring_features)
-    return [CEILING, *stacks_, *expand_peers(peers)]
+    return [*ceiling_targets(ceilings), *stacks_, *expand_peers(peers)]

@@ -68,7 +68,8 @@ def run_experiment(spec: Union[str, Path, Experiment], quick: bool = False,
     raise_fd_limit()
     batch_id, batch_dir = new_batch_dir(exp.name, out)
     commit = git_commit()
-    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo, exp.fold_runs, exp.uring_features)
+    targets = expand_targets(exp.stacks, exp.peers, exp.head_memo, exp.fold_runs, exp.uring_features,
+                             getattr(exp, "ceilings", ("epoll",)))
     rows: List[Dict[str, object]] = []
 
     bar = tqdm(total=len(targets) * sum(runs_of(s, exp) for s in exp.shapes), disable=not progress,

@@ -112,7 +112,8 @@ def start_server(target: Target, split: Split, exp: Experiment, log_path: Path,
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if target.kind == "ceiling":
-        cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response)
+        cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response,
+                                       uring=target.loop == "uring")
     elif target.kind == "stack":
         cmd = stack_command(target, split, exp, HOST, port, app=app)
     else:
