@@ -239,15 +239,18 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary[summary["req_per_s"].notna()]
     if "offered_rate" in s.columns:
         s = s[s["offered_rate"].isna()]
+    from ..experiment.targets import ceiling_api
     for (batch, shape), g in s.groupby(["batch_id", "shape"], sort=False):
-        ceil = g[g["kind"] == "ceiling"]
-        if ceil.empty:
+        ceils = g[g["kind"] == "ceiling"]
+        if ceils.empty:
             continue
-        c = ceil.iloc[0]
-        c_cpu, c_rps = _num(c.get("cpu_us_per_req")), _num(c["req_per_s"])
-        c_spread = (_num(c.get("req_per_s_max")) - _num(c.get("req_per_s_min"))) / c_rps \
-            if c_rps else math.nan
+        # each row against the ceiling of its own kernel API (epoll, io_uring), else the epoll one
+        by_api = {ceiling_api(c["server"]): c for _, c in ceils.iterrows()}
         for _, r in g[g["kind"] != "ceiling"].iterrows():
+            c = by_api.get(ceiling_api(r["server"]), ceils.iloc[0])
+            c_cpu, c_rps = _num(c.get("cpu_us_per_req")), _num(c["req_per_s"])
+            c_spread = (_num(c.get("req_per_s_max")) - _num(c.get("req_per_s_min"))) / c_rps \
+                if c_rps else math.nan
             of_rps = _num(r["req_per_s"]) / c_rps if c_rps else math.nan
             x_cpu = _num(r.get("cpu_us_per_req")) / c_cpu if c_cpu else math.nan
             over_rps, under_cpu = of_rps > 1.0, x_cpu < 1.0
@@ -273,13 +276,13 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
                 if not reasons:
                     reasons.append("no setting explains it: within noise, or the ceiling lost "
                                    "time elsewhere; re-run before quoting")
-            rows.append({"batch_id": batch, "shape": shape, "server": r["server"],
+            rows.append({"batch_id": batch, "shape": shape, "server": r["server"], "ceiling": c["server"],
                          "of_ceiling_req_per_s": of_rps, "x_ceiling_cpu_per_req": x_cpu,
                          "over_ceiling_req_per_s": over_rps,
                          "under_ceiling_cpu_per_req": under_cpu,
                          "ceiling_bottleneck": c.get("bottleneck"),
                          "reason": "; ".join(reasons)})
-    return pd.DataFrame(rows, columns=["batch_id", "shape", "server", "of_ceiling_req_per_s",
+    return pd.DataFrame(rows, columns=["batch_id", "shape", "server", "ceiling", "of_ceiling_req_per_s",
                                        "x_ceiling_cpu_per_req", "over_ceiling_req_per_s",
                                        "under_ceiling_cpu_per_req", "ceiling_bottleneck",
                                        "reason"])
@@ -298,11 +301,13 @@ def ceiling_sentences(summary: pd.DataFrame) -> List[str]:
     """What the ceiling bounded in these rows, one sentence per shape."""
     check = ceiling_check(summary)
     out = []
-    for shape, g in check.groupby("shape", sort=False):
-        ceil = summary[(summary["shape"] == shape) & (summary["kind"] == "ceiling")]
+    for (shape, cname), g in check.groupby(["shape", "ceiling"], sort=False):
+        ceil = summary[(summary["shape"] == shape) & (summary["kind"] == "ceiling")
+                       & (summary["server"] == cname)]
         label = str(ceil["bottleneck"].iloc[0]) if len(ceil) else ""
         flagged = g[g["over_ceiling_req_per_s"] | g["under_ceiling_cpu_per_req"]]
-        head = (f"{shape}: the ceiling was {saturated_side(label)}, so its requests/s "
+        who = "the ceiling" if cname == "ceiling" else f"the {cname} ceiling (rows of its API)"
+        head = (f"{shape}: {who} was {saturated_side(label)}, so its requests/s "
                 + _ceiling_rps_meaning(label)
                 + "; its CPU per request is the least a responder of the same bytes paid.")
         if flagged.empty:

@@ -1,11 +1,14 @@
 """The summary table: one line per batch, shape and server, medians with their
-spread, ratios to the ceiling of the same batch, and what limited the runs."""
+spread, ratios to the ceiling of the same batch (of the same kernel API when the
+batch has both the epoll and the io_uring ceiling: column `ceiling` names it),
+and what limited the runs."""
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 
+from ..experiment.targets import ceiling_api
 from .bottleneck import classify_row as classify_bottleneck
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -26,9 +29,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["batch_id", "shape", "server", "_rate"]
     ceilings, ceiling_bytes = {}, {}
     ok = df[df["status"] == "ok"]
-    for (batch, shape), g in ok[ok["server_kind"] == "ceiling"].groupby(["batch_id", "shape"]):
+    # one ceiling per kernel API (epoll; io_uring when the batch has `ceilings = [.., "uring"]`):
+    # a row's ratio is to the ceiling of its own API, else to the epoll one
+    df["_api"] = [ceiling_api(sv) for sv in df["server"]]
+    ceiling_names = {}
+    for (batch, shape, api), g in ok[ok["server_kind"] == "ceiling"].assign(
+            _api=lambda d: [ceiling_api(sv) for sv in d["server"]]).groupby(["batch_id", "shape", "_api"]):
         closed = g[g["_rate"] < 0]
-        ceilings[(batch, shape)] = closed["req_per_s"].median() if len(closed) else math.nan
+        ceilings[(batch, shape, api)] = closed["req_per_s"].median() if len(closed) else math.nan
+        ceiling_names[(batch, shape, api)] = g["server"].iloc[0]
         if g["response_bytes"].notna().any():
             ceiling_bytes[(batch, shape)] = int(g["response_bytes"].dropna().iloc[0])
     order = {"ceiling": 0, "stack": 1, "peer": 2}
@@ -45,7 +54,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         }
         if len(good):
             med = good["req_per_s"].median()
-            ceiling = ceilings.get((batch, shape), math.nan) if rate < 0 else math.nan
+            api = g["_api"].iloc[0]
+            if (batch, shape, api) not in ceilings:
+                api = "epoll"
+            ceiling = ceilings.get((batch, shape, api), math.nan) if rate < 0 else math.nan
             per_batch = bool(good["latency_per_batch"].fillna(False).any())
             rbytes = good["response_bytes"].dropna()
             qbytes = good["request_bytes"].dropna()
@@ -63,6 +75,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "req_per_s_min": good["req_per_s"].min(),
                 "req_per_s_max": good["req_per_s"].max(),
                 "of_ceiling": med / ceiling if ceiling else math.nan,
+                # the ceiling of_ceiling is to ("ceiling", or "ceiling-uring" for uring rows)
+                "ceiling": ceiling_names.get((batch, shape, api), pd.NA),
                 "cpu_us_per_req": good["cpu_us_per_req"].median(),
                 "server_cpu_util": good["server_cpu_util"].median(),
                 "wrk_cpu_util": good["wrk_cpu_util"].median(),
@@ -96,7 +110,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     s["_shape"] = s["shape"].map(shape_rank)
     s = s.sort_values(["batch_id", "_shape", "_order"], kind="stable").drop(
         columns=["_order", "_shape"])
-    for col in ("request_bytes", "response_bytes", "bytes_differ", "latency_per_batch",
+    for col in ("ceiling", "request_bytes", "response_bytes", "bytes_differ", "latency_per_batch",
                 "latency_p999_ms", "latency_max_ms", "bottleneck", "bottleneck_runs",
                 "client_cpus_busy", "cpu_us_per_req"):
         if col not in s.columns:
