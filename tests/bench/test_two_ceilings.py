@@ -64,3 +64,30 @@ def test_uring_ceiling_is_skipped_with_the_reason_where_io_uring_cannot_run(monk
     t = targets.uring_ceiling()
     assert t.kind == "ceiling" and t.name == "ceiling-uring"
     assert "io_uring is disabled (test)" in t.skip_reason
+
+
+def test_a_shape_at_several_connection_counts_gets_a_line_per_count():
+    exp = parse_experiment({"stacks": ["c/c/c"], "shapes": ["keepalive", "pipelined"],
+                            "shape": {"keepalive": {"connections": [64, 512]}}})
+    assert [(s.name, s.connections) for s in exp.shapes] == [("keepalive", 64), ("keepalive", 512),
+                                                             ("pipelined", 512)]
+    assert [(s.name, s.connections) for s in exp.quickened().shapes] == [("keepalive", 64),
+                                                                         ("pipelined", 512)]
+    with pytest.raises(SpecError, match="connections"):
+        parse_experiment({"stacks": ["c/c/c"], "shapes": ["keepalive"],
+                          "shape": {"keepalive": {"connections": []}}})
+    rows = []
+    for n, scale in ((64, 1.0), (512, 2.0)):
+        for r in _rows("ceiling", "ceiling", 2.0e6, 0.10 * scale, 0.5, 0.99) + \
+                _rows("uring/c/c", "stack", 1.0e6, 0.16 * scale, 0.6, 0.95) + \
+                _rows("ceiling-uring", "ceiling", 2.0e6, 0.08 * scale, 0.5, 0.99):
+            r["connections"] = n
+            rows.append(r)
+    s = summarize(to_frame(rows))
+    assert len(s) == 6 and sorted(set(s["connections"])) == [64, 512]
+    u = s[s["server"] == "uring/c/c"].set_index("connections")
+    assert u.loc[512, "cpu_us_per_req"] == pytest.approx(2 * u.loc[64, "cpu_us_per_req"])
+    assert (u["ceiling"] == "ceiling-uring").all()
+    check = findings.ceiling_check(s)
+    assert len(check) == 2
+    assert check["x_ceiling_cpu_per_req"].tolist() == pytest.approx([2.0, 2.0])

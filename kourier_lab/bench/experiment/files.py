@@ -38,7 +38,7 @@
     clients = ["ssh://user@client1"]     # [hosts] everything runs on this machine
 
     [shape.pipelined]                    # optional per-shape overrides
-    connections = 64
+    connections = 64                     # or a list, e.g. [64, 512, 4096]: the shape once per count
     pipeline = 256
     duration = 5
     path = "/hello"
@@ -181,10 +181,14 @@ class Experiment:
     def quickened(self) -> "Experiment":
         """The same matrix with the shortest runs that still mean something:
         1 s runs, 2 repetitions, 1 s warm-up, short pauses, capped connections."""
+        # a shape run at several connection counts keeps its first one only
+        first = {}
+        for s in self.shapes:
+            first.setdefault(s.name, s)
         shapes = [dataclasses.replace(
             s, duration_s=1, rate_steps=min(s.rate_steps, 3), rates=s.rates[:3],
             connections=(min(1000, MAX_CONNECTIONS_DEFAULT) if s.connections == "max"
-                         else s.connections)) for s in self.shapes]
+                         else s.connections)) for s in first.values()]
         return dataclasses.replace(self, repetitions=min(self.repetitions, 2), duration_s=1,
                                    warmup_s=min(self.warmup_s, 1), pause_s=min(self.pause_s, 0.2),
                                    shapes=shapes, quick=True)
@@ -323,8 +327,13 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         d.update((prof.shape_defaults or {}).get(sname, {}))
         key = f"shape.{sname}"
         conns = over.get("connections", d["connections"])
-        if conns != "max":
-            conns = _int(where, f"{key}.connections", conns, 1, 1_000_000)
+        # a list: the shape once per count (its rows carry the count: the `connections` column)
+        counts = conns if isinstance(conns, list) else [conns]
+        if not counts:
+            raise SpecError(f"{where}: {key}.connections is an empty list")
+        counts = [c if c == "max" else _int(where, f"{key}.connections", c, 1, 1_000_000)
+                  for c in counts]
+        conns = counts[0]
         pipeline = _int(where, f"{key}.pipeline", over.get("pipeline", d["pipeline"]), 1, 4096)
         sdur = _int(where, f"{key}.duration", over.get("duration", duration), 1, 3600)
         stimeout = _int(where, f"{key}.timeout", over.get("timeout", timeout), 1, 3600)
@@ -365,8 +374,9 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         if (set(over) & {"rate_steps", "rates"}) and sname != "rate":
             raise SpecError(f"{where}: rate_steps and rates belong to [shape.rate], "
                             f"not [shape.{sname}]")
-        shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath, tool,
-                            steps, tuple(float(r) for r in rates), corpus, d.get("app", "default")))
+        for conns in dict.fromkeys(counts):
+            shapes.append(Shape(sname, conns, pipeline, d["browser"], sdur, stimeout, spath, tool,
+                                steps, tuple(float(r) for r in rates), corpus, d.get("app", "default")))
 
     hosts = None
     if "hosts" in data:

@@ -240,7 +240,9 @@ def ceiling_check(summary: pd.DataFrame) -> pd.DataFrame:
     if "offered_rate" in s.columns:
         s = s[s["offered_rate"].isna()]
     from ..experiment.targets import ceiling_api
-    for (batch, shape), g in s.groupby(["batch_id", "shape"], sort=False):
+    s = s.assign(_conns=pd.to_numeric(s["connections"], errors="coerce").fillna(-1)
+                 if "connections" in s.columns else -1)
+    for (batch, shape, _), g in s.groupby(["batch_id", "shape", "_conns"], sort=False):
         ceils = g[g["kind"] == "ceiling"]
         if ceils.empty:
             continue

@@ -26,26 +26,30 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = pd.NA
     # the rate sweep: one line per offered rate (-1: closed loop)
     df["_rate"] = df["offered_rate"].astype("float64").fillna(-1.0)
-    keys = ["batch_id", "shape", "server", "_rate"]
+    # a shape run at several connection counts (connections = [64, 512, ...]): one line per count
+    df["_conns"] = (pd.to_numeric(df["connections"], errors="coerce").fillna(-1).astype("int64")
+                    if "connections" in df.columns else -1)
+    keys = ["batch_id", "shape", "_conns", "server", "_rate"]
     ceilings, ceiling_bytes = {}, {}
     ok = df[df["status"] == "ok"]
     # one ceiling per kernel API (epoll; io_uring when the batch has `ceilings = [.., "uring"]`):
     # a row's ratio is to the ceiling of its own API, else to the epoll one
     df["_api"] = [ceiling_api(sv) for sv in df["server"]]
     ceiling_names = {}
-    for (batch, shape, api), g in ok[ok["server_kind"] == "ceiling"].assign(
-            _api=lambda d: [ceiling_api(sv) for sv in d["server"]]).groupby(["batch_id", "shape", "_api"]):
+    for (batch, shape, nconn, api), g in ok[ok["server_kind"] == "ceiling"].assign(
+            _api=lambda d: [ceiling_api(sv) for sv in d["server"]]).groupby(["batch_id", "shape", "_conns", "_api"]):
         closed = g[g["_rate"] < 0]
-        ceilings[(batch, shape, api)] = closed["req_per_s"].median() if len(closed) else math.nan
-        ceiling_names[(batch, shape, api)] = g["server"].iloc[0]
+        ceilings[(batch, shape, nconn, api)] = closed["req_per_s"].median() if len(closed) else math.nan
+        ceiling_names[(batch, shape, nconn, api)] = g["server"].iloc[0]
         if g["response_bytes"].notna().any():
             ceiling_bytes[(batch, shape)] = int(g["response_bytes"].dropna().iloc[0])
     order = {"ceiling": 0, "stack": 1, "peer": 2}
-    for (batch, shape, server, rate), g in df.groupby(keys, sort=False):
+    for (batch, shape, nconn, server, rate), g in df.groupby(keys, sort=False):
         good = g[g["status"] == "ok"]
         first = g.iloc[0]
         line = {
             "batch_id": batch, "shape": shape, "server": server,
+            "connections": nconn if nconn >= 0 else pd.NA,
             "kind": first["server_kind"], "runs": len(good),
             "offered_rate": rate if rate >= 0 else math.nan,
             "head_memo": bool(first["head_memo"]) if not pd.isna(first["head_memo"]) else False,
@@ -55,9 +59,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         if len(good):
             med = good["req_per_s"].median()
             api = g["_api"].iloc[0]
-            if (batch, shape, api) not in ceilings:
+            if (batch, shape, nconn, api) not in ceilings:
                 api = "epoll"
-            ceiling = ceilings.get((batch, shape, api), math.nan) if rate < 0 else math.nan
+            ceiling = ceilings.get((batch, shape, nconn, api), math.nan) if rate < 0 else math.nan
             per_batch = bool(good["latency_per_batch"].fillna(False).any())
             rbytes = good["response_bytes"].dropna()
             qbytes = good["request_bytes"].dropna()
@@ -76,7 +80,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "req_per_s_max": good["req_per_s"].max(),
                 "of_ceiling": med / ceiling if ceiling else math.nan,
                 # the ceiling of_ceiling is to ("ceiling", or "ceiling-uring" for uring rows)
-                "ceiling": ceiling_names.get((batch, shape, api), pd.NA),
+                "ceiling": ceiling_names.get((batch, shape, nconn, api), pd.NA),
                 "cpu_us_per_req": good["cpu_us_per_req"].median(),
                 "server_cpu_util": good["server_cpu_util"].median(),
                 "wrk_cpu_util": good["wrk_cpu_util"].median(),
@@ -108,8 +112,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     # Shapes in the order the experiment ran them; ceiling, stacks, then peers.
     shape_rank = {v: i for i, v in enumerate(dict.fromkeys(df["shape"]))}
     s["_shape"] = s["shape"].map(shape_rank)
-    s = s.sort_values(["batch_id", "_shape", "_order"], kind="stable").drop(
-        columns=["_order", "_shape"])
+    s["_conns"] = pd.to_numeric(s["connections"], errors="coerce").fillna(-1)
+    s = s.sort_values(["batch_id", "_shape", "_conns", "_order"], kind="stable").drop(
+        columns=["_order", "_shape", "_conns"])
     for col in ("ceiling", "request_bytes", "response_bytes", "bytes_differ", "latency_per_batch",
                 "latency_p999_ms", "latency_max_ms", "bottleneck", "bottleneck_runs",
                 "client_cpus_busy", "cpu_us_per_req"):
@@ -135,10 +140,12 @@ def identical_saves(summary: pd.DataFrame) -> pd.Series:
     closed = summary["offered_rate"].isna() if "offered_rate" in summary.columns else True
     cpu = pd.to_numeric(summary["cpu_us_per_req"], errors="coerce")
     same = summary[closed & (summary["shape"] == IDENTICAL_SHAPE) & (cpu > 0)]
-    identical = {(b, sv): c for b, sv, c in zip(same["batch_id"], same["server"],
-                                                cpu[same.index])}
+    conns = (summary["connections"] if "connections" in summary.columns
+             else pd.Series(pd.NA, index=summary.index)).astype("object").where(lambda x: x.notna(), None)
+    identical = {(b, sv, n): c for b, sv, n, c in zip(same["batch_id"], same["server"],
+                                                      conns[same.index], cpu[same.index])}
     for i in summary.index[closed & (summary["shape"] == DISTINCT_SHAPE) & (cpu > 0)]:
-        base = identical.get((summary.at[i, "batch_id"], summary.at[i, "server"]))
+        base = identical.get((summary.at[i, "batch_id"], summary.at[i, "server"], conns[i]))
         if base:
             out[i] = cpu[i] / base
     return out
