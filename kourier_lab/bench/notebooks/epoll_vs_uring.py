@@ -63,13 +63,20 @@ def run_sweep(quick: bool, connections: Sequence[int] = ()) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_cpu_per_request(summary: pd.DataFrame):
-    """CPU-µs per request against connections, one panel per shape, one line per server."""
+# the four servers the figure draws (the io_uring switches are rows of the table)
+FOUR = ("ceiling", "ceiling-uring", "c/c/c", "uring/c/c")
+
+
+def plot_cpu_per_request(summary: pd.DataFrame, servers: Sequence[str] = FOUR):
+    """CPU-µs per request against connections, one panel per shape, one line per
+    server: both ceilings and both loops by default (servers=None: every row)."""
     from ... import style
     shapes = list(dict.fromkeys(summary["shape"]))
     fig, axes = style.figure(1, len(shapes), figsize=(5 * len(shapes), 3.8))
     for ax, shape in zip(axes[0], shapes):
         part = summary[(summary["shape"] == shape) & summary["cpu_us_per_req"].notna()]
+        if servers:
+            part = part[part["server"].isin(servers)]
         for server, g in part.groupby("server", sort=False):
             g = g.sort_values("connections")
             ax.plot(g["connections"], g["cpu_us_per_req"], label=server,
