@@ -1099,7 +1099,10 @@ static void expire(kl_loop *L, conn *c)
 {
     if (c->closed)
         return;
-    if (c->in_request && !c->doomed) {
+    /* a paused connection's timer is the idle one: the server stopped reading
+     * (backpressure), so the client cannot be late with its request; it is the
+     * client that does not read, and it is closed without an answer it would not read */
+    if (c->in_request && !c->paused && !c->doomed) {
         resp *r = &L->errors[408 - 400];
         if (r->data)
             out(L, c, r->data, r->len);

@@ -201,9 +201,13 @@ again:
         return;
     }
     /* the request timeout runs from a request's first byte to its last; the
-     * idle timeout from the last response on */
+     * idle timeout from the last response on, and from the moment backpressure
+     * stopped reading (the client cannot send while it does not read: its request
+     * timeout starts again when reading resumes) */
     int64_t t_timers = stage_now(L);
-    if (c->in_request) {
+    if (c->paused) {
+        timer_set(L, c, L->cur_tick + L->idle_ticks);
+    } else if (c->in_request) {
         /* a new request began in this round: the one still incomplete */
         if (!was_in_request || answered)
             timer_set(L, c, L->cur_tick + L->request_ticks);
@@ -351,10 +355,12 @@ static int epoll_run(kl_loop *L)
                 STAGE_ADD(L, KL_STAGE_WRITE, t_write);
                 if (c->closed)
                     continue;
-                if (pending(c) < before && !c->in_request)
+                if (pending(c) < before && (!c->in_request || c->paused))
                     timer_set(L, c, L->cur_tick + L->idle_ticks);   /* a slow reader is not idle */
                 if (c->paused && pending(c) <= c->wb.limit) {
                     c->paused = 0;
+                    if (c->in_request)          /* reading again: the request's own time, from now */
+                        timer_set(L, c, L->cur_tick + L->request_ticks);
                     on_readable(L, c);
                     continue;
                 }

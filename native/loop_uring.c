@@ -315,7 +315,7 @@ static void serve(kl_loop *L, uconn *u, uint8_t *src, size_t n)
 {
     conn *c = &u->c;
     uring_state *S = U(L);
-    int was_in_request = c->in_request;
+    int was_in_request = c->in_request, was_paused = c->paused;
     int borrowed = 0;
     if (src && n) {
         if (!c->rb.data) {              /* nothing earlier: read the provided buffer in place */
@@ -354,8 +354,13 @@ static void serve(kl_loop *L, uconn *u, uint8_t *src, size_t n)
         } else {
             if (c->paused || c->closing)
                 pause_recv(L, u);
+            /* as the epoll driver: while backpressure stops reading, the idle
+             * timeout (from the pause), not the request's */
             int64_t t_timers = stage_now(L);
-            if (c->in_request) {
+            if (c->paused) {
+                if (!was_paused)
+                    timer_set(L, c, L->cur_tick + L->idle_ticks);
+            } else if (c->in_request) {
                 if (!was_in_request || answered)
                     timer_set(L, c, L->cur_tick + L->request_ticks);
             } else {
@@ -460,6 +465,8 @@ static void on_send(kl_loop *L, uconn *u, int res)
         return;
     }
     u->send_off += (size_t)res;
+    if ((!c->in_request || c->paused) && res > 0)
+        timer_set(L, c, L->cur_tick + L->idle_ticks);   /* a slow reader is not idle */
     if (u->send_off < u->send_len) {    /* a short send: the rest, from the same block */
         uring_state *S = U(L);
         struct io_uring_sqe *sqe = sqe_get(S);
@@ -467,8 +474,6 @@ static void on_send(kl_loop *L, uconn *u, int res)
         sqe_fd(sqe, u);
         io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)u | OP_SEND);
         u->ops++;
-        if (!c->in_request && res > 0)
-            timer_set(L, c, L->cur_tick + L->idle_ticks);   /* a slow reader is not idle */
         return;
     }
     wb_put(U(L), u->send_buf, u->send_cap);
@@ -479,6 +484,8 @@ static void on_send(kl_loop *L, uconn *u, int res)
         return;
     if (c->paused && pending(c) <= c->wb.limit) {
         c->paused = 0;                  /* backpressure released: the bytes waiting, then read on */
+        if (c->in_request)              /* reading again: the request's own time, from now */
+            timer_set(L, c, L->cur_tick + L->request_ticks);
         serve(L, u, NULL, 0);
         if (!c->closed && !c->paused && !u->recv_armed && !c->closing && !c->peer_closed &&
             arm_recv(L, u) < 0)

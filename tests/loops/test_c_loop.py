@@ -86,6 +86,21 @@ def test_static_and_python_answers_keep_their_order(server):
     s.close()
 
 
+def _send_until_stalled(sock, stream, quiet_s=0.25):
+    """Send until the server stops taking bytes for quiet_s; how much went."""
+    sent, stalled_since = 0, None
+    while sent < len(stream):
+        try:
+            sent += sock.send(stream[sent:sent + 65536])
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > quiet_s:
+                break
+            time.sleep(0.005)
+    return sent
+
+
 def test_a_client_that_does_not_read_gets_everything_once_it_reads(server):
     """Backpressure: while the client does not read, the server stops reading
     (the client's sends stall); once it reads, every answer arrives, in order."""
@@ -94,17 +109,8 @@ def test_a_client_that_does_not_read_gets_everything_once_it_reads(server):
     # more than every socket buffer on the way can hold: 600 000 requests (23 MB), 84 MB of answers
     groups = 60000
     stream = b"".join(b"GET /path?i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i + REQ * 9 for i in range(groups))
-    sent = 0
-    stalled_since = None
-    while sent < len(stream):
-        try:
-            sent += hog.send(stream[sent:sent + 65536])
-            stalled_since = None
-        except BlockingIOError:
-            stalled_since = stalled_since or time.monotonic()
-            if time.monotonic() - stalled_since > 0.5:
-                break
-            time.sleep(0.01)
+    # the server's idle timeout (2 s) runs from the moment it stopped reading: read well before
+    sent = _send_until_stalled(hog, stream)
     assert sent < len(stream)            # the server stopped reading: its queue is bounded
     # now read everything, sending the rest as the server takes it
     buf = bytearray()
@@ -144,6 +150,47 @@ def test_a_client_that_does_not_read_gets_everything_once_it_reads(server):
     hog.close()
     assert statics == groups * 9
     assert paths == [b"/path?i=%d" % i for i in range(groups)]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_request_cut_by_backpressure_is_not_timed_out_while_the_server_does_not_read(loop):
+    """The server stops reading a client that does not read its answers; the
+    request it holds half of cannot be finished meanwhile, so its request timeout
+    (0.3 s here) waits while reading is stopped: a client that reads after 1.5 s
+    gets every answer (the idle timeout, 20 s, is what limits a client that never reads)."""
+    srv = ServerProcess("--app", "kourier_lab.server.demo:app", "--request-timeout", "0.3",
+                        "--idle-timeout", "20", loop=loop, parser="c", buffer="c").start()
+    try:
+        hog = connect(srv.port)
+        hog.setblocking(False)
+        # 41-byte requests in 64 KiB writes: the server's reads end inside a request
+        req = b"GET /hello?x=1 HTTP/1.1\r\nHost: abc\r\n\r\n"
+        count = 600000
+        stream = req * count
+        sent = _send_until_stalled(hog, stream)
+        assert sent < len(stream)            # the server stopped reading
+        time.sleep(1.5)                      # the subject: 5x the request timeout, stalled
+        got, buf, deadline = 0, bytearray(), time.monotonic() + 120
+        while got < count and time.monotonic() < deadline:
+            if sent < len(stream):
+                try:
+                    sent += hog.send(stream[sent:sent + 65536])
+                except BlockingIOError:
+                    pass
+            try:
+                chunk = hog.recv(1 << 20)
+            except BlockingIOError:
+                time.sleep(0.001)
+                continue
+            assert chunk, f"the server closed the connection after {got} answers"
+            assert b" 408 " not in chunk, "a 408 while the server itself was not reading"
+            buf += chunk
+            got += buf.count(b"HTTP/1.1 200 ")
+            del buf[:max(0, buf.rfind(b"HTTP/1.1 200 ") + 1)]
+        hog.close()
+        assert got == count
+    finally:
+        assert srv.stop() == 0
 
 
 def test_date_is_patched_in_c_once_a_second(server):
