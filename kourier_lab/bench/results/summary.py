@@ -173,9 +173,12 @@ def format_summary(summary: pd.DataFrame) -> str:
     if summary.empty:
         return "(no rows)"
     lines = []
-    for (batch, shape), g in summary.groupby(["batch_id", "shape"], sort=False):
+    conns = (pd.to_numeric(summary["connections"], errors="coerce").fillna(-1)
+             if "connections" in summary.columns else pd.Series(-1, index=summary.index))
+    for (batch, shape, n), g in summary.groupby([summary["batch_id"], summary["shape"], conns], sort=False):
         tool = str(g["load_tool"].iloc[0]) if "load_tool" in g.columns else "wrk"
-        lines.append(f"\n{batch}  shape={shape}  load={tool}")
+        lines.append(f"\n{batch}  shape={shape}" + (f"  connections={int(n)}" if n >= 0 else "")
+                     + f"  load={tool}")
         # distinct rows: how much more each server pays than for identical requests
         saves = (g["identical_saves"] if "identical_saves" in g.columns
                  else pd.Series(math.nan, index=g.index))
