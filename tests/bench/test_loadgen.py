@@ -528,6 +528,19 @@ def test_experiment_rows_under_kourier_lab(tmp_path):
     assert rows.loc["rate", "achieved_of_offered"] == pytest.approx(1, rel=0.05)
 
 
+def test_an_experiment_chooses_the_client_interface(tmp_path):
+    from kourier_lab.bench.experiment.files import SpecError, parse_experiment
+    from kourier_lab.bench.run import batch
+    exp = parse_experiment({"name": "test_load_io", "repetitions": 1, "duration": 1, "warmup": 0,
+                            "pause": 0, "stacks": [], "load_io": "epoll", "shapes": ["pipelined"],
+                            "shape": {"pipelined": {"connections": 4, "pipeline": 16}}})
+    assert exp.load_io == "epoll"
+    df = batch.run_experiment(exp, out=tmp_path, progress=False, echo=lambda s: None)
+    assert list(df["status"]) == ["ok"] and list(df["load_io"]) == ["epoll"]   # the closed loop too
+    with pytest.raises(SpecError, match="load_io must be epoll or uring, not 'kqueue'"):
+        parse_experiment({"name": "x", "load_io": "kqueue"})
+
+
 def test_bars_mark_runs_the_load_tool_limited():
     import pandas as pd
     from kourier_lab.bench.plots import throughput

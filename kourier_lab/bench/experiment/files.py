@@ -32,6 +32,8 @@
                                          # "default" (135 bytes) or "kourier" (the posts' 105)
     load_tool = "kourier-lab"            # kourier-lab (native/loadgen.c, the default) | wrk |
                                          # h2load; under wrk the rate shape uses h2load
+    load_io = "uring"                    # kourier-lab's kernel interface: epoll | uring (default:
+                                         # io_uring for the closed loop where it runs, epoll else)
 
     [hosts]                              # optional: server and load tools on other machines
     server = "ssh://user@host:22"        # over SSH (bench/hosts/hosts_table.py has every key); without
@@ -115,7 +117,7 @@ MAX_CONNECTIONS_DEFAULT = 10000
 
 _TOP_KEYS = {"name", "description", "profile", "repetitions", "duration", "warmup", "pause",
              "timeout", "request_timeout", "idle_timeout", "stacks", "peers", "shapes", "shape",
-             "head_memo", "fold_runs", "uring_features", "ceilings", "response", "load_tool", "hosts", "kind"}
+             "head_memo", "fold_runs", "uring_features", "ceilings", "response", "load_tool", "load_io", "hosts", "kind"}
 # what an experiment file is ("kind"); the memory kind is kourier_lab/stress/memory.py's
 KINDS = {"bench": "kourier-lab bench", "memory": "kourier-lab memory"}
 
@@ -177,6 +179,7 @@ class Experiment:
     ceilings: tuple = ("epoll",)       # the ceilings measured: "epoll" (always), "uring" (`ceiling --uring`)
     response: str = "default"
     hosts: Optional[HostsSpec] = None  # None: this machine only (bench/hosts/hosts_table.py)
+    load_io: Optional[str] = None      # kourier-lab's epoll | uring (None: its default, load_io in rows)
 
     def quickened(self) -> "Experiment":
         """The same matrix with the shortest runs that still mean something:
@@ -300,6 +303,9 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
     if load_tool not in LOAD_TOOLS:
         raise SpecError(f"{where}: load_tool must be one of {', '.join(LOAD_TOOLS)}, "
                         f"not {load_tool!r}")
+    load_io = data.get("load_io")
+    if load_io is not None and load_io not in ("epoll", "uring"):
+        raise SpecError(f"{where}: load_io must be epoll or uring, not {load_io!r}")
 
     shape_names = _str_list(where, "shapes", data.get("shapes", ["pipelined"]))
     if not shape_names:
@@ -398,7 +404,7 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
                       pause_s=pause, timeout_s=timeout, request_timeout_s=request_timeout,
                       idle_timeout_s=idle_timeout, stacks=stacks, peers=peers, shapes=shapes,
                       head_memo=head_memo, fold_runs=fold_runs, uring_features=tuple(uring_features),
-                      ceilings=ceilings, response=response, hosts=hosts)
+                      ceilings=ceilings, response=response, hosts=hosts, load_io=load_io)
 
 
 def load_experiment(path: Union[str, Path]) -> Experiment:

@@ -213,7 +213,7 @@ class LoadTool:
     open_loop: bool = False
 
 
-def _load_tool(shape: Shape, split, load, wrk) -> LoadTool:
+def _load_tool(shape: Shape, split, load, wrk, load_io: Optional[str] = None) -> LoadTool:
     """The shape's load tool (the rows' load_tool: kourier-lab, wrk or h2load)."""
     if shape.load_tool == "kourier-lab":
         from ..load.kourier import KourierLoad, browser_header_lines
@@ -224,7 +224,7 @@ def _load_tool(shape: Shape, split, load, wrk) -> LoadTool:
             return KourierLoad(url=load.url, threads=load.threads, connections=load.connections,
                                duration_s=duration, pipeline=1 if rate else shape.pipeline,
                                rate=rate, corpus=load.corpus, headers=headers,
-                               timeout_s=shape.timeout_s, cpus=list(split.client_cpus))
+                               timeout_s=shape.timeout_s, cpus=list(split.client_cpus), io=load_io)
 
         def kourier_notes(f):
             notes = []
@@ -308,7 +308,7 @@ def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wr
             ensure_h2load()
         except RuntimeError as e:
             return failed(f"h2load: {one_line(e)}")
-    tool = _load_tool(shape, split, load, wrk)
+    tool = _load_tool(shape, split, load, wrk, exp.load_io)
     if exp.warmup_s:
         bar.set_postfix_str(f"{label}: warm-up")
         try:
