@@ -396,6 +396,9 @@ def parse_experiment(data: Dict[str, Any], path: Optional[str] = None) -> Experi
         if any(s.app != "default" for s in shapes):
             raise SpecError(f"{where}: the api shape runs on this machine only (its servers "
                             f"start with --app demo; remove it or the [hosts] table)")
+        if "uring" in ceilings:
+            raise SpecError(f"{where}: the io_uring ceiling runs on this machine only (not on [hosts] "
+                            f"yet); remove \"uring\" from ceilings or the [hosts] table")
         if any(s.load_tool != "wrk" for s in shapes):
             raise SpecError(f"{where}: with [hosts] the load tool is wrk (h2load runs on this "
                             f"machine only); set load_tool = \"wrk\"")
