@@ -134,6 +134,20 @@ static inline int64_t hist_highest(int idx) {    /* highest value the bucket hol
     return hist_value(idx) + ((int64_t)1 << bucket) - 1;
 }
 
+/* The summary's "latency_buckets_ns": the non-empty buckets as [lowest ns, highest ns, count]. */
+static void print_buckets(const uint64_t *hist)
+{
+    int first = 1;
+    printf("\"latency_buckets_ns\":[");
+    for (int i = 0; i < HIST_LEN; i++)
+        if (hist[i]) {
+            printf("%s[%lld,%lld,%llu]", first ? "" : ",", (long long)hist_value(i),
+                   (long long)hist_highest(i), (unsigned long long)hist[i]);
+            first = 0;
+        }
+    printf("]");
+}
+
 /* ------------------------------------------------------------------ */
 /* Counters: one slot per thread, in a shared mapping. */
 
@@ -1509,16 +1523,8 @@ static void summary(slot_t *slots, int nslots, double wall_s, double cpu_user, d
     }
     if (samples) printf("\"latency_max_us\":%.3f,\"latency_avg_us\":%.3f,", maxv / 1e3, sum / samples / 1e3);
     else printf("\"latency_max_us\":null,\"latency_avg_us\":null,");
-    /* the non-empty buckets: [lowest ns, highest ns, count] */
-    printf("\"latency_buckets_ns\":[");
-    first = 1;
-    for (int i = 0; i < HIST_LEN; i++)
-        if (m->hist[i]) {
-            printf("%s[%lld,%lld,%llu]", first ? "" : ",", (long long)hist_value(i),
-                   (long long)hist_highest(i), (unsigned long long)m->hist[i]);
-            first = 0;
-        }
-    printf("]}\n");
+    print_buckets(m->hist);
+    printf("}\n");
 }
 
 /* ------------------------------------------------------------------ */
@@ -1823,15 +1829,9 @@ static int hold_main(void) {
             printf("%s\"%d\":%llu", first ? "" : ",", st, (unsigned long long)hold_status[st]);
             first = 0;
         }
-    printf("},\"latency_buckets_ns\":[");
-    first = 1;
-    for (int i = 0; i < HIST_LEN; i++)
-        if (s->hist[i]) {
-            printf("%s[%lld,%lld,%llu]", first ? "" : ",", (long long)hist_value(i),
-                   (long long)hist_highest(i), (unsigned long long)s->hist[i]);
-            first = 0;
-        }
-    printf("]}\n");
+    printf("},");
+    print_buckets(s->hist);
+    printf("}\n");
     fflush(stdout);
     /* 3. hold until "close" */
     hold_wait_line("close", O.close_timeout_s);
