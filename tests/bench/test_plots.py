@@ -225,3 +225,23 @@ def test_latency_figures_mark_where_the_load_tool_was_the_limit():
         fig = make(df.assign(bottleneck="server"))        # nothing marked, nothing in the legend
         assert not any(ln.get_marker() == "v" and ln.get_color() == style.TOOL_BOUND_MARK["color"]
                        for ax in fig.axes for ln in ax.get_lines())
+
+
+def test_two_ceilings_are_two_lines_and_connection_counts_are_panels():
+    rows = []
+    for server, kind in (("ceiling", "ceiling"), ("ceiling-uring", "ceiling"), ("c/c/c", "stack"),
+                         ("uring/c/c", "stack")):
+        for conns in (64, 512):
+            for run in (1, 2):
+                rows.append(dict(BASE, server=server, server_kind=kind, head_memo=False, fold_runs=False,
+                                 shape="keepalive", load_tool="kourier-lab", pipeline=1, connections=conns,
+                                 offered_rate=None, req_per_s=1e5 * (2 if kind == "ceiling" else 1) + conns,
+                                 cpu_us_per_req=10.0, run=run, bottleneck="server"))
+    df = pd.DataFrame(rows)
+    fig = plots.plot_throughput(df)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["keepalive, 64 connections", "keepalive, 512 connections"]
+    for ax in fig.axes[:2]:
+        texts = [t.get_text() for t in ax.texts]
+        assert any(t.startswith("ceiling ") for t in texts) and any(t.startswith("ceiling-uring ") for t in texts)
+        assert len([b for b in ax.patches if b.get_height() > 0]) == 2      # c/c/c and uring/c/c bars

@@ -47,9 +47,25 @@ def _kinds(df: pd.DataFrame) -> pd.Series:
     return df["server_kind"].where(~(stack & memo), "memo").where(~(stack & fold), "fold")
 
 
+def _panels(df: pd.DataFrame, counts: pd.Series) -> pd.DataFrame:
+    """A shape run at several connection counts (`connections = [64, 512]`;
+    `counts`: connection counts per shape) is one panel per count, named
+    "<shape>, <n> connections": never one bar over them.  A copy."""
+    df = df.copy()
+    several = df["shape"].map(counts).fillna(1) > 1 if len(counts) else pd.Series(False, index=df.index)
+    if several.any():
+        df.loc[several, "shape"] = (df.loc[several, "shape"] + ", "
+                                    + df.loc[several, "connections"].astype("Int64").astype(str)
+                                    + " connections")
+    return df
+
+
 def _per_server(df: pd.DataFrame, column: str) -> pd.DataFrame:
     """median/min/max of `column` per shape and server, ceiling first, then by median."""
-    ok = _closed_loop(_ok(df)).copy()
+    counts = (df.groupby("shape")["connections"].nunique() if "connections" in df.columns
+              else pd.Series(dtype=int))
+    ok = _panels(_closed_loop(_ok(df)), counts)
+    df = _panels(df, counts)
     ok["server_kind"] = _kinds(ok)
     g = ok.groupby(["shape", "server", "server_kind"], sort=False)[column]
     s = g.agg(["median", "min", "max"]).reset_index()
@@ -98,10 +114,14 @@ def _bars(ax, stats: pd.DataFrame, scale: float, unit: str, fmt) -> None:
                     xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
                     color="#555555")
     ax.set_ylabel(unit)
-    if len(ceil):
-        y = ceil["median"].iloc[0] / scale
-        bound = " (load-tool-bound)" if bool(ceil["tool_bound"].iloc[0]) else ""
-        style.reference_line(ax, y, "_ceiling", text=f"ceiling {fmt(y)}{bound}")
+    # one line per ceiling (the epoll one, and ceiling-uring when the batch has it);
+    # the second drawn dotted so the two stay apart where they nearly meet
+    for i, (_, c) in enumerate(ceil.iterrows()):
+        y = c["median"] / scale
+        bound = " (load-tool-bound)" if bool(c["tool_bound"]) else ""
+        line = style.reference_line(ax, y, "_ceiling", text=f"{c['server']} {fmt(y)}{bound}")
+        if i and line is not None:
+            line.set_linestyle(":")
     if not xs:
         ax.set_xlim(-0.5, 0.5)
 
