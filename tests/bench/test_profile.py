@@ -4,7 +4,6 @@ one quick end-to-end run of the command on the Python stack."""
 import json
 import shutil
 import socket
-import threading
 
 import pytest
 
@@ -76,25 +75,18 @@ def test_unknown_stack_and_shape_get_one_clear_line():
 
 
 def _serve_once(monkeypatch, tmp_path, switch):
-    from kourier_lab import loops
     from kourier_lab.server.config import ServerConfig
     from kourier_lab.server.demo import app
     from kourier_lab.server.process import read_responses
+    from tests.threaded_loop import serving
     if switch:
         monkeypatch.setenv(stages.ENV, str(tmp_path / "st"))
     else:
         monkeypatch.delenv(stages.ENV, raising=False)
-    loop = loops.create("python", ServerConfig(), app)
-    lsock = socket.create_server(("127.0.0.1", 0))
-    th = threading.Thread(target=loop.run, args=(lsock,), daemon=True)
-    th.start()
-    s = socket.create_connection(lsock.getsockname(), timeout=5)
-    s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 64)
-    assert len(read_responses(s, 64)) == 64
-    s.close()
-    loop.request_stop()
-    th.join(10)
-    lsock.close()
+    with serving(ServerConfig(), app) as (loop, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 64)
+            assert len(read_responses(s, 64)) == 64
     return loop
 
 
