@@ -652,6 +652,20 @@ static void schedule(worker_t *w, conn_t *c, uint32_t k, int64_t t) {
 
 static inline int lower(int ch) { return ch | 0x20; }
 
+/* A chunk-size line's hexadecimal size (at most 15 digits, then an extension
+ * or the line end, which the caller checks), or -1 when it has no digit. */
+static int64_t chunk_size(const char *d, const char *eol)
+{
+    int64_t size = 0;
+    int digits = 0;
+    while (d < eol && isxdigit((unsigned char)*d) && digits < 15) {
+        size = size * 16 + (isdigit((unsigned char)*d) ? *d - '0' : lower(*d) - 'a' + 10);
+        d++;
+        digits++;
+    }
+    return digits ? size : -1;
+}
+
 static int header_is(const char *p, const char *e, const char *name, size_t nlen) {
     if ((size_t)(e - p) < nlen + 1) return 0;
     for (size_t i = 0; i < nlen; i++)
@@ -732,15 +746,8 @@ static int64_t parse_response(const char *p, size_t len, int head, int *status, 
         for (;;) {
             const char *eol = memchr(p + pos, '\n', len - pos);
             if (!eol) return -3;
-            int64_t size = 0;
-            const char *d = p + pos;
-            int digits = 0;
-            while (isxdigit((unsigned char)*d) && digits < 15) {
-                size = size * 16 + (isdigit((unsigned char)*d) ? *d - '0' : lower(*d) - 'a' + 10);
-                d++;
-                digits++;
-            }
-            if (!digits) {
+            int64_t size = chunk_size(p + pos, eol);
+            if (size < 0) {
                 *kind = E_CHUNK;
                 snprintf(why, MSG_LEN, "bad chunk size line");
                 return -1;
@@ -810,15 +817,8 @@ static int chunk_step(conn_t *c, const char **pp, const char *end, char *why) {
             return 0;
         }
         if (c->chunk_phase == CH_SIZE) {
-            int64_t size = 0;
-            int digits = 0;
-            const char *d = p;
-            while (d < eol && isxdigit((unsigned char)*d) && digits < 15) {
-                size = size * 16 + (isdigit((unsigned char)*d) ? *d - '0' : lower(*d) - 'a' + 10);
-                d++;
-                digits++;
-            }
-            if (!digits) {
+            int64_t size = chunk_size(p, eol);
+            if (size < 0) {
                 snprintf(why, MSG_LEN, "bad chunk size line");
                 return -1;
             }
