@@ -17,7 +17,7 @@ Worker processes: one process may hold at most RLIMIT_NOFILE descriptors
 (20,000 here, a hard limit), so a step past that needs a server of several
 processes sharing the port (SO_REUSEPORT).  With ``workers = "auto"`` each
 step of a server that can run several processes (our stacks; the nginx,
-uvicorn and asyncio+httptools peers) gets ``ceil(step x WORKER_HEADROOM /
+uvicorn and asyncio+httptools peers) gets ``ceil(step x servers.WORKER_HEADROOM /
 room per process)`` workers, at least the profile's; SO_REUSEPORT spreads
 connections by a hash of the address pair, unevenly, hence the headroom.  A
 one-process peer (Go, hyper, granian here) keeps one process and stops at the
@@ -63,7 +63,7 @@ from ..sampler import TreeSampler, descendants, pin_tree
 from ..bench.experiment.files import SpecError, check_kind
 from ..bench.experiment.split import cpu_list, plan_split, PROFILES
 from ..bench.experiment.targets import Target, expand_peers, expand_stacks
-from ..bench.run.servers import start_peer, stop_peer
+from ..bench.run.servers import start_peer, stop_peer, workers_for
 from ..bench.run.verify import VerifyError, free_port, verify_server
 from ..server.process import ServerProcess
 from .connections import (ConnectionLoad, nofile_of, peer_connection_cap, raised_limits,
@@ -71,8 +71,6 @@ from .connections import (ConnectionLoad, nofile_of, peer_connection_cap, raised
 
 HOST = "127.0.0.1"
 MAX_MARGIN = 50          # "max" stays this many connections under the computed capacity
-WORKER_HEADROOM = 1.3    # SO_REUSEPORT's hash spreads connections unevenly over workers
-WORKER_FD_SLACK = 200    # descriptors a worker keeps beyond its connections
 # peers that run several processes on one port (the others are one process)
 MULTI_PROCESS_PEERS = {"nginx", "uvicorn", "asyncio-httptools"}
 
@@ -126,14 +124,6 @@ def _workers(where, key, value):
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return value
     raise SpecError(f"{where}: {key} must be \"auto\" or a worker count >= 1, not {value!r}")
-
-
-def workers_for(step: int, nofile: int, least: int = 1) -> int:
-    """Worker processes a server needs to hold `step` connections when one
-    process may open `nofile` descriptors (with WORKER_HEADROOM for the
-    uneven SO_REUSEPORT spread)."""
-    room = max(1, nofile - WORKER_FD_SLACK)
-    return max(least, math.ceil(step * WORKER_HEADROOM / room))
 
 
 def _num(where, key, value, lo=0.0, integer=False):

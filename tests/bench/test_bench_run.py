@@ -300,3 +300,29 @@ def test_corpus_shapes_run_end_to_end(tmp_path):
     assert not bool(rows.loc[("ceiling", "distinct"), "fold_runs"])
     skipped = rows.loc[("ceiling", "api")]
     assert skipped["status"] == "skipped" and "--app demo" in skipped["note"]
+
+
+def test_connections_past_one_process_file_cap_get_more_workers(tmp_path, monkeypatch):
+    """A shape whose connections one process cannot hold (the file cap is made
+    small here) runs on a server started with enough workers sharing the server
+    CPUs; the other counts keep the split's one per CPU; rows say which."""
+    from kourier_lab.bench.run import servers
+    split = plan_split("auto")
+    monkeypatch.setattr(servers, "raise_fd_limit", lambda: 500)
+    many = 600
+    assert servers.connection_workers(split, many) == servers.workers_for(many, 500, split.workers) > 1
+    exp = parse_experiment({"name": "test_workers", "repetitions": 1, "duration": 1, "warmup": 0,
+                            "pause": 0, "stacks": ["c/c/c"], "peers": [], "load_tool": "kourier-lab",
+                            "shapes": ["keepalive"],
+                            "shape": {"keepalive": {"connections": [8, many], "pipeline": 1}}})
+    df = runner.run_experiment(exp, out=tmp_path, progress=False, echo=lambda s: None)
+    assert (df["status"] == "ok").all(), df["note"].tolist()
+    for server, rows in df.groupby("server"):
+        by = rows.set_index("connections")
+        assert by.loc[8, "workers"] == split.workers
+        assert by.loc[many, "workers"] == servers.workers_for(many, 500, split.workers)
+        # the processes sampled: as many more as the extra workers
+        assert by.loc[many, "server_processes"] - by.loc[8, "server_processes"] == \
+            by.loc[many, "workers"] - split.workers, server
+    logs = {p.name for p in (tmp_path / df.attrs["batch_id"] / "logs").iterdir()}
+    assert f"c_c_c-{servers.workers_for(many, 500, split.workers)}workers.log" in logs, logs

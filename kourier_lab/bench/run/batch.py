@@ -29,7 +29,8 @@ from ..experiment.split import cpu_list, plan_split
 from ..experiment.targets import Target, expand_targets
 from .verify import VerifyError, verify_server
 from ..load.wrk import ensure_wrk
-from .servers import HOST, ServerStartError, log_tail, raise_fd_limit, start_server, stop_server
+from .servers import (HOST, ServerStartError, connection_workers, log_tail, raise_fd_limit,
+                      start_server, stop_server)
 from .measure import CLIENT_SATURATION, resolve_load, run_h2load, run_kourier, run_wrk, server_util
 from .rows import base_row, corpus_info, one_line, runs_of, slug, tqdm_class, utcnow
 
@@ -151,20 +152,24 @@ def _run_target(target, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
                  target.skip_reason)
         return rows
     # one server per app the shapes need (the benchmark app, the demo app):
-    # a row measures the app it names, never a router it did not need
-    by_app: Dict[str, List[Shape]] = {}
+    # a row measures the app it names, never a router it did not need; and per
+    # worker count: a shape with more connections than one process's file cap
+    # holds gets a server with more workers (sharing the server CPUs)
+    by_app: Dict[tuple, List[Shape]] = {}
     for shape in exp.shapes:
         why = _cannot_serve(target, shape)
         if why:
             _skipped(rows, exp, split, batch_id, commit, target, [shape], bar, "skipped", why)
         else:
-            by_app.setdefault(shape.app, []).append(shape)
-    for app, shapes in by_app.items():
+            workers = connection_workers(split, shape.connections)
+            by_app.setdefault((shape.app, workers), []).append(shape)
+    for (app, workers), shapes in by_app.items():
         bar.set_postfix_str(f"{target.name}: starting")
-        log_name = slug(target.name) + ("" if app == "default" else f"-{app}")
+        log_name = (slug(target.name) + ("" if app == "default" else f"-{app}")
+                    + ("" if workers == split.workers else f"-{workers}workers"))
         log_path = batch_dir / "logs" / f"{log_name}.log"
         try:
-            server = start_server(target, split, exp, log_path, app=app)
+            server = start_server(target, split, exp, log_path, app=app, workers=workers)
         except (ServerStartError, _ceiling.CeilingBuildError, OSError) as e:
             say(f"failed {target.kind} {target.name}: {one_line(e)}")
             _skipped(rows, exp, split, batch_id, commit, target, shapes, bar, "failed",
@@ -224,7 +229,10 @@ def _load_tool(shape: Shape, split, load, wrk, load_io: Optional[str] = None) ->
             return KourierLoad(url=load.url, threads=load.threads, connections=load.connections,
                                duration_s=duration, pipeline=1 if rate else shape.pipeline,
                                rate=rate, corpus=load.corpus, headers=headers,
-                               timeout_s=shape.timeout_s, cpus=list(split.client_cpus), io=load_io)
+                               timeout_s=shape.timeout_s, cpus=list(split.client_cpus), io=load_io,
+                               # thousands of connections: source addresses over 127/8, so the
+                               # runs of one server never run out of ephemeral ports
+                               sources=max(1, math.ceil(load.connections / 4096)))
 
         def kourier_notes(f):
             notes = []
@@ -276,6 +284,7 @@ def _load_tool(shape: Shape, split, load, wrk, load_io: Optional[str] = None) ->
 def _run_cell(server, target, shape, exp, split, batch_id, batch_dir, commit, wrk, bar, say):
     rows = []
     base = base_row(exp, split, batch_id, commit, target, shape)
+    base["workers"] = server.workers
     load, load_note = resolve_load(shape, split, server.port)
     base.update(connections=load.connections, wrk_threads=load.threads)
     label = f"{target.name} {shape.name}"
@@ -340,7 +349,7 @@ def _tool_row(tool, server, target, shape, split, base, batch_id, batch_dir, run
     except RuntimeError as e:          # the tool failed or printed no report
         row.update(status="failed", note=f"{tool.name}: {one_line(e)}")
         return row
-    server_util(figures, split.workers)
+    server_util(figures, len(split.server_cpus))
     row.update(figures)
     row["note"] = "; ".join(([base["note"]] if base.get("note") else []) + tool.notes(figures))
     return row

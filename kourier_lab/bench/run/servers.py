@@ -8,12 +8,13 @@ by its module first, then the same way.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ... import procs as _procs
 from ..experiment import ceiling as _ceiling
@@ -41,6 +42,7 @@ class RunningServer:
     port: int
     log_path: Path
     pids_seen: set = dataclasses.field(default_factory=set)
+    workers: int = 1                  # its processes (more than its CPUs when the file cap needs them)
 
 
 def log_tail(path: Path, lines: int = 3) -> str:
@@ -61,6 +63,26 @@ def _server_env() -> Dict[str, str]:
 def _most_connections(exp: Experiment) -> int:
     return max((connection_budget() if s.connections == "max" else int(s.connections))
                for s in exp.shapes)
+
+
+WORKER_HEADROOM = 1.3    # SO_REUSEPORT's hash spreads connections unevenly over workers
+WORKER_FD_SLACK = 200    # descriptors a worker keeps beyond its connections
+
+
+def workers_for(connections: int, nofile: int, least: int = 1) -> int:
+    """Worker processes a server needs to hold `connections` when one process
+    may open `nofile` descriptors (with WORKER_HEADROOM for the uneven
+    SO_REUSEPORT spread); at least `least`."""
+    room = max(1, nofile - WORKER_FD_SLACK)
+    return max(least, math.ceil(connections * WORKER_HEADROOM / room))
+
+
+def connection_workers(split: Split, connections) -> int:
+    """The server processes a shape's connections need: the split's (one per
+    server CPU), or more when one process's open-files cap cannot hold them."""
+    if connections == "max" or not connections:
+        return split.workers
+    return workers_for(int(connections), raise_fd_limit(), split.workers)
 
 
 def raise_fd_limit() -> int:
@@ -87,11 +109,12 @@ def connection_budget() -> int:
 
 
 def stack_command(target: Target, split: Split, exp: Experiment, host: str, port,
-                  python: str = sys.executable, app: str = "default") -> List[str]:
+                  python: str = sys.executable, app: str = "default",
+                  workers: Optional[int] = None) -> List[str]:
     """`kourier-lab serve` for a stack target (bench/hosts/remote.py runs the same line remotely);
     app "demo" serves kourier_lab/server/demo.py (the api shape's handlers)."""
     return [python, "-m", "kourier_lab.cli", "serve", "-a", host, "-p", str(port),
-            "--worker-count", str(split.workers), "--loop", target.loop,
+            "--worker-count", str(workers or split.workers), "--loop", target.loop,
             "--parser", target.parser, "--buffer", target.buffer,
             "--request-timeout", f"{exp.request_timeout_s:g}",
             "--idle-timeout", f"{exp.idle_timeout_s:g}",
@@ -108,24 +131,29 @@ def stack_command(target: Target, split: Split, exp: Experiment, host: str, port
 
 
 def start_server(target: Target, split: Split, exp: Experiment, log_path: Path,
-                 app: str = "default") -> RunningServer:
+                 app: str = "default", workers: Optional[int] = None) -> RunningServer:
+    """Start a target on the split's server CPUs, one process per CPU, or
+    `workers` processes sharing them round robin (connection_workers: when one
+    process's file cap cannot hold the shape's connections)."""
     port = free_port(HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    if target.kind == "ceiling":
-        cmd = _ceiling.ceiling_command(port, split.server_cpus, response=exp.response,
+    workers = workers or split.workers
+    if target.kind == "ceiling":          # one ceiling process per CPU listed, a CPU listed again
+        cpus = [split.server_cpus[i % len(split.server_cpus)] for i in range(workers)]
+        cmd = _ceiling.ceiling_command(port, cpus, response=exp.response,
                                        uring=target.loop == "uring")
     elif target.kind == "stack":
-        cmd = stack_command(target, split, exp, HOST, port, app=app)
+        cmd = stack_command(target, split, exp, HOST, port, app=app, workers=workers)
     else:
         cmd = None
     if cmd is not None:
         proc = launch(cmd, target.name, log=log_path, cpus=split.server_cpus, env=_server_env(),
                       cwd=str(repo_root()))
     else:
-        proc = start_peer(target.name, port, split.workers, split.server_cpus)
+        proc = start_peer(target.name, port, workers, split.server_cpus)
         log_path.write_text(f"peer {target.name} started by kourier_lab.peers.start "
                             f"(its output is not captured here)\n")
-    server = RunningServer(target, proc, port, log_path)
+    server = RunningServer(target, proc, port, log_path, workers=workers)
     jit = any("numba" in (v or "") for v in (target.loop, target.parser, target.buffer))
     try:
         wait_ready(HOST, port, proc, READY_TIMEOUT_JIT_S if jit else READY_TIMEOUT_S)
