@@ -77,7 +77,8 @@ def base_row(exp: Experiment, split: Split, batch_id: str, commit: str, target: 
         "load_tool": shape.load_tool,
         # the lab's load generator's kernel interface (its run's figures say which
         # it used); None for wrk and h2load
-        "load_io": _default_io(shape.name == "rate") if shape.load_tool == "kourier-lab" else None,
+        "load_io": ((exp.load_io or _default_io(shape.name == "rate"))
+                    if shape.load_tool == "kourier-lab" else None),
         "workers": split.workers,
         "server_cpus": cpu_list(split.server_cpus),
         "client_cpus": cpu_list(split.client_cpus),
