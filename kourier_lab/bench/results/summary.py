@@ -31,13 +31,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                     if "connections" in df.columns else -1)
     keys = ["batch_id", "shape", "_conns", "server", "_rate"]
     ceilings, ceiling_bytes = {}, {}
-    ok = df[df["status"] == "ok"]
     # one ceiling per kernel API (epoll; io_uring when the batch has `ceilings = [.., "uring"]`):
     # a row's ratio is to the ceiling of its own API, else to the epoll one
     df["_api"] = [ceiling_api(sv) for sv in df["server"]]
+    ok = df[df["status"] == "ok"]
     ceiling_names = {}
-    for (batch, shape, nconn, api), g in ok[ok["server_kind"] == "ceiling"].assign(
-            _api=lambda d: [ceiling_api(sv) for sv in d["server"]]).groupby(["batch_id", "shape", "_conns", "_api"]):
+    for (batch, shape, nconn, api), g in ok[ok["server_kind"] == "ceiling"].groupby(
+            ["batch_id", "shape", "_conns", "_api"]):
         closed = g[g["_rate"] < 0]
         ceilings[(batch, shape, nconn, api)] = closed["req_per_s"].median() if len(closed) else math.nan
         ceiling_names[(batch, shape, nconn, api)] = g["server"].iloc[0]
